@@ -1,0 +1,62 @@
+-- Features of the old system, exactly (see docs/features.md): 18 core metrics as read,
+-- 15 engineered ones, and a 0/1 column per service. Every window is over ROWS of one service
+-- ordered by time (not a time range), so a window may straddle the night gap, as before.
+-- Values a window cannot produce (first row, single-row std) become 0.
+SELECT
+    timestamp,
+    service_name,
+    replica_count,
+
+    -- core
+    cpu_usage_percent,
+    cpu_usage_percent_last_5_min,
+    cpu_usage_percent_slope,
+    ram_usage_percent,
+    ram_usage_percent_last_5_min,
+    ram_usage_percent_slope,
+    request_count_per_second,
+    request_count_per_second_last_5_min,
+    response_time_ms,
+    cpu_request,
+    cpu_limit,
+    ram_request,
+    ram_limit,
+    queue_length,
+    error_rate,
+    pod_restart_count,
+    node_cpu_pressure_flag,
+    node_memory_pressure_flag,
+
+    -- engineered: time of day, as written in the timestamp
+    sin(2 * pi() * date_part('hour', timestamp) / 24) AS hour_sin,
+    cos(2 * pi() * date_part('hour', timestamp) / 24) AS hour_cos,
+
+    cpu_usage_percent / (cpu_limit + 1e-6) AS cpu_utilization_ratio,
+    ram_usage_percent / (ram_limit + 1e-6) AS ram_utilization_ratio,
+
+    coalesce(cpu_usage_percent - lag(cpu_usage_percent) OVER by_time, 0) AS cpu_change_rate,
+    coalesce(ram_usage_percent - lag(ram_usage_percent) OVER by_time, 0) AS ram_change_rate,
+    coalesce(request_count_per_second - lag(request_count_per_second) OVER by_time, 0) AS request_change_rate,
+
+    coalesce(stddev_samp(cpu_usage_percent) OVER last_10, 0) AS cpu_rolling_std,
+    coalesce(stddev_samp(ram_usage_percent) OVER last_10, 0) AS ram_rolling_std,
+    max(request_count_per_second) OVER last_10 AS request_rolling_max,
+    rolling_quantile(response_time_ms, 0.95) OVER last_10 AS response_time_rolling_p95,
+
+    cpu_usage_percent / (replica_count + 1) AS cpu_per_replica,
+    ram_usage_percent / (replica_count + 1) AS ram_per_replica,
+    request_count_per_second / (replica_count + 1) AS requests_per_replica,
+
+    CAST(cpu_usage_percent > 70 AS DOUBLE)
+      + CAST(ram_usage_percent > 75 AS DOUBLE)
+      + CAST(response_time_ms > 500 AS DOUBLE)
+      + CAST(error_rate > 0.05 AS DOUBLE)
+      + node_cpu_pressure_flag
+      + node_memory_pressure_flag AS system_pressure,
+
+    ${one_hot}
+FROM ingest
+WINDOW
+    by_time AS (PARTITION BY service_name ORDER BY timestamp),
+    last_10 AS (PARTITION BY service_name ORDER BY timestamp ROWS BETWEEN 9 PRECEDING AND CURRENT ROW)
+ORDER BY service_name, timestamp

@@ -1,0 +1,3 @@
+//! Versioned things a run leaves behind: run folders with their manifest.
+
+pub mod runs;

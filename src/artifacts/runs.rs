@@ -1,0 +1,81 @@
+//! `artifacts/runs/<run-id>/manifest.json` for every run, and `artifacts/runs/latest`
+//! pointing at the newest run that finished without a failure.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cache::write_atomic;
+use crate::pipeline::run::{Outcome, RunReport};
+use crate::pipeline::Pipeline;
+
+#[derive(Serialize)]
+struct StageRecord<'a> {
+    stage: &'a str,
+    outcome: &'a str,
+    detail: Option<&'a str>,
+    key: &'a str,
+    rows: Option<u64>,
+    seconds: f64,
+    notes: &'a [String],
+}
+
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), (now.timestamp_subsec_micros() ^ std::process::id()) & 0xffff)
+}
+
+pub fn runs_dir(p: &Pipeline) -> PathBuf {
+    p.root.join("artifacts").join("runs")
+}
+
+/// Write the run's manifest; on success, move `latest` to it.
+pub fn record(p: &Pipeline, run_id: &str, overrides: &[(String, serde_json::Value)], report: &RunReport) -> Result<PathBuf> {
+    let dir = runs_dir(p).join(run_id);
+    std::fs::create_dir_all(&dir)?;
+    let stages: Vec<StageRecord> = report
+        .stages
+        .iter()
+        .map(|s| {
+            let (outcome, detail) = match &s.outcome {
+                Outcome::Ran => ("ran", None),
+                Outcome::Cached => ("cached", None),
+                Outcome::Failed(e) => ("failed", Some(e.as_str())),
+                Outcome::Skipped(e) => ("skipped", Some(e.as_str())),
+                Outcome::NotSelected => ("not selected", None),
+            };
+            StageRecord { stage: &s.name, outcome, detail, key: &s.key, rows: s.rows, seconds: s.seconds, notes: &s.notes }
+        })
+        .collect();
+    let manifest = serde_json::json!({
+        "run_id": run_id,
+        "pipeline": p.name,
+        "pipeline_file": p.file,
+        "pipeline_blake3": blake3::hash(p.source.as_bytes()).to_hex().to_string(),
+        "set": overrides.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<serde_json::Map<_, _>>(),
+        "params": p.params,
+        "tool_version": env!("CARGO_PKG_VERSION"),
+        "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "ok": report.ok(),
+        "seconds": report.seconds,
+        "stages": stages,
+    });
+    write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
+    if report.ok() {
+        point_latest(&runs_dir(p), run_id)?;
+    }
+    Ok(dir)
+}
+
+/// Replace the `latest` link atomically: a new link under a temp name, renamed over the old.
+fn point_latest(runs: &Path, run_id: &str) -> Result<()> {
+    let tmp = runs.join(format!(".latest-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(run_id, &tmp)?;
+    #[cfg(not(unix))]
+    std::fs::write(&tmp, run_id)?;
+    std::fs::rename(&tmp, runs.join("latest"))?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! The stage cache: keys computed from everything an output depends on, and a store of
+//! entries written atomically and checked before reuse.
+
+mod key;
+mod store;
+
+pub use key::{CacheKey, InputFile, KeyParts};
+pub use store::{checksum, write_atomic, Cache, Entry, EntryMeta, Pending, OUTPUT};

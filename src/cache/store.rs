@@ -1,0 +1,296 @@
+//! Where cache entries live: `<root>/entries/<key>/` holding the stage's files and a
+//! `meta.json`, plus `<root>/stages/<pipeline>/<stage>.json` remembering the last key each
+//! stage was built with (so `status` can say what changed since).
+//!
+//! An entry is built in a temp folder and renamed into place, so a crash leaves either no
+//! entry or a whole one. Each file's checksum is in `meta.json` and is checked before reuse.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::key::{CacheKey, KeyParts};
+
+/// The main table every stage writes; side tables sit beside it as `<name>.parquet`.
+pub const OUTPUT: &str = "output.parquet";
+const META: &str = "meta.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileSum {
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub key: String,
+    pub pipeline: String,
+    pub stage: String,
+    pub parts: KeyParts,
+    pub rows: u64,
+    pub built_at: String,
+    pub seconds: f64,
+    pub files: BTreeMap<String, FileSum>,
+    /// Op-specific facts worth showing (quarantine counts, model metrics).
+    #[serde(default)]
+    pub summary: serde_json::Value,
+}
+
+/// A complete entry on disk.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub dir: PathBuf,
+    pub meta: EntryMeta,
+}
+
+impl Entry {
+    pub fn output(&self) -> PathBuf {
+        self.dir.join(OUTPUT)
+    }
+
+    /// Side tables, by name (`quarantine` for `quarantine.parquet`).
+    pub fn tables(&self) -> Vec<(String, PathBuf)> {
+        self.meta
+            .files
+            .keys()
+            .filter(|f| f.ends_with(".parquet") && f.as_str() != OUTPUT)
+            .map(|f| (f.trim_end_matches(".parquet").to_string(), self.dir.join(f)))
+            .collect()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.meta.files.values().map(|f| f.bytes).sum()
+    }
+}
+
+/// A build in progress: files go into `dir`; nothing is visible until `commit`.
+pub struct Pending {
+    pub dir: PathBuf,
+    key: CacheKey,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: impl Into<PathBuf>) -> Cache {
+        Cache { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn entry_dir(&self, key: CacheKey) -> PathBuf {
+        self.root.join("entries").join(key.hex())
+    }
+
+    fn last_path(&self, pipeline: &str, stage: &str) -> PathBuf {
+        self.root.join("stages").join(pipeline).join(format!("{stage}.json"))
+    }
+
+    /// The entry for `key`, if it exists and every file matches its checksum. A damaged
+    /// entry is moved aside (never deleted: someone may want to look) and reported.
+    pub fn lookup(&self, key: CacheKey) -> Result<Option<Entry>> {
+        let dir = self.entry_dir(key);
+        let meta_path = dir.join(META);
+        if !meta_path.exists() {
+            return Ok(None);
+        }
+        let meta: EntryMeta = match fs::read(&meta_path).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice(&b)?)) {
+            Ok(m) => m,
+            Err(e) => {
+                self.quarantine(&dir, &format!("unreadable meta.json: {e}"))?;
+                return Ok(None);
+            }
+        };
+        for (name, sum) in &meta.files {
+            let p = dir.join(name);
+            match checksum(&p) {
+                Ok(s) if s.blake3 == sum.blake3 && s.bytes == sum.bytes => {}
+                Ok(_) => {
+                    self.quarantine(&dir, &format!("{name} does not match its checksum"))?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.quarantine(&dir, &format!("{name}: {e}"))?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(Entry { dir, meta }))
+    }
+
+    fn quarantine(&self, dir: &Path, why: &str) -> Result<()> {
+        let aside = self.root.join("corrupt").join(format!(
+            "{}-{}",
+            dir.file_name().unwrap_or_default().to_string_lossy(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
+        ));
+        tracing::warn!("cache entry {} is damaged ({why}); moved to {} and will be rebuilt", dir.display(), aside.display());
+        fs::create_dir_all(aside.parent().unwrap())?;
+        fs::rename(dir, &aside).with_context(|| format!("moving damaged cache entry {} aside", dir.display()))?;
+        Ok(())
+    }
+
+    pub fn begin(&self, key: CacheKey) -> Result<Pending> {
+        let tmp = self.root.join("tmp");
+        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", key.hex()))
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating a temp folder in {}", tmp.display()))?
+            .keep();
+        Ok(Pending { dir, key })
+    }
+
+    /// Seal a build: checksum its files, write `meta.json`, sync, and rename into place.
+    pub fn commit(&self, pending: Pending, mut meta: EntryMeta) -> Result<Entry> {
+        let mut files = BTreeMap::new();
+        for e in fs::read_dir(&pending.dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == META || !e.file_type()?.is_file() {
+                continue;
+            }
+            fs::File::open(e.path())?.sync_all()?;
+            files.insert(name, checksum(&e.path())?);
+        }
+        anyhow::ensure!(files.contains_key(OUTPUT), "stage `{}` wrote no {OUTPUT}", meta.stage);
+        meta.files = files;
+        meta.key = pending.key.hex();
+        write_atomic(&pending.dir.join(META), &serde_json::to_vec_pretty(&meta)?)?;
+        let dest = self.entry_dir(pending.key);
+        fs::create_dir_all(dest.parent().unwrap())?;
+        if dest.exists() {
+            // Another run built the same key meanwhile: same inputs, same output; keep theirs.
+            let _ = fs::remove_dir_all(&pending.dir);
+        } else {
+            fs::rename(&pending.dir, &dest).with_context(|| format!("moving the finished entry to {}", dest.display()))?;
+            sync_dir(dest.parent().unwrap());
+        }
+        self.set_last(&meta.pipeline, &meta.stage, pending.key)?;
+        self.lookup(pending.key)?.context("a cache entry vanished right after it was written")
+    }
+
+    pub fn abandon(&self, pending: Pending) {
+        let _ = fs::remove_dir_all(&pending.dir);
+    }
+
+    fn set_last(&self, pipeline: &str, stage: &str, key: CacheKey) -> Result<()> {
+        let p = self.last_path(pipeline, stage);
+        fs::create_dir_all(p.parent().unwrap())?;
+        write_atomic(&p, serde_json::json!({ "key": key.hex() }).to_string().as_bytes())
+    }
+
+    /// The entry this stage was last built into, whatever its key: the baseline for "what changed".
+    pub fn last_built(&self, pipeline: &str, stage: &str) -> Option<EntryMeta> {
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(self.last_path(pipeline, stage)).ok()?).ok()?;
+        let key = CacheKey::parse(v.get("key")?.as_str()?)?;
+        let b = fs::read(self.entry_dir(key).join(META)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+}
+
+pub fn checksum(path: &Path) -> Result<FileSum> {
+    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok(FileSum { bytes, blake3: h.finalize().to_hex().to_string() })
+}
+
+/// Write a file so that readers see the old bytes or the new, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta() -> EntryMeta {
+        EntryMeta {
+            key: String::new(),
+            pipeline: "p".into(),
+            stage: "s".into(),
+            parts: KeyParts {
+                op: "sql".into(),
+                op_version: 1,
+                code_version: "t".into(),
+                params: json!({}),
+                files: Default::default(),
+                upstream: Default::default(),
+                inputs: vec![],
+            },
+            rows: 3,
+            built_at: "now".into(),
+            seconds: 0.1,
+            files: Default::default(),
+            summary: json!(null),
+        }
+    }
+
+    #[test]
+    fn commit_then_lookup_then_detect_damage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        let m = meta();
+        let key = m.parts.key();
+        assert!(cache.lookup(key).unwrap().is_none());
+        let p = cache.begin(key).unwrap();
+        fs::write(p.dir.join(OUTPUT), b"pretend parquet").unwrap();
+        fs::write(p.dir.join("quarantine.parquet"), b"side").unwrap();
+        let e = cache.commit(p, m).unwrap();
+        assert_eq!(e.meta.rows, 3);
+        assert_eq!(e.tables()[0].0, "quarantine");
+        assert!(cache.lookup(key).unwrap().is_some());
+        assert_eq!(cache.last_built("p", "s").unwrap().key, key.hex());
+        // No temp folder is left behind.
+        assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0);
+
+        fs::write(e.output(), b"pretend parquet, but flipped").unwrap();
+        assert!(cache.lookup(key).unwrap().is_none(), "a damaged entry must not be reused");
+        assert!(!e.dir.exists());
+        assert_eq!(fs::read_dir(tmp.path().join("corrupt")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_build_without_output_is_not_committed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        let m = meta();
+        let key = m.parts.key();
+        let p = cache.begin(key).unwrap();
+        assert!(cache.commit(p, m).is_err());
+        assert!(cache.lookup(key).unwrap().is_none());
+    }
+}

@@ -1,0 +1,71 @@
+//! `pipeline dag`: the stage graph as text, Graphviz dot or Mermaid.
+
+use anyhow::Result;
+
+use super::{exit, PipelineArgs};
+use crate::pipeline::plan::build_stages;
+use crate::pipeline::Pipeline;
+
+pub fn dag(args: PipelineArgs, format: &str) -> Result<u8> {
+    let p = args.load()?;
+    let stages = build_stages(&p)?;
+    let out = match format {
+        "dot" => dot(&p),
+        "mermaid" => mermaid(&p),
+        _ => text(&p, &stages.iter().map(|(n, s)| (n.clone(), s.describe())).collect::<Vec<_>>()),
+    };
+    print!("{out}");
+    Ok(exit::SUCCESS)
+}
+
+/// Stages in run order, each with its op, what it reads, and the stages it needs: readable
+/// at any width, unlike box drawings of wide graphs.
+pub fn text(p: &Pipeline, described: &[(String, String)]) -> String {
+    let depth = depths(p);
+    let width = described.iter().map(|(n, _)| n.len() + 2 * depth[n]).max().unwrap_or(0);
+    let mut out = String::new();
+    for (name, what) in described {
+        let s = &p.stages[name];
+        let indent = "  ".repeat(depth[name]);
+        let deps = if s.deps.is_empty() { String::new() } else { format!("  ← {}", s.deps.join(", ")) };
+        let label = format!("{indent}{name}");
+        out.push_str(&format!("{label:<width$}  [{}] {what}{deps}\n", s.op));
+    }
+    out
+}
+
+fn depths(p: &Pipeline) -> std::collections::HashMap<String, usize> {
+    let mut d = std::collections::HashMap::new();
+    for name in crate::pipeline::graph::topo_order(p).unwrap_or_default() {
+        let level = p.stages[&name].deps.iter().map(|x| d.get(x).copied().unwrap_or(0) + 1).max().unwrap_or(0);
+        d.insert(name, level);
+    }
+    d
+}
+
+pub fn dot(p: &Pipeline) -> String {
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, style=rounded];\n", p.name);
+    for s in p.stages.values() {
+        out.push_str(&format!("  {} [label=\"{}\\n({})\"];\n", s.name, s.name, s.op));
+    }
+    for s in p.stages.values() {
+        for d in &s.deps {
+            out.push_str(&format!("  {d} -> {};\n", s.name));
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+pub fn mermaid(p: &Pipeline) -> String {
+    let mut out = String::from("flowchart LR\n");
+    for s in p.stages.values() {
+        out.push_str(&format!("  {}[\"{}<br/>({})\"]\n", s.name, s.name, s.op));
+    }
+    for s in p.stages.values() {
+        for d in &s.deps {
+            out.push_str(&format!("  {d} --> {}\n", s.name));
+        }
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! Exit codes, so cron and CI can tell failures apart.
+
+use crate::pipeline::SpecError;
+
+pub const SUCCESS: u8 = 0;
+/// A stage failed, or a command could not do its work.
+pub const FAILURE: u8 = 1;
+/// The pipeline file or the arguments are invalid; nothing ran.
+pub const INVALID: u8 = 2;
+
+pub fn code_for(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<SpecError>()) { INVALID } else { FAILURE }
+}

@@ -1,0 +1,40 @@
+//! `pipeline export STAGE PATH`: a stage's cached output as Parquet or CSV.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use datafusion::arrow::csv::WriterBuilder;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{cached_entry, exit, load_plan, table_path, PipelineArgs};
+
+pub async fn export(args: PipelineArgs, stage: &str, table: Option<&str>, dest: &Path) -> Result<u8> {
+    let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    if ext != "parquet" && ext != "csv" {
+        bail!("{}: the file name must end in .parquet or .csv", dest.display());
+    }
+    let (plan, cache) = load_plan(&args).await?;
+    let entry = cached_entry(&plan, &cache, stage)?;
+    let src = table_path(&entry, stage, table)?;
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // Write beside the destination and rename, so a failed export leaves no half file.
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let rows = if ext == "parquet" {
+        std::fs::copy(&src, tmp.path()).with_context(|| format!("copying {}", src.display()))?;
+        entry.meta.rows
+    } else {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&src)?)?.build()?;
+        let mut w = WriterBuilder::new().with_header(true).build(tmp.as_file());
+        let mut rows = 0;
+        for batch in reader {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            w.write(&batch)?;
+        }
+        rows
+    };
+    tmp.persist(dest).with_context(|| format!("writing {}", dest.display()))?;
+    println!("wrote {rows} rows of `{stage}` to {}", dest.display());
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! One module per `pipeline` subcommand; each is a function from parsed arguments to an
+//! exit code.
+
+pub mod dag;
+pub mod exit;
+pub mod export;
+pub mod inspect;
+pub mod logging;
+pub mod query;
+pub mod run;
+pub mod simulate;
+pub mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::cache::{Cache, Entry};
+use crate::pipeline::plan::{self, Plan};
+use crate::pipeline::{spec, Pipeline};
+
+/// Which pipeline, with which param overrides.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PipelineArgs {
+    /// The pipeline file [default: pipelines/train.yaml].
+    #[arg(value_name = "PIPELINE")]
+    pub file: Option<PathBuf>,
+    /// The pipeline file, as an option.
+    #[arg(long = "pipeline", short = 'p', value_name = "PIPELINE", conflicts_with = "file")]
+    pub flag: Option<PathBuf>,
+    /// Override a pipeline param, e.g. --set date=2024-10 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = spec::parse_override)]
+    pub set: Vec<(String, serde_json::Value)>,
+}
+
+impl PipelineArgs {
+    pub fn path(&self) -> PathBuf {
+        self.file.clone().or_else(|| self.flag.clone()).unwrap_or_else(|| PathBuf::from("pipelines/train.yaml"))
+    }
+
+    pub fn load(&self) -> Result<Arc<Pipeline>> {
+        Ok(Arc::new(spec::load(&self.path(), &self.set)?))
+    }
+}
+
+/// The cache a pipeline's stages live in.
+pub fn cache_for(p: &Pipeline) -> Cache {
+    Cache::new(p.root.join("artifacts").join("cache"))
+}
+
+pub async fn load_plan(args: &PipelineArgs) -> Result<(Arc<Plan>, Cache)> {
+    let p = args.load()?;
+    let cache = cache_for(&p);
+    let plan = plan::plan(p, &cache).await?;
+    Ok((Arc::new(plan), cache))
+}
+
+/// The cached entry of a stage for the current spec, or an error saying how to get one.
+pub fn cached_entry(plan: &Plan, cache: &Cache, stage: &str) -> Result<Entry> {
+    let Some(s) = plan.get(stage) else {
+        anyhow::bail!(
+            "no stage `{stage}` in {} (stages: {})",
+            plan.pipeline.file.display(),
+            plan.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    };
+    match &s.cached {
+        Some(e) => Ok(e.clone()),
+        None => anyhow::bail!(
+            "stage `{stage}` has no cached output for the current pipeline ({}); run `pipeline run` first",
+            s.why_stale(cache, &plan.pipeline.name).join("; ")
+        ),
+    }
+}
+
+/// The file of a stage's main output or one of its side tables.
+pub fn table_path(entry: &Entry, stage: &str, table: Option<&str>) -> Result<PathBuf> {
+    match table {
+        None => Ok(entry.output()),
+        Some(t) => entry.tables().into_iter().find(|(n, _)| n == t).map(|(_, p)| p).ok_or_else(|| {
+            let names: Vec<String> = entry.tables().into_iter().map(|(n, _)| n).collect();
+            anyhow::anyhow!(
+                "stage `{stage}` has no table `{t}` (side tables: {})",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            )
+        }),
+    }
+}

@@ -1,0 +1,30 @@
+//! `pipeline query "SQL"`: SQL over every cached stage output of the current pipeline.
+
+use anyhow::{Context, Result};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+
+use super::{exit, load_plan, PipelineArgs};
+use crate::ops::sql::register_entry;
+
+pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
+    let (plan, _cache) = load_plan(&args).await?;
+    let session = crate::features::session(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let mut missing = Vec::new();
+    for s in &plan.stages {
+        match &s.cached {
+            Some(e) => register_entry(&session, &s.name, e).await?,
+            None => missing.push(s.name.as_str()),
+        }
+    }
+    if !missing.is_empty() {
+        eprintln!("note: not cached for the current pipeline, so not queryable: {}", missing.join(", "));
+    }
+    let df = session.sql(sql).await.context("in the query")?;
+    let batches = df.limit(0, Some(limit))?.collect().await.context("running the query")?;
+    println!("{}", pretty_format_batches(&batches)?);
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if n == limit {
+        eprintln!("(showing the first {limit} rows; --limit N for more)");
+    }
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,133 @@
+//! Where metrics files come from: a local folder or file, or `s3://bucket/prefix/`, listed
+//! recursively (the collector writes `YYYY/MM/metrics_YYYYMMDD.csv`) through object_store.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+
+use super::date_filter::DateFilter;
+use crate::cache::InputFile;
+
+/// S3 settings a stage may give; everything else comes from the usual `AWS_*` variables.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+pub struct Source {
+    store: Arc<dyn ObjectStore>,
+    prefix: Option<ObjPath>,
+    /// When the source names one file, only that file.
+    single: Option<ObjPath>,
+    /// How the source is shown to users (`data/metrics`, `s3://bucket/metrics`).
+    pub display: String,
+}
+
+/// One listed metrics file.
+#[derive(Debug, Clone)]
+pub struct MetricsFile {
+    pub location: ObjPath,
+    /// Full name for messages: `s3://bucket/metrics/2024/10/metrics_20241015.csv`.
+    pub display: String,
+    pub size: u64,
+    pub version: String,
+}
+
+impl MetricsFile {
+    pub fn input(&self) -> InputFile {
+        InputFile { path: self.display.clone(), size: self.size, version: self.version.clone() }
+    }
+}
+
+fn is_metrics_file(name: &str) -> bool {
+    name.ends_with(".csv") || name.ends_with(".csv.gz")
+}
+
+impl Source {
+    pub fn open(uri: &str, root: &Path, s3: &S3Options) -> Result<Source> {
+        if let Some(rest) = uri.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("`{uri}` names no bucket (expected s3://bucket/prefix/)");
+            }
+            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if let Some(e) = &s3.endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let Some(r) = &s3.region {
+                b = b.with_region(r);
+            }
+            let endpoint_is_http = s3.endpoint.as_deref().or(std::env::var("AWS_ENDPOINT_URL").ok().as_deref()).is_some_and(|e| e.starts_with("http://"));
+            if s3.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+                // Custom endpoints (MinIO, moto, Ceph) rarely serve virtual-hosted buckets.
+                b = b.with_virtual_hosted_style_request(false);
+            }
+            if endpoint_is_http {
+                b = b.with_allow_http(true);
+            }
+            let store = b.build().with_context(|| format!("configuring S3 for {uri}"))?;
+            let prefix = prefix.trim_matches('/');
+            return Ok(Source {
+                store: Arc::new(store),
+                prefix: (!prefix.is_empty()).then(|| ObjPath::from(prefix)),
+                single: None,
+                display: format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string(),
+            });
+        }
+        let path = if Path::new(uri).is_absolute() { Path::new(uri).to_path_buf() } else { root.join(uri) };
+        let meta = std::fs::metadata(&path).with_context(|| format!("metrics source {} does not exist", path.display()))?;
+        let (dir, single) = if meta.is_file() {
+            let name = path.file_name().context("a file source needs a file name")?.to_string_lossy().into_owned();
+            (path.parent().unwrap_or(Path::new(".")).to_path_buf(), Some(ObjPath::from(name)))
+        } else {
+            (path.clone(), None)
+        };
+        let store = LocalFileSystem::new_with_prefix(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        Ok(Source { store: Arc::new(store), prefix: None, single, display: uri.trim_end_matches('/').to_string() })
+    }
+
+    /// Every `.csv`/`.csv.gz` below the source that the date filter keeps, sorted by path.
+    pub async fn list(&self, filter: &DateFilter) -> Result<Vec<MetricsFile>> {
+        let metas: Vec<ObjectMeta> = match &self.single {
+            Some(p) => vec![self.store.head(p).await.with_context(|| format!("reading {}", self.display))?],
+            None => self
+                .store
+                .list(self.prefix.as_ref())
+                .try_collect()
+                .await
+                .with_context(|| format!("listing {}", self.display))?,
+        };
+        let mut files: Vec<MetricsFile> = metas
+            .into_iter()
+            .filter(|m| m.location.filename().is_some_and(is_metrics_file))
+            .filter(|m| self.single.is_some() || filter.keeps(m.location.as_ref()))
+            .map(|m| {
+                let rel = match &self.prefix {
+                    Some(p) => m.location.as_ref().strip_prefix(p.as_ref()).unwrap_or(m.location.as_ref()).trim_start_matches('/').to_string(),
+                    None => m.location.to_string(),
+                };
+                let display = if self.single.is_some() { self.display.clone() } else { format!("{}/{rel}", self.display) };
+                MetricsFile {
+                    version: m.e_tag.clone().unwrap_or_else(|| m.last_modified.to_rfc3339()),
+                    location: m.location,
+                    display,
+                    size: m.size,
+                }
+            })
+            .collect();
+        files.sort_by(|a, b| a.display.cmp(&b.display));
+        Ok(files)
+    }
+
+    pub async fn read(&self, file: &MetricsFile) -> Result<bytes::Bytes> {
+        let got = self.store.get(&file.location).await.with_context(|| format!("reading {}", file.display))?;
+        got.bytes().await.with_context(|| format!("reading {}", file.display))
+    }
+}

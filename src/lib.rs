@@ -1,0 +1,12 @@
+//! Training and serving pipeline for ML autoscaling on Kubernetes: the library behind the
+//! `pipeline` binary.
+
+pub mod artifacts;
+pub mod cache;
+pub mod cli;
+pub mod features;
+pub mod ingest;
+pub mod metrics;
+pub mod ops;
+pub mod pipeline;
+pub mod simulate;

@@ -1,0 +1,169 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use autoscale::cli::{self, exit, PipelineArgs};
+use clap::{Parser, Subcommand};
+
+/// Train and serve replica-count predictions for Kubernetes autoscaling.
+///
+/// A pipeline is a YAML file of stages (ingest, sql, …). Every stage's output is cached as
+/// Parquet under artifacts/cache, keyed by everything it depends on, so re-running only
+/// recomputes what changed.
+#[derive(Parser)]
+#[command(name = "pipeline", version, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file or arguments.")]
+struct Cli {
+    /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log format on stderr: `text` for people, `json` for log collectors (one event per line).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline: build every stage whose inputs changed, reuse the rest.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Rebuild the stages even when a cached output exists.
+        #[arg(long)]
+        force: bool,
+        /// Run only this stage (its upstream stages must already be cached).
+        #[arg(long, value_name = "STAGE", conflicts_with = "from")]
+        only: Option<String>,
+        /// Rebuild this stage and everything downstream of it.
+        #[arg(long, value_name = "STAGE")]
+        from: Option<String>,
+        /// How many stages may run at once [default: number of cores].
+        #[arg(long, short = 'j', value_name = "N")]
+        jobs: Option<usize>,
+        /// Show what would run and why, without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// No progress bars, even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// For each stage: fresh (cached for the current inputs) or stale, and what changed.
+    Status {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Show the stage graph.
+    Dag {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// `text` for a terminal, `dot` for Graphviz, `mermaid` for Markdown.
+        #[arg(long, default_value = "text", value_parser = ["text", "dot", "mermaid"])]
+        format: String,
+    },
+    /// Describe a stage's cached output: schema, rows, size, key, and the first rows.
+    Inspect {
+        /// The stage to look at.
+        stage: String,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// How many rows to show.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        rows: usize,
+        /// Only the schema.
+        #[arg(long)]
+        schema: bool,
+        /// A side table instead of the main output (e.g. `quarantine` of ingest).
+        #[arg(long, value_name = "NAME")]
+        table: Option<String>,
+    },
+    /// Run SQL over the cached outputs; each stage is a table named after it.
+    Query {
+        /// The query, e.g. "SELECT service_name, count(*) FROM ingest GROUP BY 1".
+        sql: String,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// At most this many rows are printed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Write realistic metrics CSVs driven by a real request-rate trace.
+    ///
+    /// Each service has pods with a capacity and a Kubernetes-HPA-like controller; CPU, RAM,
+    /// latency, errors, queue and restarts follow from load and ready replicas. The output is
+    /// the collector's 23-column CSV, one file per day, rows between 06:00 and 22:00.
+    Simulate {
+        /// Number of days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Request-rate trace: CSV `time,value` (YYYY-MM-DD HH:MM:SS), optionally gzipped.
+        #[arg(long, value_name = "FILE", default_value = "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")]
+        trace: PathBuf,
+        /// Services to simulate, comma separated [default: the seven of the old system].
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        services: Vec<String>,
+        /// Random seed: the same seed and options give the same bytes.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// `flat`: DIR/metrics_YYYYMMDD.csv; `s3`: DIR/YYYY/MM/metrics_YYYYMMDD.csv.
+        #[arg(long, value_enum, default_value = "s3")]
+        layout: autoscale::simulate::Layout,
+        /// First day (YYYY-MM-DD).
+        #[arg(long, default_value = "2025-10-06", value_name = "DATE")]
+        start: chrono::NaiveDate,
+        /// Write gzip-compressed files (`.csv.gz`), which ingest reads as well.
+        #[arg(long)]
+        gzip: bool,
+    },
+    /// Write a stage's cached output to a file; `.parquet` or `.csv` by extension.
+    Export {
+        stage: String,
+        path: PathBuf,
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// A side table instead of the main output.
+        #[arg(long, value_name = "NAME")]
+        table: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::logging::init(args.verbose, &args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Run { pipeline, force, only, from, jobs, dry_run, no_progress } => {
+                cli::run::run(pipeline, cli::run::Flags { force, only, from, jobs, dry_run, no_progress }).await
+            }
+            Command::Status { pipeline } => cli::status::status(pipeline).await,
+            Command::Dag { pipeline, format } => cli::dag::dag(pipeline, &format),
+            Command::Inspect { stage, pipeline, rows, schema, table } => {
+                cli::inspect::inspect(pipeline, &stage, table.as_deref(), rows, schema).await
+            }
+            Command::Query { sql, pipeline, limit } => cli::query::query(pipeline, &sql, limit).await,
+            Command::Simulate { days, out, trace, services, seed, layout, start, gzip } => {
+                cli::simulate::simulate(autoscale::simulate::Options { days, out, trace, services, seed, layout, start, gzip })
+            }
+            Command::Export { stage, path, pipeline, table } => {
+                cli::export::export(pipeline, &stage, table.as_deref(), &path).await
+            }
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::code_for(&e))
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The collector's 23-column metrics row: names, types, and what counts as a valid value.
+//! Ingest, the simulator and the server all read the schema from here.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// How a numeric column may be checked beyond "is a finite number".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any finite number (slopes go negative).
+    Signed,
+    /// A finite number ≥ 0 (usages, rates, limits, counts).
+    NonNegative,
+    /// 0 or 1; `True`/`False` as Python writes booleans are accepted too.
+    Flag,
+    /// A whole number ≥ 0 (replica_count).
+    Count,
+}
+
+pub const TIMESTAMP: &str = "timestamp";
+pub const SERVICE: &str = "service_name";
+pub const REPLICAS: &str = "replica_count";
+
+/// The numeric columns in the collector's order (timestamp and service_name come first).
+pub const NUMERIC: [(&str, Kind); 21] = [
+    ("cpu_usage_percent", Kind::NonNegative),
+    ("cpu_usage_percent_last_5_min", Kind::NonNegative),
+    ("cpu_usage_percent_slope", Kind::Signed),
+    ("ram_usage_percent", Kind::NonNegative),
+    ("ram_usage_percent_last_5_min", Kind::NonNegative),
+    ("ram_usage_percent_slope", Kind::Signed),
+    ("request_count_per_second", Kind::NonNegative),
+    ("request_count_per_second_last_5_min", Kind::NonNegative),
+    ("response_time_ms", Kind::NonNegative),
+    ("replica_count", Kind::Count),
+    ("is_holiday", Kind::Flag),
+    ("is_weekend", Kind::Flag),
+    ("cpu_request", Kind::NonNegative),
+    ("cpu_limit", Kind::NonNegative),
+    ("ram_request", Kind::NonNegative),
+    ("ram_limit", Kind::NonNegative),
+    ("queue_length", Kind::NonNegative),
+    ("error_rate", Kind::NonNegative),
+    ("pod_restart_count", Kind::NonNegative),
+    ("node_cpu_pressure_flag", Kind::Flag),
+    ("node_memory_pressure_flag", Kind::Flag),
+];
+
+/// All 23 column names in the collector's order.
+pub fn column_names() -> Vec<&'static str> {
+    let mut names = vec![TIMESTAMP, SERVICE];
+    names.extend(NUMERIC.iter().map(|(n, _)| *n));
+    names
+}
+
+/// The typed table that ingest writes: naive timestamps in microseconds (the wall clock the
+/// collector wrote), `replica_count` as an integer, every other metric as Float64.
+pub fn schema() -> SchemaRef {
+    let mut fields = vec![
+        Field::new(TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new(SERVICE, DataType::Utf8, false),
+    ];
+    for (name, kind) in NUMERIC {
+        let dt = if kind == Kind::Count { DataType::Int64 } else { DataType::Float64 };
+        fields.push(Field::new(name, dt, false));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Parse one numeric field, or say why it is not valid.
+pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err("empty".into());
+    }
+    if kind == Kind::Flag {
+        match t {
+            "True" | "true" => return Ok(1.0),
+            "False" | "false" => return Ok(0.0),
+            _ => {}
+        }
+    }
+    let v: f64 = t.parse().map_err(|_| format!("`{}` is not a number", shorten(t)))?;
+    if v.is_nan() {
+        return Err("NaN".into());
+    }
+    if v.is_infinite() {
+        return Err(format!("`{t}` is not finite"));
+    }
+    match kind {
+        Kind::Signed => {}
+        Kind::NonNegative if v < 0.0 => return Err(format!("{v} is negative")),
+        Kind::Flag if v != 0.0 && v != 1.0 => return Err(format!("{v} is not a 0/1 flag")),
+        Kind::Count if v < 0.0 || v.fract() != 0.0 => return Err(format!("{v} is not a whole number ≥ 0")),
+        _ => {}
+    }
+    Ok(v)
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
+}
+
+/// Parse what Python's `datetime.isoformat()` writes, with or without microseconds, with a
+/// space or `T`, and with an optional zone (`Z`, `+02:00`), which is converted to UTC.
+/// Returns microseconds since the epoch of the naive (wall-clock or UTC) time and whether a
+/// zone was present.
+pub fn parse_timestamp(raw: &str) -> Result<(i64, bool), String> {
+    use chrono::{DateTime, NaiveDateTime};
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err("empty timestamp".into());
+    }
+    if let Some(us) = fast_isoformat(t.as_bytes()) {
+        return Ok((us, false));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, fmt) {
+            return Ok((dt.and_utc().timestamp_micros(), false));
+        }
+    }
+    let zoned = t.strip_suffix('Z').map(|s| format!("{s}+00:00"));
+    let t2 = zoned.as_deref().unwrap_or(t);
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+        if let Ok(dt) = DateTime::parse_from_str(t2, fmt) {
+            return Ok((dt.naive_utc().and_utc().timestamp_micros(), true));
+        }
+    }
+    Err(format!("`{}` is not an ISO-8601 timestamp", shorten(t)))
+}
+
+/// The collector's exact shape, `YYYY-MM-DDTHH:MM:SS[.ffffff]`, read without chrono's
+/// format machinery: ingest parses one per row.
+fn fast_isoformat(b: &[u8]) -> Option<i64> {
+    if !(b.len() == 19 || (b.len() > 20 && b.len() <= 26 && b[19] == b'.')) {
+        return None;
+    }
+    if b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    let mut micros = 0i64;
+    if b.len() > 19 {
+        let frac = &b[20..];
+        micros = num(20..b.len())? as i64 * 10i64.pow(6 - frac.len() as u32);
+    }
+    let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days();
+    Some(((days * 86_400 + (h * 3600 + m * 60 + s) as i64) * 1_000_000) + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_as_python_writes_them() {
+        let (a, z) = parse_timestamp("2025-10-06T06:00:00.937643").unwrap();
+        assert!(!z);
+        let (b, _) = parse_timestamp("2025-10-06T06:00:00").unwrap();
+        assert_eq!(a - b, 937_643);
+        let (c, z) = parse_timestamp("2025-10-06T08:00:00+02:00").unwrap();
+        assert!(z);
+        assert_eq!(c, b);
+        assert_eq!(parse_timestamp("2025-10-06T06:00:00Z").unwrap().0, b);
+        assert!(parse_timestamp("yesterday").is_err());
+        // The fast path and chrono agree, including a short fraction.
+        let (d, _) = parse_timestamp("2025-10-06T06:00:00.5").unwrap();
+        assert_eq!(d - b, 500_000);
+        assert_eq!(parse_timestamp("2025-10-06 06:00:00").unwrap().0, b);
+        assert!(parse_timestamp("2025-02-30T06:00:00").is_err());
+    }
+
+    #[test]
+    fn values_are_checked_by_kind() {
+        assert_eq!(parse_value(" 75.5 ", Kind::NonNegative), Ok(75.5));
+        assert_eq!(parse_value("True", Kind::Flag), Ok(1.0));
+        assert!(parse_value("NaN", Kind::Signed).unwrap_err().contains("NaN"));
+        assert!(parse_value("", Kind::Signed).unwrap_err().contains("empty"));
+        assert!(parse_value("abc", Kind::Signed).unwrap_err().contains("not a number"));
+        assert!(parse_value("-1", Kind::NonNegative).is_err());
+        assert_eq!(parse_value("-1", Kind::Signed), Ok(-1.0));
+        assert!(parse_value("2.5", Kind::Count).is_err());
+        assert_eq!(parse_value("3.0", Kind::Count), Ok(3.0));
+    }
+
+    #[test]
+    fn schema_has_23_columns() {
+        assert_eq!(schema().fields().len(), 23);
+        assert_eq!(column_names().len(), 23);
+    }
+}

@@ -1,0 +1,207 @@
+//! `op: ingest`: metrics CSVs from a folder, a file or S3 into one typed, ordered table,
+//! with rows that break the data contract in the side table `quarantine`.
+//!
+//! ```yaml
+//! ingest:
+//!   op: ingest
+//!   source: ${metrics_uri}        # data/metrics, a file, or s3://bucket/metrics/
+//!   date: ${date}                 # "", 2024-10 or 2024-10-15
+//!   endpoint: http://127.0.0.1:9000   # optional, for S3-compatible stores
+//!   max_bad_fraction: 0.05        # fail when more rows than this are invalid
+//! ```
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_params, Stage, StageContext, StageOutput};
+use crate::cache::InputFile;
+use crate::ingest::date_filter::DateFilter;
+use crate::ingest::source::{MetricsFile, S3Options, Source};
+use crate::ingest::{self, ParsedFile, KNOWN_SERVICES};
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+fn default_max_bad() -> f64 {
+    0.05
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    source: String,
+    #[serde(default)]
+    date: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    #[serde(default = "default_max_bad")]
+    max_bad_fraction: f64,
+}
+
+pub struct Ingest {
+    params: Params,
+    filter: DateFilter,
+    root: std::path::PathBuf,
+}
+
+impl Ingest {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Ingest, SpecError> {
+        super::expect_deps(p, spec, 0..=0, "no deps")?;
+        let params: Params = parse_params(p, spec)?;
+        let filter = DateFilter::parse(&params.date).map_err(|m| p.error(spec, Some("date"), m))?;
+        if !(0.0..=1.0).contains(&params.max_bad_fraction) {
+            return Err(p.error(spec, Some("max_bad_fraction"), "must be between 0 and 1"));
+        }
+        if params.source.trim().is_empty() {
+            return Err(p.error(spec, Some("source"), "is empty; give a folder, a file or s3://bucket/prefix/"));
+        }
+        Ok(Ingest { params, filter, root: p.root.clone() })
+    }
+
+    fn source(&self) -> Result<Source> {
+        let nonempty = |o: &Option<String>| o.clone().filter(|s| !s.trim().is_empty());
+        let s3 = S3Options { endpoint: nonempty(&self.params.endpoint), region: nonempty(&self.params.region) };
+        Source::open(&self.params.source, &self.root, &s3)
+    }
+
+    async fn files(&self) -> Result<(Source, Vec<MetricsFile>)> {
+        let source = self.source()?;
+        let files = source.list(&self.filter).await?;
+        Ok((source, files))
+    }
+}
+
+#[async_trait]
+impl Stage for Ingest {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({
+            "source": self.params.source,
+            "date": self.params.date,
+            "endpoint": self.params.endpoint,
+            "region": self.params.region,
+            "max_bad_fraction": self.params.max_bad_fraction,
+        })
+    }
+
+    async fn inputs(&self) -> Result<Vec<InputFile>> {
+        let (_, files) = self.files().await?;
+        Ok(files.iter().map(MetricsFile::input).collect())
+    }
+
+    fn describe(&self) -> String {
+        if self.params.date.is_empty() {
+            self.params.source.clone()
+        } else {
+            format!("{} ({})", self.params.source, self.params.date)
+        }
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let (source, files) = self.files().await?;
+        if files.is_empty() {
+            bail!(
+                "no metrics files (*.csv, *.csv.gz) in {}{}",
+                source.display,
+                if self.filter == DateFilter::All { String::new() } else { format!(" for date {}", self.params.date) }
+            );
+        }
+        ctx.progress.set_length(files.len() as u64, "files");
+        let source = Arc::new(source);
+        // Fetch a few files at once (S3 latency), parse on blocking threads (CPU).
+        let parsed: Vec<ParsedFile> = futures::stream::iter(files.iter().cloned())
+            .map(|f| {
+                let source = source.clone();
+                let progress = ctx.progress.clone();
+                async move {
+                    let bytes = source.read(&f).await?;
+                    let name = f.display.clone();
+                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file(&name, &bytes))
+                        .await
+                        .context("parser thread")?
+                        .map_err(anyhow::Error::msg)?;
+                    progress.inc(1);
+                    anyhow::Ok(parsed)
+                }
+            })
+            .buffered(ctx.threads.max(2) * 2)
+            .try_collect()
+            .await?;
+
+        ctx.progress.message("merging");
+        let merged = tokio::task::spawn_blocking(move || {
+            let merged = ingest::merge(&parsed);
+            (parsed, merged)
+        })
+        .await?;
+        let (parsed, merged) = merged;
+        let merged = merged?;
+
+        let invalid: u64 = parsed.iter().map(|f| f.rejects.len() as u64).sum();
+        let kept = merged.table.num_rows() as u64;
+        let seen = kept + invalid + merged.duplicates;
+        let mut rejects: Vec<ingest::Reject> = parsed.iter().flat_map(|f| f.rejects.iter().cloned()).collect();
+        rejects.extend(merged.rejects.iter().cloned());
+        if seen > 0 && invalid as f64 / seen as f64 > self.params.max_bad_fraction {
+            let examples: Vec<String> =
+                rejects.iter().take(3).map(|r| format!("  {}:{}: {}", r.file, r.line, r.reason)).collect();
+            bail!(
+                "{invalid} of {seen} rows ({:.1}%) break the data contract, over max_bad_fraction = {}; first ones:\n{}",
+                100.0 * invalid as f64 / seen as f64,
+                self.params.max_bad_fraction,
+                examples.join("\n")
+            );
+        }
+        if kept == 0 {
+            bail!("no valid rows in {} file(s) from {}", files.len(), source.display);
+        }
+
+        super::write_parquet(&ctx.output_path(), merged.table.schema(), &[merged.table.clone()])?;
+        super::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
+
+        let mut notes: Vec<String> = parsed.iter().flat_map(|f| f.notes.iter().cloned()).collect();
+        let zoned: u64 = parsed.iter().map(|f| f.zoned_timestamps).sum();
+        let out_of_order: u64 = parsed.iter().map(|f| f.out_of_order).sum();
+        if zoned > 0 {
+            notes.push(format!("{zoned} timestamps carried a zone and were converted to UTC"));
+        }
+        if out_of_order > 0 {
+            notes.push(format!("{out_of_order} rows were out of order in their file and have been sorted"));
+        }
+        let new_services: Vec<&String> =
+            merged.rows_per_service.keys().filter(|s| !KNOWN_SERVICES.contains(&s.as_str())).collect();
+        if !new_services.is_empty() {
+            notes.push(format!("new service{}: {}", if new_services.len() > 1 { "s" } else { "" },
+                new_services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        if !rejects.is_empty() {
+            notes.push(format!(
+                "{} rows quarantined ({invalid} invalid, {} duplicates); see `pipeline inspect {} --table quarantine`",
+                rejects.len(),
+                merged.duplicates,
+                ctx.name
+            ));
+        }
+        Ok(StageOutput {
+            rows: kept,
+            summary: json!({
+                "files": files.len(),
+                "rows": kept,
+                "quarantined": rejects.len(),
+                "invalid": invalid,
+                "duplicates": merged.duplicates,
+                "out_of_order": out_of_order,
+                "zoned_timestamps": zoned,
+                "rows_per_service": merged.rows_per_service,
+                "notes": notes,
+            }),
+            notes,
+        })
+    }
+}

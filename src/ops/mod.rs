@@ -1,0 +1,136 @@
+//! Stage ops. Each op is a module with a type implementing [`Stage`]; [`build`] is the one
+//! place that maps an `op:` name to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use indexmap::IndexMap;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Entry, InputFile};
+use crate::pipeline::progress::StageProgress;
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+pub mod ingest;
+pub mod sql;
+
+/// The ops a pipeline may use, for `build` and for error messages.
+pub const OPS: &[&str] = &["ingest", "sql"];
+
+/// Everything a running stage may use.
+pub struct StageContext {
+    pub name: String,
+    pub pipeline: Arc<Pipeline>,
+    /// Each dep's finished entry, by stage name, in the order the stage declared them.
+    pub upstream: IndexMap<String, Entry>,
+    /// Write outputs here: `output.parquet` and any side tables or files.
+    pub out_dir: PathBuf,
+    pub progress: StageProgress,
+    /// Threads this stage may keep busy.
+    pub threads: usize,
+}
+
+impl StageContext {
+    pub fn output_path(&self) -> PathBuf {
+        self.out_dir.join(crate::cache::OUTPUT)
+    }
+}
+
+/// What a stage reports when it finishes.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    pub rows: u64,
+    /// Facts kept with the cache entry and shown by `inspect`.
+    pub summary: serde_json::Value,
+    /// Lines worth a user's attention in the run summary ("12 rows quarantined").
+    pub notes: Vec<String>,
+}
+
+#[async_trait]
+pub trait Stage: Send + Sync {
+    /// Bump when this op's output changes for the same inputs; old entries stop matching.
+    fn version(&self) -> u32;
+    /// The resolved params that determine the output (part of the cache key).
+    fn params(&self) -> serde_json::Value;
+    /// Project files read by the stage, as written in the pipeline, hashed by content.
+    fn files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// External inputs (listed, not read) that the output depends on.
+    async fn inputs(&self) -> Result<Vec<InputFile>> {
+        Ok(Vec::new())
+    }
+    /// One line for `dag` and `status` ("sql/features.sql", "data/metrics (2024-10)").
+    fn describe(&self) -> String;
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput>;
+}
+
+/// Build the stage for a spec, checking its params.
+pub fn build(p: &Pipeline, spec: &StageSpec) -> Result<Arc<dyn Stage>, SpecError> {
+    Ok(match spec.op.as_str() {
+        "ingest" => Arc::new(ingest::Ingest::from_spec(p, spec)?),
+        "sql" => Arc::new(sql::Sql::from_spec(p, spec)?),
+        other => {
+            return Err(p.error(spec, Some("op"), format!("unknown op `{other}` (known ops: {})", OPS.join(", "))));
+        }
+    })
+}
+
+/// Read an op's typed params from the stage's fields; a type error names the field and its line.
+pub fn parse_params<T: DeserializeOwned>(p: &Pipeline, spec: &StageSpec) -> Result<T, SpecError> {
+    let value = serde_json::Value::Object(spec.params.clone());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = path.split(['.', '[']).next().filter(|f| !f.is_empty() && *f != "?").map(str::to_string);
+        let inner = e.into_inner().to_string();
+        // serde_json names unknown fields itself; point at that field's line.
+        let field = field.or_else(|| {
+            inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()).map(str::to_string)
+        });
+        let message = if path.is_empty() || path == "." { inner } else { format!("{inner} (at `{path}`)") };
+        p.error(spec, field.as_deref(), message)
+    })
+}
+
+/// Check that a stage has exactly the number of deps its op needs.
+pub fn expect_deps(p: &Pipeline, spec: &StageSpec, range: std::ops::RangeInclusive<usize>, what: &str) -> Result<(), SpecError> {
+    if range.contains(&spec.deps.len()) {
+        Ok(())
+    } else {
+        Err(p.error(spec, Some("deps"), format!("op `{}` needs {what}, found {}", spec.op, spec.deps.len())))
+    }
+}
+
+/// A project file named by a stage must exist now, not halfway through a run.
+pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> Result<PathBuf, SpecError> {
+    let path = p.resolve_path(rel);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(p.error(spec, Some(field), format!("file {} does not exist", path.display())))
+    }
+}
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder().set_compression(Compression::SNAPPY).build()
+}
+
+/// Write batches as one Parquet file; returns the row count.
+pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
+    let file = std::fs::File::create(path)?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+    let mut rows = 0;
+    for b in batches {
+        rows += b.num_rows() as u64;
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(rows)
+}

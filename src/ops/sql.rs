@@ -1,0 +1,198 @@
+//! `op: sql`: a DataFusion query from a file in `sql/`, over its upstream stages as tables.
+//!
+//! ```yaml
+//! features:
+//!   op: sql
+//!   deps: [ingest]
+//!   sql: sql/features.sql
+//!   params: { window: 10 }   # `${window}` in the SQL text
+//!   # `${one_hot}` becomes one 0/1 column per distinct value of a column of an upstream table,
+//!   # named prefix + value, in alphabetical order (the set of services is only known at run time).
+//!   one_hot: { column: service_name, from: ingest, prefix: service_ }
+//! ```
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::ParquetReadOptions;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{parse_params, Stage, StageContext, StageOutput};
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    sql: String,
+    #[serde(default)]
+    params: serde_json::Map<String, Value>,
+    one_hot: Option<OneHot>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct OneHot {
+    column: String,
+    from: String,
+    prefix: String,
+}
+
+pub struct Sql {
+    file: PathBuf,
+    rel: String,
+    params: serde_json::Map<String, Value>,
+    one_hot: Option<OneHot>,
+}
+
+impl Sql {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Sql, SpecError> {
+        let params: Params = parse_params(p, spec)?;
+        let file = super::existing_file(p, spec, "sql", &params.sql)?;
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| p.error(spec, Some("sql"), format!("cannot read {}: {e}", file.display())))?;
+        if let Some(o) = &params.one_hot {
+            if !spec.deps.contains(&o.from) {
+                return Err(p.error(spec, Some("one_hot"), format!("`from: {}` must be one of the stage's deps ({})", o.from, spec.deps.join(", "))));
+            }
+        }
+        let mut vars = params.params.clone();
+        if params.one_hot.is_some() {
+            vars.insert("one_hot".into(), Value::from(0));
+        }
+        render(&text, &vars).map_err(|m| p.error(spec, Some("params"), format!("{}: {m}", params.sql)))?;
+        Ok(Sql { file, rel: params.sql, params: params.params, one_hot: params.one_hot })
+    }
+}
+
+/// The `${one_hot}` expansion: `CAST(col = 'v' AS DOUBLE) AS "prefix_v"` per distinct value.
+async fn one_hot_columns(session: &datafusion::prelude::SessionContext, o: &OneHot) -> Result<String> {
+    let q = format!("SELECT DISTINCT CAST(\"{}\" AS VARCHAR) AS v FROM \"{}\" WHERE \"{}\" IS NOT NULL ORDER BY v", o.column, o.from, o.column);
+    let batches = session.sql(&q).await?.collect().await.context("one_hot: listing distinct values")?;
+    let mut cols = Vec::new();
+    for b in &batches {
+        let arr = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let arr = arr.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().context("one_hot values")?;
+        for v in arr.iter().flatten() {
+            let lit = v.replace('\'', "''");
+            let name = format!("{}{v}", o.prefix).replace('"', "\"\"");
+            cols.push(format!("CAST(\"{}\" = '{lit}' AS DOUBLE) AS \"{name}\"", o.column));
+        }
+    }
+    anyhow::ensure!(!cols.is_empty(), "one_hot: `{}` of `{}` has no values", o.column, o.from);
+    Ok(cols.join(",\n    "))
+}
+
+/// Substitute `${name}` in the SQL text with the stage's params as SQL literals.
+pub fn render(sql: &str, params: &serde_json::Map<String, Value>) -> Result<String, String> {
+    render_with(sql, params, &[])
+}
+
+/// `render`, with some names bound to raw SQL text instead of literals.
+pub fn render_with(sql: &str, params: &serde_json::Map<String, Value>, raw: &[(&str, String)]) -> Result<String, String> {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or("unclosed `${`")?;
+        let name = after[..end].trim();
+        if let Some((_, text)) = raw.iter().find(|(n, _)| *n == name) {
+            out.push_str(text);
+            rest = &after[end + 1..];
+            continue;
+        }
+        let v = params.get(name).ok_or_else(|| {
+            let known: Vec<&str> = params.keys().map(String::as_str).collect();
+            format!("the SQL uses `${{{name}}}` but the stage's `params` has no `{name}` (it has: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") })
+        })?;
+        match v {
+            Value::String(s) => out.push_str(&format!("'{}'", s.replace('\'', "''"))),
+            Value::Number(n) => out.push_str(&n.to_string()),
+            Value::Bool(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
+            _ => return Err(format!("param `{name}` must be a string, number or boolean")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[async_trait]
+impl Stage for Sql {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> Value {
+        serde_json::json!({ "sql": self.rel, "params": self.params, "one_hot": self.one_hot })
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![PathBuf::from(&self.rel)]
+    }
+
+    fn describe(&self) -> String {
+        self.rel.clone()
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let text = std::fs::read_to_string(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let session = crate::features::session(ctx.threads);
+        for (name, entry) in &ctx.upstream {
+            register_entry(&session, name, entry).await?;
+        }
+        let mut raw = Vec::new();
+        if let Some(o) = &self.one_hot {
+            raw.push(("one_hot", one_hot_columns(&session, o).await?));
+        }
+        let query = render_with(&text, &self.params, &raw).map_err(|m| anyhow::anyhow!("{}: {m}", self.rel))?;
+        ctx.progress.message(&format!("running {}", self.rel));
+        let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
+        let schema = df.schema().inner().clone();
+        let mut stream = df.execute_stream().await.with_context(|| format!("in {}", self.rel))?;
+        let file = std::fs::File::create(ctx.output_path())?;
+        let mut writer = ArrowWriter::try_new(file, schema, Some(super::writer_properties()))?;
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.with_context(|| format!("in {}", self.rel))?;
+            rows += batch.num_rows() as u64;
+            writer.write(&batch)?;
+            ctx.progress.set_rows(rows);
+        }
+        writer.close()?;
+        Ok(StageOutput { rows, ..Default::default() })
+    }
+}
+
+/// Register a finished stage as a table named after it, and its side tables as `<stage>_<side>`.
+pub async fn register_entry(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry) -> Result<()> {
+    let path = entry.output();
+    session
+        .register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+        .await
+        .with_context(|| format!("registering stage `{name}` ({})", path.display()))?;
+    for (side, path) in entry.tables() {
+        session
+            .register_parquet(format!("{name}_{side}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_become_sql_literals() {
+        let p = json!({"cpu": 70, "name": "o'k", "on": true}).as_object().unwrap().clone();
+        assert_eq!(render("x > ${cpu} AND n = ${name} AND ${on}", &p).unwrap(), "x > 70 AND n = 'o''k' AND TRUE");
+        assert!(render("${nope}", &p).unwrap_err().contains("no `nope`"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Pipelines: the YAML spec, the stage graph, planning (keys and freshness) and the executor.
+
+pub mod graph;
+pub mod plan;
+pub mod progress;
+pub mod run;
+pub mod spec;
+
+pub use spec::{Pipeline, SpecError, StageSpec};

@@ -1,0 +1,97 @@
+//! Planning: build every stage, compute its cache key from its inputs, and say whether a
+//! usable entry exists or why not.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::graph;
+use super::spec::{Pipeline, SpecError};
+use crate::cache::{Cache, CacheKey, Entry, KeyParts};
+use crate::ops::{self, Stage};
+
+pub struct PlannedStage {
+    pub name: String,
+    pub op: String,
+    pub deps: Vec<String>,
+    pub stage: Arc<dyn Stage>,
+    pub parts: KeyParts,
+    pub key: CacheKey,
+    /// A complete entry for this key, if one exists.
+    pub cached: Option<Entry>,
+}
+
+impl PlannedStage {
+    /// Why this stage has no entry for its current key: what differs from its last build.
+    pub fn why_stale(&self, cache: &Cache, pipeline: &str) -> Vec<String> {
+        if self.cached.is_some() {
+            return Vec::new();
+        }
+        match cache.last_built(pipeline, &self.name) {
+            Some(last) => self.parts.changes_since(&last.parts),
+            None => vec!["never built".to_string()],
+        }
+    }
+}
+
+pub struct Plan {
+    pub pipeline: Arc<Pipeline>,
+    pub stages: Vec<PlannedStage>,
+}
+
+impl Plan {
+    pub fn get(&self, name: &str) -> Option<&PlannedStage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+/// Build all stages (checking their params) without touching inputs or the cache.
+pub fn build_stages(p: &Pipeline) -> Result<Vec<(String, Arc<dyn Stage>)>, SpecError> {
+    let order = graph::topo_order(p).expect("spec::parse rejects cycles");
+    order
+        .into_iter()
+        .map(|name| {
+            let spec = &p.stages[&name];
+            ops::build(p, spec).map(|s| (name, s))
+        })
+        .collect()
+}
+
+/// Compute every stage's key in dependency order and look it up in the cache.
+pub async fn plan(pipeline: Arc<Pipeline>, cache: &Cache) -> Result<Plan> {
+    let built = build_stages(&pipeline)?;
+    let mut stages: Vec<PlannedStage> = Vec::with_capacity(built.len());
+    for (name, stage) in built {
+        let spec = &pipeline.stages[&name];
+        let mut files = BTreeMap::new();
+        for rel in stage.files() {
+            let path = pipeline.resolve_path(&rel.to_string_lossy());
+            let bytes = std::fs::read(&path).with_context(|| format!("stage `{name}`: reading {}", path.display()))?;
+            files.insert(rel.to_string_lossy().into_owned(), blake3::hash(&bytes).to_hex().to_string());
+        }
+        let upstream = spec
+            .deps
+            .iter()
+            .map(|d| {
+                let up = stages.iter().find(|s| &s.name == d).expect("deps come first in topological order");
+                (d.clone(), up.key.hex())
+            })
+            .collect();
+        let mut inputs = stage.inputs().await.with_context(|| format!("stage `{name}`: listing its inputs"))?;
+        inputs.sort();
+        let parts = KeyParts {
+            op: spec.op.clone(),
+            op_version: stage.version(),
+            code_version: env!("CARGO_PKG_VERSION").to_string(),
+            params: stage.params(),
+            files,
+            upstream,
+            inputs,
+        };
+        let key = parts.key();
+        let cached = cache.lookup(key)?;
+        stages.push(PlannedStage { name, op: spec.op.clone(), deps: spec.deps.clone(), stage, parts, key, cached });
+    }
+    Ok(Plan { pipeline, stages })
+}

@@ -1,0 +1,231 @@
+//! `pipeline simulate`: realistic 23-column metrics for services driven by a real
+//! request-rate trace, each simulated with pods, an HPA and queueing, and written the way
+//! the collector writes them (every ~30 s with jitter, 06:00–22:00, one CSV per day).
+
+mod collector;
+mod rng;
+pub mod service;
+mod trace;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use collector::{isoformat, round, Window};
+use rng::Rng;
+use service::{default_profiles, Profile, Sample, Service};
+pub use trace::Trace;
+
+/// Where files go: `DIR/metrics_YYYYMMDD.csv` or `DIR/YYYY/MM/metrics_YYYYMMDD.csv` (as on S3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Flat,
+    S3,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub days: u32,
+    pub out: PathBuf,
+    pub trace: PathBuf,
+    pub services: Vec<String>,
+    pub seed: u64,
+    pub layout: Layout,
+    pub start: chrono::NaiveDate,
+    pub gzip: bool,
+}
+
+const STEP_S: f64 = 30.0;
+const DAY_START_H: f64 = 6.0;
+const DAY_END_H: f64 = 22.0;
+
+/// What was written, per service, so a user can see the data is worth training on.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files: Vec<PathBuf>,
+    pub rows: BTreeMap<String, u64>,
+    pub replicas: BTreeMap<String, (u32, u32)>,
+    /// (service, cpu %, ram %, p95 ms, replicas) of every written row, in time order.
+    pub samples: Vec<(String, f64, f64, f64, u32)>,
+}
+
+/// Profiles for the requested services: the known seven by name, and a plausible one
+/// derived from the name for any other, so new services can be simulated too.
+pub fn profiles_for(names: &[String]) -> Vec<Profile> {
+    let defaults = default_profiles();
+    if names.is_empty() {
+        return defaults;
+    }
+    names
+        .iter()
+        .map(|n| match defaults.iter().find(|p| &p.name == n) {
+            Some(p) => p.clone(),
+            None => {
+                let h = blake3::hash(n.as_bytes()).as_bytes()[0] as i64;
+                let mut p = defaults[(h as usize) % defaults.len()].clone();
+                p.name = n.clone();
+                p.trace_offset_days = h % 7;
+                p.lag_s = (h % 5) * 60;
+                p
+            }
+        })
+        .collect()
+}
+
+pub fn simulate(opts: &Options) -> Result<Summary> {
+    if opts.days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let trace = Trace::load(&opts.trace)?;
+    let profiles = profiles_for(&opts.services);
+    // Start the trace at a midnight near its middle: the busy part of most traces.
+    let anchor = ((trace.start() + trace.span() * 45 / 100) / 86_400 * 86_400) - trace.start();
+    let start = opts.start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    let node_cores: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.cpu_request).sum::<f64>() * 0.5;
+    let node_mib: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.ram_request).sum::<f64>() * 0.6;
+
+    let mut rng = Rng::new(opts.seed, 0);
+    let mut services: Vec<Service> = profiles.iter().map(|p| Service::new(p.clone(), start as f64)).collect();
+    let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
+    let mut summary = Summary::default();
+    let (mut cpu_pressure, mut mem_pressure) = (false, false);
+
+    for day in 0..opts.days as i64 {
+        let day_start = start + day * 86_400;
+        let date = chrono::DateTime::from_timestamp(day_start, 0).unwrap().date_naive();
+        let weekend = matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun);
+        let mut out = String::with_capacity(4 << 20);
+        out.push_str(&crate::metrics::column_names().join(","));
+        out.push('\n');
+        let steps = (86_400.0 / STEP_S) as i64;
+        for k in 0..steps {
+            let now = day_start as f64 + k as f64 * STEP_S;
+            let hour = k as f64 * STEP_S / 3600.0;
+            let collect = (DAY_START_H..DAY_END_H).contains(&hour);
+            // The collector wakes late by up to ~2 s and visits services one after another.
+            let wake = now + rng.uniform() * 2.0;
+            let (mut cores, mut mib) = (0.0, 0.0);
+            for (i, svc) in services.iter_mut().enumerate() {
+                let p = &svc.profile;
+                let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
+                let sample = svc.step(now, STEP_S, trace.at(offset), &mut rng);
+                cores += sample.cpu_cores;
+                mib += sample.ram_mib;
+                if collect {
+                    let ts = ((wake + i as f64 * 0.035 + rng.uniform() * 0.02) * 1e6).round() as i64;
+                    write_row(&mut out, ts, &svc.profile, &sample, &mut windows[i], weekend, cpu_pressure, mem_pressure);
+                    *summary.rows.entry(svc.profile.name.clone()).or_insert(0) += 1;
+                    let r = summary.replicas.entry(svc.profile.name.clone()).or_insert((u32::MAX, 0));
+                    *r = (r.0.min(sample.replicas), r.1.max(sample.replicas));
+                    summary.samples.push((svc.profile.name.clone(), round(sample.cpu_percent, 2), round(sample.ram_percent, 2), round(sample.p95_ms, 2), sample.replicas));
+                }
+            }
+            // Node pressure follows the whole cluster's use, as kubelet reports it.
+            cpu_pressure = cores > 0.85 * node_cores;
+            mem_pressure = mib > 0.85 * node_mib;
+        }
+        let path = file_path(&opts.out, opts.layout, date, opts.gzip);
+        write_file(&path, out.as_bytes(), opts.gzip)?;
+        summary.files.push(path);
+    }
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_row(out: &mut String, ts: i64, p: &Profile, s: &Sample, w: &mut [Window; 3], weekend: bool, cpu_pressure: bool, mem_pressure: bool) {
+    use std::fmt::Write as _;
+    let cpu = round(s.cpu_percent, 2);
+    let ram = round(s.ram_percent, 2);
+    let rps = round(s.rps, 2);
+    w[0].push(cpu);
+    w[1].push(ram);
+    w[2].push(rps);
+    let _ = writeln!(
+        out,
+        "{},{},{:?},{:?},{:?},{:?},{:?},{:?},{:?},{:?},{:?},{},{},{},{:?},{:?},{:?},{:?},{},{:?},{},{},{}",
+        isoformat(ts),
+        p.name,
+        cpu,
+        round(w[0].mean(), 2),
+        round(w[0].slope(), 4),
+        ram,
+        round(w[1].mean(), 2),
+        round(w[1].slope(), 4),
+        rps,
+        round(w[2].mean(), 2),
+        round(s.p95_ms, 2),
+        s.replicas,
+        0,
+        weekend as u8,
+        p.cpu_request,
+        p.cpu_limit,
+        p.ram_request,
+        p.ram_limit,
+        s.queue.round() as i64,
+        round(s.error_rate, 4),
+        s.restarts,
+        cpu_pressure as u8,
+        mem_pressure as u8,
+    );
+}
+
+fn file_path(out: &Path, layout: Layout, date: chrono::NaiveDate, gzip: bool) -> PathBuf {
+    let name = format!("metrics_{}.csv{}", date.format("%Y%m%d"), if gzip { ".gz" } else { "" });
+    match layout {
+        Layout::Flat => out.join(name),
+        Layout::S3 => out.join(date.format("%Y").to_string()).join(date.format("%m").to_string()).join(name),
+    }
+}
+
+/// Write through a temp file and rename, so a reader never sees half a day.
+fn write_file(path: &Path, bytes: &[u8], gzip: bool) -> Result<()> {
+    let data = if gzip {
+        // A fixed header (no mtime, no name) keeps the bytes reproducible.
+        let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+        gz.write_all(bytes)?;
+        gz.finish()?
+    } else {
+        bytes.to_vec()
+    };
+    crate::cache::write_atomic(path, &data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// How the seed rules (spec thresholds, replicas 1..10) would label each row that has 10
+/// future rows, per service: (scale up, scale down, keep). Simulated data is only worth
+/// training on when all three occur.
+pub fn label_mix(rows: &[(String, f64, f64, f64, u32)]) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut by: BTreeMap<String, Vec<(f64, f64, f64, u32)>> = BTreeMap::new();
+    for (s, cpu, ram, rt, reps) in rows {
+        by.entry(s.clone()).or_default().push((*cpu, *ram, *rt, *reps));
+    }
+    let mut out = BTreeMap::new();
+    for (s, v) in by {
+        let mut c = (0, 0, 0);
+        for i in 0..v.len().saturating_sub(10) {
+            let f = &v[i + 1..=i + 10];
+            let cpu = f.iter().map(|x| x.0).fold(f64::MIN, f64::max);
+            let ram = f.iter().map(|x| x.1).fold(f64::MIN, f64::max);
+            let mut rts: Vec<f64> = f.iter().map(|x| x.2).collect();
+            rts.sort_by(f64::total_cmp);
+            let pos: f64 = 0.95 * 9.0;
+            let rt = rts[pos as usize] + (rts[pos as usize + 1] - rts[pos as usize]) * (pos - pos.floor());
+            let current = v[i].3;
+            let mut target = current;
+            if cpu > 70.0 || ram > 75.0 || rt > 500.0 {
+                target = (current + 1).min(10);
+            }
+            if cpu < 30.0 && ram < 35.0 {
+                target = current.saturating_sub(1).max(1);
+            }
+            match target.cmp(&current) {
+                std::cmp::Ordering::Greater => c.0 += 1,
+                std::cmp::Ordering::Less => c.1 += 1,
+                std::cmp::Ordering::Equal => c.2 += 1,
+            }
+        }
+        out.insert(s, c);
+    }
+    out
+}

@@ -1,0 +1,154 @@
+//! A throwaway project folder and the real `pipeline` binary, so each test reads as one CLI
+//! scenario: `Project::new().file(...).pipeline(args).ok().stdout_has("cached")`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const HEADER: &str = "timestamp,service_name,cpu_usage_percent,cpu_usage_percent_last_5_min,cpu_usage_percent_slope,ram_usage_percent,ram_usage_percent_last_5_min,ram_usage_percent_slope,request_count_per_second,request_count_per_second_last_5_min,response_time_ms,replica_count,is_holiday,is_weekend,cpu_request,cpu_limit,ram_request,ram_limit,queue_length,error_rate,pod_restart_count,node_cpu_pressure_flag,node_memory_pressure_flag";
+
+/// One valid metrics row.
+pub fn row(ts: &str, service: &str, cpu: f64) -> String {
+    format!("{ts},{service},{cpu},50,0.1,40,40,0,100,90,120,3,0,0,0.5,1,256,512,0,0.01,0,0,0")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Python-side tool from the project's `.venv` (made by scripts/setup.sh), else from PATH.
+pub fn tool(name: &str) -> PathBuf {
+    let local = repo().join(".venv/bin").join(name);
+    if local.exists() { local } else { PathBuf::from(name) }
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project.
+    pub fn empty() -> Project {
+        Project { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    /// A project with the repository's pipelines and SQL, and small simulated metrics
+    /// (2 days, 3 services) in `data/metrics`.
+    pub fn new() -> Project {
+        let p = Project::empty();
+        copy_dir(&repo().join("pipelines"), &p.path().join("pipelines"));
+        copy_dir(&repo().join("sql"), &p.path().join("sql"));
+        p.simulate(&["--days", "2", "--services", "frontend,order,recommender", "--out", "data/metrics"]);
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(self, rel: &str, contents: &str) -> Project {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+        self
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+    }
+
+    pub fn simulate(&self, args: &[&str]) -> Run {
+        let trace = repo().join("data/traces/worldcup98/wc98_requests_per_minute.csv.gz");
+        let mut all = vec!["simulate", "--trace", trace.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.pipeline(&all).ok()
+    }
+
+    /// Run the real binary in the project folder.
+    pub fn pipeline(&self, args: &[&str]) -> Run {
+        self.pipeline_env(args, &[])
+    }
+
+    pub fn pipeline_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+        cmd.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("running pipeline");
+        Run { args: args.iter().map(|s| s.to_string()).collect(), out }
+    }
+}
+
+pub struct Run {
+    args: Vec<String>,
+    pub out: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    fn context(&self) -> String {
+        format!("`pipeline {}`\n--- stdout\n{}\n--- stderr\n{}", self.args.join(" "), self.stdout(), self.stderr())
+    }
+
+    pub fn ok(self) -> Run {
+        assert!(self.out.status.success(), "expected success from {}", self.context());
+        self
+    }
+
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(self.out.status.code(), Some(code), "exit code of {}", self.context());
+        self
+    }
+
+    pub fn stdout_has(self, needle: &str) -> Run {
+        assert!(self.stdout().contains(needle), "stdout lacks {needle:?} in {}", self.context());
+        self
+    }
+
+    pub fn stdout_lacks(self, needle: &str) -> Run {
+        assert!(!self.stdout().contains(needle), "stdout has {needle:?} in {}", self.context());
+        self
+    }
+
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(self.stderr().contains(needle), "stderr lacks {needle:?} in {}", self.context());
+        self
+    }
+
+    /// The status column of a stage in the run summary.
+    pub fn stage_status(&self, stage: &str) -> String {
+        self.stdout()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(stage))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no summary line for `{stage}` in {}", self.context()))
+            .to_string()
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The engine through the real binary: caching, reruns, status, the inspection commands,
+//! failures and invalid pipeline files.
+
+mod common;
+use common::Project;
+
+/// ingest → per_service → busiest, plus a sibling of per_service.
+const PIPELINE: &str = "
+name: t
+params:
+  metrics_uri: data/metrics
+  date: ''
+stages:
+  ingest:
+    op: ingest
+    source: ${metrics_uri}
+    date: ${date}
+  per_service:
+    op: sql
+    deps: [ingest]
+    sql: sql/per_service.sql
+  busiest:
+    op: sql
+    deps: [per_service]
+    sql: sql/busiest.sql
+  hourly:
+    op: sql
+    deps: [ingest]
+    sql: sql/hourly.sql
+    params: {min_cpu: 0}
+";
+
+fn project() -> Project {
+    Project::new()
+        .file("pipelines/t.yaml", PIPELINE)
+        .file("sql/per_service.sql", "SELECT service_name, count(*) AS n, max(replica_count) AS max_replicas FROM ingest GROUP BY service_name")
+        .file("sql/busiest.sql", "SELECT * FROM per_service ORDER BY n DESC, service_name LIMIT 1")
+        .file("sql/hourly.sql", "SELECT date_trunc('hour', timestamp) AS hour, avg(cpu_usage_percent) AS cpu FROM ingest WHERE cpu_usage_percent >= ${min_cpu} GROUP BY 1 ORDER BY 1")
+}
+
+const T: &str = "pipelines/t.yaml";
+
+#[test]
+fn second_run_is_fully_cached() {
+    let p = project();
+    let first = p.pipeline(&["run", T]).ok();
+    for s in ["ingest", "per_service", "busiest", "hourly"] {
+        assert_eq!(first.stage_status(s), "ran");
+    }
+    let second = p.pipeline(&["run", T]).ok().stdout_has("0 ran, 4 cached, 0 failed");
+    assert_eq!(second.stage_status("busiest"), "cached");
+    assert!(p.path().join("artifacts/runs/latest/manifest.json").exists(), "a finished run is recorded as latest");
+}
+
+#[test]
+fn editing_sql_reruns_that_stage_and_its_dependants_only() {
+    let p = project();
+    p.pipeline(&["run", T]).ok();
+    p.write("sql/per_service.sql", "SELECT service_name, count(*) AS n, min(replica_count) AS max_replicas FROM ingest GROUP BY service_name");
+    p.pipeline(&["status", T]).ok()
+        .stdout_has("per_service  stale   file sql/per_service.sql changed")
+        .stdout_has("busiest      stale   upstream `per_service` changed")
+        .stdout_has("hourly       fresh");
+    let run = p.pipeline(&["run", T]).ok();
+    assert_eq!(run.stage_status("ingest"), "cached");
+    assert_eq!(run.stage_status("hourly"), "cached");
+    assert_eq!(run.stage_status("per_service"), "ran");
+    assert_eq!(run.stage_status("busiest"), "ran");
+    p.pipeline(&["status", T]).ok().stdout_has("everything is up to date");
+}
+
+#[test]
+fn status_names_changed_params_and_inputs() {
+    let p = project();
+    p.pipeline(&["run", T]).ok();
+    p.pipeline(&["status", T, "--set", "date=2025-10-06"]).ok()
+        .stdout_has("param `date` changed: \"\" → \"2025-10-06\"")
+        .stdout_has("input files changed: 1 removed");
+    // A param inside the stage's SQL params.
+    let yaml = PIPELINE.replace("{min_cpu: 0}", "{min_cpu: 10}");
+    p.write(T, &yaml);
+    p.pipeline(&["status", T]).ok().stdout_has("param `params.min_cpu` changed: 0 → 10");
+    // A new metrics file.
+    let day = p.read("data/metrics/2025/10/metrics_20251006.csv");
+    p.write("data/metrics/2025/10/metrics_20251008.csv", &day.replace("2025-10-06", "2025-10-08"));
+    p.pipeline(&["status", T]).ok().stdout_has("input files changed: 1 added (data/metrics/2025/10/metrics_20251008.csv)");
+}
+
+#[test]
+fn only_from_force_and_dry_run() {
+    let p = project();
+    p.pipeline(&["run", T, "--only", "busiest"]).code(1).stderr_has("upstream stage `per_service` is not cached");
+    p.pipeline(&["run", T, "--dry-run"]).ok().stdout_has("run     ingest").stdout_has("never built");
+    assert!(!p.path().join("artifacts/cache/entries").exists(), "a dry run builds nothing");
+    p.pipeline(&["run", T]).ok();
+    let from = p.pipeline(&["run", T, "--from", "per_service"]).ok();
+    assert_eq!(from.stage_status("ingest"), "cached");
+    assert_eq!(from.stage_status("per_service"), "ran");
+    assert_eq!(from.stage_status("busiest"), "ran");
+    assert_eq!(from.stage_status("hourly"), "cached");
+    let only = p.pipeline(&["run", T, "--only", "hourly", "--force"]).ok();
+    assert_eq!(only.stage_status("hourly"), "ran");
+    assert_eq!(only.stage_status("ingest"), "cached");
+    let all = p.pipeline(&["run", T, "--force", "--jobs", "1"]).ok();
+    assert_eq!(all.stage_status("ingest"), "ran");
+}
+
+#[test]
+fn inspect_query_export_and_dag() {
+    let p = project();
+    p.pipeline(&["inspect", "ingest", "-p", T]).code(1).stderr_has("run `pipeline run` first");
+    p.pipeline(&["run", T]).ok();
+    p.pipeline(&["inspect", "ingest", "-p", T, "--rows", "3"]).ok()
+        .stdout_has("rows:     ")
+        .stdout_has("cpu_usage_percent_last_5_min")
+        .stdout_has("Timestamp(µs)")
+        .stdout_has("first 3 rows:")
+        .stdout_has("tables:   quarantine");
+    p.pipeline(&["inspect", "ingest", "-p", T, "--table", "quarantine", "--schema"]).ok().stdout_has("reason");
+    p.pipeline(&["inspect", "nope", "-p", T]).code(1).stderr_has("no stage `nope`");
+    p.pipeline(&["query", "-p", T, "SELECT service_name, n FROM per_service ORDER BY service_name"]).ok()
+        .stdout_has("| frontend     |")
+        .stdout_has("| recommender  |");
+    p.pipeline(&["query", "-p", T, "SELECT count(*) AS bad FROM ingest_quarantine"]).ok().stdout_has("| 0   |");
+    p.pipeline(&["export", "per_service", "out/per_service.csv", "-p", T]).ok().stdout_has("wrote 3 rows");
+    let csv = p.read("out/per_service.csv");
+    assert!(csv.starts_with("service_name,n,max_replicas\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 4);
+    p.pipeline(&["export", "ingest", "out/ingest.parquet", "-p", T]).ok();
+    assert!(p.read("out/per_service.csv").contains("order"));
+    p.pipeline(&["export", "ingest", "out/ingest.txt", "-p", T]).code(1).stderr_has(".parquet or .csv");
+    p.pipeline(&["dag", T]).ok().stdout_has("  per_service").stdout_has("← per_service");
+    p.pipeline(&["dag", T, "--format", "dot"]).ok().stdout_has("per_service -> busiest;");
+    p.pipeline(&["dag", T, "--format", "mermaid"]).ok().stdout_has("ingest --> hourly");
+}
+
+#[test]
+fn a_failing_stage_stops_its_dependants_and_keeps_siblings() {
+    let p = project();
+    p.write("sql/per_service.sql", "SELECT no_such_column FROM ingest");
+    let run = p.pipeline(&["run", T]).code(1).stderr_has("stage `per_service` failed").stderr_has("no_such_column");
+    assert_eq!(run.stage_status("per_service"), "FAILED");
+    assert_eq!(run.stage_status("busiest"), "skipped");
+    assert_eq!(run.stage_status("hourly"), "ran");
+    assert!(!p.path().join("artifacts/runs/latest").exists(), "a failed run is not `latest`");
+    // The finished sibling is reused once the failure is fixed.
+    p.write("sql/per_service.sql", "SELECT service_name, count(*) AS n FROM ingest GROUP BY service_name");
+    let run = p.pipeline(&["run", T]).ok();
+    assert_eq!(run.stage_status("hourly"), "cached");
+    assert_eq!(run.stage_status("ingest"), "cached");
+    // No half-built entries are left behind.
+    let tmp = p.path().join("artifacts/cache/tmp");
+    assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0);
+}
+
+/// Each broken pipeline file: exit 2, one message with file:line, stage and field, and nothing run.
+#[test]
+fn invalid_pipelines_are_rejected_before_anything_runs() {
+    let p = project();
+    let cases: &[(&str, &str, &str)] = &[
+        ("syntax", "stages:\n  ingest:\n    op: ingest\n    source: [data\n", "bad.yaml:4"),
+        ("unknown op", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: transmogrify\n", "bad.yaml:6:9: stage `x`, field `op`: unknown op `transmogrify` (known ops: ingest, sql"),
+        ("unknown dep", "stages:\n  x:\n    op: sql\n    deps: [ingset]\n    sql: sql/busiest.sql\n", "bad.yaml:4:11: stage `x`, field `deps`: unknown stage `ingset`"),
+        ("cycle", "stages:\n  a:\n    op: sql\n    deps: [b]\n    sql: sql/busiest.sql\n  b:\n    op: sql\n    deps: [a]\n    sql: sql/busiest.sql\n", "dependency cycle"),
+        ("wrong type", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    max_bad_fraction: lots\n", "bad.yaml:5:23: stage `ingest`, field `max_bad_fraction`: invalid type: string \"lots\", expected f64"),
+        ("unknown field", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    sauce: x\n", "bad.yaml:5:12: stage `ingest`, field `sauce`: unknown field `sauce`"),
+        ("missing file", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/nope.sql\n", "bad.yaml:8:10: stage `x`, field `sql`: file"),
+        ("bad date", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    date: October\n", "field `date`: `October` is not a month"),
+    ];
+    for (what, yaml, expected) in cases {
+        p.write("pipelines/bad.yaml", yaml);
+        let run = p.pipeline(&["run", "pipelines/bad.yaml"]).code(2);
+        let err = run.stderr();
+        assert!(err.contains(expected), "{what}: expected {expected:?} in:\n{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{what}: one message, got:\n{err}");
+    }
+    assert!(!p.path().join("artifacts").exists(), "nothing may run for an invalid pipeline");
+    p.pipeline(&["run", T, "--set", "dat=2024-10"]).code(2).stderr_has("no param `dat`");
+}
+
+#[test]
+fn help_is_written_for_people() {
+    let p = Project::empty();
+    p.pipeline(&["--help"]).ok().stdout_has("Exit codes").stdout_has("simulate");
+    p.pipeline(&["run", "--help"]).ok().stdout_has("--set <NAME=VALUE>").stdout_has("Rebuild this stage and everything downstream");
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Reference implementation, in vectorised pandas, of the old system's features and labels
+exactly as ../shared/docs/seed-semantics.md (and docs/features.md) pin them down.
+
+It is the yardstick for the SQL stages: the parity test runs both on the same CSV files and
+compares every column, and the benchmark times both end to end.
+
+usage: features.py METRICS (folder or file of CSV/CSV.gz) OUT.parquet [--label-rule seed|hpa]
+"""
+import argparse
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+
+CORE = [
+    "cpu_usage_percent", "cpu_usage_percent_last_5_min", "cpu_usage_percent_slope",
+    "ram_usage_percent", "ram_usage_percent_last_5_min", "ram_usage_percent_slope",
+    "request_count_per_second", "request_count_per_second_last_5_min", "response_time_ms",
+    "cpu_request", "cpu_limit", "ram_request", "ram_limit", "queue_length", "error_rate",
+    "pod_restart_count", "node_cpu_pressure_flag", "node_memory_pressure_flag",
+]
+WINDOW = 10
+HORIZON = 10
+
+
+def load(path):
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "**", "*.csv"), recursive=True)
+                       + glob.glob(os.path.join(path, "**", "*.csv.gz"), recursive=True))
+    else:
+        files = [path]
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    df["timestamp"] = pd.to_datetime(df["timestamp"], format="ISO8601")
+    df = df.sort_values(["service_name", "timestamp"], kind="mergesort")
+    df = df.drop_duplicates(["service_name", "timestamp"], keep="first").reset_index(drop=True)
+    return df
+
+
+def rolling(g, col, how):
+    r = g[col].rolling(WINDOW, min_periods=1)
+    r = getattr(r, how)() if how != "p95" else r.quantile(0.95, interpolation="linear")
+    return r.reset_index(level=0, drop=True).sort_index()
+
+
+def features(df):
+    g = df.groupby("service_name", sort=False)
+    out = df[["timestamp", "service_name", "replica_count"] + CORE].copy()
+    hour = df["timestamp"].dt.hour
+    out["hour_sin"] = np.sin(2 * np.pi * hour / 24)
+    out["hour_cos"] = np.cos(2 * np.pi * hour / 24)
+    out["cpu_utilization_ratio"] = df["cpu_usage_percent"] / (df["cpu_limit"] + 1e-6)
+    out["ram_utilization_ratio"] = df["ram_usage_percent"] / (df["ram_limit"] + 1e-6)
+    out["cpu_change_rate"] = g["cpu_usage_percent"].diff().fillna(0)
+    out["ram_change_rate"] = g["ram_usage_percent"].diff().fillna(0)
+    out["request_change_rate"] = g["request_count_per_second"].diff().fillna(0)
+    out["cpu_rolling_std"] = rolling(g, "cpu_usage_percent", "std").fillna(0)
+    out["ram_rolling_std"] = rolling(g, "ram_usage_percent", "std").fillna(0)
+    out["request_rolling_max"] = rolling(g, "request_count_per_second", "max")
+    out["response_time_rolling_p95"] = rolling(g, "response_time_ms", "p95")
+    out["cpu_per_replica"] = df["cpu_usage_percent"] / (df["replica_count"] + 1)
+    out["ram_per_replica"] = df["ram_usage_percent"] / (df["replica_count"] + 1)
+    out["requests_per_replica"] = df["request_count_per_second"] / (df["replica_count"] + 1)
+    out["system_pressure"] = (
+        (df["cpu_usage_percent"] > 70).astype(float) + (df["ram_usage_percent"] > 75).astype(float)
+        + (df["response_time_ms"] > 500).astype(float) + (df["error_rate"] > 0.05).astype(float)
+        + df["node_cpu_pressure_flag"] + df["node_memory_pressure_flag"]
+    )
+    dummies = pd.get_dummies(df["service_name"], prefix="service").astype(float)
+    out = pd.concat([out, dummies[sorted(dummies.columns)]], axis=1)
+    return out.fillna(0)
+
+
+def future(g, col, how):
+    """`how` over rows i+1 … i+HORIZON of the same service; NaN without a full horizon."""
+    def one(s):
+        v = s.to_numpy(dtype=float)
+        res = np.full(len(v), np.nan)
+        if len(v) > HORIZON:
+            win = np.lib.stride_tricks.sliding_window_view(v[1:], HORIZON)
+            res[: len(win)] = win.max(axis=1) if how == "max" else np.percentile(win, 95, axis=1)
+        return pd.Series(res, index=s.index)
+    return g[col].transform(one)
+
+
+def labels(df, rule, up_cpu=70, up_ram=75, up_rt=500, down_cpu=30, down_ram=35, target_cpu=60, lo=1, hi=10):
+    g = df.groupby("service_name", sort=False)
+    cpu = future(g, "cpu_usage_percent", "max")
+    ram = future(g, "ram_usage_percent", "max")
+    rt = future(g, "response_time_ms", "p95")
+    rc = df["replica_count"].to_numpy()
+    if rule == "hpa":
+        target = np.clip(np.ceil(rc * cpu.to_numpy() / target_cpu), lo, hi)
+    else:
+        target = rc.astype(float).copy()
+        up = ((cpu > up_cpu) | (ram > up_ram) | (rt > up_rt)).to_numpy()
+        target[up] = np.minimum(rc[up] + 1, hi)
+        down = ((cpu < down_cpu) & (ram < down_ram)).to_numpy()
+        target[down] = np.maximum(rc[down] - 1, lo)
+    full = cpu.notna().to_numpy()
+    return np.where(full, target, rc).astype(np.int64)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("metrics")
+    ap.add_argument("out")
+    ap.add_argument("--label-rule", default="seed", choices=["seed", "hpa"])
+    a = ap.parse_args()
+    df = load(a.metrics)
+    out = features(df)
+    out["target_replicas"] = labels(df, a.label_rule)
+    out.to_parquet(a.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
