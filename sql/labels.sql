@@ -21,7 +21,6 @@ labelled AS (
     SELECT
         *,
         CAST(CASE
-            WHEN ${label_rule} NOT IN ('seed', 'hpa') THEN CAST('label_rule must be seed or hpa' AS BIGINT)
             WHEN future_rows < ${horizon} THEN replica_count
             WHEN ${label_rule} = 'hpa' THEN
                 least(greatest(CAST(ceil(replica_count * future_cpu_max / ${target_cpu}) AS BIGINT), ${min_replicas}), ${max_replicas})

@@ -1,5 +1,7 @@
 //! Logs go to stderr through `tracing`: short lines for people, JSON lines for collectors.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 pub fn init(verbose: u8, format: &str) {
@@ -13,6 +15,6 @@ pub fn init(verbose: u8, format: &str) {
     if format == "json" {
         builder.json().flatten_event(true).init();
     } else {
-        builder.without_time().with_target(false).compact().init();
+        builder.without_time().with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

@@ -9,6 +9,7 @@
 //!   # `${one_hot}` becomes one 0/1 column per distinct value of a column of an upstream table,
 //!   # named prefix + value, in alphabetical order (the set of services is only known at run time).
 //!   one_hot: { column: service_name, from: ingest, prefix: service_ }
+//!   choices: { label_rule: [seed, hpa] }   # refuse other values before anything runs
 //! ```
 
 use std::path::PathBuf;
@@ -31,6 +32,9 @@ struct Params {
     #[serde(default)]
     params: serde_json::Map<String, Value>,
     one_hot: Option<OneHot>,
+    /// Allowed values of some params, checked before anything runs: `{ label_rule: [seed, hpa] }`.
+    #[serde(default)]
+    choices: std::collections::BTreeMap<String, Vec<Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -57,6 +61,13 @@ impl Sql {
         if let Some(o) = &params.one_hot {
             if !spec.deps.contains(&o.from) {
                 return Err(p.error(spec, Some("one_hot"), format!("`from: {}` must be one of the stage's deps ({})", o.from, spec.deps.join(", "))));
+            }
+        }
+        for (name, allowed) in &params.choices {
+            let v = params.params.get(name).ok_or_else(|| p.error(spec, Some("choices"), format!("`{name}` is not in the stage's params")))?;
+            if !allowed.contains(v) {
+                let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+                return Err(p.error(spec, Some("params"), format!("`{name}` is {v}; it must be one of {}", list.join(", "))));
             }
         }
         let mut vars = params.params.clone();

@@ -35,7 +35,7 @@ impl Progress {
             bar
         });
         if bar.is_none() {
-            tracing::info!(stage = name, "started");
+            tracing::info!("{name}: started");
         }
         StageProgress { name: name.to_string(), bar }
     }
@@ -67,7 +67,7 @@ impl StageProgress {
     pub fn message(&self, msg: &str) {
         match &self.bar {
             Some(b) => b.set_message(msg.to_string()),
-            None => tracing::debug!(stage = %self.name, "{msg}"),
+            None => tracing::debug!("{}: {msg}", self.name),
         }
     }
 
@@ -107,8 +107,8 @@ impl StageProgress {
                     b.abandon_with_message(format!("FAILED {line}"));
                 }
             }
-            None if ok => tracing::info!(stage = %self.name, "{line}"),
-            None => tracing::error!(stage = %self.name, "{line}"),
+            None if ok => tracing::info!("{}: {line}", self.name),
+            None => tracing::error!("{}: failed: {line}", self.name),
         }
     }
 }

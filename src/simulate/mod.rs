@@ -40,6 +40,8 @@ pub struct Options {
 const STEP_S: f64 = 30.0;
 const DAY_START_H: f64 = 6.0;
 const DAY_END_H: f64 = 22.0;
+/// The nightly deploy restarts every pod (and so clears slow memory leaks) at 03:00.
+const ROLLOUT_H: f64 = 3.0;
 
 /// What was written, per service, so a user can see the data is worth training on.
 #[derive(Debug, Default)]
@@ -108,6 +110,9 @@ pub fn simulate(opts: &Options) -> Result<Summary> {
             let wake = now + rng.uniform() * 2.0;
             let (mut cores, mut mib) = (0.0, 0.0);
             for (i, svc) in services.iter_mut().enumerate() {
+                if k as f64 * STEP_S == ROLLOUT_H * 3600.0 {
+                    svc.rollout(now);
+                }
                 let p = &svc.profile;
                 let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
                 let sample = svc.step(now, STEP_S, trace.at(offset), &mut rng);

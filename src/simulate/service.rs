@@ -60,13 +60,13 @@ pub fn default_profiles() -> Vec<Profile> {
         base_error_rate: 0.002,
     };
     vec![
-        p("frontend", 60.0, 330.0, 35.0, (0.5, 1.0), (256.0, 512.0), (90.0, 1.2, 2.0), (2, 10), 0, 0),
-        p("authen", 45.0, 200.0, 25.0, (0.25, 0.5), (128.0, 256.0), (50.0, 0.9, 1.0), (1, 8), 30, 0),
-        p("product", 40.0, 260.0, 60.0, (0.5, 1.0), (512.0, 1024.0), (200.0, 3.0, 4.0), (2, 10), 60, 1),
-        p("order", 20.0, 90.0, 80.0, (0.5, 0.5), (256.0, 512.0), (110.0, 2.5, 3.0), (1, 8), 120, 2),
-        p("booking", 18.0, 85.0, 90.0, (0.5, 1.0), (256.0, 512.0), (120.0, 2.8, 2.5), (1, 8), 180, 3),
-        p("profile", 35.0, 120.0, 45.0, (0.25, 0.5), (128.0, 384.0), (70.0, 1.5, 1.5), (1, 6), 90, 4),
-        p("recommender", 8.0, 52.0, 150.0, (1.0, 2.0), (1024.0, 2048.0), (600.0, 18.0, 30.0), (1, 10), 240, 5),
+        p("frontend", 60.0, 330.0, 35.0, (0.5, 1.0), (256.0, 512.0), (70.0, 1.2, 2.0), (3, 10), 0, 0),
+        p("authen", 45.0, 200.0, 25.0, (0.25, 0.5), (128.0, 256.0), (40.0, 0.9, 1.0), (2, 8), 30, 0),
+        p("product", 40.0, 260.0, 60.0, (0.5, 1.0), (512.0, 1024.0), (150.0, 3.0, 4.0), (3, 10), 60, 1),
+        p("order", 20.0, 90.0, 80.0, (0.5, 0.5), (256.0, 512.0), (90.0, 2.5, 3.0), (1, 8), 120, 2),
+        p("booking", 18.0, 85.0, 90.0, (0.5, 1.0), (256.0, 512.0), (100.0, 2.8, 2.5), (2, 8), 180, 3),
+        p("profile", 35.0, 120.0, 45.0, (0.25, 0.5), (128.0, 384.0), (55.0, 1.5, 1.5), (2, 6), 90, 4),
+        p("recommender", 8.0, 52.0, 90.0, (1.0, 2.0), (1024.0, 2048.0), (500.0, 18.0, 30.0), (1, 10), 240, 5),
     ]
 }
 
@@ -102,12 +102,20 @@ pub struct Service {
     noise: f64,
     restarts: u64,
     last_cpu: f64,
+    last_scale_down: f64,
 }
 
 impl Service {
     pub fn new(profile: Profile, now: f64) -> Service {
         let pods = (0..profile.min_replicas).map(|_| Pod { ready_at: now, mem_since: now }).collect();
-        Service { profile, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0 }
+        Service { profile, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
+    }
+
+    /// A rolling restart (the nightly deploy): every pod starts afresh, memory included.
+    pub fn rollout(&mut self, now: f64) {
+        for pod in &mut self.pods {
+            pod.mem_since = now;
+        }
     }
 
     /// Advance by `dt` seconds under `load` (normalised trace value) and report.
@@ -177,7 +185,8 @@ impl Service {
 
     /// The HPA: desired = ceil(current × utilisation / target) outside a 10 % tolerance,
     /// scale-up at most doubling (or +4) per step, scale-down only to the highest
-    /// recommendation of the last five minutes, new pods ready after their start-up delay.
+    /// recommendation of the last five minutes and by one pod a minute (a common
+    /// `behavior.scaleDown` policy), new pods ready after their start-up delay.
     fn autoscale(&mut self, now: f64) {
         let p = &self.profile;
         let current = self.pods.len() as u32;
@@ -198,8 +207,9 @@ impl Service {
             for _ in current..desired {
                 self.pods.push(Pod { ready_at: now + p.startup_s, mem_since: now });
             }
-        } else if desired < current {
-            self.pods.truncate(desired as usize);
+        } else if desired < current && now - self.last_scale_down >= 60.0 {
+            self.pods.truncate(current as usize - 1);
+            self.last_scale_down = now;
         }
     }
 }
