@@ -116,14 +116,14 @@ fn endpoint_can_come_from_the_stage() {
         .file("pipelines/s3.yaml", &PIPELINE.replace("    date: ${date}\n", "    date: ${date}\n    endpoint: ${s3_endpoint}\n"))
         .file("sql/per_day.sql", "SELECT count(*) AS n FROM ingest");
     p.simulate(&["--days", "1", "--start", "2024-10-15", "--services", "order", "--out", "local"]);
-    moto.upload(&p.path().join("local"), "b", "metrics/");
+    moto.upload(&p.path().join("local"), "stage-bucket", "metrics/");
     let endpoint = format!("s3_endpoint={}", moto.endpoint());
     let env = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
-    p.pipeline_env(&["run", "pipelines/s3.yaml", "--set", "metrics_uri=s3://b/metrics", "--set", &endpoint, "--set", "date=2024-10-15"], &env)
+    p.pipeline_env(&["run", "pipelines/s3.yaml", "--set", "metrics_uri=s3://stage-bucket/metrics", "--set", &endpoint, "--set", "date=2024-10-15"], &env)
         .ok()
         .stdout_has("2 ran");
     // A bucket that does not exist fails the stage with S3's reason, not a panic.
-    p.pipeline_env(&["run", "pipelines/s3.yaml", "--set", "metrics_uri=s3://nope/metrics", "--set", &endpoint], &env)
+    p.pipeline_env(&["run", "pipelines/s3.yaml", "--set", "metrics_uri=s3://no-such-bucket/metrics", "--set", &endpoint], &env)
         .code(1)
-        .stderr_has("listing s3://nope/metrics");
+        .stderr_has("listing s3://no-such-bucket/metrics");
 }

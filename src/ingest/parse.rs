@@ -77,11 +77,11 @@ pub fn parse_file(name: &str, bytes: &[u8]) -> Result<ParsedFile, String> {
     let (_, header) = lines.next().expect("non-empty text has a first line");
     let header: Vec<String> = split_fields(header.trim_end_matches('\r')).into_iter().map(|h| h.trim().to_string()).collect();
     let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
-    if index.len() != header.len() {
-        return Err(format!("{name}:1: the header names a column twice"));
-    }
     if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
         return Err(format!("{name}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", ")));
+    }
+    if index.len() != header.len() {
+        return Err(format!("{name}:1: the header names a column twice"));
     }
     let missing: Vec<&str> = metrics::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
     if !missing.is_empty() {

@@ -1,0 +1,108 @@
+//! The SQL features and labels against the pandas reference (tests/reference/features.py):
+//! every feature column within 1e-9, every label exactly, on the bundled week and on a small
+//! sample built to hit the edge cases.
+
+mod common;
+use common::{copy_dir, repo, tool, Project, HEADER};
+
+use std::process::Command;
+
+/// Run the default pipeline's labels on `metrics` (a folder in the project) with `rule`, run
+/// the reference on the same files, and compare.
+fn assert_parity(p: &Project, metrics: &str, rule: &str) {
+    let set_uri = format!("metrics_uri={metrics}");
+    let set_rule = format!("label_rule={rule}");
+    p.pipeline(&["run", "--set", &set_uri, "--set", &set_rule]).ok();
+    p.pipeline(&["export", "labels", "ours.parquet", "--set", &set_uri, "--set", &set_rule]).ok();
+    let py = tool("python3");
+    let reference = repo().join("tests/reference");
+    let status = Command::new(&py)
+        .current_dir(p.path())
+        .args([reference.join("features.py").to_str().unwrap(), metrics, "ref.parquet", "--label-rule", rule])
+        .status()
+        .expect("python3 with pandas (scripts/setup.sh installs it)");
+    assert!(status.success(), "the reference implementation failed on {metrics}");
+    let out = Command::new(&py)
+        .current_dir(p.path())
+        .args([reference.join("compare.py").to_str().unwrap(), "ours.parquet", "ref.parquet", "--tolerance", "1e-9"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{metrics} with label_rule={rule}: SQL and reference disagree:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn project_with_bundled_week() -> Project {
+    let p = Project::empty();
+    copy_dir(&repo().join("pipelines"), &p.path().join("pipelines"));
+    copy_dir(&repo().join("sql"), &p.path().join("sql"));
+    copy_dir(&repo().join("data/metrics"), &p.path().join("data/metrics"));
+    p
+}
+
+#[test]
+fn bundled_week_matches_reference_for_both_label_rules() {
+    let p = project_with_bundled_week();
+    assert_parity(&p, "data/metrics", "seed");
+    assert_parity(&p, "data/metrics", "hpa");
+}
+
+/// A file built for the corners: a service with one row, one shorter than a window, ties,
+/// zero limits and zero replicas (divisors), thresholds crossed both ways, and a service
+/// whose rows straddle midnight.
+fn edge_cases() -> String {
+    let mut rows = vec![HEADER.to_string()];
+    let mut push = |ts: String, svc: &str, cpu: f64, ram: f64, rt: f64, reps: i64, cpu_limit: f64, ram_limit: f64| {
+        rows.push(format!(
+            "{ts},{svc},{cpu},{cpu},0.5,{ram},{ram},-0.25,{rps},{rps},{rt},{reps},0,1,0.5,{cpu_limit},256,{ram_limit},{q},0.06,1,1,0",
+            rps = cpu * 2.0,
+            q = reps * 2,
+        ));
+    };
+    push("2025-10-06T12:00:00".into(), "solo", 80.0, 80.0, 600.0, 3, 1.0, 512.0);
+    for i in 0..5 {
+        push(format!("2025-10-06T12:00:{:02}.5", i * 10), "short", 20.0 + i as f64, 20.0, 100.0, 2, 0.0, 0.0);
+    }
+    // Ties: the same values repeated, then a jump; zero replicas in the divisors.
+    for i in 0..30 {
+        let cpu = if i < 12 { 50.0 } else if i < 20 { 85.0 } else { 10.0 };
+        let ram = if i < 20 { 40.0 } else { 20.0 };
+        let rt = if i % 3 == 0 { 450.0 } else { 450.0 + (i % 7) as f64 * 30.0 };
+        let reps = if i == 5 { 0 } else { 4 };
+        push(format!("2025-10-06T13:{:02}:{:02}.123456", i / 2, (i % 2) * 30), "ties", cpu, ram, rt, reps, 1.0, 512.0);
+    }
+    // Across midnight and the night gap, out of order in the file.
+    for i in (0..14).rev() {
+        let (day, hour) = if i < 7 { (6, 21) } else { (7, 6) };
+        push(format!("2025-10-{day:02}T{hour:02}:{:02}:00", 50 + i % 7), "night", 25.0 + (i * 7 % 11) as f64, 30.0, 520.0 - i as f64, 10, 2.0, 1024.0);
+    }
+    rows.join("\n") + "\n"
+}
+
+#[test]
+fn edge_cases_match_reference() {
+    let p = project_with_bundled_week().file("edge/metrics_20251006.csv", &edge_cases());
+    assert_parity(&p, "edge", "seed");
+    assert_parity(&p, "edge", "hpa");
+}
+
+#[test]
+fn features_have_the_spec_columns() {
+    let p = project_with_bundled_week();
+    p.pipeline(&["run"]).ok();
+    let out = p.pipeline(&["inspect", "features", "--schema"]).ok().stdout();
+    for col in [
+        "cpu_usage_percent", "node_memory_pressure_flag", "hour_sin", "hour_cos", "cpu_utilization_ratio",
+        "ram_utilization_ratio", "cpu_change_rate", "ram_change_rate", "request_change_rate", "cpu_rolling_std",
+        "ram_rolling_std", "request_rolling_max", "response_time_rolling_p95", "cpu_per_replica", "ram_per_replica",
+        "requests_per_replica", "system_pressure", "service_authen", "service_recommender",
+    ] {
+        assert!(out.contains(&format!("  {col} ")), "features lacks {col}:\n{out}");
+    }
+    // 3 keys + 18 core + 15 engineered + 7 services.
+    assert!(out.contains("schema:   43 columns"), "{out}");
+    p.pipeline(&["run", "--set", "label_rule=hap"]).code(2).stderr_has("`label_rule` is \"hap\"; it must be one of \"seed\", \"hpa\"");
+}
