@@ -4,6 +4,9 @@ use std::process::ExitCode;
 use autoscale::cli::{self, exit, PipelineArgs};
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Train and serve replica-count predictions for Kubernetes autoscaling.
 ///
 /// A pipeline is a YAML file of stages (ingest, sql, …). Every stage's output is cached as

@@ -38,6 +38,9 @@ pub struct EntryMeta {
     /// Op-specific facts worth showing (quarantine counts, model metrics).
     #[serde(default)]
     pub summary: serde_json::Value,
+    /// The order `output.parquet` is sorted in.
+    #[serde(default)]
+    pub sorted_by: Vec<crate::ops::SortKey>,
 }
 
 /// A complete entry on disk.
@@ -256,6 +259,7 @@ mod tests {
             seconds: 0.1,
             files: Default::default(),
             summary: json!(null),
+            sorted_by: vec![],
         }
     }
 

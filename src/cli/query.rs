@@ -1,6 +1,7 @@
 //! `pipeline query "SQL"`: SQL over every cached stage output of the current pipeline.
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::{exit, load_plan, PipelineArgs};
@@ -20,10 +21,23 @@ pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
         eprintln!("note: not cached for the current pipeline, so not queryable: {}", missing.join(", "));
     }
     let df = session.sql(sql).await.context("in the query")?;
-    let batches = df.limit(0, Some(limit))?.collect().await.context("running the query")?;
+    // Stream and stop at the limit rather than wrapping the query: EXPLAIN must stay the root.
+    let mut stream = df.execute_stream().await.context("running the query")?;
+    let mut batches = Vec::new();
+    let mut n = 0;
+    let mut more = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.context("running the query")?;
+        if n + batch.num_rows() > limit {
+            batches.push(batch.slice(0, limit - n));
+            more = true;
+            break;
+        }
+        n += batch.num_rows();
+        batches.push(batch);
+    }
     println!("{}", pretty_format_batches(&batches)?);
-    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    if n == limit {
+    if more {
         eprintln!("(showing the first {limit} rows; --limit N for more)");
     }
     Ok(exit::SUCCESS)

@@ -190,6 +190,7 @@ impl Stage for Ingest {
         }
         Ok(StageOutput {
             rows: kept,
+            sorted_by: vec![super::SortKey::asc(crate::metrics::SERVICE), super::SortKey::asc(crate::metrics::TIMESTAMP)],
             summary: json!({
                 "files": files.len(),
                 "rows": kept,

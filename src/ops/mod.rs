@@ -43,10 +43,28 @@ impl StageContext {
     }
 }
 
+/// One key of the order a stage's main output is sorted in, so downstream SQL can skip sorts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SortKey {
+    pub column: String,
+    #[serde(default)]
+    pub descending: bool,
+    #[serde(default)]
+    pub nulls_first: bool,
+}
+
+impl SortKey {
+    pub fn asc(column: &str) -> SortKey {
+        SortKey { column: column.to_string(), descending: false, nulls_first: false }
+    }
+}
+
 /// What a stage reports when it finishes.
 #[derive(Debug, Default)]
 pub struct StageOutput {
     pub rows: u64,
+    /// The order of `output.parquet`, when there is one.
+    pub sorted_by: Vec<SortKey>,
     /// Facts kept with the cache entry and shown by `inspect`.
     pub summary: serde_json::Value,
     /// Lines worth a user's attention in the run summary ("12 rows quarantined").
@@ -118,14 +136,23 @@ pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> 
     }
 }
 
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder().set_compression(Compression::SNAPPY).build()
+/// LZ4 (fastest to write and read), and dictionaries only for strings: dictionary-encoding float columns costs more
+/// time than it saves space for metrics.
+pub fn writer_properties(schema: &datafusion::arrow::datatypes::Schema) -> WriterProperties {
+    let mut b = WriterProperties::builder().set_compression(Compression::LZ4_RAW).set_dictionary_enabled(false);
+    for f in schema.fields() {
+        if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
+            b = b.set_column_dictionary_enabled(datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str()), true);
+        }
+    }
+    b.build()
 }
 
 /// Write batches as one Parquet file; returns the row count.
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let file = std::fs::File::create(path)?;
-    let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+    let props = writer_properties(&schema);
+    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
     let mut rows = 0;
     for b in batches {
         rows += b.num_rows() as u64;

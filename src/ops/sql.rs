@@ -164,10 +164,13 @@ impl Stage for Sql {
         let query = render_with(&text, &self.params, &raw).map_err(|m| anyhow::anyhow!("{}: {m}", self.rel))?;
         ctx.progress.message(&format!("running {}", self.rel));
         let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
-        let schema = df.schema().inner().clone();
-        let mut stream = df.execute_stream().await.with_context(|| format!("in {}", self.rel))?;
+        let plan = df.create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
+        let sorted_by = output_order(&plan);
+        let schema = plan.schema();
+        let mut stream = datafusion::physical_plan::execute_stream(plan, session.task_ctx()).with_context(|| format!("in {}", self.rel))?;
         let file = std::fs::File::create(ctx.output_path())?;
-        let mut writer = ArrowWriter::try_new(file, schema, Some(super::writer_properties()))?;
+        let props = super::writer_properties(&schema);
+        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.with_context(|| format!("in {}", self.rel))?;
@@ -176,15 +179,45 @@ impl Stage for Sql {
             ctx.progress.set_rows(rows);
         }
         writer.close()?;
-        Ok(StageOutput { rows, ..Default::default() })
+        Ok(StageOutput { rows, sorted_by, ..Default::default() })
     }
+}
+
+/// The order the plan's output comes in, as plain columns (what `ORDER BY` at the end gives).
+fn output_order(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Vec<super::SortKey> {
+    use datafusion::physical_expr::expressions::Column;
+    let Some(ordering) = plan.properties().output_ordering() else { return Vec::new() };
+    let mut keys = Vec::new();
+    for e in ordering.iter() {
+        match e.expr.downcast_ref::<Column>() {
+            Some(c) => keys.push(super::SortKey {
+                column: c.name().to_string(),
+                descending: e.options.descending,
+                nulls_first: e.options.nulls_first,
+            }),
+            None => break,
+        }
+    }
+    keys
+}
+
+/// Read options for a finished stage: its declared order lets DataFusion skip sorts.
+fn read_options(entry: &crate::cache::Entry) -> ParquetReadOptions<'static> {
+    let order: Vec<datafusion::logical_expr::SortExpr> = entry
+        .meta
+        .sorted_by
+        .iter()
+        .map(|k| datafusion::prelude::col(format!("\"{}\"", k.column)).sort(!k.descending, k.nulls_first))
+        .collect();
+    let opts = ParquetReadOptions::default();
+    if order.is_empty() { opts } else { opts.file_sort_order(vec![order]) }
 }
 
 /// Register a finished stage as a table named after it, and its side tables as `<stage>_<side>`.
 pub async fn register_entry(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry) -> Result<()> {
     let path = entry.output();
     session
-        .register_parquet(name, path.to_string_lossy().as_ref(), ParquetReadOptions::default())
+        .register_parquet(name, path.to_string_lossy().as_ref(), read_options(entry))
         .await
         .with_context(|| format!("registering stage `{name}` ({})", path.display()))?;
     for (side, path) in entry.tables() {

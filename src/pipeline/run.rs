@@ -247,6 +247,7 @@ async fn run_stage(
         seconds: t0.elapsed().as_secs_f64(),
         files: Default::default(),
         summary: output.summary,
+        sorted_by: output.sorted_by,
     };
     match cache.commit(pending, meta) {
         Ok(entry) => {

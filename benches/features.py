@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Benchmark: ingest + features + labels, ours against the pandas reference, end to end on the
+same 1M-row CSV (one file in, the labelled table as Parquet out), in one run.
+
+usage: benches/features.py [--rows 1000000] [--repeat 3]
+Prints wall time and peak memory (max RSS) of each, and the ratios. Needs the release build
+(cargo build --release) and the venv (scripts/setup.sh).
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
+PIPELINE_BIN = os.path.join(TARGET, "release", "pipeline")
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+
+BENCH_YAML = """
+name: bench
+params:
+  metrics_uri: metrics.csv
+stages:
+  ingest:
+    op: ingest
+    source: ${metrics_uri}
+  features:
+    op: sql
+    deps: [ingest]
+    sql: sql/features.sql
+    one_hot: { column: service_name, from: ingest, prefix: service_ }
+  labels:
+    op: sql
+    deps: [features]
+    sql: sql/labels.sql
+    params: {horizon: 10, label_rule: seed, scale_up_cpu: 70, scale_up_ram: 75, scale_up_response_ms: 500,
+             scale_down_cpu: 30, scale_down_ram: 35, target_cpu: 60, min_replicas: 1, max_replicas: 10}
+"""
+
+
+def measure(cmd, cwd):
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr.read().decode()}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="bench-features-")
+    try:
+        days = -(-a.rows // (7 * 16 * 120))
+        subprocess.run([PIPELINE_BIN, "simulate", "--days", str(days), "--layout", "flat", "--out", "days",
+                        "--trace", os.path.join(ROOT, "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")],
+                       cwd=work, check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(work, "metrics.csv"), "w") as out:
+            written = 0
+            for i, f in enumerate(sorted(glob.glob(os.path.join(work, "days", "*.csv")))):
+                with open(f) as fh:
+                    header = fh.readline()
+                    if i == 0:
+                        out.write(header)
+                    for line in fh:
+                        if written == a.rows:
+                            break
+                        out.write(line)
+                        written += 1
+        shutil.rmtree(os.path.join(work, "days"))
+        shutil.copytree(os.path.join(ROOT, "sql"), os.path.join(work, "sql"))
+        with open(os.path.join(work, "bench.yaml"), "w") as f:
+            f.write(BENCH_YAML)
+        size = os.path.getsize(os.path.join(work, "metrics.csv")) / 2**20
+        print(f"input: {written:,} rows, {size:.0f} MiB CSV, {os.cpu_count()} cores; best of {a.repeat}")
+
+        ours = min(measure([PIPELINE_BIN, "run", "bench.yaml", "--force", "--no-progress"], work) for _ in range(a.repeat))
+        ref_cmd = [PYTHON, os.path.join(ROOT, "tests/reference/features.py"), "metrics.csv", "ref.parquet"]
+        ref = min(measure(ref_cmd, work) for _ in range(a.repeat))
+        print(f"{'':<22}{'seconds':>10}{'peak MiB':>10}")
+        print(f"{'pipeline (DataFusion)':<22}{ours[0]:>10.2f}{ours[1]:>10.0f}")
+        print(f"{'pandas reference':<22}{ref[0]:>10.2f}{ref[1]:>10.0f}")
+        print(f"speed-up: {ref[0] / ours[0]:.1f}x faster; memory: {ours[1] / ref[1]:.2f}x of pandas'")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
