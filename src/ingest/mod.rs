@@ -29,30 +29,33 @@ pub struct Merged {
 /// Order rows by (service, timestamp, file order, line) and keep the first of each
 /// (service, timestamp): a double write is quarantined as a duplicate of the row it repeats.
 pub fn merge(files: &[ParsedFile]) -> Result<Merged> {
-    let mut order: Vec<(u32, u32)> = Vec::new(); // (file, row)
+    // Rank services by name once, so sorting compares integers.
+    let mut names: Vec<&str> = files.iter().flat_map(|f| f.names.iter().map(String::as_str)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let rank: Vec<Vec<u32>> = files
+        .iter()
+        .map(|f| f.names.iter().map(|n| names.binary_search(&n.as_str()).unwrap() as u32).collect())
+        .collect();
+    let total: usize = files.iter().map(ParsedFile::rows).sum();
+    // (service rank, timestamp, file, row): file order then line order breaks ties.
+    let mut order: Vec<(u32, i64, u32, u32)> = Vec::with_capacity(total);
     for (fi, f) in files.iter().enumerate() {
-        order.extend((0..f.rows() as u32).map(|r| (fi as u32, r)));
+        order.extend((0..f.rows()).map(|r| (rank[fi][f.services[r] as usize], f.timestamps[r], fi as u32, r as u32)));
     }
-    order.sort_by(|&(fa, ra), &(fb, rb)| {
-        let (a, b) = (&files[fa as usize], &files[fb as usize]);
-        a.services[ra as usize]
-            .cmp(&b.services[rb as usize])
-            .then(a.timestamps[ra as usize].cmp(&b.timestamps[rb as usize]))
-            .then((fa, ra).cmp(&(fb, rb)))
-    });
-    let mut keep: Vec<(u32, u32)> = Vec::with_capacity(order.len());
+    order.sort_unstable();
+    let mut keep: Vec<(u32, i64, u32, u32)> = Vec::with_capacity(order.len());
     let mut rejects = Vec::new();
-    for &(fi, ri) in &order {
-        let f = &files[fi as usize];
-        let r = ri as usize;
-        if let Some(&(pf, pr)) = keep.last() {
-            let p = &files[pf as usize];
-            if p.services[pr as usize] == f.services[r] && p.timestamps[pr as usize] == f.timestamps[r] {
-                let same = (0..NUMERIC.len()).all(|k| p.values[k][pr as usize] == f.values[k][r]);
+    for &cur in &order {
+        let (s, t, fi, ri) = cur;
+        if let Some(&(ps, pt, pf, pr)) = keep.last() {
+            if ps == s && pt == t {
+                let (f, p) = (&files[fi as usize], &files[pf as usize]);
+                let same = (0..NUMERIC.len()).all(|k| p.values[k][pr as usize] == f.values[k][ri as usize]);
                 let first = format!("{}:{}", p.file, p.lines[pr as usize]);
                 rejects.push(Reject {
                     file: f.file.clone(),
-                    line: f.lines[r],
+                    line: f.lines[ri as usize],
                     reason: if same {
                         format!("duplicate of {first}")
                     } else {
@@ -63,18 +66,18 @@ pub fn merge(files: &[ParsedFile]) -> Result<Merged> {
                 continue;
             }
         }
-        keep.push((fi, ri));
+        keep.push(cur);
     }
     let duplicates = rejects.len() as u64;
     let mut rows_per_service = BTreeMap::new();
-    for &(fi, ri) in &keep {
-        *rows_per_service.entry(files[fi as usize].services[ri as usize].clone()).or_insert(0) += 1;
+    for &(s, ..) in &keep {
+        *rows_per_service.entry(names[s as usize].to_string()).or_insert(0) += 1;
     }
-    let ts = TimestampMicrosecondArray::from_iter_values(keep.iter().map(|&(f, r)| files[f as usize].timestamps[r as usize]));
-    let svc: StringArray = keep.iter().map(|&(f, r)| Some(files[f as usize].services[r as usize].as_str())).collect();
+    let ts = TimestampMicrosecondArray::from_iter_values(keep.iter().map(|k| k.1));
+    let svc: StringArray = keep.iter().map(|k| Some(names[k.0 as usize])).collect();
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
     for (k, (_, kind)) in NUMERIC.iter().enumerate() {
-        let it = keep.iter().map(|&(f, r)| files[f as usize].values[k][r as usize]);
+        let it = keep.iter().map(|&(_, _, f, r)| files[f as usize].values[k][r as usize]);
         columns.push(if *kind == Kind::Count {
             Arc::new(Int64Array::from_iter_values(it.map(|v| v as i64)))
         } else {

@@ -2,6 +2,7 @@
 //! set aside with its line and the reason, and only a file that cannot be read as a whole
 //! (no header, a required column missing) is an error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
@@ -20,8 +21,10 @@ pub struct Reject {
 #[derive(Debug, Default)]
 pub struct ParsedFile {
     pub file: String,
+    /// Service names seen in this file; rows refer to them by index.
+    pub names: Vec<String>,
+    pub services: Vec<u32>,
     pub timestamps: Vec<i64>,
-    pub services: Vec<String>,
     /// One vector per entry of `metrics::NUMERIC`.
     pub values: Vec<Vec<f64>>,
     pub lines: Vec<u64>,
@@ -36,46 +39,89 @@ impl ParsedFile {
     pub fn rows(&self) -> usize {
         self.timestamps.len()
     }
+
+    pub fn service(&self, row: usize) -> &str {
+        &self.names[self.services[row] as usize]
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        match self.names.iter().position(|n| n == name) {
+            Some(i) => i as u32,
+            None => {
+                self.names.push(name.to_string());
+                (self.names.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Append another part of the same file, re-numbering its services.
+    fn append(&mut self, mut other: ParsedFile) {
+        let map: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
+        self.services.extend(other.services.iter().map(|&s| map[s as usize]));
+        self.timestamps.append(&mut other.timestamps);
+        for (a, b) in self.values.iter_mut().zip(other.values.iter_mut()) {
+            a.append(b);
+        }
+        self.lines.append(&mut other.lines);
+        self.rejects.append(&mut other.rejects);
+        self.zoned_timestamps += other.zoned_timestamps;
+    }
 }
 
-fn decompress(name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn decompress<'a>(name: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
     if name.ends_with(".gz") {
         let mut out = Vec::with_capacity(bytes.len() * 6);
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_end(&mut out)
             .map_err(|e| format!("{name}: not a readable gzip file ({e})"))?;
-        Ok(out)
+        Ok(Cow::Owned(out))
     } else {
-        Ok(bytes.to_vec())
+        Ok(Cow::Borrowed(bytes))
     }
 }
 
-fn split_fields(line: &str) -> Vec<String> {
+/// Split a line into `out`; quoted fields (rare in collector output) go through the csv crate.
+fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
+    out.clear();
     if !line.contains('"') {
-        return line.split(',').map(str::to_string).collect();
+        out.extend(line.split(',').map(Cow::Borrowed));
+        return;
     }
-    // Quoted fields are rare in collector output; let the csv crate handle their escapes.
     let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(line.as_bytes());
     match r.records().next() {
-        Some(Ok(rec)) => rec.iter().map(str::to_string).collect(),
-        _ => line.split(',').map(str::to_string).collect(),
+        Some(Ok(rec)) => out.extend(rec.iter().map(|f| Cow::Owned(f.to_string()))),
+        _ => out.extend(line.split(',').map(Cow::Borrowed)),
     }
 }
 
-/// Parse one file's bytes. `Err` means the whole file is unusable, with the reason.
-pub fn parse_file(name: &str, bytes: &[u8]) -> Result<ParsedFile, String> {
+/// Where each needed column sits in this file's header.
+struct Columns {
+    width: usize,
+    ts: usize,
+    service: usize,
+    numeric: Vec<usize>,
+}
+
+/// Files above this size are parsed in parallel pieces.
+const PARALLEL_BYTES: usize = 8 << 20;
+
+/// Parse one file's bytes on up to `threads` threads. `Err` means the whole file is unusable.
+pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, String> {
     let data = decompress(name, bytes)?;
-    let text = String::from_utf8_lossy(&data);
+    let text: Cow<str> = match std::str::from_utf8(&data) {
+        Ok(t) => Cow::Borrowed(t),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(&data).into_owned()),
+    };
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
     if text.trim().is_empty() {
         out.notes.push(format!("{name}: empty file, nothing to read"));
         return Ok(out);
     }
-    let ends_with_newline = text.ends_with('\n');
-    let mut lines = text.split('\n').enumerate().peekable();
-    let (_, header) = lines.next().expect("non-empty text has a first line");
-    let header: Vec<String> = split_fields(header.trim_end_matches('\r')).into_iter().map(|h| h.trim().to_string()).collect();
+    let (header, body) = text.split_once('\n').unwrap_or((text, ""));
+    let mut fields = Vec::new();
+    split_fields(header.trim_end_matches('\r'), &mut fields);
+    let header: Vec<String> = fields.iter().map(|h| h.trim().to_string()).collect();
     let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
     if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
         return Err(format!("{name}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", ")));
@@ -92,85 +138,133 @@ pub fn parse_file(name: &str, bytes: &[u8]) -> Result<ParsedFile, String> {
     if !extra.is_empty() {
         out.notes.push(format!("{name}: ignored column{} not in the schema: {}", if extra.len() > 1 { "s" } else { "" }, extra.join(", ")));
     }
-    let ts_i = index[metrics::TIMESTAMP];
-    let svc_i = index[metrics::SERVICE];
-    let num_i: Vec<usize> = NUMERIC.iter().map(|(c, _)| index[c]).collect();
-    let mut last_ts: HashMap<String, i64> = HashMap::new();
-    let mut fields_buf: Vec<f64> = vec![0.0; NUMERIC.len()];
+    let cols = Columns {
+        width: header.len(),
+        ts: index[metrics::TIMESTAMP],
+        service: index[metrics::SERVICE],
+        numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect(),
+    };
+    let ends_with_newline = text.ends_with('\n');
 
-    while let Some((i, raw)) = lines.next() {
-        let line_no = i as u64 + 1;
-        let is_last = lines.peek().is_none();
-        let line = raw.trim_end_matches('\r');
-        if line.trim().is_empty() {
-            continue;
+    // Cut the body at line ends into pieces of similar size, one per thread.
+    let pieces = if body.len() >= PARALLEL_BYTES { threads.max(1) } else { 1 };
+    let mut bounds = vec![0usize];
+    for k in 1..pieces {
+        let target = body.len() * k / pieces;
+        let cut = body[target..].find('\n').map(|i| target + i + 1).unwrap_or(body.len());
+        if cut > *bounds.last().unwrap() && cut < body.len() {
+            bounds.push(cut);
         }
-        let reject = |reason: String| Reject { file: name.to_string(), line: line_no, reason, raw: line.chars().take(500).collect() };
-        let fields = split_fields(line);
-        if fields.len() != header.len() {
-            let torn = is_last && !ends_with_newline && fields.len() < header.len();
-            out.rejects.push(reject(if torn {
-                format!("torn last line: the file ends mid-row ({} of {} fields; was the writer killed?)", fields.len(), header.len())
-            } else {
-                format!("expected {} fields, found {}", header.len(), fields.len())
-            }));
-            continue;
+    }
+    bounds.push(body.len());
+    let parts: Vec<ParsedFile> = std::thread::scope(|scope| {
+        let mut first_line = 2u64;
+        let mut handles = Vec::new();
+        for w in bounds.windows(2) {
+            let chunk = &body[w[0]..w[1]];
+            let is_final = w[1] == body.len();
+            let start = first_line;
+            first_line += chunk.bytes().filter(|&b| b == b'\n').count() as u64;
+            let cols = &cols;
+            handles.push(scope.spawn(move || parse_rows(name, chunk, start, cols, is_final && !ends_with_newline)));
         }
-        let mut errors: Vec<String> = Vec::new();
-        let ts = match metrics::parse_timestamp(&fields[ts_i]) {
-            Ok((t, zoned)) => {
-                if zoned {
-                    out.zoned_timestamps += 1;
-                }
-                Some(t)
-            }
-            Err(e) => {
-                errors.push(format!("column `timestamp`: {e}"));
-                None
-            }
-        };
-        let service = fields[svc_i].trim();
-        if service.is_empty() {
-            errors.push("column `service_name`: empty".into());
+        handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
+    });
+    for p in parts {
+        out.append(p);
+    }
+    // Rows earlier than the previous row of their service, in file order.
+    let mut last: Vec<i64> = vec![i64::MIN; out.names.len()];
+    for (s, t) in out.services.iter().zip(&out.timestamps) {
+        let l = &mut last[*s as usize];
+        if *t < *l {
+            out.out_of_order += 1;
         }
-        for (k, (col, kind)) in NUMERIC.iter().enumerate() {
-            match metrics::parse_value(&fields[num_i[k]], *kind) {
-                Ok(v) => fields_buf[k] = v,
-                Err(e) => errors.push(format!("column `{col}`: {e}")),
-            }
-        }
-        if !errors.is_empty() {
-            let torn = is_last && !ends_with_newline;
-            let mut reason = errors.join("; ");
-            if torn {
-                reason = format!("torn last line? {reason}");
-            }
-            out.rejects.push(reject(reason));
-            continue;
-        }
-        let ts = ts.unwrap();
-        match last_ts.get_mut(service) {
-            Some(prev) => {
-                if ts < *prev {
-                    out.out_of_order += 1;
-                }
-                *prev = (*prev).max(ts);
-            }
-            None => {
-                last_ts.insert(service.to_string(), ts);
-            }
-        }
-        out.timestamps.push(ts);
-        out.services.push(service.to_string());
-        for (k, v) in fields_buf.iter().enumerate() {
-            out.values[k].push(*v);
-        }
-        out.lines.push(line_no);
+        *l = (*l).max(*t);
     }
     if out.rows() == 0 && out.rejects.is_empty() {
         out.notes.push(format!("{name}: header only, no rows"));
     }
     Ok(out)
+}
+
+/// Parse a run of whole lines starting at line number `first_line`. `torn_tail`: the text
+/// ends without a newline, so its last line may have been cut off by a killed writer.
+fn parse_rows(name: &str, text: &str, first_line: u64, cols: &Columns, torn_tail: bool) -> ParsedFile {
+    let mut out = ParsedFile { values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
+    let estimate = text.len() / 160;
+    out.timestamps.reserve(estimate);
+    out.services.reserve(estimate);
+    out.lines.reserve(estimate);
+    for v in &mut out.values {
+        v.reserve(estimate);
+    }
+    let mut fields: Vec<Cow<str>> = Vec::with_capacity(cols.width);
+    let mut row: Vec<f64> = vec![0.0; NUMERIC.len()];
+    let mut last_service: Option<(usize, u32)> = None;
+    let mut lines = text.split('\n').peekable();
+    let mut line_no = first_line - 1;
+    while let Some(raw) = lines.next() {
+        line_no += 1;
+        let is_last = lines.peek().is_none();
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reject = |reason: String| Reject { file: name.to_string(), line: line_no, reason, raw: line.chars().take(500).collect() };
+        split_fields(line, &mut fields);
+        if fields.len() != cols.width {
+            let torn = is_last && torn_tail && fields.len() < cols.width;
+            out.rejects.push(reject(if torn {
+                format!("torn last line: the file ends mid-row ({} of {} fields; was the writer killed?)", fields.len(), cols.width)
+            } else {
+                format!("expected {} fields, found {}", cols.width, fields.len())
+            }));
+            continue;
+        }
+        let mut errors: Vec<String> = Vec::new();
+        let ts = match metrics::parse_timestamp(&fields[cols.ts]) {
+            Ok((t, zoned)) => {
+                out.zoned_timestamps += zoned as u64;
+                t
+            }
+            Err(e) => {
+                errors.push(format!("column `timestamp`: {e}"));
+                0
+            }
+        };
+        let service = fields[cols.service].trim();
+        if service.is_empty() {
+            errors.push("column `service_name`: empty".into());
+        }
+        for (k, (col, kind)) in NUMERIC.iter().enumerate() {
+            match metrics::parse_value(&fields[cols.numeric[k]], *kind) {
+                Ok(v) => row[k] = v,
+                Err(e) => errors.push(format!("column `{col}`: {e}")),
+            }
+        }
+        if !errors.is_empty() {
+            let mut reason = errors.join("; ");
+            if is_last && torn_tail {
+                reason = format!("torn last line? {reason}");
+            }
+            out.rejects.push(reject(reason));
+            continue;
+        }
+        // Consecutive rows of one service are common; skip the name lookup for them.
+        let sid = match last_service {
+            Some((len, id)) if len == service.len() && out.names[id as usize] == service => id,
+            _ => out.intern(service),
+        };
+        last_service = Some((service.len(), sid));
+        out.timestamps.push(ts);
+        out.services.push(sid);
+        for (col, v) in out.values.iter_mut().zip(&row) {
+            col.push(*v);
+        }
+        out.lines.push(line_no);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -192,7 +286,7 @@ pub(crate) mod tests {
             row("2025-10-06T06:01:00", "order", "lots"),
             row("2025-10-06T06:01:30", "order", ""),
         );
-        let f = parse_file("m.csv", text.as_bytes()).unwrap();
+        let f = parse_file("m.csv", text.as_bytes(), 2).unwrap();
         assert_eq!(f.rows(), 1);
         assert_eq!(f.values[0], vec![75.5]);
         let reasons: Vec<(u64, &str)> = f.rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
@@ -207,7 +301,7 @@ pub(crate) mod tests {
     fn torn_last_line_is_named() {
         let full = row("2025-10-06T06:00:00", "order", "75");
         let text = format!("{HEADER}\n{full}\n{}", &full[..40]);
-        let f = parse_file("m.csv", text.as_bytes()).unwrap();
+        let f = parse_file("m.csv", text.as_bytes(), 2).unwrap();
         assert_eq!(f.rows(), 1);
         assert!(f.rejects[0].reason.starts_with("torn last line"), "{:?}", f.rejects);
         assert_eq!(f.rejects[0].line, 3);
@@ -216,18 +310,39 @@ pub(crate) mod tests {
     #[test]
     fn missing_column_makes_file_unusable_extra_is_noted() {
         let no_cpu = HEADER.replace("cpu_usage_percent,", "");
-        let e = parse_file("m.csv", format!("{no_cpu}\n").as_bytes()).unwrap_err();
+        let e = parse_file("m.csv", format!("{no_cpu}\n").as_bytes(), 1).unwrap_err();
         assert!(e.contains("required column missing: cpu_usage_percent"), "{e}");
         let text = format!("{HEADER},gpu\n{},7\n", row("2025-10-06T06:00:00", "order", "1"));
-        let f = parse_file("m.csv", text.as_bytes()).unwrap();
+        let f = parse_file("m.csv", text.as_bytes(), 2).unwrap();
         assert_eq!(f.rows(), 1);
         assert!(f.notes[0].contains("ignored column not in the schema: gpu"));
     }
 
     #[test]
+    fn big_files_parse_the_same_in_parallel_pieces() {
+        let mut text = format!("{HEADER}\n");
+        for i in 0..120_000 {
+            let svc = ["order", "product", "frontend"][i % 3];
+            let line = row(&format!("2025-10-06T{:02}:{:02}:{:02}", 6 + i / 3600 % 16, i / 60 % 60, i % 60), svc, &(i % 97).to_string());
+            text.push_str(&if i == 31_337 { line.replacen(",3,", ",x,", 1) } else { line });
+            text.push('\n');
+        }
+        assert!(text.len() > PARALLEL_BYTES);
+        let one = parse_file("big.csv", text.as_bytes(), 1).unwrap();
+        let three = parse_file("big.csv", text.as_bytes(), 3).unwrap();
+        assert_eq!(one.rows(), 119_999);
+        assert_eq!(one.timestamps, three.timestamps);
+        assert_eq!(one.lines, three.lines);
+        assert_eq!(one.values, three.values);
+        assert_eq!((0..one.rows()).map(|i| one.service(i)).collect::<Vec<_>>(), (0..three.rows()).map(|i| three.service(i)).collect::<Vec<_>>());
+        assert_eq!(three.rejects.len(), 1);
+        assert_eq!(three.rejects[0].line, 31_339);
+    }
+
+    #[test]
     fn empty_and_header_only_files_are_notes() {
-        assert!(parse_file("e.csv", b"").unwrap().notes[0].contains("empty file"));
-        let f = parse_file("h.csv", format!("{HEADER}\n").as_bytes()).unwrap();
+        assert!(parse_file("e.csv", b"", 1).unwrap().notes[0].contains("empty file"));
+        let f = parse_file("h.csv", format!("{HEADER}\n").as_bytes(), 1).unwrap();
         assert_eq!(f.rows(), 0);
         assert!(f.notes[0].contains("header only"));
     }
@@ -242,8 +357,8 @@ pub(crate) mod tests {
         let text = format!("{}\r\n{}\r\n", cols.join(","), vals.join(","));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
-        let f = parse_file("m.csv.gz", &gz.finish().unwrap()).unwrap();
+        let f = parse_file("m.csv.gz", &gz.finish().unwrap(), 1).unwrap();
         assert_eq!(f.rows(), 1);
-        assert_eq!(f.services, vec!["order"]);
+        assert_eq!(f.service(0), "order");
     }
 }

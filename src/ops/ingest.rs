@@ -113,16 +113,22 @@ impl Stage for Ingest {
             );
         }
         ctx.progress.set_length(files.len() as u64, "files");
+        let t0 = std::time::Instant::now();
         let source = Arc::new(source);
+        // One big file gets every thread; many files share them.
+        let threads_per_file = if files.len() == 1 { ctx.threads } else { 1 };
         // Fetch a few files at once (S3 latency), parse on blocking threads (CPU).
         let parsed: Vec<ParsedFile> = futures::stream::iter(files.iter().cloned())
             .map(|f| {
                 let source = source.clone();
                 let progress = ctx.progress.clone();
                 async move {
+                    let t = std::time::Instant::now();
                     let bytes = source.read(&f).await?;
+                    tracing::debug!("ingest: read {} ({} bytes) in {:.2}s", f.display, bytes.len(), t.elapsed().as_secs_f64());
                     let name = f.display.clone();
-                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file(&name, &bytes))
+                    let threads = threads_per_file;
+                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file(&name, &bytes, threads))
                         .await
                         .context("parser thread")?
                         .map_err(anyhow::Error::msg)?;
@@ -134,6 +140,7 @@ impl Stage for Ingest {
             .try_collect()
             .await?;
 
+        tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
         ctx.progress.message("merging");
         let merged = tokio::task::spawn_blocking(move || {
             let merged = ingest::merge(&parsed);
@@ -162,7 +169,9 @@ impl Stage for Ingest {
             bail!("no valid rows in {} file(s) from {}", files.len(), source.display);
         }
 
+        tracing::debug!("ingest: merged in {:.2}s", t0.elapsed().as_secs_f64());
         super::write_parquet(&ctx.output_path(), merged.table.schema(), &[merged.table.clone()])?;
+        tracing::debug!("ingest: written in {:.2}s", t0.elapsed().as_secs_f64());
         super::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
 
         let mut notes: Vec<String> = parsed.iter().flat_map(|f| f.notes.iter().cloned()).collect();

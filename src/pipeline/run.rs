@@ -171,7 +171,8 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             let progress = progress.clone();
             let slots = slots.clone();
             let name = name.to_string();
-            let threads = (cores / jobs.min(cores)).max(1);
+            // Share the cores among the stages running now; a chain gets all of them.
+            let threads = (cores / (tasks.len() + 1).min(jobs)).max(1);
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
                 let t0 = Instant::now();
