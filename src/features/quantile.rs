@@ -78,6 +78,12 @@ impl PartitionEvaluator for Evaluator {
         true
     }
 
+    /// Each value depends only on its frame, so DataFusion may stream the partition through
+    /// (BoundedWindowAggExec) instead of materialising it whole.
+    fn supports_bounded_execution(&self) -> bool {
+        true
+    }
+
     fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
         let x = values[0].as_primitive::<Float64Type>();
         let qs = values[1].as_primitive::<Float64Type>();

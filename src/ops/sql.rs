@@ -16,9 +16,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::ParquetReadOptions;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -164,23 +164,41 @@ impl Stage for Sql {
         let query = render_with(&text, &self.params, &raw).map_err(|m| anyhow::anyhow!("{}: {m}", self.rel))?;
         ctx.progress.message(&format!("running {}", self.rel));
         let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
-        let plan = df.create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
+        let plan = df.clone().create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
         let sorted_by = output_order(&plan);
-        let schema = plan.schema();
-        let mut stream = datafusion::physical_plan::execute_stream(plan, session.task_ctx()).with_context(|| format!("in {}", self.rel))?;
-        let file = std::fs::File::create(ctx.output_path())?;
-        let props = super::writer_properties(&schema);
-        let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
-        let mut rows = 0u64;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.with_context(|| format!("in {}", self.rel))?;
-            rows += batch.num_rows() as u64;
-            writer.write(&batch)?;
-            ctx.progress.set_rows(rows);
-        }
-        writer.close()?;
+        let options = table_parquet_options(&plan.schema());
+        // DataFusion's writer encodes row groups and columns in parallel; ours would use one core.
+        let written = df
+            .write_parquet(
+                &ctx.output_path().to_string_lossy(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                Some(options),
+            )
+            .await
+            .with_context(|| format!("in {}", self.rel))?;
+        let rows = written
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>())
+            .map(|a| a.value(0))
+            .unwrap_or(0);
+        ctx.progress.set_rows(rows);
         Ok(StageOutput { rows, sorted_by, ..Default::default() })
     }
+}
+
+/// The cache's Parquet settings (see `ops::writer_properties`) in DataFusion's terms.
+fn table_parquet_options(schema: &datafusion::arrow::datatypes::Schema) -> TableParquetOptions {
+    let mut o = TableParquetOptions::default();
+    o.global.compression = Some("lz4_raw".into());
+    o.global.dictionary_enabled = Some(false);
+    for f in schema.fields() {
+        if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
+            let mut c = ParquetColumnOptions::default();
+            c.dictionary_enabled = Some(true);
+            o.column_specific_options.insert(f.name().clone(), c);
+        }
+    }
+    o
 }
 
 /// The order the plan's output comes in, as plain columns (what `ORDER BY` at the end gives).
