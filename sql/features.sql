@@ -1,4 +1,4 @@
--- Features of the old system, exactly (see docs/features.md): 18 core metrics as read,
+-- Features of the old system, exactly (../shared/docs/seed-semantics.md): 18 core metrics as read,
 -- 15 engineered ones, and a 0/1 column per service. Every window is over ROWS of one service
 -- ordered by time (not a time range), so a window may straddle the night gap, as before.
 -- Values a window cannot produce (first row, single-row std) become 0.

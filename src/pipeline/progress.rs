@@ -85,6 +85,7 @@ impl StageProgress {
                     "{{spinner:.cyan}} {{prefix:<22.bold}} {{elapsed:>4}} [{{bar:30.cyan/blue}}] {{pos}}/{{len}} {unit} {{wide_msg}}"
                 ))
                 .expect("valid template")
+                .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓")
                 .progress_chars("=> "),
             );
             b.set_length(len);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference implementation, in vectorised pandas, of the old system's features and labels
-exactly as ../shared/docs/seed-semantics.md (and docs/features.md) pin them down.
+exactly as ../shared/docs/seed-semantics.md pins them down.
 
 It is the yardstick for the SQL stages: the parity test runs both on the same CSV files and
 compares every column, and the benchmark times both end to end.
