@@ -7,6 +7,8 @@ pub mod cli;
 pub mod features;
 pub mod ingest;
 pub mod metrics;
+pub mod models;
 pub mod ops;
 pub mod pipeline;
+pub mod rng;
 pub mod simulate;

@@ -41,6 +41,9 @@ enum Command {
         /// Rebuild this stage and everything downstream of it.
         #[arg(long, value_name = "STAGE")]
         from: Option<String>,
+        /// Run only this stage and the stages it needs.
+        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
+        until: Option<String>,
         /// How many stages may run at once [default: number of cores].
         #[arg(long, short = 'j', value_name = "N")]
         jobs: Option<usize>,
@@ -145,8 +148,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Run { pipeline, force, only, from, jobs, dry_run, no_progress } => {
-                cli::run::run(pipeline, cli::run::Flags { force, only, from, jobs, dry_run, no_progress }).await
+            Command::Run { pipeline, force, only, from, until, jobs, dry_run, no_progress } => {
+                cli::run::run(pipeline, cli::run::Flags { force, only, from, until, jobs, dry_run, no_progress }).await
             }
             Command::Status { pipeline } => cli::status::status(pipeline).await,
             Command::Dag { pipeline, format } => cli::dag::dag(pipeline, &format),

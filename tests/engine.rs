@@ -103,6 +103,11 @@ fn only_from_force_and_dry_run() {
     assert_eq!(only.stage_status("ingest"), "cached");
     let all = p.pipeline(&["run", T, "--force", "--jobs", "1"]).ok();
     assert_eq!(all.stage_status("ingest"), "ran");
+    let until = p.pipeline(&["run", T, "--until", "per_service", "--force"]).ok();
+    assert_eq!(until.stage_status("per_service"), "ran");
+    assert_eq!(until.stage_status("ingest"), "ran");
+    assert_eq!(until.stage_status("busiest"), "cached", "downstream of --until is left alone");
+    assert_eq!(until.stage_status("hourly"), "cached", "outside --until's reach");
 }
 
 #[test]
@@ -159,7 +164,7 @@ fn invalid_pipelines_are_rejected_before_anything_runs() {
     let p = project();
     let cases: &[(&str, &str, &str)] = &[
         ("syntax", "stages:\n  ingest:\n    op: ingest\n    source: [data\n", "bad.yaml:4"),
-        ("unknown op", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: transmogrify\n", "bad.yaml:6:9: stage `x`, field `op`: unknown op `transmogrify` (known ops: ingest, sql"),
+        ("unknown op", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: transmogrify\n", "bad.yaml:6:9: stage `x`, field `op`: unknown op `transmogrify` (known ops: ingest, sql, split, train"),
         ("unknown dep", "stages:\n  x:\n    op: sql\n    deps: [ingset]\n    sql: sql/busiest.sql\n", "bad.yaml:4:11: stage `x`, field `deps`: unknown stage `ingset`"),
         ("cycle", "stages:\n  a:\n    op: sql\n    deps: [b]\n    sql: sql/busiest.sql\n  b:\n    op: sql\n    deps: [a]\n    sql: sql/busiest.sql\n", "dependency cycle"),
         ("wrong type", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    max_bad_fraction: lots\n", "bad.yaml:5:23: stage `ingest`, field `max_bad_fraction`: invalid type: string \"lots\", expected f64"),

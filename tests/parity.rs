@@ -12,7 +12,7 @@ use std::process::Command;
 fn assert_parity(p: &Project, metrics: &str, rule: &str) {
     let set_uri = format!("metrics_uri={metrics}");
     let set_rule = format!("label_rule={rule}");
-    p.pipeline(&["run", "--set", &set_uri, "--set", &set_rule]).ok();
+    p.pipeline(&["run", "--until", "labels", "--set", &set_uri, "--set", &set_rule]).ok();
     p.pipeline(&["export", "labels", "ours.parquet", "--set", &set_uri, "--set", &set_rule]).ok();
     let py = tool("python3");
     let reference = repo().join("tests/reference");
@@ -92,7 +92,7 @@ fn edge_cases_match_reference() {
 #[test]
 fn features_have_the_spec_columns() {
     let p = project_with_bundled_week();
-    p.pipeline(&["run"]).ok();
+    p.pipeline(&["run", "--until", "features"]).ok();
     let out = p.pipeline(&["inspect", "features", "--schema"]).ok().stdout();
     for col in [
         "cpu_usage_percent", "node_memory_pressure_flag", "hour_sin", "hour_cos", "cpu_utilization_ratio",

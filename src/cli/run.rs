@@ -12,6 +12,7 @@ pub struct Flags {
     pub force: bool,
     pub only: Option<String>,
     pub from: Option<String>,
+    pub until: Option<String>,
     pub jobs: Option<usize>,
     pub dry_run: bool,
     pub no_progress: bool,
@@ -24,6 +25,7 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
         force: flags.force,
         only: flags.only,
         from: flags.from,
+        until: flags.until,
         jobs: flags.jobs.unwrap_or(cores),
         progress: !flags.no_progress,
     };

@@ -19,10 +19,12 @@ use crate::pipeline::progress::StageProgress;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
 pub mod ingest;
+pub mod split;
 pub mod sql;
+pub mod train;
 
 /// The ops a pipeline may use, for `build` and for error messages.
-pub const OPS: &[&str] = &["ingest", "sql"];
+pub const OPS: &[&str] = &["ingest", "sql", "split", "train"];
 
 /// Everything a running stage may use.
 pub struct StageContext {
@@ -95,6 +97,8 @@ pub fn build(p: &Pipeline, spec: &StageSpec) -> Result<Arc<dyn Stage>, SpecError
     Ok(match spec.op.as_str() {
         "ingest" => Arc::new(ingest::Ingest::from_spec(p, spec)?),
         "sql" => Arc::new(sql::Sql::from_spec(p, spec)?),
+        "split" => Arc::new(split::Split::from_spec(p, spec)?),
+        "train" => Arc::new(train::Train::from_spec(p, spec)?),
         other => {
             return Err(p.error(spec, Some("op"), format!("unknown op `{other}` (known ops: {})", OPS.join(", "))));
         }

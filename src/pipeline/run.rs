@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub only: Option<String>,
     /// Rebuild this stage and everything downstream of it.
     pub from: Option<String>,
+    /// Run only this stage and what it needs.
+    pub until: Option<String>,
     /// Stages running at once.
     pub jobs: usize,
     pub progress: bool,
@@ -68,7 +70,7 @@ impl RunReport {
 /// Which stages will run: the selection, minus what is cached unless forced.
 pub fn to_run(plan: &Plan, opts: &RunOptions) -> Result<HashSet<String>> {
     let p = &plan.pipeline;
-    for (flag, v) in [("--only", &opts.only), ("--from", &opts.from)] {
+    for (flag, v) in [("--only", &opts.only), ("--from", &opts.from), ("--until", &opts.until)] {
         if let Some(s) = v {
             if !p.stages.contains_key(s) {
                 bail!("{flag} {s}: no such stage (stages: {})", p.stages.keys().cloned().collect::<Vec<_>>().join(", "));
@@ -80,9 +82,10 @@ pub fn to_run(plan: &Plan, opts: &RunOptions) -> Result<HashSet<String>> {
         None if opts.force => p.stages.keys().cloned().collect(),
         None => HashSet::new(),
     };
-    let selected: HashSet<String> = match &opts.only {
-        Some(s) => HashSet::from([s.clone()]),
-        None => p.stages.keys().cloned().collect(),
+    let selected: HashSet<String> = match (&opts.only, &opts.until) {
+        (Some(s), _) => HashSet::from([s.clone()]),
+        (None, Some(s)) => graph::upstream(p, s),
+        (None, None) => p.stages.keys().cloned().collect(),
     };
     let run: HashSet<String> = plan
         .stages

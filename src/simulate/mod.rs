@@ -3,7 +3,6 @@
 //! the collector writes them (every ~30 s with jitter, 06:00–22:00, one CSV per day).
 
 mod collector;
-mod rng;
 pub mod service;
 mod trace;
 
@@ -14,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use collector::{isoformat, round, Window};
-use rng::Rng;
+use crate::rng::Rng;
 use service::{default_profiles, Profile, Sample, Service};
 pub use trace::Trace;
 

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// What a service is like. Requests are cores, RAM is MiB, as the collector reports them.
 #[derive(Debug, Clone)]

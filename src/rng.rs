@@ -1,4 +1,4 @@
-//! A seeded random stream whose numbers do not depend on the platform or crate upgrades of
+//! A seeded random stream (simulator, splits) whose numbers do not depend on the platform or crate upgrades of
 //! `rand`'s convenience layers: ChaCha8 words turned into floats here.
 
 use rand_chacha::rand_core::{Rng as _, SeedableRng};

@@ -1,0 +1,169 @@
+//! Models: fitting, scoring, and the files a trained model is kept in.
+//!
+//! A trained model is a folder: `model.json` (kind, features in order, params, metrics,
+//! lineage) and the weights (`forest.bin` for a Random Forest). Loading checks the features
+//! a caller offers against the ones the model was trained on.
+
+pub mod metrics;
+pub mod random_forest;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::write_atomic;
+use random_forest::{Forest, Node};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub kind: String,
+    pub format: u32,
+    pub features: Vec<String>,
+    pub params: serde_json::Value,
+    pub metrics: serde_json::Value,
+    /// Cache keys of the stages the training data came from.
+    pub lineage: serde_json::Value,
+    pub trained_at: String,
+    pub tool_version: String,
+}
+
+impl ModelMeta {
+    /// Refuse inputs whose features differ from the model's, saying which.
+    pub fn check_features(&self, offered: &[String]) -> Result<()> {
+        if offered == self.features.as_slice() {
+            return Ok(());
+        }
+        let missing: Vec<&str> = self.features.iter().filter(|f| !offered.contains(f)).map(String::as_str).collect();
+        let extra: Vec<&str> = offered.iter().filter(|f| !self.features.contains(f)).map(String::as_str).collect();
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            parts.push(format!("not known to the model {}", extra.join(", ")));
+        }
+        if parts.is_empty() {
+            parts.push("same features in another order".into());
+        }
+        bail!("the input's features do not match the {} model's: {}", self.kind, parts.join("; "))
+    }
+}
+
+const FOREST_MAGIC: &[u8; 8] = b"RFOREST1";
+
+/// Forest weights as little-endian arrays: compact and quick to load (JSON would be ~10× larger).
+pub fn forest_bytes(f: &Forest) -> Vec<u8> {
+    let mut b = Vec::with_capacity(24 + f.roots.len() * 4 + f.nodes.len() * 20);
+    b.extend_from_slice(FOREST_MAGIC);
+    for v in [f.n_features as u64, f.roots.len() as u64, f.nodes.len() as u64] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    for r in &f.roots {
+        b.extend_from_slice(&r.to_le_bytes());
+    }
+    for n in &f.nodes {
+        b.extend_from_slice(&n.feature.to_le_bytes());
+        b.extend_from_slice(&n.value.to_le_bytes());
+        b.extend_from_slice(&n.left.to_le_bytes());
+        b.extend_from_slice(&n.right.to_le_bytes());
+    }
+    b
+}
+
+pub fn forest_from_bytes(b: &[u8]) -> Result<Forest> {
+    let mut pos = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let s = b.get(pos..pos + n).context("forest file is truncated")?;
+        pos += n;
+        Ok(s)
+    };
+    if take(8)? != FOREST_MAGIC {
+        bail!("not a forest file (bad magic)");
+    }
+    let mut u64s = [0u64; 3];
+    for v in &mut u64s {
+        *v = u64::from_le_bytes(take(8)?.try_into().unwrap());
+    }
+    let [n_features, n_roots, n_nodes] = u64s.map(|v| v as usize);
+    let mut roots = Vec::with_capacity(n_roots);
+    for _ in 0..n_roots {
+        roots.push(u32::from_le_bytes(take(4)?.try_into().unwrap()));
+    }
+    let mut nodes = Vec::with_capacity(n_nodes);
+    for _ in 0..n_nodes {
+        let feature = u32::from_le_bytes(take(4)?.try_into().unwrap());
+        let value = f64::from_le_bytes(take(8)?.try_into().unwrap());
+        let left = u32::from_le_bytes(take(4)?.try_into().unwrap());
+        let right = u32::from_le_bytes(take(4)?.try_into().unwrap());
+        if feature != random_forest::LEAF && (feature as usize >= n_features || left as usize >= n_nodes || right as usize >= n_nodes) {
+            bail!("forest file is corrupt (node points outside the forest)");
+        }
+        nodes.push(Node { feature, value, left, right });
+    }
+    Ok(Forest { n_features, nodes, roots })
+}
+
+pub fn save_forest(dir: &Path, meta: &ModelMeta, forest: &Forest) -> Result<()> {
+    write_atomic(&dir.join("forest.bin"), &forest_bytes(forest))?;
+    write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(meta)?)
+}
+
+pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
+    let meta: ModelMeta = serde_json::from_slice(&std::fs::read(dir.join("model.json")).with_context(|| format!("reading {}/model.json", dir.display()))?)
+        .with_context(|| format!("{}/model.json is not a model description", dir.display()))?;
+    if meta.kind != "random_forest" {
+        bail!("{} holds a {} model, not a random_forest", dir.display(), meta.kind);
+    }
+    let forest = forest_from_bytes(&std::fs::read(dir.join("forest.bin")).with_context(|| format!("reading {}/forest.bin", dir.display()))?)?;
+    if forest.n_features != meta.features.len() {
+        bail!("{}: forest has {} features, model.json lists {}", dir.display(), forest.n_features, meta.features.len());
+    }
+    Ok((meta, forest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(features: &[&str]) -> ModelMeta {
+        ModelMeta {
+            kind: "random_forest".into(),
+            format: 1,
+            features: features.iter().map(|s| s.to_string()).collect(),
+            params: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            lineage: serde_json::json!({}),
+            trained_at: "now".into(),
+            tool_version: "t".into(),
+        }
+    }
+
+    #[test]
+    fn saved_forest_loads_back_identical() {
+        let (x, y): (Vec<f64>, Vec<f64>) = ((0..200).map(|i| (i % 17) as f64).collect(), (0..100).map(|i| (i % 5) as f64).collect());
+        let p = random_forest::Params { n_estimators: 4, max_depth: 4, sub_forests: 2, min_samples_split: 2, min_samples_leaf: 1, ..Default::default() };
+        let f = random_forest::fit(&x, &y, 2, &p, 2).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        save_forest(dir.path(), &meta(&["a", "b"]), &f.forest).unwrap();
+        let (m, back) = load_forest(dir.path()).unwrap();
+        assert_eq!(back, f.forest);
+        assert_eq!(m.features, vec!["a", "b"]);
+        assert_eq!(back.predict_batch(&x, 2), f.forest.predict_batch(&x, 1));
+        // A damaged weights file is refused, not trusted.
+        let bin = dir.path().join("forest.bin");
+        let bytes = std::fs::read(&bin).unwrap();
+        std::fs::write(&bin, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(load_forest(dir.path()).unwrap_err().to_string().contains("truncated"));
+    }
+
+    #[test]
+    fn feature_mismatch_says_which() {
+        let m = meta(&["cpu", "ram", "service_order"]);
+        assert!(m.check_features(&["cpu".into(), "ram".into(), "service_order".into()]).is_ok());
+        let e = m.check_features(&["cpu".into(), "ram".into(), "service_payments".into()]).unwrap_err().to_string();
+        assert!(e.contains("missing service_order") && e.contains("not known to the model service_payments"), "{e}");
+        let e = m.check_features(&["ram".into(), "cpu".into(), "service_order".into()]).unwrap_err().to_string();
+        assert!(e.contains("another order"), "{e}");
+    }
+}

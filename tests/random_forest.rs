@@ -1,0 +1,64 @@
+//! The Random Forest stage through the real binary: trains, caches, persists, and gives the
+//! same model for the same seed whatever `--jobs` is.
+
+mod common;
+use common::Project;
+
+fn small_forest(p: &Project, extra: &[&str]) -> common::Run {
+    let mut args = vec!["run", "--until", "train_random_forest", "--set", "rf_trees=8", "--set", "cv_folds=2"];
+    args.extend_from_slice(extra);
+    p.pipeline(&args)
+}
+
+fn model_dir(p: &Project) -> std::path::PathBuf {
+    let out = p.pipeline(&["inspect", "train_random_forest", "--schema", "--set", "rf_trees=8", "--set", "cv_folds=2"]).ok().stdout();
+    let file = out.lines().find_map(|l| l.strip_prefix("file:     ")).expect("inspect names the file").trim().to_string();
+    p.path().join(file).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn trains_scores_persists_and_reuses() {
+    let p = Project::new();
+    let run = small_forest(&p, &[]).ok().stdout_has("test RMSE").stdout_has("µs per decision");
+    assert_eq!(run.stage_status("train_random_forest"), "ran");
+    assert_eq!(run.stage_status("split_temporal"), "-", "not needed for the forest");
+    let dir = model_dir(&p);
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["kind"], "random_forest");
+    let features: Vec<&str> = meta["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(features.contains(&"response_time_rolling_p95") && features.contains(&"service_order"));
+    assert!(!features.contains(&"replica_count") && !features.contains(&"target_replicas"));
+    let m = &meta["metrics"];
+    for k in ["rmse", "mae", "r2", "exact_accuracy", "within_1_accuracy"] {
+        assert!(m["test"][k].is_number(), "test metric {k} missing: {m}");
+    }
+    assert!(m["cv_rmse_mean"].as_f64().unwrap() > 0.0);
+    assert!(m["test"]["within_1_accuracy"].as_f64().unwrap() > 0.5, "a forest should get most rows within one replica: {m}");
+    assert_eq!(meta["lineage"]["split_stage"], "split_shuffled");
+    let imp = std::fs::read_to_string(dir.join("importances.csv")).unwrap();
+    assert!(imp.starts_with("feature,importance\n") && imp.lines().count() == features.len() + 1);
+    // The stage's table: test rows with predictions.
+    p.pipeline(&["query", "--set", "rf_trees=8", "--set", "cv_folds=2",
+        "SELECT count(*) AS n, min(predicted_replicas) >= 1 AS ok FROM train_random_forest"]).ok().stdout_has("| true |");
+    small_forest(&p, &[]).ok().stdout_has("0 ran");
+}
+
+#[test]
+fn same_seed_same_model_whatever_the_jobs() {
+    let p = Project::new();
+    small_forest(&p, &[]).ok();
+    let first = std::fs::read(model_dir(&p).join("forest.bin")).unwrap();
+    small_forest(&p, &["--from", "train_random_forest", "--jobs", "1"]).ok();
+    let again = std::fs::read(model_dir(&p).join("forest.bin")).unwrap();
+    assert!(first == again, "a retrain with --jobs 1 must give the same forest");
+    small_forest(&p, &["--set", "seed=7"]).ok();
+}
+
+#[test]
+fn bad_model_params_name_the_field() {
+    let p = Project::new();
+    p.pipeline(&["run", "--set", "rf_trees=0"]).code(2).stderr_has("field `params`: n_estimators and sub_forests must be at least 1");
+    let yaml = p.read("pipelines/train.yaml").replace("      max_depth: 15\n", "      max_deep: 15\n");
+    p.write("pipelines/train.yaml", &yaml);
+    p.pipeline(&["run"]).code(2).stderr_has("unknown field `max_deep`");
+}
