@@ -44,7 +44,7 @@ def main():
         run(["run", "--until", "train_random_forest", "--no-progress", *sets], work)
         ours_wall = time.perf_counter() - t0
         out = subprocess.run([BIN, "inspect", "train_random_forest", "--schema", *sets], cwd=work, check=True, capture_output=True, text=True).stdout
-        entry = os.path.dirname(next(l.split(None, 1)[1] for l in out.splitlines() if l.startswith("file:")))
+        entry = os.path.join(work, os.path.dirname(next(l.split(None, 1)[1] for l in out.splitlines() if l.startswith("file:"))))
         ours = json.load(open(os.path.join(entry, "model.json")))
         m = ours["metrics"]
 
