@@ -174,8 +174,9 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             let progress = progress.clone();
             let slots = slots.clone();
             let name = name.to_string();
-            // Share the cores among the stages running now; a chain gets all of them.
-            let threads = (cores / (tasks.len() + 1).min(jobs)).max(1);
+            // Every stage may use every core: a fixed share would strand cores when a short
+            // sibling finishes first, and the OS shares them fairly while both run.
+            let threads = cores;
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
                 let t0 = Instant::now();
