@@ -10,6 +10,7 @@ usage: features.py METRICS (folder or file of CSV/CSV.gz) OUT.parquet [--label-r
 import argparse
 import glob
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -116,3 +117,6 @@ def main():
 
 if __name__ == "__main__":
     main()
+    # Skip interpreter teardown: pyarrow's thread pools occasionally abort there.
+    sys.stdout.flush()
+    os._exit(0)
