@@ -132,6 +132,7 @@ fn inspect_query_export_and_dag() {
     assert!(csv.starts_with("service_name,n,max_replicas\n"), "{csv}");
     assert_eq!(csv.lines().count(), 4);
     p.pipeline(&["export", "ingest", "out/ingest.parquet", "-p", T]).ok();
+    p.pipeline(&["export", "ingest", "out/quarantine.parquet", "-p", T, "--table", "quarantine"]).ok().stdout_has("wrote 0 rows");
     assert!(p.read("out/per_service.csv").contains("order"));
     p.pipeline(&["export", "ingest", "out/ingest.txt", "-p", T]).code(1).stderr_has(".parquet or .csv");
     p.pipeline(&["dag", T]).ok().stdout_has("  per_service").stdout_has("← per_service");

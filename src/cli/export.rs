@@ -22,7 +22,7 @@ pub async fn export(args: PipelineArgs, stage: &str, table: Option<&str>, dest: 
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     let rows = if ext == "parquet" {
         std::fs::copy(&src, tmp.path()).with_context(|| format!("copying {}", src.display()))?;
-        entry.meta.rows
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&src)?)?.metadata().file_metadata().num_rows() as u64
     } else {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&src)?)?.build()?;
         let mut w = WriterBuilder::new().with_header(true).build(tmp.as_file());
