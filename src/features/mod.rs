@@ -8,7 +8,9 @@ use datafusion::prelude::SessionConfig;
 
 /// A DataFusion session with the project's functions registered, using `threads` partitions.
 pub fn session(threads: usize) -> SessionContext {
-    let config = SessionConfig::new()
+    // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_BATCH_SIZE).
+    let config = SessionConfig::from_env()
+        .unwrap_or_default()
         .with_target_partitions(threads.max(1))
         .with_information_schema(true);
     let ctx = SessionContext::new_with_config(config);
