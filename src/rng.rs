@@ -21,6 +21,14 @@ impl Rng {
         (self.inner.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Fisher–Yates with this stream, so orders never depend on another crate's shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = ((self.uniform() * (i + 1) as f64) as usize).min(i);
+            items.swap(i, j);
+        }
+    }
+
     /// Standard normal (Box–Muller).
     pub fn normal(&mut self) -> f64 {
         if let Some(z) = self.spare.take() {

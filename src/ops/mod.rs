@@ -152,6 +152,16 @@ pub fn writer_properties(schema: &datafusion::arrow::datatypes::Schema) -> Write
     b.build()
 }
 
+/// A whole Parquet file as one batch (stages whose algorithms need every row at once).
+pub fn read_table(path: &Path) -> Result<RecordBatch> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build()?.collect::<Result<_, _>>()?;
+    Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)
+}
+
 /// Write batches as one Parquet file; returns the row count.
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let file = std::fs::File::create(path)?;

@@ -22,7 +22,6 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -76,13 +75,8 @@ pub fn assign(method: Method, fraction: f64, seed: u64, services: &[&str], times
     let mut test = vec![false; n];
     match method {
         Method::Shuffled => {
-            let mut rng = crate::rng::Rng::new(seed, 1);
             let mut idx: Vec<usize> = (0..n).collect();
-            // Fisher–Yates with our portable stream, so the split never depends on a crate's shuffle.
-            for i in (1..n).rev() {
-                let j = (rng.uniform() * (i + 1) as f64) as usize;
-                idx.swap(i, j.min(i));
-            }
+            crate::rng::Rng::new(seed, 1).shuffle(&mut idx);
             let k = (n as f64 * fraction).round() as usize;
             for &i in &idx[..k] {
                 test[i] = true;
@@ -126,10 +120,8 @@ impl Stage for Split {
         let out = ctx.output_path();
         let dep = dep.clone();
         let (train, test) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&input)?)?.build()?;
-            let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
-            let schema = batches.first().map(|b| b.schema()).context("the input table is empty")?;
-            let table = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+            let table = super::read_table(&input)?;
+            let schema = table.schema();
             let col = |name: &str| table.column_by_name(name).with_context(|| format!("`{dep}` has no column `{name}`"));
             let services = datafusion::arrow::compute::cast(col(crate::metrics::SERVICE)?, &DataType::Utf8)?;
             let services: Vec<&str> = services.as_string::<i32>().iter().map(|s| s.unwrap_or("")).collect();

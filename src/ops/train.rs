@@ -19,7 +19,6 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema};
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -95,10 +94,8 @@ struct Data {
 }
 
 fn load(path: &std::path::Path) -> Result<Data> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?.build()?;
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
-    let schema = batches.first().map(|b| b.schema()).context("the training table is empty")?;
-    let table = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    let table = super::read_table(path)?;
+    let schema = table.schema();
     let col = |name: &str| table.column_by_name(name).with_context(|| format!("the training table has no column `{name}`"));
     let split = col("split")?.as_string::<i32>().iter().map(|s| s == Some("test")).collect::<Vec<_>>();
     let y = datafusion::arrow::compute::cast(col(TARGET)?, &DataType::Float64)?.as_primitive::<Float64Type>().values().to_vec();
@@ -246,15 +243,8 @@ fn test_summary(s: &Scores) -> serde_json::Value {
 /// contiguous folds (scikit-learn's KFold over an already shuffled training set).
 fn cross_validate(x: &[f64], y: &[f64], nf: usize, rf: &RfParams, folds: usize, threads: usize, progress: &crate::pipeline::progress::StageProgress) -> Result<(f64, f64)> {
     let n = y.len();
-    let order = {
-        let mut idx: Vec<usize> = (0..n).collect();
-        let mut rng = crate::rng::Rng::new(rf.seed, 2);
-        for i in (1..n).rev() {
-            let j = ((rng.uniform() * (i + 1) as f64) as usize).min(i);
-            idx.swap(i, j);
-        }
-        idx
-    };
+    let mut order: Vec<usize> = (0..n).collect();
+    crate::rng::Rng::new(rf.seed, 2).shuffle(&mut order);
     let mut rmses = Vec::with_capacity(folds);
     for k in 0..folds {
         progress.message(&format!("cross-validation fold {}/{folds}", k + 1));
