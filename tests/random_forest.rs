@@ -41,6 +41,7 @@ fn trains_scores_persists_and_reuses() {
     p.pipeline(&["query", "--set", "rf_trees=8", "--set", "cv_folds=2",
         "SELECT count(*) AS n, min(predicted_replicas) >= 1 AS ok FROM train_random_forest"]).ok().stdout_has("| true |");
     small_forest(&p, &[]).ok().stdout_has("0 ran");
+    p.pipeline(&["inspect", "train_random_forest", "--set", "rf_trees=8", "--set", "cv_folds=2", "--rows", "0"]).ok().stdout_has("notes:").stdout_has("test RMSE");
 }
 
 #[test]

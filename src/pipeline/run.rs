@@ -242,6 +242,17 @@ async fn run_stage(
             return Err(e);
         }
     };
+    // Keep the run summary's notes with the entry, so `inspect` can show them later.
+    let mut summary = output.summary;
+    if !output.notes.is_empty() {
+        match summary.as_object_mut() {
+            Some(obj) => {
+                obj.entry("notes").or_insert_with(|| serde_json::json!(output.notes));
+            }
+            None if summary.is_null() => summary = serde_json::json!({ "notes": output.notes }),
+            None => {}
+        }
+    }
     let meta = EntryMeta {
         key: planned.key.hex(),
         pipeline: plan.pipeline.name.clone(),
@@ -251,7 +262,7 @@ async fn run_stage(
         built_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         seconds: t0.elapsed().as_secs_f64(),
         files: Default::default(),
-        summary: output.summary,
+        summary,
         sorted_by: output.sorted_by,
     };
     match cache.commit(pending, meta) {
