@@ -146,9 +146,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    // One event per line for log collectors: bars would interleave with them.
+    let json_logs = args.log_format == "json";
     let result = runtime.block_on(async move {
         match args.command {
             Command::Run { pipeline, force, only, from, until, jobs, dry_run, no_progress } => {
+                let no_progress = no_progress || json_logs;
                 cli::run::run(pipeline, cli::run::Flags { force, only, from, until, jobs, dry_run, no_progress }).await
             }
             Command::Status { pipeline } => cli::status::status(pipeline).await,

@@ -48,6 +48,10 @@ fn second_run_is_fully_cached() {
         assert_eq!(first.stage_status(s), "ran");
     }
     let second = p.pipeline(&["run", T]).ok().stdout_has("0 ran, 4 cached, 0 failed");
+    // Cron mode: each log event is one JSON object per line on stderr.
+    let json = p.pipeline(&["--log-format", "json", "run", T, "--force", "--only", "hourly"]).ok();
+    let events: Vec<serde_json::Value> = json.stderr().lines().map(|l| serde_json::from_str(l).expect("a JSON event per line")).collect();
+    assert!(events.iter().any(|e| e["message"].as_str().is_some_and(|m| m.starts_with("hourly: "))), "{events:?}");
     assert_eq!(second.stage_status("busiest"), "cached");
     assert!(p.path().join("artifacts/runs/latest/manifest.json").exists(), "a finished run is recorded as latest");
 }
