@@ -245,12 +245,11 @@ async fn run_stage(
     // Keep the run summary's notes with the entry, so `inspect` can show them later.
     let mut summary = output.summary;
     if !output.notes.is_empty() {
-        match summary.as_object_mut() {
-            Some(obj) => {
-                obj.entry("notes").or_insert_with(|| serde_json::json!(output.notes));
-            }
-            None if summary.is_null() => summary = serde_json::json!({ "notes": output.notes }),
-            None => {}
+        if summary.is_null() {
+            summary = serde_json::json!({});
+        }
+        if let Some(obj) = summary.as_object_mut() {
+            obj.entry("notes").or_insert_with(|| serde_json::json!(output.notes));
         }
     }
     let meta = EntryMeta {
