@@ -123,17 +123,17 @@ fn load(path: &std::path::Path) -> Result<Data> {
     Ok(Data { features, x, y, test: split, table })
 }
 
-fn rows(data: &Data, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
-    let nf = data.features.len();
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for i in 0..data.y.len() {
+/// The rows of a row-major matrix (and their targets) that `pick` selects.
+fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for i in 0..y.len() {
         if pick(i) {
-            x.extend_from_slice(&data.x[i * nf..(i + 1) * nf]);
-            y.push(data.y[i]);
+            xs.extend_from_slice(&x[i * nf..(i + 1) * nf]);
+            ys.push(y[i]);
         }
     }
-    (x, y)
+    (xs, ys)
 }
 
 #[async_trait]
@@ -169,8 +169,8 @@ impl Stage for Train {
             progress.message("loading");
             let data = load(&input)?;
             let nf = data.features.len();
-            let (xtr, ytr) = rows(&data, |i| !data.test[i]);
-            let (xte, yte) = rows(&data, |i| data.test[i]);
+            let (xtr, ytr) = rows(&data.x, &data.y, nf, |i| !data.test[i]);
+            let (xte, yte) = rows(&data.x, &data.y, nf, |i| data.test[i]);
             if ytr.is_empty() || yte.is_empty() {
                 bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());
             }
@@ -250,20 +250,8 @@ fn cross_validate(x: &[f64], y: &[f64], nf: usize, rf: &RfParams, folds: usize, 
         progress.message(&format!("cross-validation fold {}/{folds}", k + 1));
         let (a, b) = (n * k / folds, n * (k + 1) / folds);
         let held: std::collections::HashSet<usize> = order[a..b].iter().copied().collect();
-        let pick = |keep: bool| {
-            let mut xs = Vec::new();
-            let mut ys = Vec::new();
-            for i in 0..n {
-                if held.contains(&i) != keep {
-                    continue;
-                }
-                xs.extend_from_slice(&x[i * nf..(i + 1) * nf]);
-                ys.push(y[i]);
-            }
-            (xs, ys)
-        };
-        let (xtr, ytr) = pick(false);
-        let (xva, yva) = pick(true);
+        let (xtr, ytr) = rows(x, y, nf, |i| !held.contains(&i));
+        let (xva, yva) = rows(x, y, nf, |i| held.contains(&i));
         let f = random_forest::fit(&xtr, &ytr, nf, rf, threads)?;
         let p = f.forest.predict_batch(&xva, threads);
         rmses.push(metrics::score(&yva, &p, f64::MIN, f64::MAX).rmse);
