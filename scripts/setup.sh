@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs beyond Rust into project-local, git-ignored folders:
-#   .venv/   Python for the tests' reference implementation and S3 server (moto).
+#   .venv/      Python for the tests' reference implementation and S3 server (moto)
+#   .libtorch   libtorch for the LSTM-CNN, from PyPI's torch wheel (scripts/libtorch.sh)
 # Idempotent and quick when already done; both README commands call it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,6 @@ if [ ! -f "$stamp" ]; then
     rm -f "$venv"/.installed-*
     touch "$stamp"
 fi
+
+# The CPU libtorch; on a GPU machine run `scripts/libtorch.sh --cuda` once instead.
+scripts/libtorch.sh

@@ -4,11 +4,14 @@
 pub mod artifacts;
 pub mod cache;
 pub mod cli;
+pub mod evaluation;
 pub mod features;
 pub mod ingest;
 pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod pipeline;
+pub mod report;
 pub mod rng;
+pub mod serving;
 pub mod simulate;

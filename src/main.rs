@@ -124,6 +124,52 @@ enum Command {
         #[arg(long)]
         gzip: bool,
     },
+    /// Serve scaling decisions over HTTP (for HPA via Prometheus, or KEDA's metrics-api).
+    ///
+    /// POST /predict takes one raw metrics row (the collector's 23 fields as JSON) and answers
+    /// with a decision; POST /predict/batch takes an array. GET /scale/{service} is the last
+    /// decision for KEDA, GET /metrics is Prometheus text, GET /healthz and /readyz are probes.
+    /// A newly promoted model is picked up within --reload-every without a restart.
+    Serve {
+        /// Address to listen on; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Which promoted model to serve.
+        #[arg(long, default_value = "random_forest", value_parser = ["random_forest", "lstm_cnn"])]
+        model: String,
+        /// The model registry folder.
+        #[arg(long, default_value = "artifacts/models", value_name = "DIR")]
+        registry: PathBuf,
+        /// Require `Authorization: Bearer TOKEN` (not on /healthz and /readyz).
+        #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Fewest replicas a decision may recommend.
+        #[arg(long, default_value_t = 1)]
+        min_replicas: u32,
+        /// Most replicas a decision may recommend.
+        #[arg(long, default_value_t = 10)]
+        max_replicas: u32,
+        /// Most replicas one decision may add or remove.
+        #[arg(long, default_value_t = 2)]
+        max_step: u32,
+        /// Largest request body in bytes (413 beyond).
+        #[arg(long, default_value_t = 1 << 20)]
+        max_body_bytes: usize,
+        /// Most distinct services kept in memory.
+        #[arg(long, default_value_t = 10_000)]
+        max_services: usize,
+        /// How often to look for a newly promoted version, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        reload_every: f64,
+    },
+    /// The model registry: versions, the serving one, promotion and rollback.
+    Models {
+        #[command(subcommand)]
+        command: cli::models::ModelsCommand,
+        /// The registry folder.
+        #[arg(long, default_value = "artifacts/models", value_name = "DIR", global = true)]
+        registry: PathBuf,
+    },
     /// Write a stage's cached output to a file; `.parquet` or `.csv` by extension.
     Export {
         stage: String,
@@ -163,6 +209,21 @@ fn main() -> ExitCode {
             Command::Simulate { days, out, trace, services, seed, layout, start, gzip } => {
                 cli::simulate::simulate(autoscale::simulate::Options { days, out, trace, services, seed, layout, start, gzip })
             }
+            Command::Serve { addr, model, registry, token, min_replicas, max_replicas, max_step, max_body_bytes, max_services, reload_every } => {
+                let guardrails = autoscale::serving::predictor::Guardrails { min_replicas, max_replicas, max_step };
+                let cfg = autoscale::serving::server::Config {
+                    addr,
+                    model,
+                    registry,
+                    token,
+                    guardrails,
+                    max_body_bytes,
+                    max_services,
+                    reload_every: std::time::Duration::from_secs_f64(reload_every.max(0.05)),
+                };
+                autoscale::serving::server::serve(cfg).await.map(|_| exit::SUCCESS)
+            }
+            Command::Models { command, registry } => cli::models::models(&registry, command),
             Command::Export { stage, path, pipeline, table } => {
                 cli::export::export(pipeline, &stage, table.as_deref(), &path).await
             }

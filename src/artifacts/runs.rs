@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cache::write_atomic;
+use crate::cache::{write_atomic, Cache};
 use crate::pipeline::run::{Outcome, RunReport};
 use crate::pipeline::Pipeline;
 
@@ -30,10 +30,12 @@ pub fn runs_dir(p: &Pipeline) -> PathBuf {
     p.root.join("artifacts").join("runs")
 }
 
-/// Write the run's manifest; on success, move `latest` to it.
-pub fn record(p: &Pipeline, run_id: &str, overrides: &[(String, serde_json::Value)], report: &RunReport) -> Result<PathBuf> {
+/// Write the run's manifest, a copy of its report and links to the model versions it
+/// published; on success, move `latest` to it.
+pub fn record(p: &Pipeline, cache: &Cache, run_id: &str, overrides: &[(String, serde_json::Value)], report: &RunReport) -> Result<PathBuf> {
     let dir = runs_dir(p).join(run_id);
     std::fs::create_dir_all(&dir)?;
+    let models = keep_outputs(p, cache, &dir, report)?;
     let stages: Vec<StageRecord> = report
         .stages
         .iter()
@@ -60,12 +62,52 @@ pub fn record(p: &Pipeline, run_id: &str, overrides: &[(String, serde_json::Valu
         "ok": report.ok(),
         "seconds": report.seconds,
         "stages": stages,
+        "models": models,
     });
     write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
     if report.ok() {
         point_latest(&runs_dir(p), run_id)?;
     }
     Ok(dir)
+}
+
+/// Copies the report stage's files into `<run>/report/` (cache entries may be collected later;
+/// a run's report stays) and links `<run>/models/<model>` to each published version.
+fn keep_outputs(p: &Pipeline, cache: &Cache, dir: &Path, report: &RunReport) -> Result<Vec<serde_json::Value>> {
+    let mut models = Vec::new();
+    for s in &report.stages {
+        if !matches!(s.outcome, Outcome::Ran | Outcome::Cached) {
+            continue;
+        }
+        let Some(spec) = p.stages.get(&s.name) else { continue };
+        let entry = cache.root().join("entries").join(&s.key);
+        match spec.op.as_str() {
+            "report" => {
+                let tmp = dir.join(".report.tmp");
+                std::fs::create_dir_all(&tmp)?;
+                for f in std::fs::read_dir(&entry)?.flatten() {
+                    let name = f.file_name();
+                    if name != "meta.json" && f.path().is_file() {
+                        std::fs::copy(f.path(), tmp.join(&name))?;
+                    }
+                }
+                std::fs::rename(&tmp, dir.join("report"))?;
+            }
+            "publish" => {
+                let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.join("meta.json"))?)?;
+                for d in meta["summary"]["decisions"].as_array().into_iter().flatten() {
+                    let (Some(model), Some(version)) = (d["model"].as_str(), d["version"].as_str()) else { continue };
+                    let links = dir.join("models");
+                    std::fs::create_dir_all(&links)?;
+                    #[cfg(unix)]
+                    std::os::unix::fs::symlink(Path::new("../../../models").join(model).join(version), links.join(model))?;
+                    models.push(serde_json::json!({ "model": model, "version": version, "promoted": d["promoted"], "reason": d["reason"] }));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(models)
 }
 
 /// Replace the `latest` link atomically: a new link under a temp name, renamed over the old.

@@ -6,6 +6,7 @@ pub mod exit;
 pub mod export;
 pub mod inspect;
 pub mod logging;
+pub mod models;
 pub mod query;
 pub mod run;
 pub mod simulate;

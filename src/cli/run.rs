@@ -44,9 +44,9 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
     let run_id = runs::new_run_id();
-    let report = run::execute(Arc::clone(&plan), cache, opts).await?;
+    let report = run::execute(Arc::clone(&plan), cache.clone(), opts).await?;
     print_summary(&report);
-    let dir = runs::record(&plan.pipeline, &run_id, &args.set, &report)?;
+    let dir = runs::record(&plan.pipeline, &cache, &run_id, &args.set, &report)?;
     tracing::debug!("run recorded in {}", dir.display());
     if report.ok() {
         Ok(exit::SUCCESS)

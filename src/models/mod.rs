@@ -1,11 +1,17 @@
 //! Models: fitting, scoring, and the files a trained model is kept in.
 //!
 //! A trained model is a folder: `model.json` (kind, features in order, params, metrics,
-//! lineage) and the weights (`forest.bin` for a Random Forest). Loading checks the features
-//! a caller offers against the ones the model was trained on.
+//! lineage) and the weights (`forest.bin` for a Random Forest, `weights.safetensors` and
+//! `scaler.json` for the LSTM-CNN). Loading checks the features a caller offers against the
+//! ones the model was trained on.
 
+pub mod lstm_cnn;
 pub mod metrics;
+pub mod model;
 pub mod random_forest;
+pub mod sequences;
+pub mod table;
+pub mod torch_runtime;
 
 use std::path::Path;
 
@@ -109,12 +115,18 @@ pub fn save_forest(dir: &Path, meta: &ModelMeta, forest: &Forest) -> Result<()> 
     write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(meta)?)
 }
 
-pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
+/// `model.json` of a model folder, refused unless it holds a model of `kind`.
+pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
     let meta: ModelMeta = serde_json::from_slice(&std::fs::read(dir.join("model.json")).with_context(|| format!("reading {}/model.json", dir.display()))?)
         .with_context(|| format!("{}/model.json is not a model description", dir.display()))?;
-    if meta.kind != "random_forest" {
-        bail!("{} holds a {} model, not a random_forest", dir.display(), meta.kind);
+    if meta.kind != kind {
+        bail!("{} holds a {} model, not a {kind}", dir.display(), meta.kind);
     }
+    Ok(meta)
+}
+
+pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
+    let meta = read_meta(dir, "random_forest")?;
     let forest = forest_from_bytes(&std::fs::read(dir.join("forest.bin")).with_context(|| format!("reading {}/forest.bin", dir.display()))?)?;
     if forest.n_features != meta.features.len() {
         bail!("{}: forest has {} features, model.json lists {}", dir.display(), forest.n_features, meta.features.len());

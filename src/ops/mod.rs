@@ -18,13 +18,16 @@ use crate::cache::{Entry, InputFile};
 use crate::pipeline::progress::StageProgress;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
+pub mod evaluate;
 pub mod ingest;
+pub mod publish;
+pub mod report;
 pub mod split;
 pub mod sql;
 pub mod train;
 
 /// The ops a pipeline may use, for `build` and for error messages.
-pub const OPS: &[&str] = &["ingest", "sql", "split", "train"];
+pub const OPS: &[&str] = &["ingest", "sql", "split", "train", "evaluate", "report", "publish"];
 
 /// Everything a running stage may use.
 pub struct StageContext {
@@ -37,6 +40,8 @@ pub struct StageContext {
     pub progress: StageProgress,
     /// Threads this stage may keep busy.
     pub threads: usize,
+    /// For stages that compute for long: claim a share so siblings do not oversubscribe.
+    pub cores: crate::pipeline::cores::Cores,
 }
 
 impl StageContext {
@@ -99,6 +104,9 @@ pub fn build(p: &Pipeline, spec: &StageSpec) -> Result<Arc<dyn Stage>, SpecError
         "sql" => Arc::new(sql::Sql::from_spec(p, spec)?),
         "split" => Arc::new(split::Split::from_spec(p, spec)?),
         "train" => Arc::new(train::Train::from_spec(p, spec)?),
+        "evaluate" => Arc::new(evaluate::Evaluate::from_spec(p, spec)?),
+        "report" => Arc::new(report::ReportOp::from_spec(p, spec)?),
+        "publish" => Arc::new(publish::Publish::from_spec(p, spec)?),
         other => {
             return Err(p.error(spec, Some("op"), format!("unknown op `{other}` (known ops: {})", OPS.join(", "))));
         }

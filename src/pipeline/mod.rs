@@ -1,5 +1,6 @@
 //! Pipelines: the YAML spec, the stage graph, planning (keys and freshness) and the executor.
 
+pub mod cores;
 pub mod graph;
 pub mod plan;
 pub mod progress;

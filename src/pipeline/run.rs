@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::cores::Cores;
 use super::graph;
 use super::plan::Plan;
 use super::progress::Progress;
@@ -116,6 +117,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
     let run = to_run(&plan, &opts)?;
     let progress = Arc::new(Progress::new(opts.progress));
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let share = Cores::new(cores);
     let jobs = opts.jobs.max(1);
     let slots = Arc::new(Semaphore::new(jobs));
 
@@ -177,10 +179,11 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             // Every stage may use every core: a fixed share would strand cores when a short
             // sibling finishes first, and the OS shares them fairly while both run.
             let threads = cores;
+            let share = share.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
                 let t0 = Instant::now();
-                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads).await;
+                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share).await;
                 (name, result, t0.elapsed().as_secs_f64())
             });
         }
@@ -220,6 +223,7 @@ async fn run_stage(
     name: &str,
     upstream: IndexMap<String, Entry>,
     threads: usize,
+    cores: Cores,
 ) -> Result<(Entry, Vec<String>)> {
     let planned = plan.get(name).unwrap();
     let bar = progress.stage(name);
@@ -231,6 +235,7 @@ async fn run_stage(
         out_dir: pending.dir.clone(),
         progress: bar.clone(),
         threads,
+        cores,
     };
     let t0 = Instant::now();
     let result = planned.stage.run(&ctx).await;

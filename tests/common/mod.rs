@@ -152,3 +152,33 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A whole Parquet file as one batch.
+pub fn read_parquet(path: &Path) -> datafusion::arrow::array::RecordBatch {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    datafusion::arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+/// A column as f64 (casting integers and timestamps).
+pub fn f64_column(t: &datafusion::arrow::array::RecordBatch, name: &str) -> Vec<f64> {
+    use datafusion::arrow::array::AsArray;
+    let c = t.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+    let c = datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Float64).unwrap();
+    c.as_primitive::<datafusion::arrow::datatypes::Float64Type>().values().to_vec()
+}
+
+pub fn i64_column(t: &datafusion::arrow::array::RecordBatch, name: &str) -> Vec<i64> {
+    use datafusion::arrow::array::AsArray;
+    let c = datafusion::arrow::compute::cast(t.column_by_name(name).unwrap(), &datafusion::arrow::datatypes::DataType::Int64).unwrap();
+    c.as_primitive::<datafusion::arrow::datatypes::Int64Type>().values().to_vec()
+}
+
+pub fn str_column(t: &datafusion::arrow::array::RecordBatch, name: &str) -> Vec<String> {
+    use datafusion::arrow::array::AsArray;
+    let c = datafusion::arrow::compute::cast(t.column_by_name(name).unwrap(), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    c.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect()
+}

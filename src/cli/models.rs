@@ -1,0 +1,79 @@
+//! `pipeline models list|show|promote|rollback`: the model registry by hand.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::exit;
+use crate::artifacts::models::Registry;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ModelsCommand {
+    /// Every registered version of every model; `*` marks the serving one.
+    List,
+    /// One version in detail (the serving one when VERSION is left out).
+    Show { model: String, version: Option<String> },
+    /// Serve VERSION from now on (a running `pipeline serve` picks it up).
+    Promote {
+        model: String,
+        version: String,
+        /// Why, for the promotion history.
+        #[arg(long, default_value = "promoted by hand")]
+        reason: String,
+    },
+    /// Serve the previously promoted version again.
+    Rollback { model: String },
+}
+
+pub fn models(registry: &Path, cmd: ModelsCommand) -> Result<u8> {
+    let reg = Registry::at(registry);
+    match cmd {
+        ModelsCommand::List => {
+            let models = reg.models()?;
+            if models.is_empty() {
+                println!("no models registered in {} yet: a pipeline with a `publish` stage registers them", registry.display());
+                return Ok(exit::SUCCESS);
+            }
+            println!("{:<16} {:>8}  {:<21} {:<30} {:>9} {:>13}", "model", "version", "registered", "stage", "exact", "under (min)");
+            for m in models {
+                let serving = reg.promoted(&m)?.current().map(|p| p.version.clone());
+                for v in reg.versions(&m)? {
+                    let mark = if serving.as_deref() == Some(v.version.as_str()) { "*" } else { " " };
+                    let exact = v.holdout["exact_accuracy"].as_f64().map(|e| format!("{:.2}%", 100.0 * e)).unwrap_or_default();
+                    let under = v.holdout["under_provisioned_minutes"].as_f64().map(|u| format!("{u:.0}")).unwrap_or_default();
+                    println!("{:<16} {mark}{:>7}  {:<21} {:<30} {exact:>9} {under:>13}", m, v.version, v.registered_at, v.stage);
+                }
+            }
+        }
+        ModelsCommand::Show { model, version } => {
+            let version = match version {
+                Some(v) => v,
+                None => reg.promoted(&model)?.current().map(|p| p.version.clone()).with_context(|| format!("{model} has no promoted version; name one (see `pipeline models list`)"))?,
+            };
+            let info = reg.version(&model, &version)?;
+            let dir = reg.version_dir(&model, &version);
+            let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json"))?)?;
+            let promoted = reg.promoted(&model)?;
+            println!("model:      {model} {version}{}", if promoted.current().is_some_and(|p| p.version == version) { " (serving)" } else { "" });
+            println!("folder:     {}", dir.display());
+            println!("from:       stage `{}` of pipeline `{}`, cache entry {}", info.stage, info.pipeline, info.source_key);
+            println!("registered: {}", info.registered_at);
+            println!("trained:    {}", meta["trained_at"].as_str().unwrap_or("?"));
+            println!("features:   {}", meta["features"].as_array().map_or(0, |f| f.len()));
+            println!("hold-out:   {}", info.holdout);
+            println!("metrics:    {}", serde_json::to_string_pretty(&meta["metrics"])?);
+            for p in promoted.history.iter().filter(|p| p.version == version) {
+                println!("promoted:   {} ({})", p.at, p.reason);
+            }
+        }
+        ModelsCommand::Promote { model, version, reason } => {
+            reg.promote(&model, &version, &reason)?;
+            println!("{model} {version} is now serving");
+        }
+        ModelsCommand::Rollback { model } => {
+            let v = reg.rollback(&model)?;
+            println!("{model} {v} is serving again");
+        }
+    }
+    Ok(exit::SUCCESS)
+}

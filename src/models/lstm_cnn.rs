@@ -1,0 +1,431 @@
+//! The LSTM-CNN of the old system, in libtorch through tch: a convolutional and a recurrent
+//! branch over the same window of standardised rows, joined by two dense layers.
+//!
+//! Keras defaults are kept where they change results: BatchNorm momentum 0.99 and epsilon 1e-3,
+//! Adam epsilon 1e-7, Huber delta 1, early stopping that restores the best weights, and
+//! ReduceLROnPlateau's 1e-4 improvement threshold.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, ModuleT, OptimizerConfig, RNN};
+use tch::{Device, Kind, Reduction, Tensor};
+
+use super::sequences::Scaler;
+use super::torch_runtime::{self, DeviceChoice};
+use super::ModelMeta;
+use crate::cache::write_atomic;
+
+/// Everything the YAML may set (`params:` of a `model: lstm_cnn` train stage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    pub sequence_length: usize,
+    pub conv_filters: [i64; 2],
+    pub kernel_size: i64,
+    pub lstm_units: [i64; 2],
+    pub dense_units: [i64; 2],
+    pub dropout: f64,
+    pub final_dropout: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Stop after this many epochs without a better validation loss (and restore the best).
+    pub patience: usize,
+    /// Halve the learning rate after this many epochs without improvement...
+    pub lr_patience: usize,
+    pub lr_factor: f64,
+    /// ...but not below this.
+    pub min_learning_rate: f64,
+    /// The last part (in time) of each service's training windows used for validation.
+    pub validation_fraction: f64,
+    pub huber_delta: f64,
+    pub seed: u64,
+    pub device: DeviceChoice,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            sequence_length: 12,
+            conv_filters: [64, 128],
+            kernel_size: 3,
+            lstm_units: [128, 64],
+            dense_units: [64, 32],
+            dropout: 0.3,
+            final_dropout: 0.15,
+            epochs: 100,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            patience: 15,
+            lr_patience: 5,
+            lr_factor: 0.5,
+            min_learning_rate: 1e-6,
+            validation_fraction: 0.2,
+            huber_delta: 1.0,
+            seed: 42,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+impl Params {
+    /// Problems a user can fix in the YAML, as (field, message).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let conv_out = self.sequence_length as i64 - (self.kernel_size - 1);
+        if self.sequence_length < 2 {
+            return Err(("sequence_length", "must be at least 2".into()));
+        }
+        if self.kernel_size < 1 || conv_out / 2 < 1 {
+            return Err(("kernel_size", format!("leaves nothing to pool for sequences of {} rows", self.sequence_length)));
+        }
+        if self.batch_size < 2 {
+            return Err(("batch_size", "must be at least 2 (batch normalisation needs two rows)".into()));
+        }
+        if self.epochs == 0 {
+            return Err(("epochs", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) || !(0.0..1.0).contains(&self.final_dropout) {
+            return Err(("dropout", "must be in [0, 1)".into()));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(("validation_fraction", "must be between 0 and 1 (exclusive)".into()));
+        }
+        if self.learning_rate <= 0.0 || self.min_learning_rate < 0.0 || !(self.lr_factor > 0.0 && self.lr_factor < 1.0) {
+            return Err(("learning_rate", "learning_rate must be > 0 and lr_factor in (0, 1)".into()));
+        }
+        Ok(())
+    }
+
+    /// Length after the second (unpadded) convolution and the pooling.
+    fn pooled_len(&self) -> i64 {
+        (self.sequence_length as i64 - (self.kernel_size - 1)) / 2
+    }
+}
+
+/// Keras' BatchNormalization, in libtorch's terms.
+fn batch_norm(vs: nn::Path, n: i64) -> nn::BatchNorm {
+    nn::batch_norm1d(vs, n, nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() })
+}
+
+#[derive(Debug)]
+struct Net {
+    conv1: nn::Conv1D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv1D,
+    bn2: nn::BatchNorm,
+    lstm1: nn::LSTM,
+    bn3: nn::BatchNorm,
+    lstm2: nn::LSTM,
+    bn4: nn::BatchNorm,
+    fc1: nn::Linear,
+    bn5: nn::BatchNorm,
+    fc2: nn::Linear,
+    out: nn::Linear,
+    dropout: f64,
+    final_dropout: f64,
+}
+
+impl Net {
+    fn new(vs: &nn::Path, n_features: i64, p: &Params) -> Net {
+        let [c1, c2] = p.conv_filters;
+        let [l1, l2] = p.lstm_units;
+        let [d1, d2] = p.dense_units;
+        let same = nn::ConvConfig { padding: p.kernel_size / 2, ..Default::default() };
+        let lstm = nn::RNNConfig { batch_first: true, ..Default::default() };
+        Net {
+            conv1: nn::conv1d(vs / "conv1", n_features, c1, p.kernel_size, same),
+            bn1: batch_norm(vs / "bn1", c1),
+            conv2: nn::conv1d(vs / "conv2", c1, c2, p.kernel_size, Default::default()),
+            bn2: batch_norm(vs / "bn2", c2),
+            lstm1: nn::lstm(vs / "lstm1", n_features, l1, lstm),
+            bn3: batch_norm(vs / "bn3", l1),
+            lstm2: nn::lstm(vs / "lstm2", l1, l2, lstm),
+            bn4: batch_norm(vs / "bn4", l2),
+            fc1: nn::linear(vs / "fc1", c2 * p.pooled_len() + l2, d1, Default::default()),
+            bn5: batch_norm(vs / "bn5", d1),
+            fc2: nn::linear(vs / "fc2", d1, d2, Default::default()),
+            out: nn::linear(vs / "out", d2, 1, Default::default()),
+            dropout: p.dropout,
+            final_dropout: p.final_dropout,
+        }
+    }
+}
+
+impl ModuleT for Net {
+    /// `[batch, steps, features]` → `[batch]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let p = self.dropout;
+        // Convolutions run over time with features as channels.
+        let cnn = xs
+            .transpose(1, 2)
+            .apply(&self.conv1)
+            .relu()
+            .apply_t(&self.bn1, train)
+            .dropout(p, train)
+            .apply(&self.conv2)
+            .relu()
+            .apply_t(&self.bn2, train)
+            .max_pool1d(2, 2, 0, 1, false)
+            .dropout(p, train)
+            .flatten(1, -1);
+        let (all_steps, _) = self.lstm1.seq(xs);
+        // BatchNorm1d normalises dim 1; the LSTM's units are dim 2.
+        let h = all_steps.transpose(1, 2).apply_t(&self.bn3, train).transpose(1, 2).dropout(p, train);
+        let (_, last) = self.lstm2.seq(&h);
+        let rnn = last.h().squeeze_dim(0).apply_t(&self.bn4, train).dropout(p, train);
+        Tensor::cat(&[cnn, rnn], 1)
+            .apply(&self.fc1)
+            .relu()
+            .apply_t(&self.bn5, train)
+            .dropout(p, train)
+            .apply(&self.fc2)
+            .relu()
+            .dropout(self.final_dropout, train)
+            .apply(&self.out)
+            .squeeze_dim(1)
+    }
+}
+
+/// One epoch of the training history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Epoch {
+    pub epoch: usize,
+    pub loss: f64,
+    pub mae: f64,
+    pub val_loss: f64,
+    pub val_mae: f64,
+    pub learning_rate: f64,
+    pub seconds: f64,
+}
+
+/// Windows as one f32 block `[n, steps, features]` with their targets.
+pub struct Windows<'a> {
+    pub x: &'a [f32],
+    pub y: &'a [f32],
+}
+
+impl Windows<'_> {
+    fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.y.is_empty()
+    }
+}
+
+/// A trained (or loaded) network with what it needs to read raw rows.
+pub struct LstmCnn {
+    vs: nn::VarStore,
+    /// libtorch tensors may be sent between threads but not shared; one forward at a time.
+    net: std::sync::Mutex<Net>,
+    pub params: Params,
+    pub scaler: Scaler,
+    device: Device,
+}
+
+pub struct Trained {
+    pub model: LstmCnn,
+    pub history: Vec<Epoch>,
+    pub best_epoch: usize,
+    pub seconds: f64,
+}
+
+/// Progress and thread count between epochs: `threads()` is asked before each epoch, so a
+/// training that outlives a sibling stage takes over its cores.
+pub trait TrainingObserver {
+    fn threads(&self) -> usize;
+    fn epoch(&self, e: &Epoch, best: bool);
+}
+
+pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer: &dyn TrainingObserver) -> Result<Trained> {
+    let nf = scaler.features.len() as i64;
+    let steps = p.sequence_length as i64;
+    if train.len() < 2 || val.is_empty() {
+        bail!("the LSTM-CNN needs training and validation windows; got {} and {} (are there at least {} rows per service?)", train.len(), val.len(), p.sequence_length);
+    }
+    let _torch = torch_runtime::exclusive();
+    let device = torch_runtime::resolve(p.device)?;
+    torch_runtime::set_threads(observer.threads());
+    tch::manual_seed(p.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let net = Net::new(&vs.root(), nf, p);
+    let mut opt = nn::Adam::default().eps(1e-7).build(&vs, p.learning_rate)?;
+
+    let to_tensor = |w: &Windows| (Tensor::from_slice(w.x).view([w.len() as i64, steps, nf]).to(device), Tensor::from_slice(w.y).to(device));
+    let (xtr, ytr) = to_tensor(train);
+    let (xva, yva) = to_tensor(val);
+    let mut order: Vec<i64> = (0..train.len() as i64).collect();
+    let mut rng = crate::rng::Rng::new(p.seed, 3);
+
+    let (mut lr, mut best, mut best_epoch) = (p.learning_rate, f64::INFINITY, 0);
+    let (mut since_best, mut since_lr_best, mut lr_best) = (0, 0, f64::INFINITY);
+    let mut best_weights: Option<HashMap<String, Tensor>> = None;
+    let mut history = Vec::new();
+    let started = Instant::now();
+    for epoch in 1..=p.epochs {
+        let t0 = Instant::now();
+        torch_runtime::set_threads(observer.threads());
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut mae_sum, mut seen) = (0.0, 0.0, 0usize);
+        for batch in order.chunks(p.batch_size) {
+            // Batch normalisation cannot train on a single row.
+            if batch.len() < 2 {
+                continue;
+            }
+            let idx = Tensor::from_slice(batch).to(device);
+            let (xb, yb) = (xtr.index_select(0, &idx), ytr.index_select(0, &idx));
+            let pred = net.forward_t(&xb, true);
+            let loss = pred.huber_loss(&yb, Reduction::Mean, p.huber_delta);
+            opt.backward_step(&loss);
+            let n = batch.len();
+            loss_sum += loss.double_value(&[]) * n as f64;
+            mae_sum += tch::no_grad(|| (&pred - &yb).abs().sum(Kind::Double).double_value(&[]));
+            seen += n;
+        }
+        let (val_loss, val_mae) = evaluate(&net, &xva, &yva, p.huber_delta);
+        let e = Epoch {
+            epoch,
+            loss: loss_sum / seen.max(1) as f64,
+            mae: mae_sum / seen.max(1) as f64,
+            val_loss,
+            val_mae,
+            learning_rate: lr,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if !val_loss.is_finite() {
+            bail!("training diverged at epoch {epoch} (validation loss {val_loss}); try a lower learning_rate");
+        }
+        let improved = val_loss < best;
+        if improved {
+            best = val_loss;
+            best_epoch = epoch;
+            since_best = 0;
+            best_weights = Some(snapshot(&vs));
+        } else {
+            since_best += 1;
+        }
+        observer.epoch(&e, improved);
+        history.push(e);
+        if since_best >= p.patience {
+            break;
+        }
+        if val_loss < lr_best - 1e-4 {
+            lr_best = val_loss;
+            since_lr_best = 0;
+        } else {
+            since_lr_best += 1;
+            if since_lr_best >= p.lr_patience && lr > p.min_learning_rate {
+                lr = (lr * p.lr_factor).max(p.min_learning_rate);
+                opt.set_lr(lr);
+                since_lr_best = 0;
+            }
+        }
+    }
+    if let Some(w) = best_weights {
+        restore(&vs, &w);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Trained { model: LstmCnn { vs, net: std::sync::Mutex::new(net), params: p.clone(), scaler, device }, history, best_epoch, seconds })
+}
+
+/// Huber loss and MAE over a whole set, in inference mode and in slices that bound memory.
+fn evaluate(net: &Net, x: &Tensor, y: &Tensor, delta: f64) -> (f64, f64) {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let (mut loss, mut mae) = (0.0, 0.0);
+        let mut start = 0;
+        while start < n {
+            let len = (n - start).min(4096);
+            let pred = net.forward_t(&x.narrow(0, start, len), false);
+            let yb = y.narrow(0, start, len);
+            loss += pred.huber_loss(&yb, Reduction::Sum, delta).double_value(&[]);
+            mae += (&pred - &yb).abs().sum(Kind::Double).double_value(&[]);
+            start += len;
+        }
+        (loss / n as f64, mae / n as f64)
+    })
+}
+
+fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+    tch::no_grad(|| vs.variables().into_iter().map(|(k, v)| (k, v.copy())).collect())
+}
+
+fn restore(vs: &nn::VarStore, saved: &HashMap<String, Tensor>) {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            if let Some(s) = saved.get(&name) {
+                var.copy_(s);
+            }
+        }
+    });
+}
+
+const WEIGHTS: &str = "weights.safetensors";
+const SCALER: &str = "scaler.json";
+
+impl LstmCnn {
+    /// Predictions for windows already standardised, `[n, steps, features]` flattened.
+    pub fn predict_scaled(&self, x: &[f32]) -> Vec<f64> {
+        let (steps, nf) = (self.params.sequence_length as i64, self.scaler.features.len() as i64);
+        let n = x.len() as i64 / (steps * nf);
+        let mut out = Vec::with_capacity(n as usize);
+        let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        tch::no_grad(|| {
+            let mut start = 0;
+            while start < n {
+                let len = (n - start).min(4096);
+                let block = &x[(start * steps * nf) as usize..((start + len) * steps * nf) as usize];
+                let xb = Tensor::from_slice(block).view([len, steps, nf]).to(self.device);
+                let p = net.forward_t(&xb, false).to_kind(Kind::Double).to(Device::Cpu);
+                out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
+                start += len;
+            }
+        });
+        out
+    }
+
+    /// One prediction from raw (unscaled) rows, oldest first: `sequence_length × features` values.
+    pub fn predict_raw(&self, rows: &[f64]) -> Result<f64> {
+        let want = self.params.sequence_length * self.scaler.features.len();
+        if rows.len() != want {
+            bail!("expected {} rows × {} features = {want} values, got {}", self.params.sequence_length, self.scaler.features.len(), rows.len());
+        }
+        Ok(self.predict_scaled(&self.scaler.transform(rows))[0])
+    }
+
+    pub fn device(&self) -> &'static str {
+        torch_runtime::device_name(self.device)
+    }
+
+    /// Weights as safetensors, the scaler beside them, and `model.json`.
+    pub fn save(&self, dir: &Path, meta: &ModelMeta) -> Result<()> {
+        // VarStore writes in place; the temporary name keeps a half-written file from ever
+        // carrying the real one's name.
+        let tmp = dir.join(format!(".{WEIGHTS}.tmp"));
+        self.vs.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(WEIGHTS))?;
+        write_atomic(&dir.join(SCALER), &serde_json::to_vec_pretty(&self.scaler)?)?;
+        write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(meta)?)
+    }
+
+    /// Loads a saved model onto `device` (`auto` picks a GPU when there is one).
+    pub fn load(dir: &Path, device: DeviceChoice) -> Result<(ModelMeta, LstmCnn)> {
+        let meta = super::read_meta(dir, "lstm_cnn")?;
+        let params: Params = serde_json::from_value(meta.params.clone()).with_context(|| format!("{}/model.json: params", dir.display()))?;
+        let scaler: Scaler = serde_json::from_slice(&std::fs::read(dir.join(SCALER)).with_context(|| format!("reading {}/{SCALER}", dir.display()))?)
+            .with_context(|| format!("{}/{SCALER} is not a scaler", dir.display()))?;
+        if scaler.features != meta.features {
+            bail!("{}: the scaler's features differ from model.json's", dir.display());
+        }
+        let device = torch_runtime::resolve(device)?;
+        let mut vs = nn::VarStore::new(device);
+        let net = Net::new(&vs.root(), scaler.features.len() as i64, &params);
+        vs.load(dir.join(WEIGHTS)).with_context(|| format!("loading {}/{WEIGHTS}", dir.display()))?;
+        Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(net), params, scaler, device }))
+    }
+}

@@ -1,0 +1,90 @@
+//! A trained model of either kind, loaded from its folder, predicting rows of a table.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::lstm_cnn::LstmCnn;
+use super::random_forest::Forest;
+use super::sequences;
+use super::table::Table;
+use super::torch_runtime::DeviceChoice;
+use super::ModelMeta;
+
+pub enum Model {
+    RandomForest { meta: ModelMeta, forest: Forest },
+    LstmCnn { meta: ModelMeta, net: LstmCnn },
+}
+
+impl Model {
+    /// Loads whatever kind `model.json` names; the LSTM-CNN goes to `device`.
+    pub fn load(dir: &Path, device: DeviceChoice) -> Result<Model> {
+        match peek_kind(dir).as_deref() {
+            Ok("lstm_cnn") => {
+                let (meta, net) = LstmCnn::load(dir, device)?;
+                Ok(Model::LstmCnn { meta, net })
+            }
+            _ => {
+                let (meta, forest) = super::load_forest(dir)?;
+                Ok(Model::RandomForest { meta, forest })
+            }
+        }
+    }
+
+    pub fn meta(&self) -> &ModelMeta {
+        match self {
+            Model::RandomForest { meta, .. } | Model::LstmCnn { meta, .. } => meta,
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.meta().kind
+    }
+
+    /// Rows of history a prediction needs (the row itself included).
+    pub fn history(&self) -> usize {
+        match self {
+            Model::RandomForest { .. } => 1,
+            Model::LstmCnn { net, .. } => net.params.sequence_length,
+        }
+    }
+
+    /// Raw predictions for `rows` of `table`; `None` where the LSTM-CNN has fewer than a
+    /// window of earlier rows of that service in the table.
+    pub fn predict_rows(&self, table: &Table, rows: &[usize]) -> Result<Vec<Option<f64>>> {
+        self.meta().check_features(&table.features)?;
+        let nf = table.nf();
+        match self {
+            Model::RandomForest { forest, .. } => {
+                let mut x = Vec::with_capacity(rows.len() * nf);
+                for &r in rows {
+                    x.extend_from_slice(table.row(r));
+                }
+                let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+                Ok(forest.predict_batch(&x, threads).into_iter().map(Some).collect())
+            }
+            Model::LstmCnn { net, .. } => {
+                let len = net.params.sequence_length;
+                // Every row's window: the `len` rows of its service up to it, in time order.
+                let all = sequences::windows(&table.service_refs(), &table.timestamps, &vec![false; table.len()], len, 0.0);
+                let mut by_last = vec![None; table.len()];
+                for (w, window) in all.iter().enumerate() {
+                    by_last[window.last()] = Some(w);
+                }
+                let found: Vec<&sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| &all[w])).collect();
+                let x_scaled = net.scaler.transform(&table.x);
+                let (xs, _) = sequences::stack(&found, &x_scaled, &table.y, nf);
+                let _torch = super::torch_runtime::exclusive();
+                super::torch_runtime::set_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                let mut predicted = net.predict_scaled(&xs).into_iter();
+                Ok(rows.iter().map(|&r| by_last[r].and_then(|_| predicted.next())).collect())
+            }
+        }
+    }
+}
+
+/// The `kind` of a model folder; anything unreadable is left to the loader to explain.
+fn peek_kind(dir: &Path) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json"))?)?;
+    Ok(v["kind"].as_str().unwrap_or_default().to_string())
+}

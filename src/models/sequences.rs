@@ -1,0 +1,164 @@
+//! Sequences for the LSTM-CNN: windows of consecutive rows of one service, standardised with a
+//! scaler fitted on the training part only.
+//!
+//! A window belongs to the part (train, validation, test) of its last row, the row whose label
+//! it predicts; its earlier rows may come from before that part's cut, as they would in serving.
+
+use serde::{Deserialize, Serialize};
+
+/// Per-feature mean and standard deviation (population, as scikit-learn's StandardScaler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    pub features: Vec<String>,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl Scaler {
+    /// Fits on the rows `pick` selects of a row-major matrix. A constant feature gets std 1,
+    /// so it scales to zero instead of dividing by zero.
+    pub fn fit(features: &[String], x: &[f64], pick: impl Fn(usize) -> bool) -> Scaler {
+        let nf = features.len();
+        let n_rows = x.len() / nf.max(1);
+        let (mut mean, mut m2, mut n) = (vec![0.0; nf], vec![0.0; nf], 0.0);
+        // Welford: one pass, stable for large means (memory is in bytes).
+        for i in (0..n_rows).filter(|&i| pick(i)) {
+            n += 1.0;
+            for j in 0..nf {
+                let v = x[i * nf + j];
+                let d = v - mean[j];
+                mean[j] += d / n;
+                m2[j] += d * (v - mean[j]);
+            }
+        }
+        let std = m2.iter().map(|s| if n > 0.0 && s / n > 0.0 { (s / n).sqrt() } else { 1.0 }).collect();
+        Scaler { features: features.to_vec(), mean, std }
+    }
+
+    /// Standardises one row into `out` (f32: what the network computes in).
+    pub fn transform_into(&self, row: &[f64], out: &mut [f32]) {
+        for j in 0..row.len() {
+            out[j] = ((row[j] - self.mean[j]) / self.std[j]) as f32;
+        }
+    }
+
+    pub fn transform(&self, x: &[f64]) -> Vec<f32> {
+        let nf = self.features.len();
+        let mut out = vec![0f32; x.len()];
+        for (row, o) in x.chunks_exact(nf).zip(out.chunks_exact_mut(nf)) {
+            self.transform_into(row, o);
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    Validation,
+    Test,
+}
+
+/// One window: the table rows it covers, in time order (the last is the labelled one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub rows: Vec<usize>,
+    pub part: Part,
+}
+
+impl Window {
+    pub fn last(&self) -> usize {
+        *self.rows.last().expect("a window has rows")
+    }
+}
+
+/// Windows of `len` consecutive rows per service. `test[i]` marks the test rows; of each
+/// service's training windows the last `validation_fraction` (in time) become validation.
+pub fn windows(services: &[&str], timestamps: &[i64], test: &[bool], len: usize, validation_fraction: f64) -> Vec<Window> {
+    let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, s) in services.iter().enumerate() {
+        by.entry(s).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for rows in by.values_mut() {
+        rows.sort_by_key(|&i| timestamps[i]);
+        let first = out.len();
+        for end in len.saturating_sub(1)..rows.len() {
+            let span = rows[end + 1 - len..=end].to_vec();
+            let part = if test[rows[end]] { Part::Test } else { Part::Train };
+            out.push(Window { rows: span, part });
+        }
+        let train: Vec<usize> = (first..out.len()).filter(|&w| out[w].part == Part::Train).collect();
+        let n_val = (train.len() as f64 * validation_fraction).round() as usize;
+        for &w in &train[train.len() - n_val..] {
+            out[w].part = Part::Validation;
+        }
+    }
+    out
+}
+
+/// The windows' standardised rows as one `[n, len, features]` f32 block, and their targets.
+pub fn stack(windows: &[&Window], x_scaled: &[f32], y: &[f64], nf: usize) -> (Vec<f32>, Vec<f32>) {
+    let len = windows.first().map_or(0, |w| w.rows.len());
+    let mut xs = Vec::with_capacity(windows.len() * len * nf);
+    let mut ys = Vec::with_capacity(windows.len());
+    for w in windows {
+        for &r in &w.rows {
+            xs.extend_from_slice(&x_scaled[r * nf..(r + 1) * nf]);
+        }
+        ys.push(y[w.last()] as f32);
+    }
+    (xs, ys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_never_cross_services_and_follow_time() {
+        // Two services interleaved and out of order.
+        let s = ["a", "b", "a", "b", "a", "a", "b", "a"];
+        let t = [3, 0, 1, 1, 2, 0, 2, 4];
+        let test = [false; 8];
+        let w = windows(&s, &t, &test, 3, 0.0);
+        // a has rows (by time) 5,2,4,0,7 → 3 windows; b has 1,3,6 → 1 window.
+        let rows: Vec<Vec<usize>> = w.iter().map(|w| w.rows.clone()).collect();
+        assert_eq!(rows, vec![vec![5, 2, 4], vec![2, 4, 0], vec![4, 0, 7], vec![1, 3, 6]]);
+    }
+
+    #[test]
+    fn parts_follow_the_last_row_and_validation_is_the_end_of_training() {
+        let n = 20;
+        let s = vec!["a"; n];
+        let t: Vec<i64> = (0..n as i64).collect();
+        let test: Vec<bool> = (0..n).map(|i| i >= 16).collect();
+        let w = windows(&s, &t, &test, 4, 0.25);
+        // 17 windows end at rows 3..=19: 4 test (16..=19), 13 training of which round(3.25)=3 validation.
+        let parts: Vec<Part> = w.iter().map(|w| w.part).collect();
+        assert_eq!(parts.iter().filter(|p| **p == Part::Test).count(), 4);
+        assert_eq!(parts.iter().filter(|p| **p == Part::Validation).count(), 3);
+        assert_eq!(w[10].part, Part::Validation);
+        assert_eq!(w[9].part, Part::Train);
+        // The first test window reaches back before the cut.
+        assert_eq!(w[13].rows, vec![13, 14, 15, 16]);
+        assert_eq!(w[13].part, Part::Test);
+    }
+
+    #[test]
+    fn a_service_shorter_than_a_window_gives_none() {
+        let w = windows(&["a", "a"], &[0, 1], &[false, false], 3, 0.2);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn scaler_uses_only_picked_rows_and_survives_constants() {
+        let f = vec!["x".to_string(), "c".to_string()];
+        // Rows: (1,5) (3,5) (100,5); fit on the first two only.
+        let x = [1.0, 5.0, 3.0, 5.0, 100.0, 5.0];
+        let sc = Scaler::fit(&f, &x, |i| i < 2);
+        assert_eq!(sc.mean, vec![2.0, 5.0]);
+        assert_eq!(sc.std, vec![1.0, 1.0]); // population std of (1,3) is 1; constant → 1
+        assert_eq!(sc.transform(&x), vec![-1.0, 0.0, 1.0, 0.0, 98.0, 0.0]);
+    }
+}

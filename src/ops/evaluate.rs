@@ -1,0 +1,332 @@
+//! `op: evaluate`: every trained model on one common temporal hold-out, and an autoscaling replay.
+//!
+//! ```yaml
+//! evaluate:
+//!   op: evaluate
+//!   deps: [split_temporal, train_random_forest, train_lstm_cnn]   # the hold-out first, then models
+//!   replay: { target_utilization: 70, hpa_target: 60 }             # evaluation::replay::Params
+//! ```
+//! The hold-out is the test part of the first dep (a temporal split). Each model predicts the
+//! same rows (the LSTM-CNN reads its windows' earlier rows from before the cut); a model trained
+//! on another split is marked when its training rows overlap the hold-out. The entry holds
+//! `evaluation.json`, the predictions as its table, and the replay as side table `replay`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{parse_params, Stage, StageContext, StageOutput};
+use crate::evaluation::replay;
+use crate::evaluation::{replay_table, score_rows, HoldoutScores, ReplayRows, ServiceReplay};
+use crate::models::metrics::{self, Scores};
+use crate::models::model::Model;
+use crate::models::table::{Table, TARGET};
+use crate::models::torch_runtime::DeviceChoice;
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default)]
+    replay: replay::Params,
+}
+
+/// What the pipeline says about one model's training, worked out when the pipeline is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub stage: String,
+    pub split: String,
+    pub label_rule: String,
+    /// Trained on a temporal split with the hold-out's cut: its hold-out rows are unseen.
+    pub honest: bool,
+}
+
+pub struct Evaluate {
+    replay: replay::Params,
+    models: Vec<ModelInfo>,
+}
+
+/// The `label_rule` of the labels stage behind a split, if the pipeline sets one.
+fn label_rule(p: &Pipeline, split: &str) -> String {
+    p.stages
+        .get(split)
+        .and_then(|s| s.deps.first())
+        .and_then(|labels| p.stages.get(labels))
+        .and_then(|l| l.params.get("params"))
+        .and_then(|params| params.get("label_rule"))
+        .and_then(|r| r.as_str())
+        .unwrap_or("seed")
+        .to_string()
+}
+
+fn split_shape(p: &Pipeline, split: &str) -> Option<(String, f64)> {
+    let s = p.stages.get(split)?;
+    if s.op != "split" {
+        return None;
+    }
+    let method = s.params.get("method")?.as_str()?.to_string();
+    let fraction = s.params.get("test_fraction").and_then(|f| f.as_f64()).unwrap_or(0.2);
+    Some((method, fraction))
+}
+
+impl Evaluate {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Evaluate, SpecError> {
+        if spec.deps.len() < 2 {
+            return Err(p.error(spec, Some("deps"), "op `evaluate` needs the hold-out split first, then one or more train stages"));
+        }
+        let params: Params = parse_params(p, spec)?;
+        let holdout = &spec.deps[0];
+        let Some((method, fraction)) = split_shape(p, holdout).filter(|(m, _)| m == "temporal") else {
+            return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on")));
+        };
+        let _ = method;
+        let mut models = Vec::new();
+        for dep in &spec.deps[1..] {
+            let train = &p.stages[dep];
+            if train.op != "train" {
+                return Err(p.error(spec, Some("deps"), format!("`{dep}` is not a train stage (after the hold-out, deps are models)")));
+            }
+            let split = train.deps.first().cloned().unwrap_or_default();
+            let honest = split_shape(p, &split).is_some_and(|(m, f)| m == "temporal" && f == fraction);
+            models.push(ModelInfo { stage: dep.clone(), label_rule: label_rule(p, &split), split, honest });
+        }
+        Ok(Evaluate { replay: params.replay, models })
+    }
+}
+
+/// One model in `evaluation.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEvaluation {
+    #[serde(flatten)]
+    pub info: ModelInfo,
+    pub kind: String,
+    /// The model's score on its own split, as the old system reported it.
+    pub own_split: Option<Scores>,
+    pub holdout: HoldoutScores,
+    pub training_seconds: Option<f64>,
+    pub single_prediction_us: Option<f64>,
+    pub replay: replay::Score,
+}
+
+/// Everything the report needs, written as `evaluation.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub holdout_stage: String,
+    pub holdout_label_rule: String,
+    pub rows: usize,
+    pub services: usize,
+    pub first_timestamp: i64,
+    pub last_timestamp: i64,
+    pub models: Vec<ModelEvaluation>,
+    pub replay_params: replay::Params,
+    /// Totals per policy: `recorded`, `hpa`, then each model by stage name.
+    pub replay: BTreeMap<String, replay::Score>,
+    pub replay_services: Vec<ServiceReplay>,
+    /// The service with the most load: the one `replay.png` shows.
+    pub busy_service: Option<String>,
+    /// Per label rule, the model with the best replay (fewest under-provisioned minutes, then
+    /// fewest surplus pod-hours).
+    pub best_by_label_rule: BTreeMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+pub const EVALUATION: &str = "evaluation.json";
+
+#[async_trait]
+impl Stage for Evaluate {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({ "replay": self.replay, "models": self.models })
+    }
+
+    fn describe(&self) -> String {
+        format!("{} models on the hold-out + replay", self.models.len())
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let mut upstream = ctx.upstream.iter();
+        let (holdout_stage, holdout_entry) = upstream.next().context("evaluate needs the hold-out split")?;
+        let holdout_path = holdout_entry.output();
+        let model_dirs: Vec<std::path::PathBuf> = upstream.map(|(_, e)| e.dir.clone()).collect();
+        let infos = self.models.clone();
+        let rp = self.replay.clone();
+        let holdout_stage = holdout_stage.clone();
+        let holdout_rule = label_rule(&ctx.pipeline, &holdout_stage);
+        let out_dir = ctx.out_dir.clone();
+        let progress = ctx.progress.clone();
+        let eval = tokio::task::spawn_blocking(move || -> Result<Evaluation> {
+            progress.message("loading the hold-out");
+            let table = Table::load(&holdout_path)?;
+            let test: Vec<usize> = (0..table.len()).filter(|&i| table.test[i]).collect();
+            if test.is_empty() {
+                bail!("`{holdout_stage}` has no test rows to evaluate on");
+            }
+            let mut predictions = Vec::new();
+            let mut loaded = Vec::new();
+            for (info, dir) in infos.iter().zip(&model_dirs) {
+                progress.message(&format!("predicting the hold-out with {}", info.stage));
+                let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{}`", info.stage))?;
+                let p = model.predict_rows(&table, &test).with_context(|| format!("`{}` on the hold-out", info.stage))?;
+                predictions.push(p);
+                loaded.push(model);
+            }
+            let common: Vec<usize> = (0..test.len()).filter(|&k| predictions.iter().all(|p| p[k].is_some())).collect();
+            if common.is_empty() {
+                bail!("no hold-out row has a prediction from every model (services shorter than a window?)");
+            }
+            let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
+            let n = table.len();
+            let dense: Vec<Vec<f64>> = predictions
+                .iter()
+                .map(|p| {
+                    let mut v = vec![f64::NAN; n];
+                    for (k, &r) in test.iter().enumerate() {
+                        v[r] = p[k].unwrap_or(f64::NAN);
+                    }
+                    v
+                })
+                .collect();
+            let bounds = (rp.min_replicas, rp.max_replicas);
+
+            progress.message("replaying the hold-out");
+            let names: Vec<String> = infos.iter().map(|i| i.stage.clone()).collect();
+            let (replay_services, replay_rows) = replay_table(&table, &rows, &names, &dense, &rp)?;
+            let mut totals: BTreeMap<String, replay::Score> = BTreeMap::new();
+            for s in &replay_services {
+                for (policy, sc) in &s.policies {
+                    totals.entry(policy.clone()).or_default().add(sc);
+                }
+            }
+            let mut models = Vec::new();
+            for ((info, model), pred) in infos.iter().zip(&loaded).zip(&dense) {
+                let m = &model.meta().metrics;
+                models.push(ModelEvaluation {
+                    info: info.clone(),
+                    kind: model.kind().to_string(),
+                    own_split: serde_json::from_value(m["test"].clone()).ok(),
+                    holdout: score_rows(&rows, &table.services, &table.y, &table.replicas, pred, bounds),
+                    training_seconds: m["training_seconds"].as_f64(),
+                    single_prediction_us: m["single_prediction_us"].as_f64(),
+                    replay: totals.get(&info.stage).cloned().unwrap_or_default(),
+                });
+            }
+            let mut best_by_label_rule: BTreeMap<String, String> = BTreeMap::new();
+            for m in &models {
+                let better = |other: &str| {
+                    let o = &totals[other];
+                    (m.replay.under_provisioned_minutes, m.replay.over_provisioned_pod_hours) < (o.under_provisioned_minutes, o.over_provisioned_pod_hours)
+                };
+                match best_by_label_rule.get(&m.info.label_rule) {
+                    Some(cur) if !better(cur) => {}
+                    _ => {
+                        best_by_label_rule.insert(m.info.label_rule.clone(), m.info.stage.clone());
+                    }
+                }
+            }
+            let mut notes = Vec::new();
+            for m in &models {
+                if !m.info.honest {
+                    notes.push(format!("{} was trained on `{}`, whose training rows include hold-out rows: its hold-out score is optimistic", m.info.stage, m.info.split));
+                }
+            }
+            let skipped: Vec<&str> = replay_services.iter().filter(|s| s.capacity.is_none()).map(|s| s.service.as_str()).collect();
+            if !skipped.is_empty() {
+                notes.push(format!("not replayed (CPU does not rise with load per pod): {}", skipped.join(", ")));
+            }
+            let busy_service = replay_services.iter().filter(|s| s.capacity.is_some()).max_by(|a, b| a.mean_rps.total_cmp(&b.mean_rps)).map(|s| s.service.clone());
+            let ts: Vec<i64> = rows.iter().map(|&r| table.timestamps[r]).collect();
+            let eval = Evaluation {
+                holdout_stage: holdout_stage.clone(),
+                holdout_label_rule: holdout_rule,
+                rows: rows.len(),
+                services: replay_services.len(),
+                first_timestamp: ts.iter().copied().min().unwrap_or(0),
+                last_timestamp: ts.iter().copied().max().unwrap_or(0),
+                models,
+                replay_params: rp.clone(),
+                replay: totals,
+                replay_services,
+                busy_service,
+                best_by_label_rule,
+                notes,
+            };
+            crate::cache::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;
+            write_predictions(&out_dir.join(crate::cache::OUTPUT), &table, &rows, &names, &dense, bounds)?;
+            write_replay(&out_dir.join("replay.parquet"), replay_rows)?;
+            Ok(eval)
+        })
+        .await??;
+        let mut notes: Vec<String> = eval
+            .models
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}: hold-out RMSE {:.3}, exact {:.1}%; replay {:.0} min under-provisioned, {:.1} surplus pod-hours",
+                    m.info.stage,
+                    m.holdout.overall.rmse,
+                    100.0 * m.holdout.overall.exact_accuracy,
+                    m.replay.under_provisioned_minutes,
+                    m.replay.over_provisioned_pod_hours
+                )
+            })
+            .collect();
+        notes.extend(eval.notes.iter().cloned());
+        Ok(StageOutput {
+            rows: eval.rows as u64,
+            summary: json!({ "rows": eval.rows, "services": eval.services, "best_by_label_rule": eval.best_by_label_rule }),
+            notes,
+            ..Default::default()
+        })
+    }
+}
+
+fn write_predictions(path: &std::path::Path, table: &Table, rows: &[usize], names: &[String], dense: &[Vec<f64>], (lo, hi): (f64, f64)) -> Result<()> {
+    let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for name in ["timestamp", "service_name", "replica_count", TARGET] {
+        let c = table.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
+        fields.push(Field::new(name, c.data_type().clone(), true));
+        columns.push(datafusion::arrow::compute::take(c, &take, None)?);
+    }
+    for (name, pred) in names.iter().zip(dense) {
+        fields.push(Field::new(format!("{name}_prediction"), DataType::Float64, false));
+        columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| pred[r]))) as _);
+        fields.push(Field::new(format!("{name}_replicas"), DataType::Float64, false));
+        columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| metrics::replicas(pred[r], lo, hi)))) as _);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    super::write_parquet(path, schema.clone(), &[RecordBatch::try_new(schema, columns)?])?;
+    Ok(())
+}
+
+fn write_replay(path: &std::path::Path, rows: ReplayRows) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("timestamp", DataType::Int64, false),
+        Field::new("service_name", DataType::Utf8, false),
+        Field::new("policy", DataType::Utf8, false),
+        Field::new("replicas", DataType::Float64, false),
+        Field::new("utilization", DataType::Float64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
+        ],
+    )?;
+    super::write_parquet(path, schema, &[batch])?;
+    Ok(())
+}

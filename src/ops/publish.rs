@@ -1,0 +1,217 @@
+//! `op: publish`: register each trained model as a version, and promote it only when it beats
+//! the serving version on the same hold-out.
+//!
+//! ```yaml
+//! publish:
+//!   op: publish
+//!   deps: [split_temporal, train_random_forest_temporal, train_lstm_cnn]  # hold-out, then models
+//!   replay: { target_utilization: 70, hpa_target: 60 }
+//!   rule:
+//!     max_under_provisioned_increase_minutes: 0   # replay under-provisioning not worse...
+//!     max_exact_accuracy_drop: 0                  # ...and exact accuracy not lower
+//! ```
+//! Both models are scored on the rows of this run's hold-out, so an old model is judged on the
+//! same data as its challenger. The first version of a model is promoted. The registry is
+//! `artifacts/models/<model>/`; see `pipeline models`.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use datafusion::arrow::array::{BooleanArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{parse_params, Stage, StageContext, StageOutput};
+use crate::artifacts::models::{Registry, VersionInfo};
+use crate::evaluation::{replay, replay_table, score_rows};
+use crate::models::model::Model;
+use crate::models::table::Table;
+use crate::models::torch_runtime::DeviceChoice;
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rule {
+    pub max_under_provisioned_increase_minutes: f64,
+    pub max_exact_accuracy_drop: f64,
+}
+
+impl Default for Rule {
+    fn default() -> Rule {
+        Rule { max_under_provisioned_increase_minutes: 0.0, max_exact_accuracy_drop: 0.0 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    #[serde(default)]
+    replay: replay::Params,
+    #[serde(default)]
+    rule: Rule,
+}
+
+pub struct Publish {
+    replay: replay::Params,
+    rule: Rule,
+}
+
+impl Publish {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Publish, SpecError> {
+        if spec.deps.len() < 2 {
+            return Err(p.error(spec, Some("deps"), "op `publish` needs the hold-out split first, then the train stages to publish"));
+        }
+        let holdout = &p.stages[&spec.deps[0]];
+        if holdout.op != "split" || holdout.params.get("method").and_then(|m| m.as_str()) != Some("temporal") {
+            return Err(p.error(spec, Some("deps"), format!("the first dep, `{}`, must be a temporal split (the hold-out models are compared on)", holdout.name)));
+        }
+        for d in &spec.deps[1..] {
+            if p.stages[d].op != "train" {
+                return Err(p.error(spec, Some("deps"), format!("`{d}` is not a train stage")));
+            }
+        }
+        let params: Params = parse_params(p, spec)?;
+        Ok(Publish { replay: params.replay, rule: params.rule })
+    }
+}
+
+/// What publishing one model decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    pub model: String,
+    pub version: String,
+    pub promoted: bool,
+    pub reason: String,
+}
+
+#[async_trait]
+impl Stage for Publish {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({ "replay": self.replay, "rule": self.rule })
+    }
+
+    fn describe(&self) -> String {
+        "register models; promote the better".into()
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let mut deps = ctx.upstream.iter();
+        let (_, holdout) = deps.next().context("publish needs the hold-out split")?;
+        let holdout = holdout.output();
+        let models: Vec<(String, std::path::PathBuf, String)> = deps.map(|(s, e)| (s.clone(), e.dir.clone(), e.meta.key.clone())).collect();
+        let registry = Registry::of_project(&ctx.pipeline.root);
+        let (rp, rule) = (self.replay.clone(), self.rule.clone());
+        let pipeline = ctx.pipeline.name.clone();
+        let progress = ctx.progress.clone();
+        let out = ctx.output_path();
+        let decisions = tokio::task::spawn_blocking(move || -> Result<Vec<Decision>> {
+            let table = Table::load(&holdout)?;
+            let test: Vec<usize> = (0..table.len()).filter(|&i| table.test[i]).collect();
+            let mut decisions = Vec::new();
+            for (stage, dir, key) in models {
+                progress.message(&format!("publishing {stage}"));
+                let model = Model::load(&dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{stage}`"))?;
+                let kind = model.kind().to_string();
+                let serving = registry.serving_dir(&kind)?;
+                let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Model::load(d, DeviceChoice::Cpu)));
+                let new_pred = model.predict_rows(&table, &test)?;
+                let old_pred = match &serving_model {
+                    Some((_, Ok(m))) => Some(m.predict_rows(&table, &test)),
+                    _ => None,
+                };
+                // Score both on the rows both can predict.
+                let old_ok = old_pred.as_ref().and_then(|r| r.as_ref().ok());
+                let common: Vec<usize> = (0..test.len()).filter(|&k| new_pred[k].is_some() && old_ok.is_none_or(|o| o[k].is_some())).collect();
+                let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
+                let dense = |p: &[Option<f64>]| {
+                    let mut v = vec![f64::NAN; table.len()];
+                    for (k, &r) in test.iter().enumerate() {
+                        v[r] = p[k].unwrap_or(f64::NAN);
+                    }
+                    v
+                };
+                let mut names = vec!["new".to_string()];
+                let mut preds = vec![dense(&new_pred)];
+                if let Some(o) = old_ok {
+                    names.push("serving".into());
+                    preds.push(dense(o));
+                }
+                let (services, _) = replay_table(&table, &rows, &names, &preds, &rp)?;
+                let under = |name: &str| services.iter().filter_map(|s| s.policies.get(name)).map(|s| s.under_provisioned_minutes).sum::<f64>();
+                let exact = |p: &[f64]| score_rows(&rows, &table.services, &table.y, &table.replicas, p, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
+                let (new_under, new_exact) = (under("new"), exact(&preds[0]));
+                let info = VersionInfo {
+                    version: String::new(),
+                    model: kind.clone(),
+                    source_key: key,
+                    stage: stage.clone(),
+                    pipeline: pipeline.clone(),
+                    registered_at: String::new(),
+                    holdout: json!({ "rows": rows.len(), "exact_accuracy": new_exact, "under_provisioned_minutes": new_under }),
+                };
+                let (version, _) = registry.register(&kind, &dir, info)?;
+                let v = version.version.clone();
+                let (promote, reason) = match (&serving, &serving_model) {
+                    (None, _) => (true, format!("first {kind} version")),
+                    (Some((sv, _)), _) if *sv == v => (false, format!("{v} is already serving")),
+                    (Some((sv, _)), Some((_, Err(e)))) => (true, format!("serving {sv} cannot be loaded ({e:#}); replaced")),
+                    (Some((sv, _)), _) => match old_pred {
+                        Some(Err(e)) => (true, format!("serving {sv} cannot score this hold-out ({e:#}); replaced")),
+                        _ => {
+                            let (old_under, old_exact) = (under("serving"), exact(&preds[1]));
+                            let facts = format!(
+                                "on {} hold-out rows: under-provisioned {new_under:.0} vs {old_under:.0} min, exact accuracy {:.2}% vs {:.2}%",
+                                rows.len(),
+                                100.0 * new_exact,
+                                100.0 * old_exact
+                            );
+                            let ok_under = new_under <= old_under + rule.max_under_provisioned_increase_minutes;
+                            let ok_exact = new_exact >= old_exact - rule.max_exact_accuracy_drop;
+                            if ok_under && ok_exact {
+                                (true, format!("{v} beats serving {sv} {facts}"))
+                            } else {
+                                let why = if !ok_under { "more under-provisioning" } else { "lower exact accuracy" };
+                                (false, format!("kept serving {sv}: {v} has {why} {facts}"))
+                            }
+                        }
+                    },
+                };
+                if promote {
+                    registry.promote(&kind, &v, &reason)?;
+                }
+                decisions.push(Decision { model: kind, version: v, promoted: promote, reason });
+            }
+            write_decisions(&out, &decisions)?;
+            Ok(decisions)
+        })
+        .await??;
+        let notes = decisions.iter().map(|d| format!("{} {}: {}{}", d.model, d.version, if d.promoted { "promoted, " } else { "" }, d.reason)).collect();
+        Ok(StageOutput { rows: decisions.len() as u64, summary: json!({ "decisions": decisions }), notes, ..Default::default() })
+    }
+}
+
+fn write_decisions(path: &std::path::Path, d: &[Decision]) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("promoted", DataType::Boolean, false),
+        Field::new("reason", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.model.as_str()))),
+            Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.version.as_str()))),
+            Arc::new(BooleanArray::from(d.iter().map(|x| x.promoted).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.reason.as_str()))),
+        ],
+    )?;
+    super::write_parquet(path, schema, &[batch])?;
+    Ok(())
+}

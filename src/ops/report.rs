@@ -1,0 +1,211 @@
+//! `op: report`: the comparison report and its plots from an evaluation.
+//!
+//! ```yaml
+//! report:
+//!   op: report
+//!   deps: [evaluate, train_random_forest, train_lstm_cnn]   # the evaluation, then models for their plots
+//! ```
+//! Writes `comparison_report.txt` / `.json`, `model_comparison.png`, `prediction_comparison.png`,
+//! `rf_feature_importance.png`, `lstm_cnn_training_history.png`, `replay.png` and a
+//! self-contained `report.html`; its table is the replay summary per policy. Each run links
+//! the report into `artifacts/runs/<run-id>/report/`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use serde_json::json;
+
+use super::evaluate::{Evaluation, EVALUATION};
+use super::{Stage, StageContext, StageOutput};
+use crate::models::lstm_cnn::Epoch;
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::report::{self, plots, Report};
+
+pub struct ReportOp;
+
+impl ReportOp {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<ReportOp, SpecError> {
+        let first = spec.deps.first().and_then(|d| p.stages.get(d));
+        if first.is_none_or(|s| s.op != "evaluate") {
+            return Err(p.error(spec, Some("deps"), "op `report` needs an evaluate stage first (then, optionally, train stages for their plots)"));
+        }
+        for d in &spec.deps[1..] {
+            if p.stages[d].op != "train" {
+                return Err(p.error(spec, Some("deps"), format!("`{d}` is not a train stage")));
+            }
+        }
+        if !spec.params.is_empty() {
+            let field = spec.params.keys().next().cloned().unwrap_or_default();
+            return Err(p.error(spec, Some(&field), format!("op `report` takes no field `{field}`")));
+        }
+        Ok(ReportOp)
+    }
+}
+
+pub const FILES: &[(&str, &str)] = &[
+    ("model_comparison.png", "Models on the common temporal hold-out"),
+    ("replay.png", "Autoscaling replay of the busiest service"),
+    ("prediction_comparison.png", "Predicted vs actual, error histograms and the last hold-out steps"),
+    ("rf_feature_importance.png", "Random Forest feature importance"),
+    ("lstm_cnn_training_history.png", "LSTM-CNN training history"),
+];
+
+#[async_trait]
+impl Stage for ReportOp {
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn params(&self) -> serde_json::Value {
+        json!({})
+    }
+
+    fn describe(&self) -> String {
+        "text, JSON, HTML and PNG plots".into()
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let mut deps = ctx.upstream.values();
+        let eval_entry = deps.next().context("report needs an evaluate stage")?.clone();
+        let model_dirs: Vec<std::path::PathBuf> = deps.map(|e| e.dir.clone()).collect();
+        let out = ctx.out_dir.clone();
+        let pipeline = ctx.pipeline.name.clone();
+        let progress = ctx.progress.clone();
+        let report = tokio::task::spawn_blocking(move || -> Result<Report> {
+            let eval: Evaluation = serde_json::from_slice(&std::fs::read(eval_entry.dir.join(EVALUATION))?).context("reading the evaluation")?;
+            let report = report::build(&eval, &pipeline);
+            let text = report::render_text(&report);
+            crate::cache::write_atomic(&out.join("comparison_report.txt"), text.as_bytes())?;
+            crate::cache::write_atomic(&out.join("comparison_report.json"), &serde_json::to_vec_pretty(&report)?)?;
+            progress.message("drawing plots");
+            draw_plots(&out, &report, &eval, &eval_entry.dir, &model_dirs)?;
+            let html = report::html::render(&report, &text, &out, FILES);
+            crate::cache::write_atomic(&out.join("report.html"), html.as_bytes())?;
+            write_summary_table(&out.join(crate::cache::OUTPUT), &report)?;
+            Ok(report)
+        })
+        .await??;
+        let mut notes = vec![report.recommendation.clone()];
+        if let Some(rule) = &report.better_label_rule {
+            notes.push(format!("label rule with the better replay: {rule}"));
+        }
+        Ok(StageOutput { rows: report.replay.len() as u64, summary: json!({ "recommended_model": report.recommended_model }), notes, ..Default::default() })
+    }
+}
+
+fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_dirs: &[std::path::PathBuf]) -> Result<()> {
+    let value = |metric: &str| r.honest_comparison.iter().find(|m| m.metric == metric).map(|m| m.values.clone()).unwrap_or_default();
+    let bars = [
+        ("RMSE", false),
+        ("MAE", false),
+        ("R²", true),
+        ("exact accuracy", true),
+        ("within-1 accuracy", true),
+        ("training seconds", false),
+    ]
+    .map(|(metric, higher)| plots::Bars { metric, values: value(metric), higher_is_better: higher });
+    plots::model_comparison(&out.join("model_comparison.png"), &r.models, &bars)?;
+
+    // Predictions: actual vs each compared model on the common hold-out rows.
+    let table = crate::ops::read_table(&eval_dir.join(crate::cache::OUTPUT))?;
+    let f64s = |name: &str| -> Result<Vec<f64>> {
+        let c = datafusion::arrow::compute::cast(table.column_by_name(name).with_context(|| format!("no column `{name}`"))?, &DataType::Float64)?;
+        Ok(c.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    };
+    let actual = f64s("target_replicas")?;
+    let predicted: Vec<Vec<f64>> = r.models.iter().map(|m| f64s(&format!("{m}_prediction"))).collect::<Result<_>>()?;
+    let services: Vec<String> = {
+        let c = datafusion::arrow::compute::cast(table.column_by_name("service_name").context("no service_name")?, &DataType::Utf8)?;
+        c.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect()
+    };
+    let busy = r.replay_service.clone().or_else(|| services.first().cloned()).unwrap_or_default();
+    let ts: Vec<i64> = datafusion::arrow::compute::cast(table.column_by_name("timestamp").context("no timestamp")?, &DataType::Int64)?.as_primitive::<Int64Type>().values().to_vec();
+    let mut rows: Vec<usize> = (0..services.len()).filter(|&i| services[i] == busy).collect();
+    rows.sort_by_key(|&i| ts[i]);
+    let last: Vec<usize> = rows[rows.len().saturating_sub(200)..].to_vec();
+    let mut series = vec![("actual target".to_string(), last.iter().map(|&i| actual[i]).collect::<Vec<f64>>())];
+    for (m, p) in r.models.iter().zip(&predicted) {
+        let (lo, hi) = (eval.replay_params.min_replicas, eval.replay_params.max_replicas);
+        series.push((m.clone(), last.iter().map(|&i| crate::models::metrics::replicas(p[i], lo, hi)).collect()));
+    }
+    let per_model: Vec<plots::ModelPredictions> = r.models.iter().zip(&predicted).map(|(m, p)| plots::ModelPredictions { name: m, actual: &actual, predicted: p }).collect();
+    plots::prediction_comparison(&out.join("prediction_comparison.png"), &per_model, &format!("{busy}: the last {} hold-out steps (predicted replicas)", last.len()), &series)?;
+
+    // Per-model plots from the model folders.
+    for dir in model_dirs {
+        let meta = crate::models::read_meta(dir, "random_forest").or_else(|_| crate::models::read_meta(dir, "lstm_cnn"))?;
+        let name = dir_stage(eval, &meta).unwrap_or_else(|| meta.kind.clone());
+        if meta.kind == "random_forest" && dir.join("importances.json").exists() && !out.join("rf_feature_importance.png").exists() {
+            let imp: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.join("importances.json"))?)?;
+            let pairs: Vec<(String, f64)> = imp.iter().map(|v| (v["feature"].as_str().unwrap_or("").to_string(), v["importance"].as_f64().unwrap_or(0.0))).collect();
+            plots::feature_importance(&out.join("rf_feature_importance.png"), &name, &pairs)?;
+        }
+        if meta.kind == "lstm_cnn" && dir.join("history.json").exists() && !out.join("lstm_cnn_training_history.png").exists() {
+            let history: Vec<Epoch> = serde_json::from_slice(&std::fs::read(dir.join("history.json"))?)?;
+            let best = meta.metrics["best_epoch"].as_u64().unwrap_or(0) as usize;
+            plots::training_history(&out.join("lstm_cnn_training_history.png"), &name, &history, best)?;
+        }
+    }
+
+    // The replay of the busiest service.
+    if let Some(service) = &r.replay_service {
+        let replay = crate::ops::read_table(&eval_dir.join("replay.parquet"))?;
+        let s = replay.column_by_name("service_name").context("replay has no service_name")?.as_string::<i32>();
+        let pol = replay.column_by_name("policy").context("replay has no policy")?.as_string::<i32>();
+        let t = replay.column_by_name("timestamp").context("replay has no timestamp")?.as_primitive::<Int64Type>();
+        let reps = replay.column_by_name("replicas").context("replay has no replicas")?.as_primitive::<Float64Type>();
+        let util = replay.column_by_name("utilization").context("replay has no utilization")?.as_primitive::<Float64Type>();
+        let start = (0..replay.num_rows()).filter(|&i| s.value(i) == service).map(|i| t.value(i)).min().unwrap_or(0);
+        let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
+        let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| m == p);
+        for i in (0..replay.num_rows()).filter(|&i| s.value(i) == service && shown(pol.value(i))) {
+            let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace { policy: pol.value(i).to_string(), hours: vec![], replicas: vec![], utilization: vec![] });
+            tr.hours.push((t.value(i) - start) as f64 / 3.6e9);
+            tr.replicas.push(reps.value(i));
+            tr.utilization.push(util.value(i));
+        }
+        let mut traces: Vec<plots::PolicyTrace> = traces.into_values().collect();
+        let order = |p: &str| match p {
+            "recorded" => 0,
+            "hpa" => 1,
+            _ => 2,
+        };
+        traces.sort_by(|a, b| order(&a.policy).cmp(&order(&b.policy)).then(a.policy.cmp(&b.policy)));
+        plots::replay(&out.join("replay.png"), service, &traces, &r.models, eval.replay_params.target_utilization)?;
+    }
+    Ok(())
+}
+
+/// The stage name the evaluation knows a model folder by (its lineage names the split only).
+fn dir_stage(eval: &Evaluation, meta: &crate::models::ModelMeta) -> Option<String> {
+    let split = meta.lineage["split_stage"].as_str()?;
+    eval.models.iter().find(|m| m.info.split == split && m.kind == meta.kind).map(|m| m.info.stage.clone())
+}
+
+fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("policy", DataType::Utf8, false),
+        Field::new("under_provisioned_minutes", DataType::Float64, false),
+        Field::new("over_provisioned_pod_hours", DataType::Float64, false),
+        Field::new("pod_hours", DataType::Float64, false),
+        Field::new("actions_per_hour", DataType::Float64, false),
+    ]));
+    let col = |f: fn(&report::PolicyRow) -> f64| Arc::new(Float64Array::from_iter_values(r.replay.iter().map(f))) as Arc<dyn Array>;
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(r.replay.iter().map(|p| p.policy.as_str()))),
+            col(|p| p.under_provisioned_minutes),
+            col(|p| p.over_provisioned_pod_hours),
+            col(|p| p.pod_hours),
+            col(|p| p.actions_per_hour),
+        ],
+    )?;
+    super::write_parquet(path, schema, &[batch])?;
+    Ok(())
+}

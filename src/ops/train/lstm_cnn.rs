@@ -1,0 +1,108 @@
+//! Training the LSTM-CNN: windows per service, a scaler fitted on the training part, the
+//! network trained with early stopping, then scored on the test windows.
+
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::{latency_us, write_predictions, Fitted, Job};
+use crate::models::table::Table;
+use crate::models::lstm_cnn::{self, Epoch, Params, TrainingObserver, Windows};
+use crate::models::metrics;
+use crate::models::sequences::{self, Part, Scaler};
+
+struct Observer<'a> {
+    job: &'a Job,
+}
+
+impl TrainingObserver for Observer<'_> {
+    fn threads(&self) -> usize {
+        self.job.claim.fair_share()
+    }
+
+    fn epoch(&self, e: &Epoch, best: bool) {
+        self.job.progress.inc(1);
+        self.job.progress.message(&format!(
+            "epoch {}: loss {:.4}, val_loss {:.4}{}, lr {:.0e}",
+            e.epoch,
+            e.loss,
+            e.val_loss,
+            if best { " (best)" } else { "" },
+            e.learning_rate
+        ));
+        tracing::debug!(epoch = e.epoch, loss = e.loss, mae = e.mae, val_loss = e.val_loss, val_mae = e.val_mae, lr = e.learning_rate, "epoch");
+    }
+}
+
+pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
+    let nf = data.nf();
+    let windows = sequences::windows(&data.service_refs(), &data.timestamps, &data.test, p.sequence_length, p.validation_fraction);
+    let scaler = Scaler::fit(&data.features, &data.x, |i| !data.test[i]);
+    let x_scaled = scaler.transform(&data.x);
+    let part = |want: Part| windows.iter().filter(|w| w.part == want).collect::<Vec<_>>();
+    let (train_w, val_w, test_w) = (part(Part::Train), part(Part::Validation), part(Part::Test));
+    if test_w.is_empty() {
+        bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
+    }
+    let (xtr, ytr) = sequences::stack(&train_w, &x_scaled, &data.y, nf);
+    let (xva, yva) = sequences::stack(&val_w, &x_scaled, &data.y, nf);
+    let (xte, _) = sequences::stack(&test_w, &x_scaled, &data.y, nf);
+
+    job.progress.set_length(p.epochs as u64, "epochs");
+    job.progress.message(&format!("{} train / {} validation windows of {} × {nf}", train_w.len(), val_w.len(), p.sequence_length));
+    let trained = lstm_cnn::fit(&Windows { x: &xtr, y: &ytr }, &Windows { x: &xva, y: &yva }, scaler, p, &Observer { job })?;
+    let model = &trained.model;
+
+    let t_batch = std::time::Instant::now();
+    let predicted = model.predict_scaled(&xte);
+    let batch_seconds = t_batch.elapsed().as_secs_f64();
+    let yte: Vec<f64> = test_w.iter().map(|w| data.y[w.last()]).collect();
+    let (lo, hi) = job.bounds;
+    let test = metrics::score(&yte, &predicted, lo, hi);
+    // Single-window latency from raw rows (scaling included), as a server would call it.
+    let raw: Vec<Vec<f64>> = test_w.iter().take(200).map(|w| w.rows.iter().flat_map(|&r| data.x[r * nf..(r + 1) * nf].iter().copied()).collect()).collect();
+    let single_us = {
+        let _torch = crate::models::torch_runtime::exclusive();
+        crate::models::torch_runtime::set_threads(1);
+        latency_us(raw.len(), |i| model.predict_raw(&raw[i]).unwrap_or_default())
+    };
+
+    let last = trained.history.last().map(|e| e.epoch).unwrap_or(0);
+    let meta = job.meta(
+        "lstm_cnn",
+        &data.features,
+        serde_json::to_value(p)?,
+        json!({
+            "test": test,
+            "training_seconds": trained.seconds,
+            "epochs_run": last,
+            "best_epoch": trained.best_epoch,
+            "best_val_loss": trained.history.get(trained.best_epoch.saturating_sub(1)).map(|e| e.val_loss),
+            "single_prediction_us": single_us,
+            "batch_predict_seconds": batch_seconds,
+            "device": model.device(),
+            "train_windows": train_w.len(),
+            "validation_windows": val_w.len(),
+            "test_rows": yte.len(),
+        }),
+    );
+    model.save(&job.out_dir, &meta)?;
+    write_history(&job.out_dir, &trained.history)?;
+    let rows: Vec<usize> = test_w.iter().map(|w| w.last()).collect();
+    write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &rows, &predicted, job.bounds)?;
+    let note = format!("{}; best epoch {} of {last} on {}", job.note(&test, trained.seconds, single_us), trained.best_epoch, model.device());
+    Ok(Fitted {
+        note,
+        summary: json!({ "model": meta, "test": { "rmse": test.rmse, "exact_accuracy": test.exact_accuracy } }),
+        test_rows: yte.len() as u64,
+    })
+}
+
+/// `history.json` for tools, `history.csv` for a spreadsheet or `pipeline query`.
+fn write_history(dir: &std::path::Path, history: &[Epoch]) -> Result<()> {
+    crate::cache::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(history)?)?;
+    let mut csv = String::from("epoch,loss,mae,val_loss,val_mae,learning_rate,seconds\n");
+    for e in history {
+        csv.push_str(&format!("{},{},{},{},{},{},{}\n", e.epoch, e.loss, e.mae, e.val_loss, e.val_mae, e.learning_rate, e.seconds));
+    }
+    crate::cache::write_atomic(&dir.join("history.csv"), csv.as_bytes())
+}

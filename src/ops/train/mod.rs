@@ -1,0 +1,236 @@
+//! `op: train`: fit a model on the `train` rows of a split and score it on the `test` rows.
+//!
+//! ```yaml
+//! train_random_forest:
+//!   op: train
+//!   deps: [split_shuffled]
+//!   model: random_forest
+//!   params: { n_estimators: 200, max_depth: 15 }   # any of models::random_forest::Params
+//!   cv_folds: 5
+//! train_lstm_cnn:
+//!   op: train
+//!   deps: [split_temporal]                         # windows need time order
+//!   model: lstm_cnn
+//!   params: { epochs: 100, device: auto }          # any of models::lstm_cnn::Params
+//! ```
+//! Features are every numeric column except the keys, `replica_count` and the target. The
+//! entry is the model folder (`model.json` + weights, and what each kind adds: importances,
+//! training history) and, as its table, the test rows with their predictions.
+
+mod lstm_cnn;
+mod random_forest;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use datafusion::arrow::array::{Float64Array, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{parse_params, Stage, StageContext, StageOutput};
+use crate::models::lstm_cnn::Params as LstmParams;
+use crate::models::metrics;
+use crate::models::random_forest::Params as RfParams;
+use crate::models::table::{Table, TARGET};
+use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    model: String,
+    #[serde(default)]
+    params: serde_json::Value,
+    /// Random Forest only: k-fold cross-validation on the training part (0 = off).
+    #[serde(default)]
+    cv_folds: Option<usize>,
+    #[serde(default = "one")]
+    min_replicas: f64,
+    #[serde(default = "ten")]
+    max_replicas: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn ten() -> f64 {
+    10.0
+}
+
+#[derive(Debug, Clone)]
+enum Model {
+    RandomForest { params: RfParams, cv_folds: usize },
+    LstmCnn(LstmParams),
+}
+
+pub struct Train {
+    model: Model,
+    bounds: (f64, f64),
+}
+
+/// A model's `params:` block, with the YAML path of any wrong field.
+fn model_params<T: DeserializeOwned>(p: &Pipeline, spec: &StageSpec, v: &serde_json::Value) -> Result<T, SpecError> {
+    let v = if v.is_null() { json!({}) } else { v.clone() };
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| p.error(spec, Some("params"), format!("{} (at `{}`)", e.inner(), e.path())))
+}
+
+impl Train {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Train, SpecError> {
+        super::expect_deps(p, spec, 1..=1, "one dep (a split stage)")?;
+        let params: Params = parse_params(p, spec)?;
+        let model = match params.model.as_str() {
+            "random_forest" => {
+                let rf: RfParams = model_params(p, spec, &params.params)?;
+                if rf.n_estimators == 0 || rf.sub_forests == 0 {
+                    return Err(p.error(spec, Some("params"), "n_estimators and sub_forests must be at least 1"));
+                }
+                let cv_folds = params.cv_folds.unwrap_or(5);
+                if cv_folds == 1 {
+                    return Err(p.error(spec, Some("cv_folds"), "must be 0 (off) or at least 2"));
+                }
+                Model::RandomForest { params: rf, cv_folds }
+            }
+            "lstm_cnn" => {
+                let lstm: LstmParams = model_params(p, spec, &params.params)?;
+                if let Err((field, msg)) = lstm.check() {
+                    return Err(p.error(spec, Some("params"), format!("{field}: {msg}")));
+                }
+                if params.cv_folds.is_some_and(|k| k > 0) {
+                    return Err(p.error(spec, Some("cv_folds"), "only the random_forest cross-validates; the lstm_cnn validates on the end of its training part"));
+                }
+                let dep = &spec.deps[0];
+                if p.stages.get(dep).and_then(|s| s.params.get("method")).and_then(|m| m.as_str()) == Some("shuffled") {
+                    return Err(p.error(spec, Some("deps"), format!("`{dep}` is a shuffled split; the lstm_cnn learns from windows in time order and needs a temporal split")));
+                }
+                Model::LstmCnn(lstm)
+            }
+            other => return Err(p.error(spec, Some("model"), format!("unknown model `{other}` (known: random_forest, lstm_cnn)"))),
+        };
+        Ok(Train { model, bounds: (params.min_replicas, params.max_replicas) })
+    }
+}
+
+/// The given rows with their keys, actual target and prediction: a train stage's table.
+fn write_predictions(data: &Table, path: &std::path::Path, rows: &[usize], predicted: &[f64], (lo, hi): (f64, f64)) -> Result<()> {
+    let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for name in ["timestamp", "service_name", "replica_count", TARGET] {
+        let c = data.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
+        fields.push(Field::new(name, c.data_type().clone(), true));
+        columns.push(datafusion::arrow::compute::take(c, &take, None)?);
+    }
+    fields.push(Field::new("prediction", DataType::Float64, false));
+    columns.push(Arc::new(Float64Array::from(predicted.to_vec())));
+    fields.push(Field::new("predicted_replicas", DataType::Float64, false));
+    columns.push(Arc::new(Float64Array::from_iter_values(predicted.iter().map(|p| metrics::replicas(*p, lo, hi)))));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    super::write_parquet(path, schema, &[batch])?;
+    Ok(())
+}
+
+/// What a model-specific trainer hands back to the stage.
+struct Fitted {
+    summary: serde_json::Value,
+    note: String,
+    test_rows: u64,
+}
+
+#[async_trait]
+impl Stage for Train {
+    fn version(&self) -> u32 {
+        2
+    }
+
+    fn params(&self) -> serde_json::Value {
+        let (lo, hi) = self.bounds;
+        match &self.model {
+            Model::RandomForest { params, cv_folds } => {
+                json!({ "model": "random_forest", "params": params, "cv_folds": cv_folds, "min_replicas": lo, "max_replicas": hi })
+            }
+            Model::LstmCnn(params) => json!({ "model": "lstm_cnn", "params": params, "min_replicas": lo, "max_replicas": hi }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.model {
+            Model::RandomForest { params, .. } => format!("random_forest ({} trees)", params.n_estimators),
+            Model::LstmCnn(p) => format!("lstm_cnn (≤{} epochs, windows of {})", p.epochs, p.sequence_length),
+        }
+    }
+
+    async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
+        let (dep, entry) = ctx.upstream.first().context("train needs a split stage")?;
+        let input = entry.output();
+        let lineage = json!({ "split_stage": dep, "split_key": entry.meta.key, "split_upstream": entry.meta.parts.upstream });
+        let job = Job {
+            model: self.model.clone(),
+            bounds: self.bounds,
+            lineage,
+            out_dir: ctx.out_dir.clone(),
+            progress: ctx.progress.clone(),
+            claim: ctx.cores.claim(),
+        };
+        let fitted = tokio::task::spawn_blocking(move || -> Result<Fitted> {
+            job.progress.message("loading");
+            let data = Table::load(&input)?;
+            match &job.model {
+                Model::RandomForest { params, cv_folds } => random_forest::train(&job, &data, params, *cv_folds),
+                Model::LstmCnn(params) => lstm_cnn::train(&job, &data, params),
+            }
+        })
+        .await??;
+        Ok(StageOutput { rows: fitted.test_rows, summary: fitted.summary, notes: vec![fitted.note], ..Default::default() })
+    }
+}
+
+/// A training run on a blocking thread: where to write and how many cores it may use.
+struct Job {
+    model: Model,
+    bounds: (f64, f64),
+    lineage: serde_json::Value,
+    out_dir: std::path::PathBuf,
+    progress: crate::pipeline::progress::StageProgress,
+    claim: crate::pipeline::cores::Claim,
+}
+
+impl Job {
+    fn meta(&self, kind: &str, features: &[String], params: serde_json::Value, metrics: serde_json::Value) -> crate::models::ModelMeta {
+        crate::models::ModelMeta {
+            kind: kind.into(),
+            format: 1,
+            features: features.to_vec(),
+            params,
+            metrics,
+            lineage: self.lineage.clone(),
+            trained_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn note(&self, test: &metrics::Scores, fit_seconds: f64, single_us: f64) -> String {
+        format!(
+            "test RMSE {:.3}, exact {:.1}%, within-1 {:.1}%; fit {:.1}s, {:.1} µs per decision",
+            test.rmse,
+            100.0 * test.exact_accuracy,
+            100.0 * test.within_1_accuracy,
+            fit_seconds,
+            single_us
+        )
+    }
+}
+
+/// Mean time of `f` over `n` calls, in microseconds: the single-decision latency a server sees.
+fn latency_us(n: usize, mut f: impl FnMut(usize) -> f64) -> f64 {
+    let n = n.max(1);
+    let t = std::time::Instant::now();
+    let mut sink = 0.0;
+    for i in 0..n {
+        sink += f(i);
+    }
+    std::hint::black_box(sink);
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}

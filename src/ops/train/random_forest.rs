@@ -1,0 +1,107 @@
+//! Training a Random Forest: fit on the train rows, score on the test rows, k-fold CV on the
+//! training part, and the forest's feature importances beside the model.
+
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::{latency_us, write_predictions, Fitted, Job};
+use crate::models::table::Table;
+use crate::models::metrics;
+use crate::models::random_forest::{self, Params};
+use crate::pipeline::progress::StageProgress;
+
+/// The rows of a row-major matrix (and their targets) that `pick` selects.
+fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for i in 0..y.len() {
+        if pick(i) {
+            xs.extend_from_slice(&x[i * nf..(i + 1) * nf]);
+            ys.push(y[i]);
+        }
+    }
+    (xs, ys)
+}
+
+pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Result<Fitted> {
+    let nf = data.nf();
+    let (xtr, ytr) = rows(&data.x, &data.y, nf, |i| !data.test[i]);
+    let (xte, yte) = rows(&data.x, &data.y, nf, |i| data.test[i]);
+    if ytr.is_empty() || yte.is_empty() {
+        bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());
+    }
+    let (lo, hi) = job.bounds;
+    let threads = job.claim.fair_share();
+    job.progress.message(&format!("fitting {} trees on {} rows × {nf} features ({threads} threads)", rf.n_estimators, ytr.len()));
+    let t0 = std::time::Instant::now();
+    let fitted = random_forest::fit(&xtr, &ytr, nf, rf, threads)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let t_batch = std::time::Instant::now();
+    let predicted = fitted.forest.predict_batch(&xte, job.claim.fair_share());
+    let batch_seconds = t_batch.elapsed().as_secs_f64();
+    let test = metrics::score(&yte, &predicted, lo, hi);
+    let single_us = latency_us(yte.len().min(2000), |r| fitted.forest.predict_row(&xte[r * nf..(r + 1) * nf]));
+
+    let cv = if folds >= 2 { Some(cross_validate(&xtr, &ytr, nf, rf, folds, job)?) } else { None };
+
+    let meta = job.meta(
+        "random_forest",
+        &data.features,
+        serde_json::to_value(rf)?,
+        json!({
+            "test": test,
+            "cv_rmse_mean": cv.map(|c| c.0),
+            "cv_rmse_std": cv.map(|c| c.1),
+            "training_seconds": train_seconds,
+            "single_prediction_us": single_us,
+            "batch_predict_seconds": batch_seconds,
+            "train_rows": ytr.len(),
+            "test_rows": yte.len(),
+        }),
+    );
+    crate::models::save_forest(&job.out_dir, &meta, &fitted.forest)?;
+    write_importances(&job.out_dir, &data.features, &fitted.importances)?;
+    let test_rows: Vec<usize> = (0..data.test.len()).filter(|&i| data.test[i]).collect();
+    write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &test_rows, &predicted, job.bounds)?;
+    Ok(Fitted {
+        note: job.note(&test, train_seconds, single_us),
+        summary: json!({ "model": meta, "test": { "rmse": test.rmse, "exact_accuracy": test.exact_accuracy } }),
+        test_rows: yte.len() as u64,
+    })
+}
+
+/// k-fold RMSE on the training part: rows shuffled with the model's seed, then cut into
+/// contiguous folds (scikit-learn's KFold over an already shuffled training set).
+fn cross_validate(x: &[f64], y: &[f64], nf: usize, rf: &Params, folds: usize, job: &Job) -> Result<(f64, f64)> {
+    let progress: &StageProgress = &job.progress;
+    let n = y.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    crate::rng::Rng::new(rf.seed, 2).shuffle(&mut order);
+    let mut rmses = Vec::with_capacity(folds);
+    for k in 0..folds {
+        progress.message(&format!("cross-validation fold {}/{folds}", k + 1));
+        let (a, b) = (n * k / folds, n * (k + 1) / folds);
+        let held: std::collections::HashSet<usize> = order[a..b].iter().copied().collect();
+        let (xtr, ytr) = rows(x, y, nf, |i| !held.contains(&i));
+        let (xva, yva) = rows(x, y, nf, |i| held.contains(&i));
+        let threads = job.claim.fair_share();
+        let f = random_forest::fit(&xtr, &ytr, nf, rf, threads)?;
+        let p = f.forest.predict_batch(&xva, threads);
+        rmses.push(metrics::score(&yva, &p, f64::MIN, f64::MAX).rmse);
+    }
+    let mean = rmses.iter().sum::<f64>() / folds as f64;
+    let std = (rmses.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / folds as f64).sqrt();
+    Ok((mean, std))
+}
+
+fn write_importances(dir: &std::path::Path, features: &[String], imp: &[f64]) -> Result<()> {
+    let mut pairs: Vec<(&String, f64)> = features.iter().zip(imp.iter().copied()).collect();
+    pairs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut csv = String::from("feature,importance\n");
+    for (f, v) in &pairs {
+        csv.push_str(&format!("{f},{v}\n"));
+    }
+    crate::cache::write_atomic(&dir.join("importances.csv"), csv.as_bytes())?;
+    let json: Vec<serde_json::Value> = pairs.iter().map(|(f, v)| json!({ "feature": f, "importance": v })).collect();
+    crate::cache::write_atomic(&dir.join("importances.json"), &serde_json::to_vec_pretty(&json)?)
+}

@@ -1,0 +1,364 @@
+//! The report's PNG plots (plotters, bitmap backend). Fonts are the DejaVu files in
+//! `assets/fonts`, compiled in, so a plot looks the same on every machine.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::models::lstm_cnn::Epoch;
+
+const FONT: &str = "sans-serif";
+const SERIES: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(214, 39, 40),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+];
+const GREY: RGBColor = RGBColor(120, 120, 120);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+
+fn fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Both files are valid fonts shipped with the crate; a failure here is a build defect.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, include_bytes!("../../assets/fonts/DejaVuSans.ttf"));
+        let _ = plotters::style::register_font(FONT, FontStyle::Bold, include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf"));
+    });
+}
+
+pub fn color(i: usize) -> RGBColor {
+    SERIES[i % SERIES.len()]
+}
+
+/// Colours of replay policies: the recorded replicas grey, the HPA orange, models in order.
+pub fn policy_color(policy: &str, models: &[String]) -> RGBColor {
+    match policy {
+        "recorded" => GREY,
+        "hpa" => ORANGE,
+        m => color(models.iter().position(|x| x == m).unwrap_or(0)),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing a plot: {e}")
+}
+
+/// Draws into a PNG under a temporary name, then renames: a plot is whole or absent.
+fn png(path: &Path, size: (u32, u32), title: &str, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
+    fonts();
+    let tmp = path.with_extension("png.tmp");
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let body = root.titled(title, (FONT, 26).into_font().style(FontStyle::Bold)).map_err(err)?;
+        draw(&body)?;
+        root.present().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// One bar chart per metric, a bar per model, values printed on the bars.
+pub struct Bars<'a> {
+    pub metric: &'a str,
+    pub values: Vec<f64>,
+    /// Higher is better (accuracy, R²) or lower is (errors, time): said in the caption.
+    pub higher_is_better: bool,
+}
+
+pub fn model_comparison(path: &Path, models: &[String], charts: &[Bars]) -> Result<()> {
+    png(path, (1500, 900), "Models on the common temporal hold-out", |root| {
+        let (legend, grid) = root.split_vertically(50);
+        draw_legend(&legend, &models.iter().enumerate().map(|(i, m)| (m.clone(), color(i))).collect::<Vec<_>>())?;
+        let cols = 3;
+        let rows = charts.len().div_ceil(cols);
+        for (area, bars) in grid.split_evenly((rows, cols)).iter().zip(charts) {
+            bar_chart(area, models, bars)?;
+        }
+        Ok(())
+    })
+}
+
+fn bar_chart(area: &DrawingArea<BitMapBackend, Shift>, models: &[String], b: &Bars) -> Result<()> {
+    let finite: Vec<f64> = b.values.iter().copied().filter(|v| v.is_finite()).collect();
+    let lo = finite.iter().copied().fold(0.0, f64::min);
+    let hi = finite.iter().copied().fold(0.0, f64::max);
+    let pad = ((hi - lo) * 0.15).max(1e-9);
+    let caption = format!("{} ({} is better)", b.metric, if b.higher_is_better { "higher" } else { "lower" });
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d((0..models.len()).into_segmented(), (lo.min(0.0))..(hi + pad))
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(models.len())
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => format!("#{}", i + 1),
+            _ => String::new(),
+        })
+        .label_style((FONT, 14))
+        .draw()
+        .map_err(err)?;
+    for (i, v) in b.values.iter().enumerate() {
+        if !v.is_finite() {
+            continue;
+        }
+        let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color(i).filled());
+        bar.set_margin(0, 0, 14, 14);
+        chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        let label = if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") };
+        chart
+            .draw_series(std::iter::once(Text::new(label, (SegmentValue::CenterOf(i), *v + pad * 0.25), TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)))))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn draw_legend(area: &DrawingArea<BitMapBackend, Shift>, items: &[(String, RGBColor)]) -> Result<()> {
+    let mut x = 20;
+    for (i, (name, c)) in items.iter().enumerate() {
+        area.draw(&Rectangle::new([(x, 15), (x + 18, 33)], c.filled())).map_err(err)?;
+        let label = if items.len() > 1 && name.starts_with('#') { name.clone() } else { format!("#{} {name}", i + 1) };
+        area.draw(&Text::new(label.clone(), (x + 24, 16), (FONT, 16))).map_err(err)?;
+        x += 40 + (label.chars().count() as i32) * 9;
+    }
+    Ok(())
+}
+
+/// For each model: predicted vs actual and the error histogram; below, the last test steps.
+pub struct ModelPredictions<'a> {
+    pub name: &'a str,
+    pub actual: &'a [f64],
+    pub predicted: &'a [f64],
+}
+
+pub fn prediction_comparison(path: &Path, models: &[ModelPredictions], series_title: &str, series: &[(String, Vec<f64>)]) -> Result<()> {
+    let height = 380 * models.len() as u32 + 420;
+    png(path, (1400, height), "Predictions on the hold-out", |root| {
+        let (top, bottom) = root.split_vertically(380 * models.len() as u32);
+        for (i, (row, m)) in top.split_evenly((models.len(), 1)).iter().zip(models).enumerate() {
+            let (left, right) = row.split_horizontally(700);
+            scatter(&left, m, color(i))?;
+            histogram(&right, m, color(i))?;
+        }
+        time_series(&bottom, series_title, series)
+    })
+}
+
+fn scatter(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: RGBColor) -> Result<()> {
+    let hi = m.actual.iter().chain(m.predicted).copied().filter(|v| v.is_finite()).fold(1.0, f64::max) + 0.5;
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{}: predicted vs actual", m.name), (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..hi, 0.0..hi)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("actual target replicas").y_desc("predicted").label_style((FONT, 14)).draw().map_err(err)?;
+    chart
+        .draw_series(m.actual.iter().zip(m.predicted).map(|(a, p)| Circle::new((*a, *p), 2, c.mix(0.25).filled())))
+        .map_err(err)?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (hi, hi)], BLACK.stroke_width(1))).map_err(err)?;
+    Ok(())
+}
+
+fn histogram(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: RGBColor) -> Result<()> {
+    let errors: Vec<f64> = m.actual.iter().zip(m.predicted).map(|(a, p)| p - a).filter(|e| e.is_finite()).collect();
+    let span = errors.iter().map(|e| e.abs()).fold(0.5, f64::max).min(5.0);
+    let bins = 40;
+    let width = 2.0 * span / bins as f64;
+    let mut counts = vec![0u32; bins];
+    for e in &errors {
+        let b = (((e + span) / width).floor() as isize).clamp(0, bins as isize - 1) as usize;
+        counts[b] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1) as f64 * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{}: prediction error", m.name), (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-span..span, 0.0..top)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("predicted − actual (replicas)").y_desc("rows").label_style((FONT, 14)).draw().map_err(err)?;
+    chart
+        .draw_series(counts.iter().enumerate().map(|(i, n)| {
+            let x0 = -span + i as f64 * width;
+            Rectangle::new([(x0, 0.0), (x0 + width, *n as f64)], c.mix(0.8).filled())
+        }))
+        .map_err(err)?;
+    Ok(())
+}
+
+/// Lines over a step index (the last test steps of one service).
+fn time_series(area: &DrawingArea<BitMapBackend, Shift>, title: &str, series: &[(String, Vec<f64>)]) -> Result<()> {
+    let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(2);
+    let hi = series.iter().flat_map(|s| s.1.iter()).copied().filter(|v| v.is_finite()).fold(1.0, f64::max) + 1.0;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0..n, 0.0..hi)
+        .map_err(err)?;
+    chart.configure_mesh().x_desc("hold-out step (30 s)").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
+    for (i, (name, ys)) in series.iter().enumerate() {
+        let c = if i == 0 { BLACK } else { color(i - 1) };
+        chart
+            .draw_series(LineSeries::new(ys.iter().enumerate().map(|(x, y)| (x, *y)), c.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    Ok(())
+}
+
+/// Horizontal bars of the largest importances.
+pub fn feature_importance(path: &Path, model: &str, importances: &[(String, f64)]) -> Result<()> {
+    let top: Vec<&(String, f64)> = importances.iter().take(20).collect();
+    let height = 140 + 32 * top.len() as u32;
+    png(path, (1100, height.max(400)), &format!("{model}: feature importance (top {})", top.len()), |root| {
+        let hi = top.iter().map(|t| t.1).fold(0.0, f64::max) * 1.15 + 1e-12;
+        let names: Vec<String> = top.iter().map(|t| t.0.clone()).collect();
+        let mut chart = ChartBuilder::on(root)
+            .margin(16)
+            .x_label_area_size(40)
+            .y_label_area_size(300)
+            .build_cartesian_2d(0.0..hi, (0..top.len()).into_segmented())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(top.len())
+            .y_label_formatter(&|v| match v {
+                // Largest at the top.
+                SegmentValue::CenterOf(i) => names.get(names.len().saturating_sub(1 + *i)).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_desc("mean decrease in impurity (share of the total)")
+            .label_style((FONT, 15))
+            .draw()
+            .map_err(err)?;
+        let n = top.len();
+        for (rank, (_, v)) in top.iter().enumerate() {
+            let row = n - 1 - rank;
+            let mut bar = Rectangle::new([(0.0, SegmentValue::Exact(row)), (*v, SegmentValue::Exact(row + 1))], color(0).filled());
+            bar.set_margin(5, 5, 0, 0);
+            chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+/// Loss, MAE and learning rate per epoch, training and validation.
+pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch: usize) -> Result<()> {
+    png(path, (1500, 520), &format!("{model}: training history (best epoch {best_epoch}, restored)"), |root| {
+        let panels = root.split_evenly((1, 3));
+        let epochs = history.len().max(2) as f64;
+        let lines = |area: &DrawingArea<BitMapBackend, Shift>, title: &str, ylabel: &str, series: Vec<(&str, Vec<f64>, RGBColor)>, log: bool| -> Result<()> {
+            let vals = series.iter().flat_map(|s| s.1.iter()).copied().filter(|v| v.is_finite() && (!log || *v > 0.0));
+            let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            let (lo, hi) = if lo > hi { (0.0, 1.0) } else if log { (lo / 1.5, hi * 1.5) } else { (lo.min(0.0), hi * 1.1 + 1e-9) };
+            let mut builder = ChartBuilder::on(area);
+            builder.caption(title, (FONT, 18)).margin(12).x_label_area_size(40).y_label_area_size(70);
+            macro_rules! draw {
+                ($chart:expr) => {{
+                    let mut chart = $chart;
+                    chart.configure_mesh().x_desc("epoch").y_desc(ylabel).label_style((FONT, 14)).draw().map_err(err)?;
+                    for (name, ys, c) in &series {
+                        let c = *c;
+                        chart
+                            .draw_series(LineSeries::new(ys.iter().enumerate().map(|(i, y)| ((i + 1) as f64, *y)), c.stroke_width(2)))
+                            .map_err(err)?
+                            .label(*name)
+                            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
+                    }
+                    if best_epoch > 0 {
+                        chart.draw_series(DashedLineSeries::new([(best_epoch as f64, lo), (best_epoch as f64, hi)], 6, 4, GREY.stroke_width(1))).map_err(err)?;
+                    }
+                    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).draw().map_err(err)?;
+                }};
+            }
+            if log {
+                draw!(builder.build_cartesian_2d(1.0..epochs, (lo..hi).log_scale()).map_err(err)?);
+            } else {
+                draw!(builder.build_cartesian_2d(1.0..epochs, lo..hi).map_err(err)?);
+            }
+            Ok(())
+        };
+        let pick = |f: fn(&Epoch) -> f64| history.iter().map(f).collect::<Vec<f64>>();
+        lines(&panels[0], "Huber loss", "loss", vec![("train", pick(|e| e.loss), color(0)), ("validation", pick(|e| e.val_loss), ORANGE)], false)?;
+        lines(&panels[1], "Mean absolute error", "replicas", vec![("train", pick(|e| e.mae), color(0)), ("validation", pick(|e| e.val_mae), ORANGE)], false)?;
+        lines(&panels[2], "Learning rate", "learning rate (log)", vec![("learning rate", pick(|e| e.learning_rate), color(1))], true)
+    })
+}
+
+/// One policy's replay on the busy service.
+pub struct PolicyTrace {
+    pub policy: String,
+    pub hours: Vec<f64>,
+    pub replicas: Vec<f64>,
+    pub utilization: Vec<f64>,
+}
+
+pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[String], target: f64) -> Result<()> {
+    png(path, (1500, 900), &format!("Autoscaling replay: {service} on the hold-out"), |root| {
+        let (top, bottom) = root.split_vertically(430);
+        let end = traces.iter().flat_map(|t| t.hours.last()).copied().fold(0.01, f64::max);
+        let max_r = traces.iter().flat_map(|t| t.replicas.iter()).copied().fold(1.0, f64::max) + 1.0;
+        let mut chart = ChartBuilder::on(&top)
+            .caption("Replicas each policy sets", (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..end, 0.0..max_r)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("hours into the hold-out").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
+        for t in traces {
+            let c = policy_color(&t.policy, models);
+            // Replicas hold until the next row: draw steps.
+            let mut pts = Vec::with_capacity(t.hours.len() * 2);
+            for i in 0..t.hours.len() {
+                pts.push((t.hours[i], t.replicas[i]));
+                if let Some(next) = t.hours.get(i + 1) {
+                    pts.push((*next, t.replicas[i]));
+                }
+            }
+            chart
+                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+                .map_err(err)?
+                .label(t.policy.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
+
+        let max_u = traces.iter().flat_map(|t| t.utilization.iter()).copied().filter(|u| u.is_finite()).fold(target, f64::max).min(400.0) * 1.1;
+        let mut chart = ChartBuilder::on(&bottom)
+            .caption(format!("CPU utilisation under each policy (over {target:.0}% = under-provisioned)"), (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..end, 0.0..max_u)
+            .map_err(err)?;
+        chart.configure_mesh().x_desc("hours into the hold-out").y_desc("CPU %").label_style((FONT, 14)).draw().map_err(err)?;
+        for t in traces {
+            let c = policy_color(&t.policy, models);
+            chart
+                .draw_series(LineSeries::new(t.hours.iter().copied().zip(t.utilization.iter().map(|u| u.min(max_u))), c.mix(0.85).stroke_width(1)))
+                .map_err(err)?;
+        }
+        chart.draw_series(DashedLineSeries::new([(0.0, target), (end, target)], 8, 5, RED.stroke_width(2))).map_err(err)?;
+        Ok(())
+    })
+}

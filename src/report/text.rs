@@ -1,0 +1,170 @@
+//! `comparison_report.txt`: the report as aligned plain-text tables.
+
+use std::fmt::Write;
+
+use super::Report;
+use crate::evaluation::Action;
+
+fn fmt_value(metric: &str, v: f64) -> String {
+    if !v.is_finite() {
+        "-".into()
+    } else if metric.contains("accuracy") || metric.contains("agreement") {
+        format!("{:.2}%", 100.0 * v)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == 0 { format!("{c:<w$}", w = widths[i]) } else { format!("{c:>w$}", w = widths[i]) })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    let _ = writeln!(out, "  {}", line(header));
+    let _ = writeln!(out, "  {}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+    for r in rows {
+        let _ = writeln!(out, "  {}", line(r));
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "ML AUTOSCALING: MODEL COMPARISON REPORT");
+    let _ = writeln!(o, "pipeline `{}`, generated {}", r.pipeline, r.generated_at);
+    let _ = writeln!(o, "hold-out: {}\n", r.holdout);
+
+    let _ = writeln!(o, "RECOMMENDATION\n  {}\n", r.recommendation);
+
+    let _ = writeln!(o, "1. THE HONEST COMPARISON: every model on the same temporal hold-out");
+    let mut header = vec!["metric".to_string()];
+    header.extend(r.models.iter().cloned());
+    header.push("better".into());
+    let rows: Vec<Vec<String>> = r
+        .honest_comparison
+        .iter()
+        .map(|m| {
+            let mut row = vec![format!("{} ({})", m.metric, if m.higher_is_better { "higher" } else { "lower" })];
+            row.extend(m.values.iter().map(|v| fmt_value(&m.metric, *v)));
+            row.push(m.winner.clone().unwrap_or_else(|| "tie".into()));
+            row
+        })
+        .collect();
+    table(&mut o, &header, &rows);
+
+    let _ = writeln!(o, "\n2. THE OLD COMPARISON: each model on its own split (as the Python system reported it)");
+    let header: Vec<String> = ["model", "split", "RMSE", "MAE", "R²", "exact", "within-1", "leaks the future"].iter().map(|s| s.to_string()).collect();
+    let rows: Vec<Vec<String>> = r
+        .own_split
+        .iter()
+        .map(|m| {
+            let s = m.scores.as_ref();
+            let f = |g: &dyn Fn(&crate::models::metrics::Scores) -> f64, name: &str| s.map(|s| fmt_value(name, g(s))).unwrap_or_else(|| "-".into());
+            vec![
+                m.model.clone(),
+                m.split.clone(),
+                f(&|s| s.rmse, "rmse"),
+                f(&|s| s.mae, "mae"),
+                f(&|s| s.r2, "r2"),
+                f(&|s| s.exact_accuracy, "accuracy"),
+                f(&|s| s.within_1_accuracy, "accuracy"),
+                if m.leaks_future { "YES".into() } else { "no".into() },
+            ]
+        })
+        .collect();
+    table(&mut o, &header, &rows);
+
+    let _ = writeln!(o, "\n3. PER SERVICE on the hold-out (exact accuracy / RMSE)");
+    let mut header = vec!["service".to_string()];
+    header.extend(r.models.iter().cloned());
+    let rows: Vec<Vec<String>> = r
+        .per_service
+        .iter()
+        .map(|(s, by)| {
+            let mut row = vec![s.clone()];
+            row.extend(r.models.iter().map(|m| by.get(m).map(|sc| format!("{:.1}% / {:.3}", 100.0 * sc.exact_accuracy, sc.rmse)).unwrap_or_else(|| "-".into())));
+            row
+        })
+        .collect();
+    table(&mut o, &header, &rows);
+
+    let _ = writeln!(o, "\n4. SCALING ACTIONS: actual (rows) vs predicted (columns)");
+    for (model, c) in &r.confusion {
+        let _ = writeln!(o, "  {model} (agreement {:.1}%)", 100.0 * c.agreement());
+        let mut header = vec!["actual \\ predicted".to_string()];
+        header.extend(Action::ALL.iter().map(|a| a.name().to_string()));
+        let rows: Vec<Vec<String>> = Action::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut row = vec![a.name().to_string()];
+                row.extend(c.counts[i].iter().map(|n| n.to_string()));
+                row
+            })
+            .collect();
+        table(&mut o, &header, &rows);
+    }
+
+    let p = &r.replay_params;
+    let _ = writeln!(
+        o,
+        "\n5. AUTOSCALING REPLAY on the hold-out (target utilisation {:.0}%, HPA target {:.0}%, replicas {}-{})",
+        p.target_utilization, p.hpa_target, p.min_replicas, p.max_replicas
+    );
+    let header: Vec<String> = ["policy", "under-provisioned min", "surplus pod-hours", "pod-hours", "actions/hour"].iter().map(|s| s.to_string()).collect();
+    let rows: Vec<Vec<String>> = r
+        .replay
+        .iter()
+        .map(|s| vec![s.policy.clone(), format!("{:.1}", s.under_provisioned_minutes), format!("{:.2}", s.over_provisioned_pod_hours), format!("{:.1}", s.pod_hours), format!("{:.2}", s.actions_per_hour)])
+        .collect();
+    table(&mut o, &header, &rows);
+    let _ = writeln!(o, "\n  Method: {}", wrap(&r.replay_method, 96, "  "));
+
+    if !r.label_rules.is_empty() {
+        let _ = writeln!(o, "\n6. LABEL RULES: best replay per rule");
+        for (rule, model) in &r.label_rules {
+            let _ = writeln!(o, "  {rule:<6} {model}");
+        }
+        match &r.better_label_rule {
+            Some(rule) => {
+                let _ = writeln!(o, "  The `{rule}` labels give the better replay.");
+            }
+            None => {
+                let _ = writeln!(o, "  Only one label rule was trained.");
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\nNOTES");
+    for n in &r.notes {
+        let _ = writeln!(o, "  - {}", wrap(n, 96, "    "));
+    }
+    o
+}
+
+/// Greedy word wrap; continuation lines get `indent`.
+fn wrap(s: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for word in s.split_whitespace() {
+        if len > 0 && len + 1 + word.len() > width {
+            out.push('\n');
+            out.push_str(indent);
+            len = 0;
+        } else if len > 0 {
+            out.push(' ');
+            len += 1;
+        }
+        out.push_str(word);
+        len += word.len();
+    }
+    out
+}

@@ -1,0 +1,7 @@
+//! Serving decisions: features computed online from raw rows, the predictor with its
+//! guardrails, Prometheus metrics and the HTTP server.
+
+pub mod features;
+pub mod metrics;
+pub mod predictor;
+pub mod server;

@@ -1,0 +1,268 @@
+//! The predictor: a promoted model, each service's recent rows, and the guardrails. It takes a
+//! raw 23-column row and answers with a [`Decision`], computing every feature itself.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::features::{self, History, RawRow};
+use crate::artifacts::models::Registry;
+use crate::models::model::Model;
+use crate::models::torch_runtime::DeviceChoice;
+
+/// What the caller should do, with why: the old `get_scaling_decision` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub service_name: String,
+    pub current_replicas: u32,
+    pub predicted_replicas: u32,
+    pub action: String,
+    pub change: i32,
+    pub confidence: f64,
+    pub reasoning: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guardrails {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// The most replicas one decision may add or remove.
+    pub max_step: u32,
+}
+
+impl Default for Guardrails {
+    fn default() -> Guardrails {
+        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2 }
+    }
+}
+
+/// A loaded model and where it came from.
+pub struct Loaded {
+    pub model: Model,
+    pub name: String,
+    pub version: String,
+    pub dir: PathBuf,
+}
+
+impl Loaded {
+    pub fn from_dir(dir: &Path, name: &str, version: &str) -> Result<Loaded> {
+        let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
+        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf() })
+    }
+
+    /// The promoted version of `name` in a registry.
+    pub fn promoted(registry: &Registry, name: &str) -> Result<Option<Loaded>> {
+        match registry.serving_dir(name)? {
+            Some((version, dir)) => Ok(Some(Loaded::from_dir(&dir, name, &version)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ServiceState {
+    history: History,
+    /// The last rows' named features, newest last (the LSTM-CNN reads a window of them).
+    recent: VecDeque<Vec<(&'static str, f64)>>,
+}
+
+/// Holds at most this many recent feature rows per service (the longest window any model reads).
+const KEEP: usize = 64;
+
+pub struct Predictor {
+    model: RwLock<Option<Arc<Loaded>>>,
+    guard: Guardrails,
+    services: Mutex<HashMap<String, ServiceState>>,
+}
+
+/// A decision and how it was reached, for metrics.
+pub struct Outcome {
+    pub decision: Decision,
+    /// Why the model was not used, when it was not.
+    pub fallback: Option<&'static str>,
+}
+
+impl Predictor {
+    pub fn new(model: Option<Loaded>, guard: Guardrails) -> Predictor {
+        Predictor { model: RwLock::new(model.map(Arc::new)), guard, services: Mutex::new(HashMap::new()) }
+    }
+
+    /// Swaps the model in; requests in flight finish with the one they started with.
+    pub fn replace_model(&self, model: Option<Loaded>) {
+        *self.model.write().unwrap_or_else(|p| p.into_inner()) = model.map(Arc::new);
+    }
+
+    pub fn model(&self) -> Option<Arc<Loaded>> {
+        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn guardrails(&self) -> &Guardrails {
+        &self.guard
+    }
+
+    /// The decision for one row. The row joins its service's history whatever happens, unless
+    /// it is older than the newest row already seen (then it is refused as invalid).
+    pub fn decide(&self, row: &RawRow) -> Result<Outcome, features::FieldError> {
+        let model = self.model();
+        let current = row.replicas();
+        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        let state = services.entry(row.service.clone()).or_default();
+        if state.history.last_timestamp.is_some_and(|t| row.timestamp <= t) {
+            return Err(features::FieldError {
+                field: crate::metrics::TIMESTAMP.into(),
+                message: format!("is not after the last row of `{}` already seen; send rows in time order", row.service),
+            });
+        }
+        let named = state.history.push(row);
+        state.recent.push_back(named.clone());
+        if state.recent.len() > KEEP {
+            state.recent.pop_front();
+        }
+        let get = |n: &str| named.iter().find(|(k, _)| *k == n).map_or(0.0, |(_, v)| *v);
+        let confidence = confidence(row.get("cpu_usage_percent_slope"), get("cpu_rolling_std"));
+        let Some(loaded) = model else {
+            return Ok(self.fallback(row, "no_model", "no promoted model is loaded; keeping the current replicas"));
+        };
+        let features = &loaded.model.meta().features;
+        let known: Vec<&str> = features.iter().filter_map(|f| f.strip_prefix("service_")).collect();
+        if !known.contains(&row.service.as_str()) {
+            let reason = format!("service `{}` is unknown to the model (trained on {}); keeping the current replicas", row.service, known.join(", "));
+            return Ok(self.fallback_owned(row, "unknown_service", reason));
+        }
+        let output = match &loaded.model {
+            Model::RandomForest { forest, .. } => match features::vector(features, &named, &row.service, "service_") {
+                Ok(x) => forest.predict_row(&x),
+                Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
+            },
+            Model::LstmCnn { net, .. } => {
+                let len = net.params.sequence_length;
+                if state.recent.len() < len {
+                    let reason = format!("the LSTM-CNN needs {len} rows of `{}`, has {}; keeping the current replicas", row.service, state.recent.len());
+                    return Ok(self.fallback_owned(row, "warming_up", reason));
+                }
+                let mut window = Vec::with_capacity(len * features.len());
+                for named in state.recent.iter().skip(state.recent.len() - len) {
+                    match features::vector(features, named, &row.service, "service_") {
+                        Ok(x) => window.extend(x),
+                        Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
+                    }
+                }
+                match net.predict_raw(&window) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(self.fallback_owned(row, "model_error", format!("the model failed: {e}"))),
+                }
+            }
+        };
+        drop(services);
+        Ok(Outcome { decision: self.decision(row, current, output, confidence), fallback: None })
+    }
+
+    /// The model's output turned into replicas within the guardrails, with its reasons.
+    fn decision(&self, row: &RawRow, current: f64, output: f64, confidence: f64) -> Decision {
+        let g = &self.guard;
+        let (lo, hi) = (g.min_replicas as f64, g.max_replicas as f64);
+        let model_says = crate::models::metrics::replicas(output, lo, hi);
+        let step = g.max_step as f64;
+        let predicted = model_says.clamp((current - step).max(lo), (current + step).min(hi).max(lo));
+        let change = predicted - current;
+        let action = crate::evaluation::Action::of(current, predicted);
+        let mut reasons = reasons(row, action);
+        if predicted != model_says {
+            reasons.push(format!("the model said {model_says}; limited to ±{} per decision", g.max_step));
+        }
+        Decision {
+            service_name: row.service.clone(),
+            current_replicas: current as u32,
+            predicted_replicas: predicted as u32,
+            action: action.name().to_string(),
+            change: change as i32,
+            confidence,
+            reasoning: reasons.join("; "),
+        }
+    }
+
+    fn fallback(&self, row: &RawRow, kind: &'static str, reason: &str) -> Outcome {
+        self.fallback_owned(row, kind, reason.to_string())
+    }
+
+    fn fallback_owned(&self, row: &RawRow, kind: &'static str, reason: String) -> Outcome {
+        Outcome { decision: fallback(&row.service, row.replicas(), reason), fallback: Some(kind) }
+    }
+}
+
+/// Keep the current replicas, saying why (a missing model, an unknown service, a bad row).
+pub fn fallback(service: &str, current: f64, reason: String) -> Decision {
+    Decision {
+        service_name: service.to_string(),
+        current_replicas: current as u32,
+        predicted_replicas: current as u32,
+        action: "no_change".into(),
+        change: 0,
+        confidence: 0.4,
+        reasoning: format!("fallback: {reason}"),
+    }
+}
+
+/// 1 − min(|CPU slope|/100, 0.3) − min(CPU rolling std/100, 0.3), within [0.4, 1], two decimals.
+pub fn confidence(cpu_slope: f64, cpu_rolling_std: f64) -> f64 {
+    let c = 1.0 - (cpu_slope.abs() / 100.0).min(0.3) - (cpu_rolling_std / 100.0).min(0.3);
+    (c.clamp(0.4, 1.0) * 100.0).round() / 100.0
+}
+
+/// The metrics behind an action, with the old system's thresholds.
+fn reasons(row: &RawRow, action: crate::evaluation::Action) -> Vec<String> {
+    use crate::evaluation::Action;
+    let (cpu, ram, rt, err) = (row.get("cpu_usage_percent"), row.get("ram_usage_percent"), row.get("response_time_ms"), row.get("error_rate"));
+    let mut r = Vec::new();
+    match action {
+        Action::ScaleUp => {
+            if cpu > 70.0 {
+                r.push(format!("High CPU usage ({cpu:.1}%)"));
+            }
+            if ram > 75.0 {
+                r.push(format!("High memory usage ({ram:.1}%)"));
+            }
+            if rt > 500.0 {
+                r.push(format!("High response time ({rt:.0} ms)"));
+            }
+            if err > 0.05 {
+                r.push(format!("High error rate ({:.1}%)", 100.0 * err));
+            }
+            if row.get("cpu_usage_percent_slope") > 1.0 {
+                r.push(format!("CPU rising ({:+.1}%/sample)", row.get("cpu_usage_percent_slope")));
+            }
+            if r.is_empty() {
+                r.push(format!("Load expected to rise (CPU {cpu:.1}%, {:.0} req/s)", row.get("request_count_per_second")));
+            }
+        }
+        Action::ScaleDown => {
+            if cpu < 30.0 {
+                r.push(format!("Low CPU usage ({cpu:.1}%)"));
+            }
+            if ram < 35.0 {
+                r.push(format!("Low memory usage ({ram:.1}%)"));
+            }
+            if r.is_empty() {
+                r.push(format!("Load expected to fall (CPU {cpu:.1}%, {:.0} req/s)", row.get("request_count_per_second")));
+            }
+        }
+        Action::NoChange => r.push(format!("Metrics within normal ranges (CPU {cpu:.1}%, memory {ram:.1}%, response time {rt:.0} ms)")),
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_follows_the_spec() {
+        assert_eq!(confidence(0.0, 0.0), 1.0);
+        assert_eq!(confidence(-12.345, 5.0), 0.83);
+        assert_eq!(confidence(80.0, 90.0), 0.4);
+    }
+}

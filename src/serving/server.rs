@@ -1,0 +1,298 @@
+//! `pipeline serve`: decisions over HTTP for HPA (through Prometheus) and KEDA (metrics-api).
+//!
+//! | endpoint              | what                                                        |
+//! |-----------------------|-------------------------------------------------------------|
+//! | `POST /predict`       | one raw metrics row → a decision                            |
+//! | `POST /predict/batch` | a JSON array of rows → an array of decisions (all or none)  |
+//! | `GET /scale/{service}`| the last decision for a service, for KEDA's metrics-api     |
+//! | `GET /metrics`        | Prometheus text format                                      |
+//! | `GET /healthz`        | the process is up                                           |
+//! | `GET /readyz`         | a model is loaded (503 otherwise)                           |
+//!
+//! A newly promoted version is loaded in the background and swapped in; requests in flight
+//! finish with the model they started with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::features::{FieldError, RawRow};
+use super::metrics::Metrics;
+use super::predictor::{fallback, Guardrails, Loaded, Predictor};
+use crate::artifacts::models::Registry;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    /// `random_forest` or `lstm_cnn`: which promoted model to serve.
+    pub model: String,
+    pub registry: PathBuf,
+    /// Clients must send `Authorization: Bearer <token>` (health probes excepted).
+    pub token: Option<String>,
+    pub guardrails: Guardrails,
+    pub max_body_bytes: usize,
+    pub max_services: usize,
+    pub reload_every: Duration,
+}
+
+struct App {
+    predictor: Predictor,
+    metrics: Metrics,
+    cfg: Config,
+}
+
+type Shared = Arc<App>;
+
+fn error(status: StatusCode, message: String, field: Option<&str>) -> Response {
+    (status, Json(json!({ "error": message, "field": field }))).into_response()
+}
+
+fn authorised(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &app.cfg.token else { return Ok(()) };
+    let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": "missing or wrong bearer token" }))).into_response())
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_body(body: &Bytes) -> Result<serde_json::Value, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}"), None))
+}
+
+/// A row's problem as a 422, with the fallback decision when the row says enough for one.
+fn invalid_row(e: &FieldError, v: &serde_json::Value, index: Option<usize>) -> Response {
+    let current = v.get(crate::metrics::REPLICAS).and_then(|r| r.as_f64()).filter(|r| *r >= 0.0 && r.fract() == 0.0);
+    let service = v.get(crate::metrics::SERVICE).and_then(|s| s.as_str());
+    let decision = match (service, current) {
+        (Some(s), Some(c)) => Some(fallback(s, c, format!("invalid row ({e})"))),
+        _ => None,
+    };
+    let message = match index {
+        Some(i) => format!("row {i}: {e}"),
+        None => e.to_string(),
+    };
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": message, "field": e.field, "index": index, "fallback": decision }))).into_response()
+}
+
+impl App {
+    fn check_capacity(&self, row: &RawRow) -> Result<(), FieldError> {
+        // Every service keeps a little state; a client inventing names must not grow it forever.
+        if self.metrics.last(&row.service).is_none() && self.metrics.services() >= self.cfg.max_services {
+            return Err(FieldError { field: crate::metrics::SERVICE.into(), message: format!("more than {} services; raise --max-services", self.cfg.max_services) });
+        }
+        Ok(())
+    }
+
+    fn decide(&self, row: &RawRow) -> Result<super::predictor::Decision, FieldError> {
+        self.check_capacity(row)?;
+        let t0 = Instant::now();
+        let outcome = self.predictor.decide(row)?;
+        self.metrics.record(&outcome.decision, outcome.fallback, t0.elapsed().as_secs_f64());
+        Ok(outcome.decision)
+    }
+}
+
+async fn predict(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorised(&app, &headers) {
+        return r;
+    }
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let row = match RawRow::from_json(&v) {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics.rejected();
+            return invalid_row(&e, &v, None);
+        }
+    };
+    let app2 = app.clone();
+    // The LSTM-CNN computes for ~100 µs: off the async workers.
+    match tokio::task::spawn_blocking(move || app2.decide(&row)).await {
+        Ok(Ok(d)) => Json(d).into_response(),
+        Ok(Err(e)) => {
+            app.metrics.rejected();
+            invalid_row(&e, &v, None)
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the decision failed: {e}"), None),
+    }
+}
+
+async fn predict_batch(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorised(&app, &headers) {
+        return r;
+    }
+    let v = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(items) = v.as_array() else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "expected a JSON array of rows".into(), None);
+    };
+    // All rows are checked before any is applied: a bad row rejects the batch, not half of it.
+    let mut rows = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match RawRow::from_json(item) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                app.metrics.rejected();
+                return invalid_row(&e, item, Some(i));
+            }
+        }
+    }
+    let app2 = app.clone();
+    let result = tokio::task::spawn_blocking(move || rows.iter().map(|r| app2.decide(r)).collect::<Vec<_>>()).await;
+    match result {
+        Ok(decisions) => {
+            let mut out = Vec::with_capacity(decisions.len());
+            for (i, d) in decisions.into_iter().enumerate() {
+                match d {
+                    Ok(d) => out.push(serde_json::to_value(d).unwrap_or_default()),
+                    Err(e) => out.push(json!({ "error": format!("row {i}: {e}"), "field": e.field, "index": i })),
+                }
+            }
+            Json(out).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the decisions failed: {e}"), None),
+    }
+}
+
+async fn scale(State(app): State<Shared>, headers: HeaderMap, Path(service): Path<String>) -> Response {
+    if let Err(r) = authorised(&app, &headers) {
+        return r;
+    }
+    match app.metrics.last(&service) {
+        Some((predicted, current, confidence)) => Json(json!({
+            "service": service,
+            "desiredReplicas": predicted as u32,
+            "currentReplicas": current as u32,
+            "confidence": confidence,
+            "model": app.predictor.model().map(|m| format!("{} {}", m.name, m.version)),
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no decision for service `{service}` yet: POST its metrics to /predict first"), Some("service")),
+    }
+}
+
+async fn metrics(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorised(&app, &headers) {
+        return r;
+    }
+    let model = app.predictor.model();
+    let text = app.metrics.render(model.as_ref().map(|m| (m.name.as_str(), m.version.as_str())));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(app): State<Shared>) -> Response {
+    match app.predictor.model() {
+        Some(m) => Json(json!({ "ready": true, "model": m.name, "version": m.version })).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("no promoted {} model in {}", app.cfg.model, app.cfg.registry.display()) }))).into_response(),
+    }
+}
+
+fn router(app: Shared) -> Router {
+    let limit = app.cfg.max_body_bytes;
+    Router::new()
+        .route("/predict", post(predict))
+        .route("/predict/batch", post(predict_batch))
+        .route("/scale/{service}", get(scale))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// Loads the promoted version when it differs from the one serving.
+fn reload(app: &App) {
+    let registry = Registry::at(&app.cfg.registry);
+    let want = match registry.promoted(&app.cfg.model) {
+        Ok(p) => p.current().map(|c| c.version.clone()),
+        Err(e) => {
+            tracing::warn!("cannot read the promoted {} version: {e:#}", app.cfg.model);
+            return;
+        }
+    };
+    let have = app.predictor.model().map(|m| m.version.clone());
+    if want == have {
+        return;
+    }
+    match Loaded::promoted(&registry, &app.cfg.model) {
+        Ok(Some(m)) => {
+            tracing::info!(model = %m.name, version = %m.version, "serving a newly promoted version");
+            app.predictor.replace_model(Some(m));
+        }
+        Ok(None) => {}
+        // Keep serving the old model: a broken new version must not take decisions down.
+        Err(e) => tracing::error!("cannot load the promoted {} version; still serving {:?}: {e:#}", app.cfg.model, have),
+    }
+}
+
+/// Binds, prints the address, and serves until ctrl-c / SIGTERM.
+pub async fn serve(cfg: Config) -> Result<()> {
+    let registry = Registry::at(&cfg.registry);
+    let loaded = tokio::task::spawn_blocking({
+        let model = cfg.model.clone();
+        move || Loaded::promoted(&registry, &model)
+    })
+    .await??;
+    match &loaded {
+        Some(m) => tracing::info!(model = %m.name, version = %m.version, "model loaded"),
+        None => tracing::warn!("no promoted {} model in {} yet: every decision falls back to the current replicas until one is promoted", cfg.model, cfg.registry.display()),
+    }
+    let app = Arc::new(App { predictor: Predictor::new(loaded, cfg.guardrails.clone()), metrics: Metrics::default(), cfg: cfg.clone() });
+    let listener = tokio::net::TcpListener::bind(cfg.addr).await.with_context(|| format!("binding {}", cfg.addr))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find a port picked by the OS (--addr 127.0.0.1:0).
+    println!("listening on http://{addr}");
+    let watcher = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(app.cfg.reload_every).await;
+                let app = app.clone();
+                let _ = tokio::task::spawn_blocking(move || reload(&app)).await;
+            }
+        })
+    };
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown()).await?;
+    watcher.abort();
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,113 @@
+//! The LSTM-CNN stage through the real binary: trains on windows of one service, keeps its
+//! history, is deterministic for a seed on the CPU, and reloads to identical predictions.
+
+mod common;
+use common::Project;
+
+use autoscale::models::lstm_cnn::LstmCnn;
+use autoscale::models::sequences::{self, Part};
+use autoscale::models::torch_runtime::DeviceChoice;
+
+const QUICK: &[&str] = &["--set", "lstm_epochs=3", "--set", "device=cpu"];
+
+fn train(p: &Project, extra: &[&str]) -> common::Run {
+    let mut args = vec!["run", "--until", "train_lstm_cnn"];
+    args.extend_from_slice(QUICK);
+    args.extend_from_slice(extra);
+    p.pipeline(&args)
+}
+
+fn model_dir(p: &Project) -> std::path::PathBuf {
+    let mut args = vec!["inspect", "train_lstm_cnn", "--schema"];
+    args.extend_from_slice(QUICK);
+    let out = p.pipeline(&args).ok().stdout();
+    let file = out.lines().find_map(|l| l.strip_prefix("file:     ")).expect("inspect names the file").trim().to_string();
+    p.path().join(file).parent().unwrap().to_path_buf()
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn trains_keeps_history_and_reloads_to_identical_predictions() {
+    let p = Project::new();
+    let run = train(&p, &[]).ok().stdout_has("test RMSE").stdout_has("best epoch");
+    assert_eq!(run.stage_status("train_lstm_cnn"), "ran");
+    assert_eq!(run.stage_status("split_shuffled"), "-", "not needed for the LSTM-CNN");
+    let dir = model_dir(&p);
+    for f in ["weights.safetensors", "scaler.json", "history.json", "history.csv", "model.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing from the model folder");
+    }
+    let meta = json(&dir.join("model.json"));
+    assert_eq!(meta["kind"], "lstm_cnn");
+    assert_eq!(meta["params"]["sequence_length"], 12);
+    assert_eq!(meta["metrics"]["device"], "cpu");
+    assert!(meta["metrics"]["single_prediction_us"].as_f64().unwrap() < 1000.0, "a decision must take well under 1 ms: {}", meta["metrics"]);
+    let history = json(&dir.join("history.json"));
+    let epochs = history.as_array().unwrap();
+    assert_eq!(epochs.len(), 3);
+    for e in epochs {
+        for k in ["loss", "mae", "val_loss", "val_mae", "learning_rate"] {
+            assert!(e[k].as_f64().is_some_and(f64::is_finite), "epoch field {k}: {e}");
+        }
+    }
+    assert!(epochs[2]["loss"].as_f64() < epochs[0]["loss"].as_f64(), "training loss should fall: {history}");
+
+    // Reload from disk and predict the stage's test windows again: the same numbers.
+    let (meta, model) = LstmCnn::load(&dir, DeviceChoice::Cpu).unwrap();
+    let split = p.path().join("split.parquet");
+    p.pipeline(&["export", "split_temporal", split.to_str().unwrap()]).ok();
+    let table = autoscale::models::table::Table::load(&split).unwrap();
+    let features: Vec<String> = meta.features.clone();
+    assert_eq!(table.features, features);
+    let (ts, x) = (&table.timestamps, &table.x);
+    let windows = sequences::windows(&table.service_refs(), ts, &table.test, 12, 0.2);
+    let test_w: Vec<&sequences::Window> = windows.iter().filter(|w| w.part == Part::Test).collect();
+    let x_scaled = model.scaler.transform(x);
+    let (xs, _) = sequences::stack(&test_w, &x_scaled, &vec![0.0; ts.len()], features.len());
+    let again = model.predict_scaled(&xs);
+    let stage = common::read_parquet(&dir.join("output.parquet"));
+    let stored = common::f64_column(&stage, "prediction");
+    assert_eq!(again.len(), stored.len());
+    for (a, b) in again.iter().zip(&stored) {
+        assert!((a - b).abs() < 1e-6, "reloaded prediction {a} differs from the stage's {b}");
+    }
+    // One window from raw rows gives the batch answer too.
+    let nf = features.len();
+    let raw: Vec<f64> = test_w[0].rows.iter().flat_map(|&r| x[r * nf..(r + 1) * nf].to_vec()).collect();
+    assert!((model.predict_raw(&raw).unwrap() - stored[0]).abs() < 1e-5);
+
+    // Cached on the second run; inspect shows the metrics.
+    train(&p, &[]).ok().stdout_has("0 ran");
+}
+
+#[test]
+fn same_seed_same_weights_on_the_cpu() {
+    let (a, b) = (Project::new(), Project::new());
+    train(&a, &[]).ok();
+    train(&b, &["--jobs", "1"]).ok();
+    let wa = std::fs::read(model_dir(&a).join("weights.safetensors")).unwrap();
+    let wb = std::fs::read(model_dir(&b).join("weights.safetensors")).unwrap();
+    assert!(wa == wb, "two trainings with one seed must give the same weights");
+}
+
+#[test]
+fn misconfiguration_is_refused_with_the_fix() {
+    let p = Project::new();
+    let yaml = p.read("pipelines/train.yaml");
+    p.write("pipelines/train.yaml", &yaml.replace("    deps: [split_temporal]\n    model: lstm_cnn", "    deps: [split_shuffled]\n    model: lstm_cnn"));
+    p.pipeline(&["run"]).code(2).stderr_has("needs a temporal split");
+    p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_len: 12\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("unknown field `sequence_len`");
+    p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 3\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("kernel_size");
+    p.write("pipelines/train.yaml", &yaml);
+    // Asking for a GPU where there is none names what to do.
+    if !std::path::Path::new("/proc/driver/nvidia").exists() {
+        p.pipeline(&["run", "--until", "train_lstm_cnn", "--set", "device=cuda", "--set", "lstm_epochs=1"])
+            .code(1)
+            .stderr_has("device: cuda");
+    }
+}
+

@@ -1,0 +1,91 @@
+//! The whole default pipeline on small data: evaluation on the common hold-out, the replay, the
+//! report with its plots, the run folder, and the model registry's promotion rule.
+
+mod common;
+use common::Project;
+
+/// Small and quick, but every stage of pipelines/train.yaml.
+const QUICK: &[&str] = &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=2", "--set", "device=cpu"];
+
+fn run_all(p: &Project) -> common::Run {
+    let mut args = vec!["run", "--no-progress"];
+    args.extend_from_slice(QUICK);
+    p.pipeline(&args)
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Width and height from a PNG's IHDR, after checking the signature.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    (u32::from_be_bytes(b[16..20].try_into().unwrap()), u32::from_be_bytes(b[20..24].try_into().unwrap()))
+}
+
+#[test]
+fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
+    let p = Project::new();
+    let run = run_all(&p).ok();
+    for stage in ["evaluate", "report", "publish", "train_lstm_cnn", "train_random_forest_hpa"] {
+        assert_eq!(run.stage_status(stage), "ran", "{stage}");
+    }
+    run.stdout_has("random_forest v1: promoted, first random_forest version").stdout_has("lstm_cnn v1: promoted, first lstm_cnn version");
+
+    // The run folder keeps the report and links the published versions.
+    let latest = p.path().join("artifacts/runs/latest");
+    let report = latest.join("report");
+    for f in ["comparison_report.txt", "comparison_report.json", "report.html"] {
+        assert!(report.join(f).is_file(), "{f} missing from the run's report");
+    }
+    for f in ["model_comparison.png", "prediction_comparison.png", "rf_feature_importance.png", "lstm_cnn_training_history.png", "replay.png"] {
+        let (w, h) = png_size(&report.join(f));
+        assert!(w >= 800 && h >= 400, "{f} is {w}×{h}");
+    }
+    let manifest = json(&latest.join("manifest.json"));
+    assert_eq!(manifest["models"].as_array().unwrap().len(), 2, "{manifest}");
+    assert!(latest.join("models/random_forest/model.json").is_file(), "run links the published forest");
+    assert!(latest.join("models/lstm_cnn/weights.safetensors").is_file(), "run links the published LSTM-CNN");
+
+    // The report says which comparison is honest, compares on the hold-out and replays.
+    let text = std::fs::read_to_string(report.join("comparison_report.txt")).unwrap();
+    for needle in ["THE HONEST COMPARISON", "leaks the future", "AUTOSCALING REPLAY", "hpa", "recorded", "RECOMMENDATION", "LABEL RULES", "scale_up"] {
+        assert!(text.contains(needle), "the text report lacks `{needle}`:\n{text}");
+    }
+    let r = json(&report.join("comparison_report.json"));
+    assert_eq!(r["models"], serde_json::json!(["train_random_forest_temporal", "train_lstm_cnn"]), "the honest comparison: unseen hold-out, same labels");
+    assert!(r["recommended_model"].is_string());
+    let own: Vec<(String, bool)> = r["own_split"].as_array().unwrap().iter().map(|m| (m["model"].as_str().unwrap().to_string(), m["leaks_future"].as_bool().unwrap())).collect();
+    assert!(own.contains(&("train_random_forest".into(), true)), "the shuffled forest is flagged: {own:?}");
+    assert!(own.contains(&("train_lstm_cnn".into(), false)));
+    assert_eq!(r["label_rules"].as_object().unwrap().len(), 2, "both label rules replayed: {}", r["label_rules"]);
+    assert!(r["better_label_rule"].is_string());
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert_eq!(html.matches("data:image/png;base64,").count(), 5, "all plots inlined");
+
+    // The registry.
+    p.pipeline(&["models", "list"]).ok().stdout_has("random_forest").stdout_has("*     v1").stdout_has("lstm_cnn");
+    p.pipeline(&["models", "show", "random_forest"]).ok().stdout_has("(serving)").stdout_has("train_random_forest_temporal");
+    p.pipeline(&["models", "rollback", "random_forest"]).code(1).stderr_has("nothing to roll back to");
+
+    // Nothing changed: everything cached, the promoted versions untouched.
+    run_all(&p).ok().stdout_has("0 ran");
+
+    // A clearly worse forest (stumps) is registered but does not replace the serving one.
+    let yaml = p.read("pipelines/train.yaml");
+    let worse = yaml.replacen("      max_depth: 15\n", "      max_depth: 15\n", 1).replace(
+        "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 15\n",
+        "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 1\n",
+    );
+    assert_ne!(worse, yaml, "the test edits the temporal forest");
+    p.write("pipelines/train.yaml", &worse);
+    run_all(&p).ok().stdout_has("random_forest v2: kept serving v1");
+    let list = p.pipeline(&["models", "list"]).ok().stdout();
+    assert!(list.contains("*     v1") && list.contains("      v2"), "{list}");
+
+    // By hand: promote v2, roll back to v1.
+    p.pipeline(&["models", "promote", "random_forest", "v2"]).ok().stdout_has("v2 is now serving");
+    p.pipeline(&["models", "rollback", "random_forest"]).ok().stdout_has("v1 is serving again");
+    p.pipeline(&["models", "promote", "random_forest", "v7"]).code(1).stderr_has("no version `v7`");
+}

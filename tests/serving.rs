@@ -1,0 +1,293 @@
+//! Serving: the predictor replays raw rows to the same features and predictions as the batch
+//! pipeline, and the real server answers every endpoint over a socket.
+
+mod common;
+use common::Project;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use autoscale::artifacts::models::Registry;
+use autoscale::metrics::NUMERIC;
+use autoscale::models::model::Model;
+use autoscale::models::table::Table;
+use autoscale::serving::features::{History, RawRow};
+use autoscale::serving::predictor::{Guardrails, Loaded, Predictor};
+
+const QUICK: &[&str] = &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=2", "--set", "device=cpu"];
+
+/// A project whose registry has a promoted forest and LSTM-CNN.
+fn trained() -> Project {
+    let p = Project::new();
+    let mut args = vec!["run", "--until", "publish", "--no-progress"];
+    args.extend_from_slice(QUICK);
+    p.pipeline(&args).ok();
+    p
+}
+
+fn export(p: &Project, stage: &str) -> datafusion::arrow::array::RecordBatch {
+    let path = p.path().join(format!("{stage}.parquet"));
+    let mut args = vec!["export", stage, path.to_str().unwrap()];
+    args.extend_from_slice(QUICK);
+    p.pipeline(&args).ok();
+    common::read_parquet(&path)
+}
+
+/// The ingest table's rows as the collector would send them, in time order per service.
+fn raw_rows(p: &Project) -> Vec<RawRow> {
+    let t = export(p, "ingest");
+    let ts = common::i64_column(&t, "timestamp");
+    let svc = common::str_column(&t, "service_name");
+    let cols: Vec<Vec<f64>> = NUMERIC.iter().map(|(n, _)| common::f64_column(&t, n)).collect();
+    let mut rows: Vec<RawRow> = (0..t.num_rows())
+        .map(|i| {
+            let mut values = [0.0; NUMERIC.len()];
+            for (j, c) in cols.iter().enumerate() {
+                values[j] = c[i];
+            }
+            RawRow { timestamp: ts[i], service: svc[i].clone(), values }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.service, a.timestamp).cmp(&(&b.service, b.timestamp)));
+    rows
+}
+
+#[test]
+fn predictor_replays_rows_to_the_batch_features_and_predictions() {
+    let p = trained();
+    let rows = raw_rows(&p);
+    let features = export(&p, "features");
+    let split = Table::load(&{
+        export(&p, "split_temporal");
+        p.path().join("split_temporal.parquet")
+    })
+    .unwrap();
+    // Features, row by row, against the SQL stage (same order: service, then time).
+    let names: Vec<String> = features.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !["timestamp", "service_name", "replica_count"].contains(&n.as_str()) && !n.starts_with("service_")).collect();
+    let sql: Vec<Vec<f64>> = names.iter().map(|n| common::f64_column(&features, n)).collect();
+    let sql_service = common::str_column(&features, "service_name");
+    let sql_ts = common::i64_column(&features, "timestamp");
+    let mut order: Vec<usize> = (0..features.num_rows()).collect();
+    order.sort_by(|&a, &b| (&sql_service[a], sql_ts[a]).cmp(&(&sql_service[b], sql_ts[b])));
+    assert_eq!(rows.len(), order.len());
+    let mut histories: std::collections::HashMap<String, History> = Default::default();
+    let mut worst = 0.0f64;
+    for (row, &i) in rows.iter().zip(&order) {
+        assert_eq!((row.service.as_str(), row.timestamp), (sql_service[i].as_str(), sql_ts[i]));
+        let online = histories.entry(row.service.clone()).or_default().push(row);
+        for (j, name) in names.iter().enumerate() {
+            let v = online.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("the server does not compute `{name}`")).1;
+            let d = (v - sql[j][i]).abs() / sql[j][i].abs().max(1.0);
+            worst = worst.max(d);
+            assert!(d <= 1e-9, "{name} of {} at {}: online {v} vs SQL {}", row.service, row.timestamp, sql[j][i]);
+        }
+    }
+    assert!(worst <= 1e-9);
+
+    // Decisions against batch predictions of the same models (no step limit, so the model's
+    // replicas show through).
+    let reg = Registry::of_project(p.path());
+    let open = Guardrails { min_replicas: 1, max_replicas: 10, max_step: 10 };
+    for kind in ["random_forest", "lstm_cnn"] {
+        let loaded = Loaded::promoted(&reg, kind).unwrap().expect("a promoted model");
+        let model = Model::load(&loaded.dir, autoscale::models::torch_runtime::DeviceChoice::Cpu).unwrap();
+        let all: Vec<usize> = (0..split.len()).collect();
+        let batch = model.predict_rows(&split, &all).unwrap();
+        let mut by_key: std::collections::HashMap<(String, i64), Option<f64>> = Default::default();
+        for i in all {
+            by_key.insert((split.services[i].clone(), split.timestamps[i]), batch[i]);
+        }
+        let predictor = Predictor::new(Some(loaded), open.clone());
+        let (mut compared, mut warming) = (0, 0);
+        for row in &rows {
+            let d = predictor.decide(row).unwrap().decision;
+            match by_key.get(&(row.service.clone(), row.timestamp)) {
+                Some(Some(b)) => {
+                    assert_eq!(d.predicted_replicas as f64, autoscale::models::metrics::replicas(*b, 1.0, 10.0), "{kind} {} at {}: {d:?} vs batch {b}", row.service, row.timestamp);
+                    compared += 1;
+                }
+                Some(None) => {
+                    assert!(d.reasoning.contains("needs 12 rows"), "{d:?}");
+                    assert_eq!(d.predicted_replicas, d.current_replicas);
+                    warming += 1;
+                }
+                None => {}
+            }
+        }
+        assert!(compared > 1000, "{kind}: only {compared} rows compared");
+        assert_eq!(warming, if kind == "lstm_cnn" { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
+    }
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"]).args(extra).current_dir(p.path()).stdout(Stdio::piped()).stderr(Stdio::null()).env_remove("PIPELINE_SERVE_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    Server { child, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+fn body(mut r: ureq::http::Response<ureq::Body>) -> (u16, String) {
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn post(base: &str, path: &str, text: &str) -> (u16, String) {
+    body(agent().post(format!("{base}{path}")).header("Content-Type", "application/json").send(text).unwrap())
+}
+
+fn get(base: &str, path: &str) -> (u16, String) {
+    body(agent().get(format!("{base}{path}")).call().unwrap())
+}
+
+fn row_json(service: &str, second: u32, cpu: f64) -> serde_json::Value {
+    let mut v = serde_json::json!({ "timestamp": format!("2025-10-13T10:{:02}:{:02}", second / 60, second % 60), "service_name": service });
+    for (n, _) in NUMERIC {
+        v[n] = serde_json::json!(1.0);
+    }
+    v["cpu_usage_percent"] = serde_json::json!(cpu);
+    v["replica_count"] = serde_json::json!(3);
+    v
+}
+
+#[test]
+fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
+    let p = trained();
+    let s = start(&p, &["--max-body-bytes", "8192"], &[]);
+    let b = &s.base;
+    assert_eq!(get(b, "/healthz"), (200, "ok\n".into()));
+    let (code, ready) = get(b, "/readyz");
+    assert!(code == 200 && ready.contains("\"version\":\"v1\""), "{ready}");
+
+    // A decision, with exactly the old fields.
+    let (code, d) = post(b, "/predict", &row_json("frontend", 0, 85.0).to_string());
+    assert_eq!(code, 200, "{d}");
+    let d: serde_json::Value = serde_json::from_str(&d).unwrap();
+    let mut keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["action", "change", "confidence", "current_replicas", "predicted_replicas", "reasoning", "service_name"]);
+    assert!((1..=10).contains(&d["predicted_replicas"].as_u64().unwrap()));
+
+    // Batches, KEDA and an unknown service.
+    let batch = serde_json::json!([row_json("frontend", 30, 50.0), row_json("order", 30, 20.0), row_json("checkout", 30, 20.0)]);
+    let (code, out) = post(b, "/predict/batch", &batch.to_string());
+    assert_eq!(code, 200, "{out}");
+    let out: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(out[2]["reasoning"].as_str().unwrap().contains("unknown to the model"), "{}", out[2]);
+    assert_eq!(out[2]["predicted_replicas"], 3);
+    let (code, keda) = get(b, "/scale/frontend");
+    assert_eq!(code, 200);
+    let keda: serde_json::Value = serde_json::from_str(&keda).unwrap();
+    assert!(keda["desiredReplicas"].as_u64().is_some(), "{keda}");
+    assert_eq!(get(b, "/scale/nobody").0, 404);
+
+    // Bad requests: 4xx naming the field, nothing crashes.
+    let (code, e) = post(b, "/predict", "{not json");
+    assert!(code == 400 && e.contains("not valid JSON"), "{code} {e}");
+    let mut missing = row_json("frontend", 60, 50.0);
+    missing.as_object_mut().unwrap().remove("error_rate");
+    let (code, e) = post(b, "/predict", &missing.to_string());
+    assert!(code == 422 && e.contains("\"field\":\"error_rate\""), "{code} {e}");
+    let mut nan = row_json("frontend", 60, 50.0);
+    nan["ram_usage_percent"] = serde_json::json!("NaN");
+    let (code, e) = post(b, "/predict", &nan.to_string());
+    assert!(code == 422 && e.contains("ram_usage_percent") && e.contains("fallback"), "{code} {e}");
+    let mut text = row_json("frontend", 60, 50.0);
+    text["queue_length"] = serde_json::json!("lots");
+    assert_eq!(post(b, "/predict", &text.to_string()).0, 422);
+    let mut neg = row_json("frontend", 60, 50.0);
+    neg["replica_count"] = serde_json::json!(-1);
+    let (code, e) = post(b, "/predict", &neg.to_string());
+    assert!(code == 422 && e.contains("replica_count"), "{code} {e}");
+    let (code, e) = post(b, "/predict", &row_json("frontend", 0, 50.0).to_string());
+    assert!(code == 422 && e.contains("time order"), "an old row is refused: {code} {e}");
+    let (code, e) = post(b, "/predict/batch", &serde_json::json!([row_json("order", 90, 1.0), missing]).to_string());
+    assert!(code == 422 && e.contains("row 1"), "{code} {e}");
+    let big = format!("[{}]", vec![row_json("order", 120, 1.0).to_string(); 40].join(","));
+    assert_eq!(post(b, "/predict/batch", &big).0, 413, "bodies over the limit are refused");
+    assert_eq!(get(b, "/healthz").0, 200, "still up");
+
+    // Prometheus text that promtool accepts.
+    let (code, metrics) = get(b, "/metrics");
+    assert_eq!(code, 200);
+    for needle in ["autoscaler_predicted_replicas{service=\"frontend\"}", "autoscaler_decisions_total{service=\"order\",action=", "autoscaler_decision_latency_seconds_bucket{le=\"+Inf\"}", "autoscaler_model_info{model=\"random_forest\",version=\"v1\"} 1", "autoscaler_fallbacks_total{reason=\"unknown_service\"} 1"] {
+        assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
+    }
+    if let Ok(mut promtool) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        use std::io::Write;
+        promtool.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("promtool not installed (Debian package `prometheus`): skipped its check");
+    }
+
+    // Hot reload: promote a new version while requests flow; none fails, the new one serves.
+    let reg = Registry::of_project(p.path());
+    let v1 = reg.version_dir("random_forest", "v1");
+    let src = p.path().join("copy");
+    std::fs::create_dir_all(&src).unwrap();
+    for f in std::fs::read_dir(&v1).unwrap().flatten() {
+        if f.file_name() != "version.json" {
+            std::fs::copy(f.path(), src.join(f.file_name())).unwrap();
+        }
+    }
+    let mut info = reg.version("random_forest", "v1").unwrap();
+    info.source_key = "another".into();
+    let (v2, _) = reg.register("random_forest", &src, info).unwrap();
+    let base = b.clone();
+    let flow = std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        for i in 0..150u32 {
+            codes.push(post(&base, "/predict", &row_json("product", 200 + i, 60.0).to_string()).0);
+        }
+        codes
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    p.pipeline(&["models", "promote", "random_forest", &v2.version]).ok();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(b, "/readyz").1.contains("\"version\":\"v2\"") {
+        assert!(Instant::now() < deadline, "v2 was not picked up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let codes = flow.join().unwrap();
+    assert!(codes.iter().all(|c| *c == 200), "requests failed during the reload: {codes:?}");
+    assert!(get(b, "/metrics").1.contains("version=\"v2\""));
+}
+
+#[test]
+fn a_token_guards_everything_but_the_probes() {
+    let p = Project::empty();
+    let s = start(&p, &[], &[("PIPELINE_SERVE_TOKEN", "s3cret")]);
+    assert_eq!(get(&s.base, "/healthz").0, 200);
+    assert_eq!(get(&s.base, "/readyz").0, 503, "no model promoted yet");
+    assert_eq!(post(&s.base, "/predict", &row_json("a", 0, 1.0).to_string()).0, 401);
+    assert_eq!(get(&s.base, "/metrics").0, 401);
+    let r = agent().post(format!("{}/predict", s.base)).header("Authorization", "Bearer s3cret").send(row_json("a", 0, 1.0).to_string()).unwrap();
+    let (code, d) = body(r);
+    assert_eq!(code, 200, "{d}");
+    assert!(d.contains("no promoted model"), "falls back without a model: {d}");
+}
