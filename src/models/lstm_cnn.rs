@@ -45,6 +45,9 @@ pub struct Params {
     pub huber_delta: f64,
     pub seed: u64,
     pub device: DeviceChoice,
+    /// CPU threads, fixed for the whole training (0: every core). libtorch gives the same
+    /// weights for a seed only with the same thread count, so this does not follow the load.
+    pub threads: usize,
 }
 
 impl Default for Params {
@@ -68,6 +71,7 @@ impl Default for Params {
             huber_delta: 1.0,
             seed: 42,
             device: DeviceChoice::Auto,
+            threads: 0,
         }
     }
 }
@@ -235,8 +239,7 @@ pub struct Trained {
     pub seconds: f64,
 }
 
-/// Progress and thread count between epochs: `threads()` is asked before each epoch, so a
-/// training that outlives a sibling stage takes over its cores.
+/// Where a training reports: its threads (fixed for the run) and each epoch.
 pub trait TrainingObserver {
     fn threads(&self) -> usize;
     fn epoch(&self, e: &Epoch, best: bool);
@@ -269,7 +272,6 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
     let started = Instant::now();
     for epoch in 1..=p.epochs {
         let t0 = Instant::now();
-        torch_runtime::set_threads(observer.threads());
         rng.shuffle(&mut order);
         let (mut loss_sum, mut mae_sum, mut seen) = (0.0, 0.0, 0usize);
         for batch in order.chunks(p.batch_size) {
@@ -406,7 +408,8 @@ impl LstmCnn {
     pub fn save(&self, dir: &Path, meta: &ModelMeta) -> Result<()> {
         // VarStore writes in place; the temporary name keeps a half-written file from ever
         // carrying the real one's name.
-        let tmp = dir.join(format!(".{WEIGHTS}.tmp"));
+        // (The name must end in .safetensors: VarStore picks the format by extension.)
+        let tmp = dir.join(format!(".tmp-{WEIGHTS}"));
         self.vs.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, dir.join(WEIGHTS))?;
         write_atomic(&dir.join(SCALER), &serde_json::to_vec_pretty(&self.scaler)?)?;

@@ -220,7 +220,8 @@ impl Stage for Evaluate {
                 });
             }
             let mut best_by_label_rule: BTreeMap<String, String> = BTreeMap::new();
-            for m in &models {
+            // Only models that never saw the hold-out compete for their label rule.
+            for m in models.iter().filter(|m| m.info.honest) {
                 let better = |other: &str| {
                     let o = &totals[other];
                     (m.replay.under_provisioned_minutes, m.replay.over_provisioned_pod_hours) < (o.under_provisioned_minutes, o.over_provisioned_pod_hours)

@@ -1,9 +1,11 @@
 //! Sharing the machine's cores between stages that compute at the same time.
 //!
-//! Each compute-heavy stage holds a [`Claim`] while it works and asks it for its fair share
-//! whenever it can change its thread count (the LSTM-CNN before every epoch, the forest before
-//! each fit). Two trainings on 2 cores get one each instead of four threads fighting over two;
-//! when one finishes, the other grows back to all of them.
+//! A stage that needs a fixed thread count (the LSTM-CNN: libtorch gives the same weights for a
+//! seed only with the same number of threads) reserves it with [`Cores::reserve`]; other
+//! compute-heavy stages [`Cores::claim`] a share of what is left and ask it for their share
+//! whenever they can change their thread count (the forest before each fit). Two forests on
+//! 2 cores get one each instead of four threads fighting over two; when one finishes, the other
+//! grows back to both.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,21 +13,30 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Cores {
     total: usize,
-    busy: Arc<AtomicUsize>,
+    flexible: Arc<AtomicUsize>,
+    reserved: Arc<AtomicUsize>,
 }
 
 impl Cores {
     pub fn new(total: usize) -> Cores {
-        Cores { total: total.max(1), busy: Arc::new(AtomicUsize::new(0)) }
+        Cores { total: total.max(1), flexible: Arc::new(AtomicUsize::new(0)), reserved: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn total(&self) -> usize {
         self.total
     }
 
+    /// A share of the cores that follows how many stages are computing.
     pub fn claim(&self) -> Claim {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        Claim { cores: self.clone() }
+        self.flexible.fetch_add(1, Ordering::SeqCst);
+        Claim { cores: self.clone(), fixed: None }
+    }
+
+    /// Exactly `n` threads (0: all cores) for as long as the claim lives.
+    pub fn reserve(&self, n: usize) -> Claim {
+        let n = if n == 0 { self.total } else { n };
+        self.reserved.fetch_add(n, Ordering::SeqCst);
+        Claim { cores: self.clone(), fixed: Some(n) }
     }
 }
 
@@ -33,19 +44,28 @@ impl Cores {
 #[derive(Debug)]
 pub struct Claim {
     cores: Cores,
+    fixed: Option<usize>,
 }
 
 impl Claim {
-    /// This claim's share of the cores right now: at least one.
+    /// Threads to use right now: a reservation's fixed count, or a fair part of the cores
+    /// nobody reserved (at least one).
     pub fn fair_share(&self) -> usize {
-        let busy = self.cores.busy.load(Ordering::SeqCst).max(1);
-        (self.cores.total / busy).max(1)
+        if let Some(n) = self.fixed {
+            return n;
+        }
+        let flexible = self.cores.flexible.load(Ordering::SeqCst).max(1);
+        let free = self.cores.total.saturating_sub(self.cores.reserved.load(Ordering::SeqCst)).max(1);
+        (free / flexible).max(1)
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.cores.busy.fetch_sub(1, Ordering::SeqCst);
+        match self.fixed {
+            Some(n) => self.cores.reserved.fetch_sub(n, Ordering::SeqCst),
+            None => self.cores.flexible.fetch_sub(1, Ordering::SeqCst),
+        };
     }
 }
 
@@ -66,5 +86,18 @@ mod tests {
         drop(b);
         assert_eq!(a.fair_share(), 4);
         assert_eq!(Cores::new(1).claim().fair_share(), 1);
+    }
+
+    #[test]
+    fn reservations_are_fixed_and_others_share_the_rest() {
+        let cores = Cores::new(4);
+        let forest = cores.claim();
+        let lstm = cores.reserve(3);
+        assert_eq!((lstm.fair_share(), forest.fair_share()), (3, 1));
+        let all = cores.reserve(0);
+        assert_eq!(all.fair_share(), 4);
+        assert_eq!(forest.fair_share(), 1, "never below one thread");
+        drop((lstm, all));
+        assert_eq!(forest.fair_share(), 4);
     }
 }

@@ -50,7 +50,7 @@ details pre{{background:#f8f8f8;padding:1em;overflow:auto}}</style></head><body>
     for row in &r.honest_comparison {
         let _ = write!(h, "<tr><td>{} ({} is better)</td>", esc(&row.metric), if row.higher_is_better { "higher" } else { "lower" });
         for (m, v) in r.models.iter().zip(&row.values) {
-            let cell = if row.metric.contains("accuracy") || row.metric.contains("agreement") { pct(*v) } else { num(*v) };
+            let cell = super::text::fmt_value(&row.metric, *v);
             let class = if row.winner.as_deref() == Some(m.as_str()) { " class=\"win\"" } else { "" };
             let _ = write!(h, "<td{class}>{cell}</td>");
         }

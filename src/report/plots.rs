@@ -52,7 +52,8 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 /// Draws into a PNG under a temporary name, then renames: a plot is whole or absent.
 fn png(path: &Path, size: (u32, u32), title: &str, draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<()>) -> Result<()> {
     fonts();
-    let tmp = path.with_extension("png.tmp");
+    // The encoder picks the format by extension, so the temporary name ends in .png too.
+    let tmp = path.with_file_name(format!(".tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("plot.png")));
     {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
@@ -73,6 +74,9 @@ pub struct Bars<'a> {
 }
 
 pub fn model_comparison(path: &Path, models: &[String], charts: &[Bars]) -> Result<()> {
+    if models.is_empty() {
+        return Ok(());
+    }
     png(path, (1500, 900), "Models on the common temporal hold-out", |root| {
         let (legend, grid) = root.split_vertically(50);
         draw_legend(&legend, &models.iter().enumerate().map(|(i, m)| (m.clone(), color(i))).collect::<Vec<_>>())?;
@@ -96,10 +100,11 @@ fn bar_chart(area: &DrawingArea<BitMapBackend, Shift>, models: &[String], b: &Ba
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..models.len()).into_segmented(), (lo.min(0.0))..(hi + pad))
+        .build_cartesian_2d((0..models.len() - 1).into_segmented(), (lo.min(0.0) - if lo < 0.0 { pad } else { 0.0 })..(hi + pad))
         .map_err(err)?;
     chart
         .configure_mesh()
+            .light_line_style(WHITE)
         .disable_x_mesh()
         .x_labels(models.len())
         .x_label_formatter(&|v| match v {
@@ -117,8 +122,10 @@ fn bar_chart(area: &DrawingArea<BitMapBackend, Shift>, models: &[String], b: &Ba
         bar.set_margin(0, 0, 14, 14);
         chart.draw_series(std::iter::once(bar)).map_err(err)?;
         let label = if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") };
+        // Above a positive bar, below a negative one.
+        let (y, vpos) = if *v >= 0.0 { (*v + pad * 0.2, VPos::Bottom) } else { (*v - pad * 0.2, VPos::Top) };
         chart
-            .draw_series(std::iter::once(Text::new(label, (SegmentValue::CenterOf(i), *v + pad * 0.25), TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)))))
+            .draw_series(std::iter::once(Text::new(label, (SegmentValue::CenterOf(i), y), TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, vpos)))))
             .map_err(err)?;
     }
     Ok(())
@@ -156,7 +163,9 @@ pub fn prediction_comparison(path: &Path, models: &[ModelPredictions], series_ti
 }
 
 fn scatter(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: RGBColor) -> Result<()> {
-    let hi = m.actual.iter().chain(m.predicted).copied().filter(|v| v.is_finite()).fold(1.0, f64::max) + 0.5;
+    // The axes follow the actual targets; wild predictions are drawn at the edge, not allowed
+    // to squash the rest into a corner.
+    let hi = m.actual.iter().copied().filter(|v| v.is_finite()).fold(1.0, f64::max) * 1.25 + 0.5;
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{}: predicted vs actual", m.name), (FONT, 18))
         .margin(12)
@@ -164,9 +173,9 @@ fn scatter(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: RG
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..hi, 0.0..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("actual target replicas").y_desc("predicted").label_style((FONT, 14)).draw().map_err(err)?;
+    chart.configure_mesh().light_line_style(WHITE).x_desc("actual target replicas").y_desc("predicted").label_style((FONT, 14)).draw().map_err(err)?;
     chart
-        .draw_series(m.actual.iter().zip(m.predicted).map(|(a, p)| Circle::new((*a, *p), 2, c.mix(0.25).filled())))
+        .draw_series(m.actual.iter().zip(m.predicted).filter(|(_, p)| p.is_finite()).map(|(a, p)| Circle::new((*a, p.clamp(0.0, hi)), 2, c.mix(0.25).filled())))
         .map_err(err)?;
     chart.draw_series(LineSeries::new([(0.0, 0.0), (hi, hi)], BLACK.stroke_width(1))).map_err(err)?;
     Ok(())
@@ -190,7 +199,7 @@ fn histogram(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: 
         .y_label_area_size(60)
         .build_cartesian_2d(-span..span, 0.0..top)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("predicted − actual (replicas)").y_desc("rows").label_style((FONT, 14)).draw().map_err(err)?;
+    chart.configure_mesh().light_line_style(WHITE).x_desc("predicted − actual (replicas)").y_desc("rows").label_style((FONT, 14)).draw().map_err(err)?;
     chart
         .draw_series(counts.iter().enumerate().map(|(i, n)| {
             let x0 = -span + i as f64 * width;
@@ -211,7 +220,7 @@ fn time_series(area: &DrawingArea<BitMapBackend, Shift>, title: &str, series: &[
         .y_label_area_size(50)
         .build_cartesian_2d(0..n, 0.0..hi)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("hold-out step (30 s)").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
+    chart.configure_mesh().light_line_style(WHITE).x_desc("hold-out step (30 s)").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
     for (i, (name, ys)) in series.iter().enumerate() {
         let c = if i == 0 { BLACK } else { color(i - 1) };
         chart
@@ -220,7 +229,7 @@ fn time_series(area: &DrawingArea<BitMapBackend, Shift>, title: &str, series: &[
             .label(name.clone())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::UpperLeft).draw().map_err(err)?;
+    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
     Ok(())
 }
 
@@ -235,10 +244,11 @@ pub fn feature_importance(path: &Path, model: &str, importances: &[(String, f64)
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(300)
-            .build_cartesian_2d(0.0..hi, (0..top.len()).into_segmented())
+            .build_cartesian_2d(0.0..hi, (0..top.len().max(1) - 1).into_segmented())
             .map_err(err)?;
         chart
             .configure_mesh()
+            .light_line_style(WHITE)
             .disable_y_mesh()
             .y_labels(top.len())
             .y_label_formatter(&|v| match v {
@@ -275,7 +285,7 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
             macro_rules! draw {
                 ($chart:expr) => {{
                     let mut chart = $chart;
-                    chart.configure_mesh().x_desc("epoch").y_desc(ylabel).label_style((FONT, 14)).draw().map_err(err)?;
+                    chart.configure_mesh().light_line_style(WHITE).x_desc("epoch").y_desc(ylabel).label_style((FONT, 14)).draw().map_err(err)?;
                     for (name, ys, c) in &series {
                         let c = *c;
                         chart
@@ -324,7 +334,7 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..end, 0.0..max_r)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("hours into the hold-out").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
+        chart.configure_mesh().light_line_style(WHITE).x_desc("hours into the hold-out").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
         for t in traces {
             let c = policy_color(&t.policy, models);
             // Replicas hold until the next row: draw steps.
@@ -341,7 +351,7 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
                 .label(t.policy.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::UpperRight).draw().map_err(err)?;
+        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
 
         let max_u = traces.iter().flat_map(|t| t.utilization.iter()).copied().filter(|u| u.is_finite()).fold(target, f64::max).min(400.0) * 1.1;
         let mut chart = ChartBuilder::on(&bottom)
@@ -351,7 +361,7 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
             .y_label_area_size(50)
             .build_cartesian_2d(0.0..end, 0.0..max_u)
             .map_err(err)?;
-        chart.configure_mesh().x_desc("hours into the hold-out").y_desc("CPU %").label_style((FONT, 14)).draw().map_err(err)?;
+        chart.configure_mesh().light_line_style(WHITE).x_desc("hours into the hold-out").y_desc("CPU %").label_style((FONT, 14)).draw().map_err(err)?;
         for t in traces {
             let c = policy_color(&t.policy, models);
             chart

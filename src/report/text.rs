@@ -5,11 +5,14 @@ use std::fmt::Write;
 use super::Report;
 use crate::evaluation::Action;
 
-fn fmt_value(metric: &str, v: f64) -> String {
+/// A metric's value as the report prints it (percentages, minutes, plain numbers).
+pub(crate) fn fmt_value(metric: &str, v: f64) -> String {
     if !v.is_finite() {
         "-".into()
     } else if metric.contains("accuracy") || metric.contains("agreement") {
         format!("{:.2}%", 100.0 * v)
+    } else if metric.contains("minutes") || metric.contains("pod-hours") || metric.contains("µs") {
+        format!("{v:.1}")
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {

@@ -172,7 +172,10 @@ impl Stage for Train {
             lineage,
             out_dir: ctx.out_dir.clone(),
             progress: ctx.progress.clone(),
-            claim: ctx.cores.claim(),
+            claim: match &self.model {
+                Model::LstmCnn(p) => ctx.cores.reserve(p.threads),
+                Model::RandomForest { .. } => ctx.cores.claim(),
+            },
         };
         let fitted = tokio::task::spawn_blocking(move || -> Result<Fitted> {
             job.progress.message("loading");
