@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// recomputes what changed.
 #[derive(Parser)]
 #[command(name = "pipeline", version, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file or arguments.")]
+#[command(after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file or arguments, 3 another run holds the project (with --no-wait).")]
 struct Cli {
     /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -53,6 +53,9 @@ enum Command {
         /// No progress bars, even on a terminal.
         #[arg(long)]
         no_progress: bool,
+        /// If another run holds this project, exit with code 3 instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// For each stage: fresh (cached for the current inputs) or stale, and what changed.
     Status {
@@ -162,6 +165,27 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         reload_every: f64,
     },
+    /// Remove old runs and the cache entries no kept run or stage refers to.
+    ///
+    /// Keeps the newest --keep-runs runs, every run younger than --keep-days, and `latest`;
+    /// keeps each stage's last build. Never touches the model registry (promoted versions).
+    Gc {
+        /// The project folder (the one holding artifacts/).
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        root: PathBuf,
+        /// How many of the newest runs to keep.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        keep_runs: usize,
+        /// Also keep every run younger than this many days.
+        #[arg(long, value_name = "D")]
+        keep_days: Option<f64>,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// If a run holds the project, exit with code 3 instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// The model registry: versions, the serving one, promotion and rollback.
     Models {
         #[command(subcommand)]
@@ -196,9 +220,9 @@ fn main() -> ExitCode {
     let json_logs = args.log_format == "json";
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Run { pipeline, force, only, from, until, jobs, dry_run, no_progress } => {
+            Command::Run { pipeline, force, only, from, until, jobs, dry_run, no_progress, no_wait } => {
                 let no_progress = no_progress || json_logs;
-                cli::run::run(pipeline, cli::run::Flags { force, only, from, until, jobs, dry_run, no_progress }).await
+                cli::run::run(pipeline, cli::run::Flags { force, only, from, until, jobs, dry_run, no_progress, no_wait }).await
             }
             Command::Status { pipeline } => cli::status::status(pipeline).await,
             Command::Dag { pipeline, format } => cli::dag::dag(pipeline, &format),
@@ -223,6 +247,7 @@ fn main() -> ExitCode {
                 };
                 autoscale::serving::server::serve(cfg).await.map(|_| exit::SUCCESS)
             }
+            Command::Gc { root, keep_runs, keep_days, dry_run, no_wait } => cli::gc::gc(cli::gc::Options { root, keep_runs, keep_days, dry_run, no_wait }),
             Command::Models { command, registry } => cli::models::models(&registry, command),
             Command::Export { stage, path, pipeline, table } => {
                 cli::export::export(pipeline, &stage, table.as_deref(), &path).await

@@ -7,7 +7,15 @@ pub const SUCCESS: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// The pipeline file or the arguments are invalid; nothing ran.
 pub const INVALID: u8 = 2;
+/// Another run holds the project's lock and `--no-wait` was given; nothing ran.
+pub const BUSY: u8 = 3;
 
 pub fn code_for(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<SpecError>()) { INVALID } else { FAILURE }
+    if e.chain().any(|c| c.is::<SpecError>()) {
+        INVALID
+    } else if e.chain().any(|c| c.is::<crate::artifacts::lock::Busy>()) {
+        BUSY
+    } else {
+        FAILURE
+    }
 }

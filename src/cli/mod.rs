@@ -4,6 +4,7 @@
 pub mod dag;
 pub mod exit;
 pub mod export;
+pub mod gc;
 pub mod inspect;
 pub mod logging;
 pub mod models;

@@ -16,6 +16,7 @@ pub struct Flags {
     pub jobs: Option<usize>,
     pub dry_run: bool,
     pub no_progress: bool,
+    pub no_wait: bool,
 }
 
 pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
@@ -43,6 +44,10 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
         }
         return Ok(exit::SUCCESS);
     }
+    // One run per project at a time: two would race on the same cache entries and models.
+    let _lock = crate::artifacts::lock::RunLock::acquire(&plan.pipeline.root, !flags.no_wait, |holder| {
+        eprintln!("waiting for another `pipeline run` on this project to finish ({holder})");
+    })?;
     let run_id = runs::new_run_id();
     let report = run::execute(Arc::clone(&plan), cache.clone(), opts).await?;
     print_summary(&report);

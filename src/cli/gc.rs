@@ -1,0 +1,105 @@
+//! `pipeline gc`: remove old runs and the cache entries nothing refers to any more.
+//!
+//! Kept: the newest `--keep-runs` runs and every run younger than `--keep-days`, `latest`
+//! always; the cache entries those runs used and each stage's last build (what `run` would
+//! reuse next). Never touched: the model registry (promoted and serving versions live there,
+//! not in the cache). Holds the run lock, so it never races a run.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::exit;
+
+pub struct Options {
+    pub root: PathBuf,
+    pub keep_runs: usize,
+    pub keep_days: Option<f64>,
+    pub dry_run: bool,
+    pub no_wait: bool,
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    walk(p).iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn age_days(p: &Path) -> f64 {
+    p.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).map_or(0.0, |d| d.as_secs_f64() / 86_400.0)
+}
+
+pub fn gc(o: Options) -> Result<u8> {
+    let _lock = crate::artifacts::lock::RunLock::acquire(&o.root, !o.no_wait, |holder| eprintln!("waiting for a run to finish ({holder})"))?;
+    let artifacts = o.root.join("artifacts");
+    let runs_dir = artifacts.join("runs");
+    let latest = std::fs::read_link(runs_dir.join("latest")).ok().map(|l| l.to_string_lossy().into_owned());
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
+    runs.sort();
+    runs.reverse(); // run ids start with their UTC time: newest first
+    let (mut kept, mut doomed) = (Vec::new(), Vec::new());
+    for (i, r) in runs.iter().enumerate() {
+        let name = r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let young = o.keep_days.is_some_and(|d| age_days(r) < d);
+        if i < o.keep_runs || young || latest.as_deref() == Some(name.as_str()) {
+            kept.push(r.clone());
+        } else {
+            doomed.push(r.clone());
+        }
+    }
+    // Cache entries still wanted: used by a kept run, or the last build of some stage.
+    let mut wanted: HashSet<String> = HashSet::new();
+    for r in &kept {
+        if let Ok(b) = std::fs::read(r.join("manifest.json")) {
+            let m: serde_json::Value = serde_json::from_slice(&b).with_context(|| format!("{}/manifest.json", r.display()))?;
+            for s in m["stages"].as_array().into_iter().flatten() {
+                if let Some(k) = s["key"].as_str() {
+                    wanted.insert(k.to_string());
+                }
+            }
+        }
+    }
+    let cache = artifacts.join("cache");
+    for f in walk(&cache.join("stages")) {
+        if let Ok(v) = std::fs::read(&f).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b)?)) {
+            if let Some(k) = v["key"].as_str() {
+                wanted.insert(k.to_string());
+            }
+        }
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache.join("entries")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    entries.retain(|e| !wanted.contains(&e.file_name().unwrap_or_default().to_string_lossy().into_owned()));
+    // Leftovers of interrupted runs (no run is active: we hold the lock).
+    entries.extend(std::fs::read_dir(cache.join("tmp")).into_iter().flatten().flatten().map(|e| e.path()));
+    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| o.keep_days.is_none_or(|d| age_days(p) >= d)));
+
+    let (mut bytes, verb) = (0u64, if o.dry_run { "would remove" } else { "removed" });
+    for p in doomed.iter().chain(&entries) {
+        bytes += dir_bytes(p);
+        if !o.dry_run {
+            std::fs::remove_dir_all(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    println!(
+        "{verb} {} runs and {} cache entries ({:.1} MiB); kept {} runs; the model registry is never collected",
+        doomed.len(),
+        entries.len(),
+        bytes as f64 / 1048576.0,
+        kept.len()
+    );
+    Ok(exit::SUCCESS)
+}

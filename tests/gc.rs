@@ -1,0 +1,33 @@
+//! `pipeline gc`: old runs and unreferenced cache entries go; the latest run, each stage's last
+//! build and the model registry stay.
+
+mod common;
+use common::Project;
+
+fn count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
+}
+
+#[test]
+fn gc_keeps_what_the_next_run_needs_and_every_model() {
+    let p = Project::new();
+    for cpu in ["70", "71", "72"] {
+        p.pipeline(&["run", "--until", "labels", "--set", &format!("scale_up_cpu={cpu}")]).ok();
+    }
+    let entries = p.path().join("artifacts/cache/entries");
+    let runs = p.path().join("artifacts/runs");
+    assert_eq!(count(&entries), 5, "ingest, features, three labels");
+    assert_eq!(count(&runs), 4, "three runs and latest");
+    let model = p.path().join("artifacts/models/random_forest/v1");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("model.json"), "{}").unwrap();
+
+    p.pipeline(&["gc", "--keep-runs", "1", "--dry-run"]).ok().stdout_has("would remove 2 runs and 2 cache entries");
+    assert_eq!(count(&entries), 5, "a dry run removes nothing");
+    p.pipeline(&["gc", "--keep-runs", "1"]).ok().stdout_has("removed 2 runs and 2 cache entries");
+    assert_eq!(count(&entries), 3);
+    assert_eq!(count(&runs), 2, "the newest run and latest");
+    assert!(runs.join("latest/manifest.json").is_file(), "latest still points at a run");
+    assert!(model.join("model.json").is_file(), "the registry is never collected");
+    p.pipeline(&["run", "--until", "labels", "--set", "scale_up_cpu=72"]).ok().stdout_has("0 ran");
+}
