@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tch::nn::{self, ModuleT, OptimizerConfig, RNN};
+use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
 use super::sequences::Scaler;
@@ -115,15 +115,40 @@ fn batch_norm(vs: nn::Path, n: i64) -> nn::BatchNorm {
     nn::batch_norm1d(vs, n, nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() })
 }
 
+/// One LSTM layer on tch's weights, called with the real training flag: tch's own LSTM fixes
+/// it at construction (to `true`), which makes inference keep the training workspace and run
+/// slower.
+#[derive(Debug)]
+struct Lstm {
+    weights: Vec<Tensor>,
+    hidden: i64,
+}
+
+impl Lstm {
+    fn new(vs: nn::Path, input: i64, hidden: i64) -> Lstm {
+        let _ = nn::lstm(&vs, input, hidden, nn::RNNConfig { batch_first: true, ..Default::default() });
+        let weights = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|n| vs.get(n).expect("nn::lstm registers its weights")).collect();
+        Lstm { weights, hidden }
+    }
+
+    /// `[batch, steps, in]` → (all steps `[batch, steps, hidden]`, last hidden `[batch, hidden]`).
+    fn run(&self, xs: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let zeros = Tensor::zeros([1, xs.size()[0], self.hidden], (xs.kind(), xs.device()));
+        let w: Vec<&Tensor> = self.weights.iter().collect();
+        let (out, h, _) = xs.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, train, false, true);
+        (out, h.squeeze_dim(0))
+    }
+}
+
 #[derive(Debug)]
 struct Net {
     conv1: nn::Conv1D,
     bn1: nn::BatchNorm,
     conv2: nn::Conv1D,
     bn2: nn::BatchNorm,
-    lstm1: nn::LSTM,
+    lstm1: Lstm,
     bn3: nn::BatchNorm,
-    lstm2: nn::LSTM,
+    lstm2: Lstm,
     bn4: nn::BatchNorm,
     fc1: nn::Linear,
     bn5: nn::BatchNorm,
@@ -139,15 +164,14 @@ impl Net {
         let [l1, l2] = p.lstm_units;
         let [d1, d2] = p.dense_units;
         let same = nn::ConvConfig { padding: p.kernel_size / 2, ..Default::default() };
-        let lstm = nn::RNNConfig { batch_first: true, ..Default::default() };
         Net {
             conv1: nn::conv1d(vs / "conv1", n_features, c1, p.kernel_size, same),
             bn1: batch_norm(vs / "bn1", c1),
             conv2: nn::conv1d(vs / "conv2", c1, c2, p.kernel_size, Default::default()),
             bn2: batch_norm(vs / "bn2", c2),
-            lstm1: nn::lstm(vs / "lstm1", n_features, l1, lstm),
+            lstm1: Lstm::new(vs / "lstm1", n_features, l1),
             bn3: batch_norm(vs / "bn3", l1),
-            lstm2: nn::lstm(vs / "lstm2", l1, l2, lstm),
+            lstm2: Lstm::new(vs / "lstm2", l1, l2),
             bn4: batch_norm(vs / "bn4", l2),
             fc1: nn::linear(vs / "fc1", c2 * p.pooled_len() + l2, d1, Default::default()),
             bn5: batch_norm(vs / "bn5", d1),
@@ -156,6 +180,17 @@ impl Net {
             dropout: p.dropout,
             final_dropout: p.final_dropout,
         }
+    }
+}
+
+/// Dropout that is not even called in inference (each libtorch call costs a little, and a
+/// single decision makes dozens).
+#[derive(Debug)]
+struct Dropout(f64);
+
+impl ModuleT for Dropout {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        if train && self.0 > 0.0 { xs.dropout(self.0, true) } else { xs.shallow_clone() }
     }
 }
 
@@ -169,26 +204,26 @@ impl ModuleT for Net {
             .apply(&self.conv1)
             .relu()
             .apply_t(&self.bn1, train)
-            .dropout(p, train)
+            .apply_t(&Dropout(p), train)
             .apply(&self.conv2)
             .relu()
             .apply_t(&self.bn2, train)
             .max_pool1d(2, 2, 0, 1, false)
-            .dropout(p, train)
+            .apply_t(&Dropout(p), train)
             .flatten(1, -1);
-        let (all_steps, _) = self.lstm1.seq(xs);
+        let (all_steps, _) = self.lstm1.run(xs, train);
         // BatchNorm1d normalises dim 1; the LSTM's units are dim 2.
-        let h = all_steps.transpose(1, 2).apply_t(&self.bn3, train).transpose(1, 2).dropout(p, train);
-        let (_, last) = self.lstm2.seq(&h);
-        let rnn = last.h().squeeze_dim(0).apply_t(&self.bn4, train).dropout(p, train);
+        let h = all_steps.transpose(1, 2).apply_t(&self.bn3, train).transpose(1, 2).apply_t(&Dropout(p), train);
+        let (_, last) = self.lstm2.run(&h, train);
+        let rnn = last.apply_t(&self.bn4, train).apply_t(&Dropout(p), train);
         Tensor::cat(&[cnn, rnn], 1)
             .apply(&self.fc1)
             .relu()
             .apply_t(&self.bn5, train)
-            .dropout(p, train)
+            .apply_t(&Dropout(p), train)
             .apply(&self.fc2)
             .relu()
-            .dropout(self.final_dropout, train)
+            .apply_t(&Dropout(self.final_dropout), train)
             .apply(&self.out)
             .squeeze_dim(1)
     }
