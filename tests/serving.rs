@@ -77,7 +77,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
         assert_eq!((row.service.as_str(), row.timestamp), (sql_service[i].as_str(), sql_ts[i]));
         let online = histories.entry(row.service.clone()).or_default().push(row);
         for (j, name) in names.iter().enumerate() {
-            let v = online.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("the server does not compute `{name}`")).1;
+            let v = online[autoscale::serving::features::position(name).unwrap_or_else(|| panic!("the server does not compute `{name}`"))];
             let d = (v - sql[j][i]).abs() / sql[j][i].abs().max(1.0);
             worst = worst.max(d);
             assert!(d <= 1e-9, "{name} of {} at {}: online {v} vs SQL {}", row.service, row.timestamp, sql[j][i]);

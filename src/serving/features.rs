@@ -28,6 +28,38 @@ pub const CORE_FEATURES: [&str; 18] = [
     "node_memory_pressure_flag",
 ];
 
+/// The 15 engineered features, in the order [`History::push`] returns them after the core ones.
+pub const ENGINEERED: [&str; 15] = [
+    "hour_sin",
+    "hour_cos",
+    "cpu_utilization_ratio",
+    "ram_utilization_ratio",
+    "cpu_change_rate",
+    "ram_change_rate",
+    "request_change_rate",
+    "cpu_rolling_std",
+    "ram_rolling_std",
+    "request_rolling_max",
+    "response_time_rolling_p95",
+    "cpu_per_replica",
+    "ram_per_replica",
+    "requests_per_replica",
+    "system_pressure",
+];
+
+/// A row's features: the 18 core then the 15 engineered, in [`name`] order.
+pub type Named = [f64; 33];
+
+/// The name of a feature of [`Named`] by position.
+pub fn name(i: usize) -> &'static str {
+    if i < CORE_FEATURES.len() { CORE_FEATURES[i] } else { ENGINEERED[i - CORE_FEATURES.len()] }
+}
+
+/// Position of a feature in [`Named`].
+pub fn position(feature: &str) -> Option<usize> {
+    (0..33).find(|&i| name(i) == feature)
+}
+
 /// Rows in the rolling windows (`ROWS BETWEEN 9 PRECEDING AND CURRENT ROW`).
 pub const WINDOW: usize = 10;
 
@@ -124,8 +156,8 @@ pub fn quantile(values: &mut [f64], q: f64) -> f64 {
 }
 
 impl History {
-    /// Adds the row and returns its features by name (core, engineered; not the one-hot).
-    pub fn push(&mut self, row: &RawRow) -> Vec<(&'static str, f64)> {
+    /// Adds the row and returns its features (core, engineered; not the one-hot).
+    pub fn push(&mut self, row: &RawRow) -> Named {
         let g = |n: &str| row.get(n);
         let (cpu, ram, rps, rt) = (g("cpu_usage_percent"), g("ram_usage_percent"), g("request_count_per_second"), g("response_time_ms"));
         let prev = self.window.back().copied();
@@ -140,49 +172,68 @@ impl History {
         let replicas = row.replicas();
         let change = |k: usize, now: f64| prev.map_or(0.0, |p| now - p[k]);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut out: Vec<(&'static str, f64)> = CORE_FEATURES.iter().map(|n| (*n, g(n))).collect();
-        out.extend([
-            ("hour_sin", (2.0 * std::f64::consts::PI * hour / 24.0).sin()),
-            ("hour_cos", (2.0 * std::f64::consts::PI * hour / 24.0).cos()),
-            ("cpu_utilization_ratio", cpu / (g("cpu_limit") + 1e-6)),
-            ("ram_utilization_ratio", ram / (g("ram_limit") + 1e-6)),
-            ("cpu_change_rate", change(0, cpu)),
-            ("ram_change_rate", change(1, ram)),
-            ("request_change_rate", change(2, rps)),
-            ("cpu_rolling_std", stddev_samp(col(0))),
-            ("ram_rolling_std", stddev_samp(col(1))),
-            ("request_rolling_max", col(2).fold(f64::MIN, f64::max)),
-            ("response_time_rolling_p95", quantile(&mut rts, 0.95)),
-            ("cpu_per_replica", cpu / (replicas + 1.0)),
-            ("ram_per_replica", ram / (replicas + 1.0)),
-            ("requests_per_replica", rps / (replicas + 1.0)),
-            (
-                "system_pressure",
-                flag(cpu > 70.0) + flag(ram > 75.0) + flag(rt > 500.0) + flag(g("error_rate") > 0.05) + g("node_cpu_pressure_flag") + g("node_memory_pressure_flag"),
-            ),
+        let mut out = [0.0; 33];
+        for (i, n) in CORE_FEATURES.iter().enumerate() {
+            out[i] = g(n);
+        }
+        // In ENGINEERED's order.
+        out[18..].copy_from_slice(&[
+            (2.0 * std::f64::consts::PI * hour / 24.0).sin(),
+            (2.0 * std::f64::consts::PI * hour / 24.0).cos(),
+            cpu / (g("cpu_limit") + 1e-6),
+            ram / (g("ram_limit") + 1e-6),
+            change(0, cpu),
+            change(1, ram),
+            change(2, rps),
+            stddev_samp(col(0)),
+            stddev_samp(col(1)),
+            col(2).fold(f64::MIN, f64::max),
+            quantile(&mut rts, 0.95),
+            cpu / (replicas + 1.0),
+            ram / (replicas + 1.0),
+            rps / (replicas + 1.0),
+            flag(cpu > 70.0) + flag(ram > 75.0) + flag(rt > 500.0) + flag(g("error_rate") > 0.05) + g("node_cpu_pressure_flag") + g("node_memory_pressure_flag"),
         ]);
         out
     }
 }
 
-/// The model's feature vector for a row: named features by name, `service_<name>` one-hot.
-/// Fails with the names the model wants but this code does not compute.
-pub fn vector(model_features: &[String], named: &[(&'static str, f64)], service: &str, one_hot_prefix: &str) -> Result<Vec<f64>, Vec<String>> {
-    let mut missing = Vec::new();
-    let v = model_features
-        .iter()
-        .map(|f| {
-            if let Some((_, v)) = named.iter().find(|(n, _)| n == f) {
-                *v
-            } else if let Some(s) = f.strip_prefix(one_hot_prefix) {
-                if s == service { 1.0 } else { 0.0 }
-            } else {
-                missing.push(f.clone());
-                0.0
-            }
-        })
-        .collect();
-    if missing.is_empty() { Ok(v) } else { Err(missing) }
+/// Where each of a model's features comes from, worked out once per model.
+#[derive(Debug, Clone)]
+enum Slot {
+    Named(usize),
+    /// `service_<name>`: 1 for that service's rows.
+    Service(String),
+}
+
+/// How to build a model's feature vector from a row's [`Named`] features and its service.
+#[derive(Debug, Clone)]
+pub struct Plan(Vec<Slot>);
+
+impl Plan {
+    /// Fails with the features the model wants but this code does not compute.
+    pub fn new(model_features: &[String], one_hot_prefix: &str) -> Result<Plan, Vec<String>> {
+        let mut missing = Vec::new();
+        let slots = model_features
+            .iter()
+            .map(|f| match (position(f), f.strip_prefix(one_hot_prefix)) {
+                (Some(i), _) => Slot::Named(i),
+                (None, Some(s)) => Slot::Service(s.to_string()),
+                (None, None) => {
+                    missing.push(f.clone());
+                    Slot::Named(0)
+                }
+            })
+            .collect();
+        if missing.is_empty() { Ok(Plan(slots)) } else { Err(missing) }
+    }
+
+    pub fn extend(&self, named: &Named, service: &str, out: &mut Vec<f64>) {
+        out.extend(self.0.iter().map(|s| match s {
+            Slot::Named(i) => named[*i],
+            Slot::Service(s) => f64::from(u8::from(s == service)),
+        }));
+    }
 }
 
 #[cfg(test)]
@@ -202,7 +253,7 @@ mod tests {
     fn windows_and_first_row() {
         let mut h = History::default();
         let f = h.push(&row(7 * 3600, 50.0, 100.0));
-        let get = |f: &[(&str, f64)], n: &str| f.iter().find(|(k, _)| *k == n).unwrap().1;
+        let get = |f: &Named, n: &str| f[position(n).unwrap()];
         assert_eq!(get(&f, "cpu_change_rate"), 0.0);
         assert_eq!(get(&f, "cpu_rolling_std"), 0.0);
         assert_eq!(get(&f, "response_time_rolling_p95"), 100.0);
@@ -238,7 +289,13 @@ mod tests {
         let mut bad = ok;
         bad["timestamp"] = serde_json::json!("yesterday");
         assert_eq!(RawRow::from_json(&bad).unwrap_err().field, "timestamp");
-        assert_eq!(vector(&["x".into(), "service_order".into()], &[("x", 2.0)], "order", "service_").unwrap(), vec![2.0, 1.0]);
-        assert_eq!(vector(&["nope".into()], &[], "order", "service_").unwrap_err(), vec!["nope".to_string()]);
+        let mut named = [0.0; 33];
+        named[position("cpu_per_replica").unwrap()] = 2.0;
+        let plan = Plan::new(&["cpu_per_replica".into(), "service_order".into(), "service_x".into()], "service_").unwrap();
+        let mut v = Vec::new();
+        plan.extend(&named, "order", &mut v);
+        assert_eq!(v, vec![2.0, 1.0, 0.0]);
+        assert_eq!(Plan::new(&["nope".into()], "service_").unwrap_err(), vec!["nope".to_string()]);
+        assert!((0..33).all(|i| position(name(i)) == Some(i)), "names are unique");
     }
 }

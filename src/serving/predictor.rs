@@ -46,12 +46,18 @@ pub struct Loaded {
     pub name: String,
     pub version: String,
     pub dir: PathBuf,
+    /// How to build its feature vector, or the features this server cannot compute.
+    plan: Result<features::Plan, Vec<String>>,
+    /// The services of its one-hot columns.
+    services: Vec<String>,
 }
 
 impl Loaded {
     pub fn from_dir(dir: &Path, name: &str, version: &str) -> Result<Loaded> {
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
-        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf() })
+        let plan = features::Plan::new(&model.meta().features, "service_");
+        let services = model.meta().features.iter().filter_map(|f| f.strip_prefix("service_")).map(str::to_string).collect();
+        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services })
     }
 
     /// The promoted version of `name` in a registry.
@@ -66,8 +72,8 @@ impl Loaded {
 #[derive(Default)]
 struct ServiceState {
     history: History,
-    /// The last rows' named features, newest last (the LSTM-CNN reads a window of them).
-    recent: VecDeque<Vec<(&'static str, f64)>>,
+    /// The last rows' features, newest last (the LSTM-CNN reads a window of them).
+    recent: VecDeque<features::Named>,
 }
 
 /// Holds at most this many recent feature rows per service (the longest window any model reads).
@@ -118,38 +124,39 @@ impl Predictor {
             });
         }
         let named = state.history.push(row);
-        state.recent.push_back(named.clone());
-        if state.recent.len() > KEEP {
+        if state.recent.len() == KEEP {
             state.recent.pop_front();
         }
-        let get = |n: &str| named.iter().find(|(k, _)| *k == n).map_or(0.0, |(_, v)| *v);
-        let confidence = confidence(row.get("cpu_usage_percent_slope"), get("cpu_rolling_std"));
+        state.recent.push_back(named);
+        let std = named[features::position("cpu_rolling_std").expect("a computed feature")];
+        let confidence = confidence(row.get("cpu_usage_percent_slope"), std);
         let Some(loaded) = model else {
             return Ok(self.fallback(row, "no_model", "no promoted model is loaded; keeping the current replicas"));
         };
-        let features = &loaded.model.meta().features;
-        let known: Vec<&str> = features.iter().filter_map(|f| f.strip_prefix("service_")).collect();
-        if !known.contains(&row.service.as_str()) {
-            let reason = format!("service `{}` is unknown to the model (trained on {}); keeping the current replicas", row.service, known.join(", "));
+        if !loaded.services.contains(&row.service) {
+            let reason = format!("service `{}` is unknown to the model (trained on {}); keeping the current replicas", row.service, loaded.services.join(", "));
             return Ok(self.fallback_owned(row, "unknown_service", reason));
         }
+        let plan = match &loaded.plan {
+            Ok(p) => p,
+            Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
+        };
+        let nf = loaded.model.meta().features.len();
         let output = match &loaded.model {
-            Model::RandomForest { forest, .. } => match features::vector(features, &named, &row.service, "service_") {
-                Ok(x) => forest.predict_row(&x),
-                Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
-            },
+            Model::RandomForest { forest, .. } => {
+                let mut x = Vec::with_capacity(nf);
+                plan.extend(&named, &row.service, &mut x);
+                forest.predict_row(&x)
+            }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;
                 if state.recent.len() < len {
                     let reason = format!("the LSTM-CNN needs {len} rows of `{}`, has {}; keeping the current replicas", row.service, state.recent.len());
                     return Ok(self.fallback_owned(row, "warming_up", reason));
                 }
-                let mut window = Vec::with_capacity(len * features.len());
+                let mut window = Vec::with_capacity(len * nf);
                 for named in state.recent.iter().skip(state.recent.len() - len) {
-                    match features::vector(features, named, &row.service, "service_") {
-                        Ok(x) => window.extend(x),
-                        Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
-                    }
+                    plan.extend(named, &row.service, &mut window);
                 }
                 match net.predict_raw(&window) {
                     Ok(p) => p,
