@@ -17,7 +17,7 @@ fn killed_runs_resume_from_what_finished() {
     let p = Project::new();
     // Kill after 1, 4 and 8 finished stages: during ingest/SQL, during training, near the report.
     for after in [1, 4, 8] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        let mut child = common::command()
             .arg("run")
             .args(QUICK)
             .current_dir(p.path())

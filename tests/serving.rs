@@ -133,7 +133,7 @@ impl Drop for Server {
 }
 
 fn start(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+    let mut cmd = common::command();
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"]).args(extra).current_dir(p.path()).stdout(Stdio::piped()).stderr(Stdio::null()).env_remove("PIPELINE_SERVE_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);

@@ -23,7 +23,7 @@ struct StageRecord<'a> {
 
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
-    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%SZ"), (now.timestamp_subsec_micros() ^ std::process::id()) & 0xffff)
+    format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%.3fZ"), (now.timestamp_subsec_micros() ^ std::process::id()) & 0xffff)
 }
 
 pub fn runs_dir(p: &Pipeline) -> PathBuf {

@@ -49,8 +49,9 @@ pub fn gc(o: Options) -> Result<u8> {
     let runs_dir = artifacts.join("runs");
     let latest = std::fs::read_link(runs_dir.join("latest")).ok().map(|l| l.to_string_lossy().into_owned());
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
-    runs.sort();
-    runs.reverse(); // run ids start with their UTC time: newest first
+    // Newest first: by when the manifest was written (run ids sort by time only to the second).
+    let written = |r: &PathBuf| r.join("manifest.json").metadata().and_then(|m| m.modified()).ok();
+    runs.sort_by(|a, b| written(b).cmp(&written(a)).then(b.cmp(a)));
     let (mut kept, mut doomed) = (Vec::new(), Vec::new());
     for (i, r) in runs.iter().enumerate() {
         let name = r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

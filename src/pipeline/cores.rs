@@ -32,6 +32,18 @@ impl Cores {
         Claim { cores: self.clone(), fixed: None }
     }
 
+    /// Like [`Cores::claim`], but first waits (blocking) while reservations hold every core:
+    /// squeezing a thread in beside them slows both (libtorch's workers spin while they wait).
+    pub fn claim_when_free(&self, on_wait: impl FnOnce()) -> Claim {
+        if self.reserved.load(Ordering::SeqCst) >= self.total {
+            on_wait();
+            while self.reserved.load(Ordering::SeqCst) >= self.total {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        self.claim()
+    }
+
     /// Exactly `n` threads (0: all cores) for as long as the claim lives.
     pub fn reserve(&self, n: usize) -> Claim {
         let n = if n == 0 { self.total } else { n };

@@ -22,6 +22,14 @@ pub fn tool(name: &str) -> PathBuf {
     if local.exists() { local } else { PathBuf::from(name) }
 }
 
+/// The binary, as tests run it. Tests run side by side on few cores: libtorch's OpenMP workers
+/// must sleep, not spin, while they wait, or parallel test processes slow each other tenfold.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+    cmd.env_remove("RUST_LOG").env("OMP_WAIT_POLICY", "PASSIVE");
+    cmd
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -76,8 +84,8 @@ impl Project {
     }
 
     pub fn pipeline_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
-        cmd.args(args).current_dir(self.path()).env_remove("RUST_LOG");
+        let mut cmd = command();
+        cmd.args(args).current_dir(self.path());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -166,18 +166,14 @@ impl Stage for Train {
         let (dep, entry) = ctx.upstream.first().context("train needs a split stage")?;
         let input = entry.output();
         let lineage = json!({ "split_stage": dep, "split_key": entry.meta.key, "split_upstream": entry.meta.parts.upstream });
-        let job = Job {
-            model: self.model.clone(),
-            bounds: self.bounds,
-            lineage,
-            out_dir: ctx.out_dir.clone(),
-            progress: ctx.progress.clone(),
-            claim: match &self.model {
-                Model::LstmCnn(p) => ctx.cores.reserve(p.threads),
-                Model::RandomForest { .. } => ctx.cores.claim(),
-            },
-        };
+        let (model, cores, progress) = (self.model.clone(), ctx.cores.clone(), ctx.progress.clone());
+        let (bounds, out_dir) = (self.bounds, ctx.out_dir.clone());
         let fitted = tokio::task::spawn_blocking(move || -> Result<Fitted> {
+            let claim = match &model {
+                Model::LstmCnn(p) => cores.reserve(p.threads),
+                Model::RandomForest { .. } => cores.claim_when_free(|| progress.message("waiting for a core (another training holds them all)")),
+            };
+            let job = Job { model, bounds, lineage, out_dir, progress, claim };
             job.progress.message("loading");
             let data = Table::load(&input)?;
             match &job.model {
