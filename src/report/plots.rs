@@ -314,6 +314,22 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
     })
 }
 
+/// Index ranges of a time axis (hours) between gaps of more than 5 minutes.
+fn segments(hours: &[f64]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..hours.len() {
+        if hours[i] - hours[i - 1] > 5.0 / 60.0 {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    if start < hours.len() {
+        out.push(start..hours.len());
+    }
+    out
+}
+
 /// One policy's replay on the busy service.
 pub struct PolicyTrace {
     pub policy: String,
@@ -337,19 +353,20 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
         chart.configure_mesh().light_line_style(WHITE).x_desc("hours into the hold-out").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
         for t in traces {
             let c = policy_color(&t.policy, models);
-            // Replicas hold until the next row: draw steps.
-            let mut pts = Vec::with_capacity(t.hours.len() * 2);
-            for i in 0..t.hours.len() {
-                pts.push((t.hours[i], t.replicas[i]));
-                if let Some(next) = t.hours.get(i + 1) {
-                    pts.push((*next, t.replicas[i]));
+            // Replicas hold until the next row: steps, broken where the data has a gap (nights).
+            for (n, seg) in segments(&t.hours).into_iter().enumerate() {
+                let mut pts = Vec::with_capacity(seg.len() * 2);
+                for i in seg.clone() {
+                    pts.push((t.hours[i], t.replicas[i]));
+                    if i + 1 < seg.end {
+                        pts.push((t.hours[i + 1], t.replicas[i]));
+                    }
+                }
+                let series = chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?;
+                if n == 0 {
+                    series.label(t.policy.clone()).legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
                 }
             }
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(err)?
-                .label(t.policy.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
         }
         chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
 
@@ -364,9 +381,10 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
         chart.configure_mesh().light_line_style(WHITE).x_desc("hours into the hold-out").y_desc("CPU %").label_style((FONT, 14)).draw().map_err(err)?;
         for t in traces {
             let c = policy_color(&t.policy, models);
-            chart
-                .draw_series(LineSeries::new(t.hours.iter().copied().zip(t.utilization.iter().map(|u| u.min(max_u))), c.mix(0.85).stroke_width(1)))
-                .map_err(err)?;
+            for seg in segments(&t.hours) {
+                let pts: Vec<(f64, f64)> = seg.map(|i| (t.hours[i], t.utilization[i].min(max_u))).collect();
+                chart.draw_series(LineSeries::new(pts, c.mix(0.85).stroke_width(1))).map_err(err)?;
+            }
         }
         chart.draw_series(DashedLineSeries::new([(0.0, target), (end, target)], 8, 5, RED.stroke_width(2))).map_err(err)?;
         Ok(())
