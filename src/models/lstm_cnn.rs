@@ -110,9 +110,12 @@ impl Params {
     }
 }
 
+/// Keras' BatchNormalization epsilon.
+const BN_EPS: f64 = 1e-3;
+
 /// Keras' BatchNormalization, in libtorch's terms.
 fn batch_norm(vs: nn::Path, n: i64) -> nn::BatchNorm {
-    nn::batch_norm1d(vs, n, nn::BatchNormConfig { momentum: 0.01, eps: 1e-3, ..Default::default() })
+    nn::batch_norm1d(vs, n, nn::BatchNormConfig { momentum: 0.01, eps: BN_EPS, ..Default::default() })
 }
 
 /// One LSTM layer on tch's weights, called with the real training flag: tch's own LSTM fixes
@@ -229,6 +232,113 @@ impl ModuleT for Net {
     }
 }
 
+/// The network for inference, with every BatchNorm that can be folded into the layer after it
+/// folded in (`a·x + b` in eval mode is a per-channel affine map): the same outputs up to float
+/// rounding, with fewer libtorch calls per decision. Built once from the trained weights.
+struct Folded {
+    conv1: (Tensor, Tensor),
+    conv1_padding: i64,
+    conv2: (Tensor, Tensor),
+    /// bn2 sits before the max-pool, which commutes with it only where its scale is positive.
+    bn2: Option<(Tensor, Tensor)>,
+    lstm1: Vec<Tensor>,
+    lstm2: Vec<Tensor>,
+    hidden: (i64, i64),
+    fc1: (Tensor, Tensor),
+    fc2: (Tensor, Tensor),
+    out: (Tensor, Tensor),
+}
+
+/// A BatchNorm in eval mode as `(scale, shift)`.
+fn affine(bn: &nn::BatchNorm) -> (Tensor, Tensor) {
+    let ws = bn.ws.as_ref().expect("affine batch norm");
+    let bs = bn.bs.as_ref().expect("affine batch norm");
+    let a = ws / (&bn.running_var + BN_EPS).sqrt();
+    let b = bs - &bn.running_mean * &a;
+    (a, b)
+}
+
+fn bias(t: &Option<Tensor>) -> Tensor {
+    t.as_ref().expect("layers have biases").copy()
+}
+
+impl Folded {
+    fn new(net: &Net, p: &Params) -> Folded {
+        tch::no_grad(|| {
+            let (a1, b1) = affine(&net.bn1);
+            let (a2, b2) = affine(&net.bn2);
+            let (a3, b3) = affine(&net.bn3);
+            let (a4, b4) = affine(&net.bn4);
+            let (a5, b5) = affine(&net.bn5);
+            // bn1 → conv2 (no padding, so every input position is real): scale input channels.
+            let w2 = &net.conv2.ws * a1.view([1, -1, 1]);
+            let c2 = bias(&net.conv2.bs) + (&net.conv2.ws * b1.view([1, -1, 1])).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float);
+            // bn3 → lstm2's input weights.
+            let mut lstm2: Vec<Tensor> = net.lstm2.weights.iter().map(|w| w.copy()).collect();
+            lstm2[2] = &lstm2[2] + net.lstm2.weights[0].matmul(&b3);
+            lstm2[0] = &net.lstm2.weights[0] * a3.view([1, -1]);
+            // fc1 reads [cnn (channels × pooled steps, channel-major) | rnn]; bn4 → the rnn columns,
+            // bn2 → the cnn columns when the max-pool lets it through.
+            let pooled = p.pooled_len();
+            let fold_bn2 = a2.min().double_value(&[]) > 0.0;
+            let ones_cnn = Tensor::ones([p.conv_filters[1] * pooled], (Kind::Float, a2.device()));
+            let zeros_cnn = Tensor::zeros([p.conv_filters[1] * pooled], (Kind::Float, a2.device()));
+            let (scale_cnn, shift_cnn) = if fold_bn2 {
+                (a2.repeat_interleave_self_int(pooled, 0, None), b2.repeat_interleave_self_int(pooled, 0, None))
+            } else {
+                (ones_cnn, zeros_cnn)
+            };
+            let scale = Tensor::cat(&[scale_cnn, a4], 0);
+            let shift = Tensor::cat(&[shift_cnn, b4], 0);
+            let w1 = &net.fc1.ws * scale.view([1, -1]);
+            let c1 = bias(&net.fc1.bs) + net.fc1.ws.matmul(&shift);
+            // bn5 → fc2.
+            let wf2 = &net.fc2.ws * a5.view([1, -1]);
+            let cf2 = bias(&net.fc2.bs) + net.fc2.ws.matmul(&b5);
+            Folded {
+                conv1: (net.conv1.ws.copy(), bias(&net.conv1.bs)),
+                conv1_padding: p.kernel_size / 2,
+                conv2: (w2, c2),
+                bn2: if fold_bn2 { None } else { Some((a2.view([1, -1, 1]), b2.view([1, -1, 1]))) },
+                lstm1: net.lstm1.weights.iter().map(|w| w.copy()).collect(),
+                lstm2,
+                hidden: (net.lstm1.hidden, net.lstm2.hidden),
+                fc1: (w1, c1),
+                fc2: (wf2, cf2),
+                out: (net.out.ws.copy(), bias(&net.out.bs)),
+            }
+        })
+    }
+
+    /// `[batch, steps, features]` → `[batch]`, in inference mode.
+    fn forward(&self, xs: &Tensor) -> Tensor {
+        let mut cnn = xs
+            .transpose(1, 2)
+            .conv1d(&self.conv1.0, Some(&self.conv1.1), [1], [self.conv1_padding], [1], 1)
+            .relu()
+            .conv1d(&self.conv2.0, Some(&self.conv2.1), [1], [0], [1], 1)
+            .relu();
+        if let Some((a, b)) = &self.bn2 {
+            cnn = cnn * a + b;
+        }
+        let cnn = cnn.max_pool1d(2, 2, 0, 1, false).flatten(1, -1);
+        let lstm = |x: &Tensor, w: &[Tensor], hidden: i64| {
+            let zeros = Tensor::zeros([1, x.size()[0], hidden], (x.kind(), x.device()));
+            let w: Vec<&Tensor> = w.iter().collect();
+            x.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, false, false, true)
+        };
+        let (all, _, _) = lstm(xs, &self.lstm1, self.hidden.0);
+        let (_, last, _) = lstm(&all, &self.lstm2, self.hidden.1);
+        Tensor::cat(&[cnn, last.squeeze_dim(0)], 1)
+            .linear(&self.fc1.0, Some(&self.fc1.1))
+            .relu()
+            .linear(&self.fc2.0, Some(&self.fc2.1))
+            .relu()
+            .linear(&self.out.0, Some(&self.out.1))
+            .squeeze_dim(1)
+    }
+}
+
 /// One epoch of the training history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Epoch {
@@ -261,7 +371,7 @@ impl Windows<'_> {
 pub struct LstmCnn {
     vs: nn::VarStore,
     /// libtorch tensors may be sent between threads but not shared; one forward at a time.
-    net: std::sync::Mutex<Net>,
+    net: std::sync::Mutex<Folded>,
     pub params: Params,
     pub scaler: Scaler,
     device: Device,
@@ -367,7 +477,8 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
         restore(&vs, &w);
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Trained { model: LstmCnn { vs, net: std::sync::Mutex::new(net), params: p.clone(), scaler, device }, history, best_epoch, seconds })
+    let folded = Folded::new(&net, p);
+    Ok(Trained { model: LstmCnn { vs, net: std::sync::Mutex::new(folded), params: p.clone(), scaler, device }, history, best_epoch, seconds })
 }
 
 /// Huber loss and MAE over a whole set, in inference mode and in slices that bound memory.
@@ -418,7 +529,7 @@ impl LstmCnn {
                 let len = (n - start).min(4096);
                 let block = &x[(start * steps * nf) as usize..((start + len) * steps * nf) as usize];
                 let xb = Tensor::from_slice(block).view([len, steps, nf]).to(self.device);
-                let p = net.forward_t(&xb, false).to_kind(Kind::Double).to(Device::Cpu);
+                let p = net.forward(&xb).to_kind(Kind::Double).to(Device::Cpu);
                 out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
                 start += len;
             }
@@ -464,6 +575,48 @@ impl LstmCnn {
         let mut vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), scaler.features.len() as i64, &params);
         vs.load(dir.join(WEIGHTS)).with_context(|| format!("loading {}/{WEIGHTS}", dir.display()))?;
-        Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(net), params, scaler, device }))
+        let folded = Folded::new(&net, &params);
+        Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(folded), params, scaler, device }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn randomise_batch_norms(vs: &nn::VarStore) {
+        tch::no_grad(|| {
+            for (name, mut v) in vs.variables() {
+                let shape = v.size();
+                let r = match name.rsplit('.').next() {
+                    Some("running_mean") | Some("bias") if name.starts_with("bn") => Tensor::randn(&shape, (Kind::Float, Device::Cpu)),
+                    Some("running_var") | Some("weight") if name.starts_with("bn") => Tensor::rand(&shape, (Kind::Float, Device::Cpu)) + 0.5,
+                    _ => continue,
+                };
+                v.copy_(&r);
+            }
+        });
+    }
+
+    #[test]
+    fn the_folded_network_computes_what_the_trained_one_does() {
+        tch::manual_seed(7);
+        let p = Params::default();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), 5, &p);
+        randomise_batch_norms(&vs);
+        let x = Tensor::randn([9, p.sequence_length as i64, 5], (Kind::Float, Device::Cpu));
+        let max_diff = |f: &Folded| tch::no_grad(|| (net.forward_t(&x, false) - f.forward(&x)).abs().max().double_value(&[]));
+        let folded = Folded::new(&net, &p);
+        assert!(folded.bn2.is_none(), "positive scales fold through the max-pool");
+        assert!(max_diff(&folded) < 1e-4, "folded differs by {}", max_diff(&folded));
+        // A negative scale does not commute with the max-pool: that batch norm stays.
+        tch::no_grad(|| {
+            let mut w = (vs.root() / "bn2").get("weight").unwrap();
+            let _ = w.get(0).fill_(-0.7);
+        });
+        let folded = Folded::new(&net, &p);
+        assert!(folded.bn2.is_some());
+        assert!(max_diff(&folded) < 1e-4, "folded differs by {}", max_diff(&folded));
     }
 }
