@@ -612,7 +612,7 @@ mod tests {
         assert!(max_diff(&folded) < 1e-4, "folded differs by {}", max_diff(&folded));
         // A negative scale does not commute with the max-pool: that batch norm stays.
         tch::no_grad(|| {
-            let mut w = (vs.root() / "bn2").get("weight").unwrap();
+            let w = (vs.root() / "bn2").get("weight").unwrap();
             let _ = w.get(0).fill_(-0.7);
         });
         let folded = Folded::new(&net, &p);
