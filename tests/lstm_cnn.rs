@@ -18,16 +18,10 @@ fn train(p: &Project, extra: &[&str]) -> common::Run {
 }
 
 fn model_dir(p: &Project) -> std::path::PathBuf {
-    let mut args = vec!["inspect", "train_lstm_cnn", "--schema"];
-    args.extend_from_slice(QUICK);
-    let out = p.pipeline(&args).ok().stdout();
-    let file = out.lines().find_map(|l| l.strip_prefix("file:     ")).expect("inspect names the file").trim().to_string();
-    p.path().join(file).parent().unwrap().to_path_buf()
+    p.entry_dir("train_lstm_cnn", QUICK)
 }
 
-fn json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
+use common::json;
 
 #[test]
 fn trains_keeps_history_and_reloads_to_identical_predictions() {

@@ -11,9 +11,7 @@ fn small_forest(p: &Project, extra: &[&str]) -> common::Run {
 }
 
 fn model_dir(p: &Project) -> std::path::PathBuf {
-    let out = p.pipeline(&["inspect", "train_random_forest", "--schema", "--set", "rf_trees=8", "--set", "cv_folds=2"]).ok().stdout();
-    let file = out.lines().find_map(|l| l.strip_prefix("file:     ")).expect("inspect names the file").trim().to_string();
-    p.path().join(file).parent().unwrap().to_path_buf()
+    p.entry_dir("train_random_forest", &["--set", "rf_trees=8", "--set", "cv_folds=2"])
 }
 
 #[test]

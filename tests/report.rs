@@ -13,9 +13,7 @@ fn run_all(p: &Project) -> common::Run {
     p.pipeline(&args)
 }
 
-fn json(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
+use common::json;
 
 /// Width and height from a PNG's IHDR, after checking the signature.
 fn png_size(path: &std::path::Path) -> (u32, u32) {
@@ -74,7 +72,7 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
 
     // A clearly worse forest (stumps) is registered but does not replace the serving one.
     let yaml = p.read("pipelines/train.yaml");
-    let worse = yaml.replacen("      max_depth: 15\n", "      max_depth: 15\n", 1).replace(
+    let worse = yaml.replace(
         "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 15\n",
         "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 1\n",
     );

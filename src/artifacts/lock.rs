@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,7 +15,6 @@ use anyhow::{Context, Result};
 /// Held for the life of the value.
 pub struct RunLock {
     file: File,
-    path: PathBuf,
 }
 
 /// Another run holds the lock (and `--no-wait` was given).
@@ -63,11 +62,7 @@ impl RunLock {
         file.set_len(0)?;
         let _ = write!(file, "pid {} since {}", std::process::id(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let _ = file.flush();
-        Ok(RunLock { file, path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(RunLock { file })
     }
 }
 

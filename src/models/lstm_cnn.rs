@@ -134,13 +134,18 @@ impl Lstm {
         Lstm { weights, hidden }
     }
 
-    /// `[batch, steps, in]` → (all steps `[batch, steps, hidden]`, last hidden `[batch, hidden]`).
     fn run(&self, xs: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let zeros = Tensor::zeros([1, xs.size()[0], self.hidden], (xs.kind(), xs.device()));
-        let w: Vec<&Tensor> = self.weights.iter().collect();
-        let (out, h, _) = xs.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, train, false, true);
-        (out, h.squeeze_dim(0))
+        run_lstm(xs, &self.weights, self.hidden, train)
     }
+}
+
+/// One batch-first LSTM layer from zero state: `[batch, steps, in]` → (all steps
+/// `[batch, steps, hidden]`, last hidden `[batch, hidden]`).
+fn run_lstm(xs: &Tensor, weights: &[Tensor], hidden: i64, train: bool) -> (Tensor, Tensor) {
+    let zeros = Tensor::zeros([1, xs.size()[0], hidden], (xs.kind(), xs.device()));
+    let w: Vec<&Tensor> = weights.iter().collect();
+    let (out, h, _) = xs.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, train, false, true);
+    (out, h.squeeze_dim(0))
 }
 
 #[derive(Debug)]
@@ -322,14 +327,9 @@ impl Folded {
             cnn = cnn * a + b;
         }
         let cnn = cnn.max_pool1d(2, 2, 0, 1, false).flatten(1, -1);
-        let lstm = |x: &Tensor, w: &[Tensor], hidden: i64| {
-            let zeros = Tensor::zeros([1, x.size()[0], hidden], (x.kind(), x.device()));
-            let w: Vec<&Tensor> = w.iter().collect();
-            x.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, false, false, true)
-        };
-        let (all, _, _) = lstm(xs, &self.lstm1, self.hidden.0);
-        let (_, last, _) = lstm(&all, &self.lstm2, self.hidden.1);
-        Tensor::cat(&[cnn, last.squeeze_dim(0)], 1)
+        let (all, _) = run_lstm(xs, &self.lstm1, self.hidden.0, false);
+        let (_, last) = run_lstm(&all, &self.lstm2, self.hidden.1, false);
+        Tensor::cat(&[cnn, last], 1)
             .linear(&self.fc1.0, Some(&self.fc1.1))
             .relu()
             .linear(&self.fc2.0, Some(&self.fc2.1))

@@ -41,14 +41,6 @@ impl Model {
         &self.meta().kind
     }
 
-    /// Rows of history a prediction needs (the row itself included).
-    pub fn history(&self) -> usize {
-        match self {
-            Model::RandomForest { .. } => 1,
-            Model::LstmCnn { net, .. } => net.params.sequence_length,
-        }
-    }
-
     /// Raw predictions for `rows` of `table`; `None` where the LSTM-CNN has fewer than a
     /// window of earlier rows of that service in the table.
     pub fn predict_rows(&self, table: &Table, rows: &[usize]) -> Result<Vec<Option<f64>>> {

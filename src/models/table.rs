@@ -1,8 +1,8 @@
 //! A labelled, split table (a split stage's output) as the matrices models train and predict on.
 
 use anyhow::{bail, Context, Result};
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 
 pub const TARGET: &str = "target_replicas";
 /// Columns that are never features.
@@ -76,6 +76,35 @@ impl Table {
 
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
+    }
+
+    /// Indices of the `test` rows, in table order.
+    pub fn test_rows(&self) -> Vec<usize> {
+        (0..self.len()).filter(|&i| self.test[i]).collect()
+    }
+
+    /// Predictions for `rows` (as `Model::predict_rows` gives them) spread over the whole table:
+    /// NaN for rows not predicted, so other code can index by table row.
+    pub fn spread(&self, rows: &[usize], predictions: &[Option<f64>]) -> Vec<f64> {
+        let mut v = vec![f64::NAN; self.len()];
+        for (&r, p) in rows.iter().zip(predictions) {
+            v[r] = p.unwrap_or(f64::NAN);
+        }
+        v
+    }
+
+    /// The key columns (timestamp, service, replicas, target) of `rows`: the left side of every
+    /// predictions table.
+    pub fn key_columns(&self, rows: &[usize]) -> Result<(Vec<Field>, Vec<ArrayRef>)> {
+        let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for name in ["timestamp", "service_name", "replica_count", TARGET] {
+            let c = self.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
+            fields.push(Field::new(name, c.data_type().clone(), true));
+            columns.push(datafusion::arrow::compute::take(c, &take, None)?);
+        }
+        Ok((fields, columns))
     }
 
     pub fn row(&self, i: usize) -> &[f64] {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, UInt64Array};
+use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,7 +26,7 @@ use crate::evaluation::replay;
 use crate::evaluation::{replay_table, score_rows, HoldoutScores, ReplayRows, ServiceReplay};
 use crate::models::metrics::{self, Scores};
 use crate::models::model::Model;
-use crate::models::table::{Table, TARGET};
+use crate::models::table::Table;
 use crate::models::torch_runtime::DeviceChoice;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
@@ -166,7 +166,7 @@ impl Stage for Evaluate {
         let eval = tokio::task::spawn_blocking(move || -> Result<Evaluation> {
             progress.message("loading the hold-out");
             let table = Table::load(&holdout_path)?;
-            let test: Vec<usize> = (0..table.len()).filter(|&i| table.test[i]).collect();
+            let test = table.test_rows();
             if test.is_empty() {
                 bail!("`{holdout_stage}` has no test rows to evaluate on");
             }
@@ -184,17 +184,7 @@ impl Stage for Evaluate {
                 bail!("no hold-out row has a prediction from every model (services shorter than a window?)");
             }
             let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
-            let n = table.len();
-            let dense: Vec<Vec<f64>> = predictions
-                .iter()
-                .map(|p| {
-                    let mut v = vec![f64::NAN; n];
-                    for (k, &r) in test.iter().enumerate() {
-                        v[r] = p[k].unwrap_or(f64::NAN);
-                    }
-                    v
-                })
-                .collect();
+            let dense: Vec<Vec<f64>> = predictions.iter().map(|p| table.spread(&test, p)).collect();
             let bounds = (rp.min_replicas, rp.max_replicas);
 
             progress.message("replaying the hold-out");
@@ -291,14 +281,7 @@ impl Stage for Evaluate {
 }
 
 fn write_predictions(path: &std::path::Path, table: &Table, rows: &[usize], names: &[String], dense: &[Vec<f64>], (lo, hi): (f64, f64)) -> Result<()> {
-    let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for name in ["timestamp", "service_name", "replica_count", TARGET] {
-        let c = table.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
-        fields.push(Field::new(name, c.data_type().clone(), true));
-        columns.push(datafusion::arrow::compute::take(c, &take, None)?);
-    }
+    let (mut fields, mut columns) = table.key_columns(rows)?;
     for (name, pred) in names.iter().zip(dense) {
         fields.push(Field::new(format!("{name}_prediction"), DataType::Float64, false));
         columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| pred[r]))) as _);

@@ -112,7 +112,7 @@ impl Stage for Publish {
         let out = ctx.output_path();
         let decisions = tokio::task::spawn_blocking(move || -> Result<Vec<Decision>> {
             let table = Table::load(&holdout)?;
-            let test: Vec<usize> = (0..table.len()).filter(|&i| table.test[i]).collect();
+            let test = table.test_rows();
             let mut decisions = Vec::new();
             for (stage, dir, key) in models {
                 progress.message(&format!("publishing {stage}"));
@@ -129,18 +129,11 @@ impl Stage for Publish {
                 let old_ok = old_pred.as_ref().and_then(|r| r.as_ref().ok());
                 let common: Vec<usize> = (0..test.len()).filter(|&k| new_pred[k].is_some() && old_ok.is_none_or(|o| o[k].is_some())).collect();
                 let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
-                let dense = |p: &[Option<f64>]| {
-                    let mut v = vec![f64::NAN; table.len()];
-                    for (k, &r) in test.iter().enumerate() {
-                        v[r] = p[k].unwrap_or(f64::NAN);
-                    }
-                    v
-                };
                 let mut names = vec!["new".to_string()];
-                let mut preds = vec![dense(&new_pred)];
+                let mut preds = vec![table.spread(&test, &new_pred)];
                 if let Some(o) = old_ok {
                     names.push("serving".into());
-                    preds.push(dense(o));
+                    preds.push(table.spread(&test, o));
                 }
                 let (services, _) = replay_table(&table, &rows, &names, &preds, &rp)?;
                 let under = |name: &str| services.iter().filter_map(|s| s.policies.get(name)).map(|s| s.under_provisioned_minutes).sum::<f64>();

@@ -170,12 +170,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
             tr.utilization.push(util.value(i));
         }
         let mut traces: Vec<plots::PolicyTrace> = traces.into_values().collect();
-        let order = |p: &str| match p {
-            "recorded" => 0,
-            "hpa" => 1,
-            _ => 2,
-        };
-        traces.sort_by(|a, b| order(&a.policy).cmp(&order(&b.policy)).then(a.policy.cmp(&b.policy)));
+        traces.sort_by(|a, b| report::policy_order(&a.policy, &b.policy));
         plots::replay(&out.join("replay.png"), service, &traces, &r.models, eval.replay_params.target_utilization)?;
     }
     Ok(())

@@ -22,10 +22,6 @@ impl Cores {
         Cores { total: total.max(1), flexible: Arc::new(AtomicUsize::new(0)), reserved: Arc::new(AtomicUsize::new(0)) }
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// A share of the cores that follows how many stages are computing.
     pub fn claim(&self) -> Claim {
         self.flexible.fetch_add(1, Ordering::SeqCst);

@@ -77,6 +77,16 @@ beyond the fewest that would have kept utilisation under the target. Policies: t
 (ceil(replicas × utilisation / HPA target), 10 % tolerance, 5-minute scale-down stabilisation) and each model's predicted \
 replicas. Open loop: inputs come from the recorded run, so a policy's decisions do not change later load or features.";
 
+/// Replay policies as tables and plots list them: the recorded replicas, the HPA, then models.
+pub fn policy_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let rank = |p: &str| match p {
+        "recorded" => 0,
+        "hpa" => 1,
+        _ => 2,
+    };
+    rank(a).cmp(&rank(b)).then(a.cmp(b))
+}
+
 /// Ranks for the replay: fewer under-provisioned minutes first, then fewer surplus pod-hours.
 fn replay_key(s: &replay::Score) -> (f64, f64) {
     (s.under_provisioned_minutes, s.over_provisioned_pod_hours)
@@ -135,12 +145,7 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
             actions_per_hour: s.actions_per_hour(),
         })
         .collect();
-    let order = |p: &str| match p {
-        "recorded" => 0,
-        "hpa" => 1,
-        _ => 2,
-    };
-    replay.sort_by(|a, b| order(&a.policy).cmp(&order(&b.policy)).then(a.policy.cmp(&b.policy)));
+    replay.sort_by(|a, b| policy_order(&a.policy, &b.policy));
 
     let better_label_rule = eval
         .best_by_label_rule

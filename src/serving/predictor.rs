@@ -106,10 +106,6 @@ impl Predictor {
         self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn guardrails(&self) -> &Guardrails {
-        &self.guard
-    }
-
     /// The decision for one row. The row joins its service's history whatever happens, unless
     /// it is older than the newest row already seen (then it is refused as invalid).
     pub fn decide(&self, row: &RawRow) -> Result<Outcome, features::FieldError> {
@@ -135,11 +131,11 @@ impl Predictor {
         };
         if !loaded.services.contains(&row.service) {
             let reason = format!("service `{}` is unknown to the model (trained on {}); keeping the current replicas", row.service, loaded.services.join(", "));
-            return Ok(self.fallback_owned(row, "unknown_service", reason));
+            return Ok(self.fallback(row, "unknown_service", reason));
         }
         let plan = match &loaded.plan {
             Ok(p) => p,
-            Err(missing) => return Ok(self.fallback_owned(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
+            Err(missing) => return Ok(self.fallback(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
         };
         let nf = loaded.model.meta().features.len();
         let output = match &loaded.model {
@@ -152,7 +148,7 @@ impl Predictor {
                 let len = net.params.sequence_length;
                 if state.recent.len() < len {
                     let reason = format!("the LSTM-CNN needs {len} rows of `{}`, has {}; keeping the current replicas", row.service, state.recent.len());
-                    return Ok(self.fallback_owned(row, "warming_up", reason));
+                    return Ok(self.fallback(row, "warming_up", reason));
                 }
                 let mut window = Vec::with_capacity(len * nf);
                 for named in state.recent.iter().skip(state.recent.len() - len) {
@@ -160,7 +156,7 @@ impl Predictor {
                 }
                 match net.predict_raw(&window) {
                     Ok(p) => p,
-                    Err(e) => return Ok(self.fallback_owned(row, "model_error", format!("the model failed: {e}"))),
+                    Err(e) => return Ok(self.fallback(row, "model_error", format!("the model failed: {e}"))),
                 }
             }
         };
@@ -192,12 +188,8 @@ impl Predictor {
         }
     }
 
-    fn fallback(&self, row: &RawRow, kind: &'static str, reason: &str) -> Outcome {
-        self.fallback_owned(row, kind, reason.to_string())
-    }
-
-    fn fallback_owned(&self, row: &RawRow, kind: &'static str, reason: String) -> Outcome {
-        Outcome { decision: fallback(&row.service, row.replicas(), reason), fallback: Some(kind) }
+    fn fallback(&self, row: &RawRow, kind: &'static str, reason: impl Into<String>) -> Outcome {
+        Outcome { decision: fallback(&row.service, row.replicas(), reason.into()), fallback: Some(kind) }
     }
 }
 

@@ -71,6 +71,15 @@ impl Project {
         std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
 
+    /// The cache entry folder of a stage built with these `--set`s (`inspect` names it).
+    pub fn entry_dir(&self, stage: &str, sets: &[&str]) -> PathBuf {
+        let mut args = vec!["inspect", stage, "--schema"];
+        args.extend_from_slice(sets);
+        let out = self.pipeline(&args).ok().stdout();
+        let file = out.lines().find_map(|l| l.strip_prefix("file:     ")).expect("inspect names the file").trim().to_string();
+        self.path().join(file).parent().unwrap().to_path_buf()
+    }
+
     pub fn simulate(&self, args: &[&str]) -> Run {
         let trace = repo().join("data/traces/worldcup98/wc98_requests_per_minute.csv.gz");
         let mut all = vec!["simulate", "--trace", trace.to_str().unwrap()];
@@ -159,6 +168,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
+}
+
+/// A JSON file, parsed.
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 /// A whole Parquet file as one batch.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use datafusion::arrow::array::{Float64Array, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -34,7 +34,7 @@ use super::{parse_params, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
 use crate::models::random_forest::Params as RfParams;
-use crate::models::table::{Table, TARGET};
+use crate::models::table::Table;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
@@ -114,14 +114,7 @@ impl Train {
 
 /// The given rows with their keys, actual target and prediction: a train stage's table.
 fn write_predictions(data: &Table, path: &std::path::Path, rows: &[usize], predicted: &[f64], (lo, hi): (f64, f64)) -> Result<()> {
-    let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
-    let mut fields = Vec::new();
-    let mut columns = Vec::new();
-    for name in ["timestamp", "service_name", "replica_count", TARGET] {
-        let c = data.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
-        fields.push(Field::new(name, c.data_type().clone(), true));
-        columns.push(datafusion::arrow::compute::take(c, &take, None)?);
-    }
+    let (mut fields, mut columns) = data.key_columns(rows)?;
     fields.push(Field::new("prediction", DataType::Float64, false));
     columns.push(Arc::new(Float64Array::from(predicted.to_vec())));
     fields.push(Field::new("predicted_replicas", DataType::Float64, false));

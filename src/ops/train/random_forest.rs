@@ -61,7 +61,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     );
     crate::models::save_forest(&job.out_dir, &meta, &fitted.forest)?;
     write_importances(&job.out_dir, &data.features, &fitted.importances)?;
-    let test_rows: Vec<usize> = (0..data.test.len()).filter(|&i| data.test[i]).collect();
+    let test_rows = data.test_rows();
     write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &test_rows, &predicted, job.bounds)?;
     Ok(Fitted {
         note: job.note(&test, train_seconds, single_us),
