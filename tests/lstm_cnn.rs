@@ -105,3 +105,37 @@ fn misconfiguration_is_refused_with_the_fix() {
     }
 }
 
+
+/// A clone without libtorch must hear which command installs it, before torch-sys's build
+/// script fails in its C++ compile; the wrapper must not get in the way of anything else.
+#[test]
+fn a_build_without_libtorch_names_the_setup_script() {
+    let wrapper = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/rustc-wrapper");
+    let empty = tempfile::tempdir().unwrap();
+    let torch_build_script = "/registry/torch-sys-0.26.0/build.rs";
+    let out = std::process::Command::new(wrapper)
+        .args(["rustc", "--crate-name", "build_script_build", torch_build_script])
+        .env("LIBTORCH", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("./scripts/setup.sh"), "{stderr}");
+    assert!(stderr.contains(&empty.path().display().to_string()), "{stderr}");
+
+    // With the project's libtorch (what scripts/setup.sh installed), the build goes on.
+    let installed = std::process::Command::new(wrapper)
+        .args(["true", "--crate-name", "build_script_build", torch_build_script])
+        .env("LIBTORCH", concat!(env!("CARGO_MANIFEST_DIR"), "/.libtorch"))
+        .status()
+        .unwrap();
+    assert!(installed.success(), "the wrapper must find the libtorch scripts/setup.sh installs");
+
+    let passthrough = std::process::Command::new(wrapper)
+        .args(["echo", "--crate-name", "tch"])
+        .env("LIBTORCH", empty.path())
+        .output()
+        .unwrap();
+    assert!(passthrough.status.success());
+    assert_eq!(String::from_utf8_lossy(&passthrough.stdout), "--crate-name tch\n");
+}
