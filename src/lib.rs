@@ -15,3 +15,4 @@ pub mod report;
 pub mod rng;
 pub mod serving;
 pub mod simulate;
+pub mod store;

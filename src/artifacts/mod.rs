@@ -4,3 +4,4 @@
 pub mod lock;
 pub mod models;
 pub mod runs;
+pub mod shared;

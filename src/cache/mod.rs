@@ -2,6 +2,7 @@
 //! entries written atomically and checked before reuse.
 
 mod key;
+mod shared;
 mod store;
 
 pub use key::{CacheKey, InputFile, KeyParts};

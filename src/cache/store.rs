@@ -14,10 +14,11 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::key::{CacheKey, KeyParts};
+use crate::store::Store;
 
 /// The main table every stage writes; side tables sit beside it as `<name>.parquet`.
 pub const OUTPUT: &str = "output.parquet";
-const META: &str = "meta.json";
+pub(super) const META: &str = "meta.json";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileSum {
@@ -79,11 +80,21 @@ pub struct Pending {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// The shared store behind the local folder, if the pipeline has one (see `shared.rs`).
+    store: Option<Store>,
 }
 
 impl Cache {
     pub fn new(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
+        Cache { root: root.into(), store: None }
+    }
+
+    pub fn with_store(self, store: Option<Store>) -> Cache {
+        Cache { store, ..self }
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     pub fn root(&self) -> &Path {

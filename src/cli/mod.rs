@@ -20,7 +20,8 @@ use anyhow::Result;
 
 use crate::cache::{Cache, Entry};
 use crate::pipeline::plan::{self, Plan};
-use crate::pipeline::{spec, Pipeline};
+use crate::pipeline::{spec, Pipeline, SpecError};
+use crate::store::Store;
 
 /// Which pipeline, with which param overrides.
 #[derive(clap::Args, Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct PipelineArgs {
     /// Override a pipeline param, e.g. --set date=2024-10 (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = spec::parse_override)]
     pub set: Vec<(String, serde_json::Value)>,
+    /// Share the cache and artifacts through s3://bucket/prefix (overrides the file's `store:`);
+    /// credentials and endpoint come from the AWS_* variables.
+    #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
+    pub store: Option<String>,
 }
 
 impl PipelineArgs {
@@ -42,18 +47,30 @@ impl PipelineArgs {
     }
 
     pub fn load(&self) -> Result<Arc<Pipeline>> {
-        Ok(Arc::new(spec::load(&self.path(), &self.set)?))
+        let mut p = spec::load(&self.path(), &self.set)?;
+        if let Some(url) = &self.store {
+            spec::check_store_url(url).map_err(|message| SpecError {
+                file: p.file.clone(),
+                loc: None,
+                stage: None,
+                field: Some("--store".into()),
+                message,
+            })?;
+            p.store = Some(url.clone());
+        }
+        Ok(Arc::new(p))
     }
 }
 
-/// The cache a pipeline's stages live in.
-pub fn cache_for(p: &Pipeline) -> Cache {
-    Cache::new(p.root.join("artifacts").join("cache"))
+/// The cache a pipeline's stages live in, with the shared store behind it if there is one.
+pub fn cache_for(p: &Pipeline) -> Result<Cache> {
+    let store = p.store.as_deref().map(Store::open).transpose()?;
+    Ok(Cache::new(p.root.join("artifacts").join("cache")).with_store(store))
 }
 
 pub async fn load_plan(args: &PipelineArgs) -> Result<(Arc<Plan>, Cache)> {
     let p = args.load()?;
-    let cache = cache_for(&p);
+    let cache = cache_for(&p)?;
     let plan = plan::plan(p, &cache).await?;
     Ok((Arc::new(plan), cache))
 }

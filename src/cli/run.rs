@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{exit, load_plan, PipelineArgs};
-use crate::artifacts::runs;
+use crate::artifacts::models::Registry;
+use crate::artifacts::{runs, shared};
 use crate::pipeline::run::{self, Outcome, RunOptions, RunReport};
 
 pub struct Flags {
@@ -48,21 +49,33 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
     let _lock = crate::artifacts::lock::RunLock::acquire(&plan.pipeline.root, !flags.no_wait, |holder| {
         eprintln!("waiting for another `pipeline run` on this project to finish ({holder})");
     })?;
+    let root = &plan.pipeline.root;
+    if let Some(store) = cache.store() {
+        shared::pull_registry(store, &Registry::of_project(root))
+            .await
+            .with_context(|| format!("fetching the model registry from the shared store {}", store.url()))?;
+    }
     let run_id = runs::new_run_id();
     let report = run::execute(Arc::clone(&plan), cache.clone(), opts).await?;
     print_summary(&report);
     let dir = runs::record(&plan.pipeline, &cache, &run_id, &args.set, &report)?;
     tracing::debug!("run recorded in {}", dir.display());
-    if report.ok() {
-        Ok(exit::SUCCESS)
-    } else {
-        for f in report.failed() {
-            if let Outcome::Failed(e) = &f.outcome {
-                eprintln!("error: stage `{}` failed: {e}", f.name);
-            }
+    for f in report.failed() {
+        if let Outcome::Failed(e) = &f.outcome {
+            eprintln!("error: stage `{}` failed: {e}", f.name);
         }
-        Ok(exit::FAILURE)
     }
+    if let Some(store) = cache.store() {
+        let latest = report.ok().then_some(run_id.as_str());
+        if let Err(e) = shared::push(store, root, latest).await {
+            eprintln!(
+                "error: the run's models and record are kept here but could not be shared in {}: {e:#}\n       the next run shares them",
+                store.url()
+            );
+            return Ok(exit::FAILURE);
+        }
+    }
+    Ok(if report.ok() { exit::SUCCESS } else { exit::FAILURE })
 }
 
 fn print_summary(report: &RunReport) {

@@ -6,20 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::date_filter::DateFilter;
 use crate::cache::InputFile;
-
-/// S3 settings a stage may give; everything else comes from the usual `AWS_*` variables.
-#[derive(Debug, Clone, Default)]
-pub struct S3Options {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-}
+use crate::store::s3;
+pub use crate::store::s3::S3Options;
 
 pub struct Source {
     store: Arc<dyn ObjectStore>,
@@ -57,22 +51,7 @@ impl Source {
             if bucket.is_empty() {
                 bail!("`{uri}` names no bucket (expected s3://bucket/prefix/)");
             }
-            let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if let Some(e) = &s3.endpoint {
-                b = b.with_endpoint(e);
-            }
-            if let Some(r) = &s3.region {
-                b = b.with_region(r);
-            }
-            let endpoint_is_http = s3.endpoint.as_deref().or(std::env::var("AWS_ENDPOINT_URL").ok().as_deref()).is_some_and(|e| e.starts_with("http://"));
-            if s3.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-                // Custom endpoints (MinIO, moto, Ceph) rarely serve virtual-hosted buckets.
-                b = b.with_virtual_hosted_style_request(false);
-            }
-            if endpoint_is_http {
-                b = b.with_allow_http(true);
-            }
-            let store = b.build().with_context(|| format!("configuring S3 for {uri}"))?;
+            let store = s3::client(bucket, s3).with_context(|| format!("configuring S3 for {uri}"))?;
             let prefix = prefix.trim_matches('/');
             return Ok(Source {
                 store: Arc::new(store),

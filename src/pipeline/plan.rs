@@ -90,7 +90,7 @@ pub async fn plan(pipeline: Arc<Pipeline>, cache: &Cache) -> Result<Plan> {
             inputs,
         };
         let key = parts.key();
-        let cached = cache.lookup(key)?;
+        let cached = cache.fetch(key).await.with_context(|| format!("stage `{name}`"))?;
         stages.push(PlannedStage { name, op: spec.op.clone(), deps: spec.deps.clone(), stage, parts, key, cached });
     }
     Ok(Plan { pipeline, stages })

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indexmap::IndexMap;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -131,9 +131,17 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
         } else {
             Outcome::NotSelected
         };
-        if let Some(e) = &s.cached {
-            done.insert(s.name.clone(), e.clone());
-        }
+        // A cached entry may have been built while the store was out of reach.
+        let outcome = match (&s.cached, outcome) {
+            (Some(e), Outcome::Cached) => match share_entry(&cache, e.clone()).await {
+                Ok(e) => {
+                    done.insert(s.name.clone(), e);
+                    Outcome::Cached
+                }
+                Err(e) => Outcome::Failed(format!("{e:#}")),
+            },
+            (_, outcome) => outcome,
+        };
         reports.insert(s.name.clone(), StageReport {
             name: s.name.clone(),
             rows: s.cached.as_ref().map(|e| e.meta.rows),
@@ -269,7 +277,11 @@ async fn run_stage(
         summary,
         sorted_by: output.sorted_by,
     };
-    match cache.commit(pending, meta) {
+    let committed = match cache.commit(pending, meta) {
+        Ok(entry) => share_entry(cache, entry).await,
+        Err(e) => Err(e),
+    };
+    match committed {
         Ok(entry) => {
             bar.finish(true, &format!("{} rows in {:.2}s", output.rows, t0.elapsed().as_secs_f64()));
             Ok((entry, output.notes))
@@ -279,4 +291,13 @@ async fn run_stage(
             Err(e)
         }
     }
+}
+
+/// Put a finished entry in the shared store, if there is one. The local entry stays either way,
+/// so a run that failed here shares it next time.
+async fn share_entry(cache: &Cache, entry: Entry) -> Result<Entry> {
+    if let Some(store) = cache.store() {
+        cache.share(&entry).await.with_context(|| format!("storing the output in the shared store {}", store.url()))?;
+    }
+    Ok(entry)
 }

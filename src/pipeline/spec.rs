@@ -82,6 +82,8 @@ pub struct Pipeline {
     pub stages: IndexMap<String, StageSpec>,
     /// The bytes of the file, hashed into run manifests.
     pub source: String,
+    /// `s3://bucket/prefix` holding the cache and artifacts shared between machines.
+    pub store: Option<String>,
 }
 
 impl Pipeline {
@@ -109,6 +111,7 @@ struct RawPipeline {
     description: Option<String>,
     #[serde(default)]
     params: IndexMap<Spanned<String>, Spanned<Value>>,
+    store: Option<Spanned<String>>,
     stages: IndexMap<Spanned<String>, Spanned<IndexMap<Spanned<String>, Spanned<Value>>>>,
 }
 
@@ -249,6 +252,21 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         return Err(err(None, None, Some("stages"), "the pipeline has no stages".into()));
     }
 
+    let store = match raw.store {
+        None => None,
+        Some(v) => {
+            let loc = Loc::of(&v);
+            match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("store"), m))? {
+                Value::String(s) if s.is_empty() => None,
+                Value::String(s) => {
+                    check_store_url(&s).map_err(|m| err(Some(loc), None, Some("store"), m))?;
+                    Some(s)
+                }
+                _ => return Err(err(Some(loc), None, Some("store"), "must be an s3://bucket/prefix URL".into())),
+            }
+        }
+    };
+
     let name = raw.name.unwrap_or_else(|| {
         file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into())
     });
@@ -259,9 +277,19 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         params,
         stages,
         source: source.to_string(),
+        store,
     };
     check_graph(&pipeline)?;
     Ok(pipeline)
+}
+
+/// The shape of a store URL, checked before anything runs.
+pub fn check_store_url(url: &str) -> Result<(), String> {
+    match url.strip_prefix("s3://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        Some(_) => Err(format!("store `{url}` names no bucket (expected s3://bucket/prefix)")),
+        None => Err(format!("store `{url}` is not an s3://bucket/prefix URL")),
+    }
 }
 
 fn is_identifier(s: &str) -> bool {

@@ -2,6 +2,8 @@
 //! scenario: `Project::new().file(...).pipeline(args).ok().stdout_has("cached")`.
 #![allow(dead_code)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -43,10 +45,16 @@ impl Project {
     /// A project with the repository's pipelines and SQL, and small simulated metrics
     /// (2 days, 3 services) in `data/metrics`.
     pub fn new() -> Project {
+        let p = Project::bare();
+        p.simulate(&["--days", "2", "--services", "frontend,order,recommender", "--out", "data/metrics"]);
+        p
+    }
+
+    /// The repository's pipelines and SQL, and no data.
+    pub fn bare() -> Project {
         let p = Project::empty();
         copy_dir(&repo().join("pipelines"), &p.path().join("pipelines"));
         copy_dir(&repo().join("sql"), &p.path().join("sql"));
-        p.simulate(&["--days", "2", "--services", "frontend,order,recommender", "--out", "data/metrics"]);
         p
     }
 
@@ -89,10 +97,10 @@ impl Project {
 
     /// Run the real binary in the project folder.
     pub fn pipeline(&self, args: &[&str]) -> Run {
-        self.pipeline_env(args, &[])
+        self.pipeline_env::<&str, &str>(args, &[])
     }
 
-    pub fn pipeline_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+    pub fn pipeline_env<K: AsRef<std::ffi::OsStr>, V: AsRef<std::ffi::OsStr>>(&self, args: &[&str], env: &[(K, V)]) -> Run {
         let mut cmd = command();
         cmd.args(args).current_dir(self.path());
         for (k, v) in env {

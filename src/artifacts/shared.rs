@@ -1,0 +1,131 @@
+//! Runs and the model registry in the shared store (`crate::store`), so every machine sees
+//! the same model versions and the same promotion, and each run's record outlives the machine.
+//!
+//! Immutable things (a run's folder, a model version) are uploaded once, their marker file
+//! last (`manifest.json`, `version.json`), and only marked ones are read back. The mutable
+//! pointers (`promoted.json`, `runs/latest`) are replaced whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::models::{Promoted, Registry};
+use crate::cache::write_atomic;
+use crate::store::Store;
+
+const VERSION_MARK: &str = "version.json";
+const RUN_MARK: &str = "manifest.json";
+const PROMOTED: &str = "promoted.json";
+
+/// Bring the store's model versions and promotions into the local registry before a run, so
+/// `publish` compares against what the whole team serves.
+pub async fn pull_registry(store: &Store, registry: &Registry) -> Result<()> {
+    let remote = store.list("models").await?;
+    // <model>/<version>/<file> grouped by version; <model>/promoted.json on its own.
+    let mut versions: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    let mut promoted = BTreeSet::new();
+    for rel in &remote {
+        let parts: Vec<&str> = rel.split('/').collect();
+        match parts.as_slice() {
+            [model, PROMOTED] => {
+                promoted.insert(model.to_string());
+            }
+            [model, version, _] => versions.entry((model.to_string(), version.to_string())).or_default().push(rel.clone()),
+            _ => {}
+        }
+    }
+    for ((model, version), files) in versions {
+        let dest = registry.version_dir(&model, &version);
+        if dest.exists() || !files.iter().any(|f| f.ends_with(&format!("/{VERSION_MARK}"))) {
+            continue;
+        }
+        let parent = dest.parent().unwrap();
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        let tmp = tempfile::Builder::new().prefix(".pulling-").tempdir_in(parent)?;
+        for rel in &files {
+            let name = rel.rsplit('/').next().unwrap();
+            store.download(&format!("models/{rel}"), &tmp.path().join(name)).await?;
+        }
+        std::fs::rename(tmp.keep(), &dest).with_context(|| format!("moving {} into place", dest.display()))?;
+        tracing::info!("model {model} {version}: fetched from {}", store.url());
+    }
+    for model in promoted {
+        let Some(bytes) = store.get(&format!("models/{model}/{PROMOTED}")).await? else { continue };
+        let theirs: Promoted = serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", store.url_of(&format!("models/{model}/{PROMOTED}"))))?;
+        let ours = registry.promoted(&model)?;
+        // Promotions only ever append: keep ours when it extends theirs (made here, not yet
+        // shared), else the store's is the newer word.
+        if !extends(&ours, &theirs) {
+            let path = registry.root().join(&model).join(PROMOTED);
+            write_atomic(&path, &serde_json::to_vec_pretty(&theirs)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn extends(ours: &Promoted, theirs: &Promoted) -> bool {
+    let key = |p: &super::models::Promotion| (p.version.clone(), p.at.clone());
+    ours.history.len() >= theirs.history.len() && ours.history.iter().zip(&theirs.history).all(|(a, b)| key(a) == key(b))
+}
+
+/// Share what this machine has and the store lacks: every model version, the promotions, every
+/// run folder, and `runs/latest` when `latest_run` is given.
+pub async fn push(store: &Store, root: &Path, latest_run: Option<&str>) -> Result<()> {
+    let registry = Registry::of_project(root);
+    let remote: BTreeSet<String> = store.list("models").await?.into_iter().collect();
+    for model in registry.models()? {
+        for v in registry.versions(&model)? {
+            let rel = format!("{model}/{}", v.version);
+            if !remote.contains(&format!("{rel}/{VERSION_MARK}")) {
+                upload_folder(store, &registry.version_dir(&model, &v.version), &format!("models/{rel}"), VERSION_MARK).await?;
+            }
+        }
+        let promoted = registry.root().join(&model).join(PROMOTED);
+        if promoted.is_file() {
+            store.upload(&promoted, &format!("models/{model}/{PROMOTED}")).await?;
+        }
+    }
+    let runs = root.join("artifacts").join("runs");
+    let remote: BTreeSet<String> = store.list("runs").await?.into_iter().collect();
+    if let Ok(rd) = std::fs::read_dir(&runs) {
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let dir = e.path();
+            let is_run = !e.file_type().is_ok_and(|t| t.is_symlink()) && dir.join(RUN_MARK).is_file();
+            if is_run && !remote.contains(&format!("{id}/{RUN_MARK}")) {
+                upload_folder(store, &dir, &format!("runs/{id}"), RUN_MARK).await?;
+            }
+        }
+    }
+    if let Some(id) = latest_run {
+        store.put("runs/latest", id.as_bytes().to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// Upload a folder's regular files (links are local conveniences), `mark` last.
+async fn upload_folder(store: &Store, dir: &Path, rel: &str, mark: &str) -> Result<()> {
+    let mut files = Vec::new();
+    collect_files(dir, Path::new(""), &mut files)?;
+    files.sort_by_key(|f| f.as_os_str() == mark);
+    for f in files {
+        let name = f.to_string_lossy().replace('\\', "/");
+        store.upload(&dir.join(&f), &format!("{rel}/{name}")).await?;
+    }
+    Ok(())
+}
+
+fn collect_files(base: &Path, sub: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(base.join(sub)).with_context(|| format!("reading {}", base.join(sub).display()))? {
+        let e = e?;
+        let t = e.file_type()?;
+        let rel = sub.join(e.file_name());
+        if t.is_dir() {
+            collect_files(base, &rel, out)?;
+        } else if t.is_file() {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}

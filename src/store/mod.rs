@@ -1,0 +1,180 @@
+//! A shared store in object storage (`--store s3://bucket/prefix`, or `store:` in the
+//! pipeline file): the cache and the artifacts of every machine that runs the pipeline, so a
+//! second machine reuses the first one's stages and models.
+//!
+//! The local `artifacts/` folder stays the working copy (DataFusion, libtorch and the server
+//! read files); the store is a second tier behind it, as a DVC remote is:
+//!
+//! ```text
+//! s3://bucket/prefix/
+//!   cache/entries/<key>/...        a stage's files, then meta.json, written last: an entry
+//!                                  without meta.json is unfinished and never read
+//!   runs/<run-id>/...              manifest.json and the report of every run
+//!   runs/latest                    the id of the newest run that succeeded
+//!   models/<model>/<version>/...   the registry's versions (immutable)
+//!   models/<model>/promoted.json   which version serves
+//! ```
+
+pub mod s3;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+/// Files above this go up in parts, so memory stays bounded whatever a stage wrote.
+const SINGLE_PUT_MAX: u64 = 16 << 20;
+const PART: usize = 8 << 20;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    prefix: String,
+    /// `s3://bucket/prefix`, for messages.
+    url: String,
+}
+
+impl Store {
+    /// Open `s3://bucket/prefix`; credentials, region and endpoint come from the usual
+    /// `AWS_*` variables (`AWS_ENDPOINT_URL` for MinIO, Ceph or moto).
+    pub fn open(url: &str) -> Result<Store> {
+        let Some(rest) = url.strip_prefix("s3://") else {
+            bail!("store `{url}` is not an s3://bucket/prefix URL (the only kind of store there is)");
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            bail!("store `{url}` names no bucket (expected s3://bucket/prefix)");
+        }
+        let objects = s3::client(bucket, &s3::S3Options::default()).with_context(|| format!("configuring S3 for the store {url}"))?;
+        let prefix = prefix.trim_matches('/').to_string();
+        let url = format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string();
+        Ok(Store { objects: Arc::new(objects), prefix, url })
+    }
+
+    /// Any object store (tests use the in-memory one).
+    pub fn with(objects: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Store {
+        Store { objects, prefix: prefix.trim_matches('/').to_string(), url: url.to_string() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of something in the store, for messages.
+    pub fn url_of(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.url)
+    }
+
+    fn path(&self, rel: &str) -> ObjPath {
+        if self.prefix.is_empty() { ObjPath::from(rel) } else { ObjPath::from(format!("{}/{rel}", self.prefix)) }
+    }
+
+    pub async fn exists(&self, rel: &str) -> Result<bool> {
+        match self.objects.head(&self.path(rel)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(brief(e)).with_context(|| format!("looking for {}", self.url_of(rel))),
+        }
+    }
+
+    /// The bytes of a small object, or None when there is none.
+    pub async fn get(&self, rel: &str) -> Result<Option<bytes::Bytes>> {
+        let got = match self.objects.get(&self.path(rel)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(brief(e)).with_context(|| format!("reading {}", self.url_of(rel))),
+        };
+        Ok(Some(got.bytes().await.map_err(brief).with_context(|| format!("reading {}", self.url_of(rel)))?))
+    }
+
+    pub async fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        self.objects.put(&self.path(rel), PutPayload::from(bytes)).await.map_err(brief).with_context(|| format!("writing {}", self.url_of(rel)))?;
+        Ok(())
+    }
+
+    /// Copy a local file up. An object appears whole or not at all (S3 semantics).
+    pub async fn upload(&self, local: &Path, rel: &str) -> Result<()> {
+        let size = std::fs::metadata(local).with_context(|| format!("reading {}", local.display()))?.len();
+        let what = || format!("uploading {} to {}", local.display(), self.url_of(rel));
+        if size <= SINGLE_PUT_MAX {
+            let bytes = std::fs::read(local).with_context(what)?;
+            return self.put(rel, bytes).await;
+        }
+        let upload = self.objects.put_multipart(&self.path(rel)).await.map_err(brief).with_context(what)?;
+        let mut parts = WriteMultipart::new_with_chunk_size(upload, PART);
+        let mut file = std::fs::File::open(local).with_context(what)?;
+        let mut buf = vec![0u8; PART];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).with_context(what)?;
+            if n == 0 {
+                break;
+            }
+            parts.wait_for_capacity(2).await.map_err(brief).with_context(what)?;
+            parts.write(&buf[..n]);
+        }
+        parts.finish().await.map_err(brief).with_context(what)?;
+        Ok(())
+    }
+
+    /// Copy an object down to `local`, through a temp file renamed into place. Ok(false) when
+    /// the object does not exist.
+    pub async fn download(&self, rel: &str, local: &Path) -> Result<bool> {
+        let what = || format!("downloading {} to {}", self.url_of(rel), local.display());
+        let got = match self.objects.get(&self.path(rel)).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(brief(e)).with_context(what),
+        };
+        let dir = local.parent().context("a download needs a folder")?;
+        std::fs::create_dir_all(dir).with_context(what)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(what)?;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.try_next().await.map_err(brief).with_context(what)? {
+            std::io::Write::write_all(&mut tmp, &chunk).with_context(what)?;
+        }
+        tmp.as_file().sync_all().with_context(what)?;
+        tmp.persist(local).with_context(what)?;
+        Ok(true)
+    }
+
+    /// Every object below `rel/`, as paths relative to it.
+    pub async fn list(&self, rel: &str) -> Result<Vec<String>> {
+        let base = self.path(rel);
+        let objects: Vec<_> = self
+            .objects
+            .list(Some(&base))
+            .try_collect()
+            .await
+            .map_err(brief)
+            .with_context(|| format!("listing {}", self.url_of(rel)))?;
+        let base = format!("{}/", base.as_ref());
+        Ok(objects.into_iter().filter_map(|o| o.location.as_ref().strip_prefix(&base).map(str::to_string)).collect())
+    }
+
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match self.objects.delete(&self.path(rel)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(brief(e)).with_context(|| format!("deleting {}", self.url_of(rel))),
+        }
+    }
+}
+
+/// object_store's messages repeat their source chain inline at every level; keep the outer
+/// summary (which request, how many retries) and the root cause, once.
+fn brief(e: object_store::Error) -> anyhow::Error {
+    let outer = e.to_string();
+    let summary = outer.split(" - ").next().unwrap_or(&outer).trim_end().trim_end_matches(':').to_string();
+    let mut root: &dyn std::error::Error = &e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let root = root.to_string();
+    if root == outer || summary.contains(&root) {
+        anyhow::anyhow!(summary)
+    } else {
+        anyhow::anyhow!("{summary}: {root}")
+    }
+}
