@@ -164,6 +164,10 @@ enum Command {
         /// How often to look for a newly promoted version, in seconds.
         #[arg(long, default_value_t = 2.0)]
         reload_every: f64,
+        /// Follow the registry of this shared store (s3://bucket/prefix; credentials from the
+        /// AWS_* variables): fetched at start and every 10 s into --registry.
+        #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
+        store: Option<String>,
     },
     /// Remove old runs and the cache entries no kept run or stage refers to.
     ///
@@ -193,6 +197,10 @@ enum Command {
         /// The registry folder.
         #[arg(long, default_value = "artifacts/models", value_name = "DIR", global = true)]
         registry: PathBuf,
+        /// Work on the registry of this shared store (s3://bucket/prefix): fetched first, and a
+        /// promotion or rollback is shared at once.
+        #[arg(long, value_name = "URL", env = "PIPELINE_STORE", global = true)]
+        store: Option<String>,
     },
     /// Write a stage's cached output to a file; `.parquet` or `.csv` by extension.
     Export {
@@ -233,7 +241,8 @@ fn main() -> ExitCode {
             Command::Simulate { days, out, trace, services, seed, layout, start, gzip } => {
                 cli::simulate::simulate(autoscale::simulate::Options { days, out, trace, services, seed, layout, start, gzip })
             }
-            Command::Serve { addr, model, registry, token, min_replicas, max_replicas, max_step, max_body_bytes, max_services, reload_every } => {
+            Command::Serve { addr, model, registry, token, min_replicas, max_replicas, max_step, max_body_bytes, max_services, reload_every, store } => {
+                let store = cli::open_store(store.as_deref())?;
                 let guardrails = autoscale::serving::predictor::Guardrails { min_replicas, max_replicas, max_step };
                 let cfg = autoscale::serving::server::Config {
                     addr,
@@ -244,11 +253,12 @@ fn main() -> ExitCode {
                     max_body_bytes,
                     max_services,
                     reload_every: std::time::Duration::from_secs_f64(reload_every.max(0.05)),
+                    store,
                 };
                 autoscale::serving::server::serve(cfg).await.map(|_| exit::SUCCESS)
             }
             Command::Gc { root, keep_runs, keep_days, dry_run, no_wait } => cli::gc::gc(cli::gc::Options { root, keep_runs, keep_days, dry_run, no_wait }),
-            Command::Models { command, registry } => cli::models::models(&registry, command),
+            Command::Models { command, registry, store } => cli::models::models(&registry, cli::open_store(store.as_deref())?, command).await,
             Command::Export { stage, path, pipeline, table } => {
                 cli::export::export(pipeline, &stage, table.as_deref(), &path).await
             }

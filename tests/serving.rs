@@ -291,3 +291,23 @@ fn a_token_guards_everything_but_the_probes() {
     assert_eq!(code, 200, "{d}");
     assert!(d.contains("no promoted model"), "falls back without a model: {d}");
 }
+
+/// A server in a pod without the training volume follows the registry in the shared store.
+#[test]
+fn the_server_follows_the_registry_in_the_shared_store() {
+    let moto = common::moto::Moto::start();
+    moto.create_bucket("models");
+    let env = moto.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let trainer = trained();
+    let mut args = vec!["run", "--until", "publish", "--no-progress", "--store", "s3://models/team"];
+    args.extend_from_slice(QUICK);
+    trainer.pipeline_env(&args, &env).ok().stdout_has("0 ran");
+
+    let pod = Project::empty();
+    let s = start(&pod, &["--store", "s3://models/team"], &env);
+    let (code, body) = get(&s.base, "/readyz");
+    assert_eq!(code, 200, "the promoted model comes from the store: {body}");
+    assert!(body.contains("\"version\":\"v1\""), "{body}");
+    pod.pipeline_env(&["models", "list", "--store", "s3://models/team"], &env).ok().stdout_has("lstm_cnn");
+}

@@ -72,20 +72,7 @@ fn extends(ours: &Promoted, theirs: &Promoted) -> bool {
 /// Share what this machine has and the store lacks: every model version, the promotions, every
 /// run folder, and `runs/latest` when `latest_run` is given.
 pub async fn push(store: &Store, root: &Path, latest_run: Option<&str>) -> Result<()> {
-    let registry = Registry::of_project(root);
-    let remote: BTreeSet<String> = store.list("models").await?.into_iter().collect();
-    for model in registry.models()? {
-        for v in registry.versions(&model)? {
-            let rel = format!("{model}/{}", v.version);
-            if !remote.contains(&format!("{rel}/{VERSION_MARK}")) {
-                upload_folder(store, &registry.version_dir(&model, &v.version), &format!("models/{rel}"), VERSION_MARK).await?;
-            }
-        }
-        let promoted = registry.root().join(&model).join(PROMOTED);
-        if promoted.is_file() {
-            store.upload(&promoted, &format!("models/{model}/{PROMOTED}")).await?;
-        }
-    }
+    push_registry(store, &Registry::of_project(root)).await?;
     let runs = root.join("artifacts").join("runs");
     let remote: BTreeSet<String> = store.list("runs").await?.into_iter().collect();
     if let Ok(rd) = std::fs::read_dir(&runs) {
@@ -100,6 +87,24 @@ pub async fn push(store: &Store, root: &Path, latest_run: Option<&str>) -> Resul
     }
     if let Some(id) = latest_run {
         store.put("runs/latest", id.as_bytes().to_vec()).await?;
+    }
+    Ok(())
+}
+
+/// Share the versions the store lacks, then the promotions.
+pub async fn push_registry(store: &Store, registry: &Registry) -> Result<()> {
+    let remote: BTreeSet<String> = store.list("models").await?.into_iter().collect();
+    for model in registry.models()? {
+        for v in registry.versions(&model)? {
+            let rel = format!("{model}/{}", v.version);
+            if !remote.contains(&format!("{rel}/{VERSION_MARK}")) {
+                upload_folder(store, &registry.version_dir(&model, &v.version), &format!("models/{rel}"), VERSION_MARK).await?;
+            }
+        }
+        let promoted = registry.root().join(&model).join(PROMOTED);
+        if promoted.is_file() {
+            store.upload(&promoted, &format!("models/{model}/{PROMOTED}")).await?;
+        }
     }
     Ok(())
 }

@@ -49,17 +49,23 @@ impl PipelineArgs {
     pub fn load(&self) -> Result<Arc<Pipeline>> {
         let mut p = spec::load(&self.path(), &self.set)?;
         if let Some(url) = &self.store {
-            spec::check_store_url(url).map_err(|message| SpecError {
-                file: p.file.clone(),
-                loc: None,
-                stage: None,
-                field: Some("--store".into()),
-                message,
-            })?;
+            check_store_flag(url)?;
             p.store = Some(url.clone());
         }
         Ok(Arc::new(p))
     }
+}
+
+/// A `--store` URL given to a command that has no pipeline file; a malformed one is a usage
+/// error (exit 2).
+pub fn open_store(url: Option<&str>) -> Result<Option<Store>> {
+    let Some(url) = url else { return Ok(None) };
+    check_store_flag(url)?;
+    Ok(Some(Store::open(url)?))
+}
+
+fn check_store_flag(url: &str) -> Result<(), SpecError> {
+    spec::check_store_url(url).map_err(|message| SpecError { file: "--store".into(), loc: None, stage: None, field: None, message })
 }
 
 /// The cache a pipeline's stages live in, with the shared store behind it if there is one.

@@ -6,6 +6,8 @@ use anyhow::{Context, Result};
 
 use super::exit;
 use crate::artifacts::models::Registry;
+use crate::artifacts::shared;
+use crate::store::Store;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -25,8 +27,12 @@ pub enum ModelsCommand {
     Rollback { model: String },
 }
 
-pub fn models(registry: &Path, cmd: ModelsCommand) -> Result<u8> {
+pub async fn models(registry: &Path, store: Option<Store>, cmd: ModelsCommand) -> Result<u8> {
     let reg = Registry::at(registry);
+    if let Some(store) = &store {
+        shared::pull_registry(store, &reg).await.with_context(|| format!("fetching the registry from {}", store.url()))?;
+    }
+    let changes = matches!(cmd, ModelsCommand::Promote { .. } | ModelsCommand::Rollback { .. });
     match cmd {
         ModelsCommand::List => {
             let models = reg.models()?;
@@ -74,6 +80,9 @@ pub fn models(registry: &Path, cmd: ModelsCommand) -> Result<u8> {
             let v = reg.rollback(&model)?;
             println!("{model} {v} is serving again");
         }
+    }
+    if let Some(store) = store.filter(|_| changes) {
+        shared::push_registry(&store, &reg).await.with_context(|| format!("sharing the change in {} (it is made here; run the command again to share it)", store.url()))?;
     }
     Ok(exit::SUCCESS)
 }

@@ -30,6 +30,7 @@ use super::features::{FieldError, RawRow};
 use super::metrics::Metrics;
 use super::predictor::{fallback, Guardrails, Loaded, Predictor};
 use crate::artifacts::models::Registry;
+use crate::artifacts::shared;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -43,6 +44,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_services: usize,
     pub reload_every: Duration,
+    /// A shared store whose registry this server follows (`--store`).
+    pub store: Option<crate::store::Store>,
 }
 
 struct App {
@@ -225,6 +228,9 @@ fn router(app: Shared) -> Router {
         .with_state(app)
 }
 
+/// How often a server with `--store` asks the store for new promotions.
+const STORE_POLL: Duration = Duration::from_secs(10);
+
 /// Loads the promoted version when it differs from the one serving.
 fn reload(app: &App) {
     let registry = Registry::at(&app.cfg.registry);
@@ -252,6 +258,12 @@ fn reload(app: &App) {
 
 /// Binds, prints the address, and serves until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> Result<()> {
+    if let Some(store) = &cfg.store {
+        // A store that does not answer must not keep the server down: serve what is here.
+        if let Err(e) = shared::pull_registry(store, &Registry::at(&cfg.registry)).await {
+            tracing::warn!("cannot fetch the registry from {}; serving the local one: {e:#}", store.url());
+        }
+    }
     let registry = Registry::at(&cfg.registry);
     let loaded = tokio::task::spawn_blocking({
         let model = cfg.model.clone();
@@ -270,8 +282,17 @@ pub async fn serve(cfg: Config) -> Result<()> {
     let watcher = {
         let app = app.clone();
         tokio::spawn(async move {
+            // Object storage is asked less often than the local folder is looked at.
+            let pull_every = app.cfg.reload_every.max(STORE_POLL);
+            let mut pulled = Instant::now();
             loop {
                 tokio::time::sleep(app.cfg.reload_every).await;
+                if let Some(store) = app.cfg.store.as_ref().filter(|_| pulled.elapsed() >= pull_every) {
+                    pulled = Instant::now();
+                    if let Err(e) = shared::pull_registry(store, &Registry::at(&app.cfg.registry)).await {
+                        tracing::warn!("cannot fetch the registry from {}: {e:#}", store.url());
+                    }
+                }
                 let app = app.clone();
                 let _ = tokio::task::spawn_blocking(move || reload(&app)).await;
             }

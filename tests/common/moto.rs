@@ -31,6 +31,11 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn create_bucket(&self, bucket: &str) {
+        let empty = tempfile::tempdir().unwrap();
+        self.upload(empty.path(), bucket, "");
+    }
+
     /// Create a bucket and upload every file under `dir` below `prefix`, with boto3.
     pub fn upload(&self, dir: &std::path::Path, bucket: &str, prefix: &str) {
         let script = r#"
