@@ -134,3 +134,46 @@ fn collect_files(base: &Path, sub: &Path, out: &mut Vec<PathBuf>) -> Result<()> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifacts::models::Promotion;
+
+    fn history(versions: &[&str]) -> Promoted {
+        Promoted {
+            history: versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| Promotion { version: v.to_string(), at: format!("2026-11-2{i}T02:00:00Z"), reason: "test".into() })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn local_promotions_win_only_when_they_extend_the_stores() {
+        // Promoted here and not shared yet: keep ours.
+        assert!(extends(&history(&["v1", "v2"]), &history(&["v1"])));
+        assert!(extends(&history(&["v1"]), &history(&["v1"])));
+        // The store moved on (another machine promoted): take theirs.
+        assert!(!extends(&history(&["v1"]), &history(&["v1", "v2"])));
+        // Diverged: the store is the shared word.
+        assert!(!extends(&history(&["v1", "v3"]), &history(&["v1", "v2"])));
+        assert!(extends(&history(&["v1"]), &Promoted::default()));
+    }
+
+    #[tokio::test]
+    async fn a_version_is_fetched_only_once_it_is_complete() {
+        let objects = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let store = Store::with(objects, "team", "memory://team");
+        // An upload cut short: the model file is there, version.json is not.
+        store.put("models/random_forest/v2/model.json", b"{}".to_vec()).await.unwrap();
+        store.put("models/random_forest/v1/model.json", b"{}".to_vec()).await.unwrap();
+        store.put("models/random_forest/v1/version.json", b"{}".to_vec()).await.unwrap();
+        let local = tempfile::tempdir().unwrap();
+        let registry = Registry::at(local.path());
+        pull_registry(&store, &registry).await.unwrap();
+        assert!(registry.version_dir("random_forest", "v1").join("model.json").is_file());
+        assert!(!registry.version_dir("random_forest", "v2").exists(), "a half-uploaded version must not be fetched");
+    }
+}

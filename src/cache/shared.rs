@@ -67,3 +67,44 @@ impl Cache {
         store.upload(&entry.dir.join(META), &format!("{rel}/{META}")).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::store::{tests::meta, OUTPUT};
+    use super::*;
+    use crate::store::Store;
+
+    fn machine(store: &Store) -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path()).with_store(Some(store.clone()));
+        (dir, cache)
+    }
+
+    #[tokio::test]
+    async fn an_entry_built_on_one_machine_is_fetched_on_another_and_checked() {
+        let store = Store::with(Arc::new(object_store::memory::InMemory::new()), "team", "memory://team");
+        let (_a_dir, a) = machine(&store);
+        let m = meta();
+        let key = m.parts.key();
+        let p = a.begin(key).unwrap();
+        std::fs::write(p.dir.join(OUTPUT), b"pretend parquet").unwrap();
+        let built = a.commit(p, m).unwrap();
+        a.share(&built).await.unwrap();
+
+        let (_b_dir, b) = machine(&store);
+        let fetched = b.fetch(key).await.unwrap().expect("the store has it");
+        assert_eq!(std::fs::read(fetched.output()).unwrap(), b"pretend parquet");
+        assert!(b.lookup(key).unwrap().is_some(), "kept locally once fetched");
+
+        // Damaged in the store: not used, and hidden so the rebuild shares a good copy.
+        store.put(&format!("cache/entries/{}/{OUTPUT}", key.hex()), b"flipped".to_vec()).await.unwrap();
+        let (_c_dir, c) = machine(&store);
+        assert!(c.fetch(key).await.unwrap().is_none());
+        assert!(!store.exists(&format!("cache/entries/{}/{META}", key.hex())).await.unwrap());
+        assert!(c.lookup(key).unwrap().is_none(), "nothing half-fetched is left behind");
+        a.share(&built).await.unwrap();
+        assert!(c.fetch(key).await.unwrap().is_some(), "shared again, fetched again");
+    }
+}

@@ -247,11 +247,11 @@ fn sync_dir(dir: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn meta() -> EntryMeta {
+    pub(in crate::cache) fn meta() -> EntryMeta {
         EntryMeta {
             key: String::new(),
             pipeline: "p".into(),
