@@ -12,7 +12,10 @@ pub fn session(threads: usize) -> SessionContext {
     let config = SessionConfig::from_env()
         .unwrap_or_default()
         .with_target_partitions(threads.max(1))
-        .with_information_schema(true);
+        .with_information_schema(true)
+        // Cached stages record their sort order: keep it through repartitioning instead of
+        // sorting every column again (which held a whole table in memory per window).
+        .with_prefer_existing_sort(true);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udwf(WindowUDF::from(quantile::RollingQuantile::new()));
     ctx

@@ -28,7 +28,9 @@ pub struct Merged {
 
 /// Order rows by (service, timestamp, file order, line) and keep the first of each
 /// (service, timestamp): a double write is quarantined as a duplicate of the row it repeats.
-pub fn merge(files: &[ParsedFile]) -> Result<Merged> {
+/// The files' row data is released column by column as the table is built (only their
+/// rejects, notes and counts are left), so the rows are never held twice over.
+pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
     // Rank services by name once, so sorting compares integers.
     let mut names: Vec<&str> = files.iter().flat_map(|f| f.names.iter().map(String::as_str)).collect();
     names.sort_unstable();
@@ -73,8 +75,14 @@ pub fn merge(files: &[ParsedFile]) -> Result<Merged> {
     for &(s, ..) in &keep {
         *rows_per_service.entry(names[s as usize].to_string()).or_insert(0) += 1;
     }
+    drop(order);
     let ts = TimestampMicrosecondArray::from_iter_values(keep.iter().map(|k| k.1));
     let svc: StringArray = keep.iter().map(|k| Some(names[k.0 as usize])).collect();
+    for f in files.iter_mut() {
+        f.timestamps = Vec::new();
+        f.lines = Vec::new();
+        f.services = Vec::new();
+    }
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
     for (k, (_, kind)) in NUMERIC.iter().enumerate() {
         let it = keep.iter().map(|&(_, _, f, r)| files[f as usize].values[k][r as usize]);
@@ -83,6 +91,9 @@ pub fn merge(files: &[ParsedFile]) -> Result<Merged> {
         } else {
             Arc::new(Float64Array::from_iter_values(it))
         });
+        for f in files.iter_mut() {
+            f.values[k] = Vec::new();
+        }
     }
     let table = RecordBatch::try_new(metrics::schema(), columns)?;
     Ok(Merged { table, rejects, duplicates, rows_per_service })

@@ -57,14 +57,27 @@ impl ParsedFile {
     /// Append another part of the same file, re-numbering its services.
     fn append(&mut self, mut other: ParsedFile) {
         let map: Vec<u32> = other.names.iter().map(|n| self.intern(n)).collect();
-        self.services.extend(other.services.iter().map(|&s| map[s as usize]));
-        self.timestamps.append(&mut other.timestamps);
-        for (a, b) in self.values.iter_mut().zip(other.values.iter_mut()) {
-            a.append(b);
+        if self.services.is_empty() && map.iter().enumerate().all(|(i, &m)| m == i as u32) {
+            self.services = std::mem::take(&mut other.services);
+        } else {
+            self.services.extend(other.services.iter().map(|&s| map[s as usize]));
         }
-        self.lines.append(&mut other.lines);
-        self.rejects.append(&mut other.rejects);
+        take_or_append(&mut self.timestamps, &mut other.timestamps);
+        for (a, b) in self.values.iter_mut().zip(other.values.iter_mut()) {
+            take_or_append(a, b);
+        }
+        take_or_append(&mut self.lines, &mut other.lines);
+        take_or_append(&mut self.rejects, &mut other.rejects);
         self.zoned_timestamps += other.zoned_timestamps;
+    }
+}
+
+/// The first part's columns are moved in, not copied: a file's rows are never held twice.
+fn take_or_append<T>(into: &mut Vec<T>, from: &mut Vec<T>) {
+    if into.is_empty() {
+        std::mem::swap(into, from);
+    } else {
+        into.append(from);
     }
 }
 

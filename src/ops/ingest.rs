@@ -143,7 +143,8 @@ impl Stage for Ingest {
         tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
         ctx.progress.message("merging");
         let merged = tokio::task::spawn_blocking(move || {
-            let merged = ingest::merge(&parsed);
+            let mut parsed = parsed;
+            let merged = ingest::merge(&mut parsed);
             (parsed, merged)
         })
         .await?;

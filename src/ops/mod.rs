@@ -148,10 +148,18 @@ pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> 
     }
 }
 
+/// Rows per Parquet row group in cache entries. A writer holds a whole row group in memory
+/// before it flushes (the library's default, 1M rows, is 370 MB for a 46-column features table);
+/// 128K rows keeps that bounded and still gives every core whole columns to encode.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
 /// LZ4 (fastest to write and read), and dictionaries only for strings: dictionary-encoding float columns costs more
 /// time than it saves space for metrics.
 pub fn writer_properties(schema: &datafusion::arrow::datatypes::Schema) -> WriterProperties {
-    let mut b = WriterProperties::builder().set_compression(Compression::LZ4_RAW).set_dictionary_enabled(false);
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
     for f in schema.fields() {
         if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
             b = b.set_column_dictionary_enabled(datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str()), true);

@@ -191,6 +191,7 @@ fn table_parquet_options(schema: &datafusion::arrow::datatypes::Schema) -> Table
     let mut o = TableParquetOptions::default();
     o.global.compression = Some("lz4_raw".into());
     o.global.dictionary_enabled = Some(false);
+    o.global.max_row_group_size = super::ROW_GROUP_ROWS;
     for f in schema.fields() {
         if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
             let mut c = ParquetColumnOptions::default();
