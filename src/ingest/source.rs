@@ -46,18 +46,16 @@ fn is_metrics_file(name: &str) -> bool {
 
 impl Source {
     pub fn open(uri: &str, root: &Path, s3: &S3Options) -> Result<Source> {
-        if let Some(rest) = uri.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Some((bucket, prefix)) = s3::split_url(uri) {
             if bucket.is_empty() {
                 bail!("`{uri}` names no bucket (expected s3://bucket/prefix/)");
             }
             let store = s3::client(bucket, s3).with_context(|| format!("configuring S3 for {uri}"))?;
-            let prefix = prefix.trim_matches('/');
             return Ok(Source {
                 store: Arc::new(store),
                 prefix: (!prefix.is_empty()).then(|| ObjPath::from(prefix)),
                 single: None,
-                display: format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string(),
+                display: s3::display(bucket, prefix),
             });
         }
         let path = if Path::new(uri).is_absolute() { Path::new(uri).to_path_buf() } else { root.join(uri) };

@@ -259,7 +259,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
             match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("store"), m))? {
                 Value::String(s) if s.is_empty() => None,
                 Value::String(s) => {
-                    check_store_url(&s).map_err(|m| err(Some(loc), None, Some("store"), m))?;
+                    crate::store::check_url(&s).map_err(|m| err(Some(loc), None, Some("store"), m))?;
                     Some(s)
                 }
                 _ => return Err(err(Some(loc), None, Some("store"), "must be an s3://bucket/prefix URL".into())),
@@ -281,15 +281,6 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
     };
     check_graph(&pipeline)?;
     Ok(pipeline)
-}
-
-/// The shape of a store URL, checked before anything runs.
-pub fn check_store_url(url: &str) -> Result<(), String> {
-    match url.strip_prefix("s3://") {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        Some(_) => Err(format!("store `{url}` names no bucket (expected s3://bucket/prefix)")),
-        None => Err(format!("store `{url}` is not an s3://bucket/prefix URL")),
-    }
 }
 
 fn is_identifier(s: &str) -> bool {

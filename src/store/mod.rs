@@ -20,7 +20,7 @@ pub mod s3;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -28,6 +28,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 /// Files above this go up in parts, so memory stays bounded whatever a stage wrote.
 const SINGLE_PUT_MAX: u64 = 16 << 20;
 const PART: usize = 8 << 20;
+
+/// The shape of a store URL, checked before anything runs (the pipeline file's `store:` and
+/// `--store` alike).
+pub fn check_url(url: &str) -> Result<(), String> {
+    match s3::split_url(url) {
+        Some(("", _)) => Err(format!("store `{url}` names no bucket (expected s3://bucket/prefix)")),
+        Some(_) => Ok(()),
+        None => Err(format!("store `{url}` is not an s3://bucket/prefix URL")),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -41,17 +51,10 @@ impl Store {
     /// Open `s3://bucket/prefix`; credentials, region and endpoint come from the usual
     /// `AWS_*` variables (`AWS_ENDPOINT_URL` for MinIO, Ceph or moto).
     pub fn open(url: &str) -> Result<Store> {
-        let Some(rest) = url.strip_prefix("s3://") else {
-            bail!("store `{url}` is not an s3://bucket/prefix URL (the only kind of store there is)");
-        };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            bail!("store `{url}` names no bucket (expected s3://bucket/prefix)");
-        }
+        check_url(url).map_err(anyhow::Error::msg)?;
+        let (bucket, prefix) = s3::split_url(url).expect("checked above");
         let objects = s3::client(bucket, &s3::S3Options::default()).with_context(|| format!("configuring S3 for the store {url}"))?;
-        let prefix = prefix.trim_matches('/').to_string();
-        let url = format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string();
-        Ok(Store { objects: Arc::new(objects), prefix, url })
+        Ok(Store { objects: Arc::new(objects), prefix: prefix.to_string(), url: s3::display(bucket, prefix) })
     }
 
     /// Any object store (tests use the in-memory one).

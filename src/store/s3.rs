@@ -14,6 +14,19 @@ pub struct S3Options {
     pub region: Option<String>,
 }
 
+/// `s3://bucket/prefix` as (bucket, prefix without slashes at its ends); None when it is not
+/// an s3:// URL. The bucket may come back empty: each caller says what it expected.
+pub fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((bucket, prefix.trim_matches('/')))
+}
+
+/// How an s3:// location is shown: `s3://bucket/prefix`, or `s3://bucket` without a prefix.
+pub fn display(bucket: &str, prefix: &str) -> String {
+    format!("s3://{bucket}/{prefix}").trim_end_matches('/').to_string()
+}
+
 /// Retries ride out a throttle or a restarting endpoint; past ~30 s a nightly run is better
 /// off failing with the reason (the next run picks up where this one stopped) than hanging
 /// for object_store's default 3 minutes per request.
