@@ -50,7 +50,8 @@ impl Cache {
             }
         }
         tracing::info!("stage `{}`: reusing {} from the store", meta.stage, store.url_of(&rel));
-        Ok(Some(self.commit(pending, meta)?))
+        // Every file was just checked against meta.files: no need to read them again.
+        Ok(Some(self.seal(pending, meta)?))
     }
 
     /// Make sure the store holds `entry` (a no-op without a store, or when it is there already).

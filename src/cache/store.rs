@@ -178,19 +178,26 @@ impl Cache {
         }
         anyhow::ensure!(files.contains_key(OUTPUT), "stage `{}` wrote no {OUTPUT}", meta.stage);
         meta.files = files;
+        self.seal(pending, meta)
+    }
+
+    /// Put a build in place whose files `meta.files` already describes (synced and checksummed).
+    pub(super) fn seal(&self, pending: Pending, mut meta: EntryMeta) -> Result<Entry> {
         meta.key = pending.key.hex();
         write_atomic(&pending.dir.join(META), &serde_json::to_vec_pretty(&meta)?)?;
         let dest = self.entry_dir(pending.key);
         fs::create_dir_all(dest.parent().unwrap())?;
         if dest.exists() {
-            // Another run built the same key meanwhile: same inputs, same output; keep theirs.
+            // Another run built the same key meanwhile: same inputs, same output; keep theirs,
+            // checked like any entry about to be reused.
             let _ = fs::remove_dir_all(&pending.dir);
-        } else {
-            fs::rename(&pending.dir, &dest).with_context(|| format!("moving the finished entry to {}", dest.display()))?;
-            sync_dir(dest.parent().unwrap());
+            self.set_last(&meta.pipeline, &meta.stage, pending.key)?;
+            return self.lookup(pending.key)?.context("a cache entry vanished right after it was written");
         }
+        fs::rename(&pending.dir, &dest).with_context(|| format!("moving the finished entry to {}", dest.display()))?;
+        sync_dir(dest.parent().unwrap());
         self.set_last(&meta.pipeline, &meta.stage, pending.key)?;
-        self.lookup(pending.key)?.context("a cache entry vanished right after it was written")
+        Ok(Entry { dir: dest, meta })
     }
 
     pub fn abandon(&self, pending: Pending) {
