@@ -6,12 +6,12 @@
 //! pointers (`promoted.json`, `runs/latest`) are replaced whole.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::models::{Promoted, Registry};
-use crate::cache::write_atomic;
+use crate::cache::{files_below, write_atomic};
 use crate::store::Store;
 
 const VERSION_MARK: &str = "version.json";
@@ -111,26 +111,11 @@ pub async fn push_registry(store: &Store, registry: &Registry) -> Result<()> {
 
 /// Upload a folder's regular files (links are local conveniences), `mark` last.
 async fn upload_folder(store: &Store, dir: &Path, rel: &str, mark: &str) -> Result<()> {
-    let mut files = Vec::new();
-    collect_files(dir, Path::new(""), &mut files)?;
-    files.sort_by_key(|f| f.as_os_str() == mark);
-    for f in files {
-        let name = f.to_string_lossy().replace('\\', "/");
-        store.upload(&dir.join(&f), &format!("{rel}/{name}")).await?;
-    }
-    Ok(())
-}
-
-fn collect_files(base: &Path, sub: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(base.join(sub)).with_context(|| format!("reading {}", base.join(sub).display()))? {
-        let e = e?;
-        let t = e.file_type()?;
-        let rel = sub.join(e.file_name());
-        if t.is_dir() {
-            collect_files(base, &rel, out)?;
-        } else if t.is_file() {
-            out.push(rel);
-        }
+    let mut names: Vec<String> =
+        files_below(dir)?.iter().filter_map(|f| f.strip_prefix(dir).ok()).map(|r| r.to_string_lossy().replace('\\', "/")).collect();
+    names.sort_by_key(|n| n == mark);
+    for name in names {
+        store.upload(&dir.join(&name), &format!("{rel}/{name}")).await?;
     }
     Ok(())
 }

@@ -6,4 +6,4 @@ mod shared;
 mod store;
 
 pub use key::{CacheKey, InputFile, KeyParts};
-pub use store::{checksum, write_atomic, Cache, Entry, EntryMeta, Pending, OUTPUT};
+pub use store::{checksum, files_below, write_atomic, Cache, Entry, EntryMeta, Pending, OUTPUT};

@@ -235,6 +235,26 @@ pub fn checksum(path: &Path) -> Result<FileSum> {
     Ok(FileSum { bytes, blake3: h.finalize().to_hex().to_string() })
 }
 
+/// Every regular file below `dir` (links are not followed); none when `dir` does not exist.
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("reading {}", dir.display()))?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            out.extend(files_below(&e.path())?);
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
 /// Write a file so that readers see the old bytes or the new, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

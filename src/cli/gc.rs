@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::exit;
+use crate::cache::files_below;
 
 pub struct Options {
     pub root: PathBuf,
@@ -21,22 +22,7 @@ pub struct Options {
 }
 
 fn dir_bytes(p: &Path) -> u64 {
-    walk(p).iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
-}
-
-fn walk(p: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
+    files_below(p).unwrap_or_default().iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum()
 }
 
 fn age_days(p: &Path) -> f64 {
@@ -75,11 +61,11 @@ pub fn gc(o: Options) -> Result<u8> {
         }
     }
     let cache = artifacts.join("cache");
-    for f in walk(&cache.join("stages")) {
-        if let Ok(v) = std::fs::read(&f).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b)?)) {
-            if let Some(k) = v["key"].as_str() {
-                wanted.insert(k.to_string());
-            }
+    for f in files_below(&cache.join("stages"))? {
+        if let Ok(v) = std::fs::read(&f).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b)?))
+            && let Some(k) = v["key"].as_str()
+        {
+            wanted.insert(k.to_string());
         }
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(cache.join("entries")).into_iter().flatten().flatten().map(|e| e.path()).collect();
