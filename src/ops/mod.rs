@@ -148,9 +148,9 @@ pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> 
     }
 }
 
-/// Rows per Parquet row group in cache entries. A writer holds a whole row group in memory
-/// before it flushes (the library's default, 1M rows, is 370 MB for a 46-column features table);
-/// 128K rows keeps that bounded and still gives every core whole columns to encode.
+/// Rows per Parquet row group in cache entries. A writer keeps a row group's encoded columns in
+/// memory until it flushes it (the library's default is 1M rows); 128K rows bounds that and
+/// still gives every core whole columns to encode.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// LZ4 (fastest to write and read), and dictionaries only for strings: dictionary-encoding float columns costs more
