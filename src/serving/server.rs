@@ -256,14 +256,19 @@ fn reload(app: &App) {
     }
 }
 
+/// Brings the shared store's versions and promotions into the local registry, if the server
+/// follows a store. A store that does not answer must not keep the server down: it goes on
+/// with the local registry.
+async fn pull_from_store(cfg: &Config) {
+    let Some(store) = &cfg.store else { return };
+    if let Err(e) = shared::pull_registry(store, &Registry::at(&cfg.registry)).await {
+        tracing::warn!("cannot fetch the registry from {}; serving the local one: {e:#}", store.url());
+    }
+}
+
 /// Binds, prints the address, and serves until ctrl-c / SIGTERM.
 pub async fn serve(cfg: Config) -> Result<()> {
-    if let Some(store) = &cfg.store {
-        // A store that does not answer must not keep the server down: serve what is here.
-        if let Err(e) = shared::pull_registry(store, &Registry::at(&cfg.registry)).await {
-            tracing::warn!("cannot fetch the registry from {}; serving the local one: {e:#}", store.url());
-        }
-    }
+    pull_from_store(&cfg).await;
     let registry = Registry::at(&cfg.registry);
     let loaded = tokio::task::spawn_blocking({
         let model = cfg.model.clone();
@@ -287,11 +292,9 @@ pub async fn serve(cfg: Config) -> Result<()> {
             let mut pulled = Instant::now();
             loop {
                 tokio::time::sleep(app.cfg.reload_every).await;
-                if let Some(store) = app.cfg.store.as_ref().filter(|_| pulled.elapsed() >= pull_every) {
+                if pulled.elapsed() >= pull_every {
                     pulled = Instant::now();
-                    if let Err(e) = shared::pull_registry(store, &Registry::at(&app.cfg.registry)).await {
-                        tracing::warn!("cannot fetch the registry from {}: {e:#}", store.url());
-                    }
+                    pull_from_store(&app.cfg).await;
                 }
                 let app = app.clone();
                 let _ = tokio::task::spawn_blocking(move || reload(&app)).await;
