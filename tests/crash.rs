@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const QUICK: &[&str] = &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=3", "--set", "device=cpu", "--no-progress"];
 
 fn entries(p: &Project) -> usize {
-    std::fs::read_dir(p.path().join("artifacts/cache/entries")).map(|r| r.count()).unwrap_or(0)
+    common::count(&p.path().join("artifacts/cache/entries"))
 }
 
 #[test]

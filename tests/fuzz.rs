@@ -49,9 +49,9 @@ fn mutate(text: &str, edits: &[(prop::sample::Index, u8, prop::sample::Index)]) 
     chars.into_iter().collect()
 }
 
-fn train_yaml() -> String {
-    std::fs::read_to_string(common::repo().join("pipelines/train.yaml")).unwrap()
-}
+/// The pipeline the YAML mutations start from, read once for all cases.
+static TRAIN_YAML: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| std::fs::read_to_string(common::repo().join("pipelines/train.yaml")).unwrap());
 
 /// Parse a pipeline and build every stage's op from it, as `plan` does before anything runs.
 fn check_pipeline(source: &str) {
@@ -146,7 +146,7 @@ fn check_predict(predictor: &Predictor, body: &Value) {
 proptest! {
     #[test]
     fn pipeline_yaml_mutations(e in edits()) {
-        check_pipeline(&mutate(&train_yaml(), &e));
+        check_pipeline(&mutate(&TRAIN_YAML, &e));
     }
 
     #[test]

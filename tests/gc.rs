@@ -2,11 +2,7 @@
 //! build and the model registry stay.
 
 mod common;
-use common::Project;
-
-fn count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
-}
+use common::{count, Project};
 
 #[test]
 fn gc_keeps_what_the_next_run_needs_and_every_model() {

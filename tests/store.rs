@@ -3,17 +3,12 @@
 
 mod common;
 use common::moto::Moto;
-use common::Project;
+use common::{count, Project};
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STORE: &str = "s3://team/autoscale";
 const METRICS: &str = "metrics_uri=s3://team/metrics/";
-
-fn count(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
-}
 
 /// A promoted model version, as `publish` would have registered it on this machine.
 fn register_model(p: &Project) {

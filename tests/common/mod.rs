@@ -178,6 +178,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// How many entries a folder has (0 when it does not exist).
+pub fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|r| r.count()).unwrap_or(0)
+}
+
 /// A JSON file, parsed.
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()

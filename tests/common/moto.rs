@@ -31,6 +31,7 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// An empty bucket.
     pub fn create_bucket(&self, bucket: &str) {
         let empty = tempfile::tempdir().unwrap();
         self.upload(empty.path(), bucket, "");
@@ -55,9 +56,7 @@ for dirpath, _, files in os.walk(root):
             .expect("python3 with boto3");
         assert!(status.success(), "uploading test files to moto failed");
     }
-}
 
-impl Moto {
     /// What the binary needs to reach this server: test credentials and the endpoint.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
