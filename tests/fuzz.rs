@@ -7,6 +7,7 @@
 //! `tests/fuzz.proptest-regressions` and replayed first on every run.
 
 mod common;
+use common::row_json;
 
 use std::path::Path;
 
@@ -15,7 +16,7 @@ use autoscale::pipeline::spec;
 use autoscale::serving::features::RawRow;
 use autoscale::serving::predictor::{Guardrails, Predictor};
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Text that means something to a YAML, CSV or JSON parser, for mutations to insert.
 const TOKENS: &[&str] = &[
@@ -98,21 +99,6 @@ fn check_csv(name: &str, bytes: &[u8]) {
     }
 }
 
-/// A valid /predict body.
-fn predict_row(minute: u32) -> Value {
-    let header: Vec<&str> = common::HEADER.split(',').collect();
-    let row = csv_row(minute, "checkout");
-    let mut obj = serde_json::Map::new();
-    for (name, v) in header.iter().zip(row.split(',')) {
-        let value = match v.parse::<f64>() {
-            Ok(n) if *name != "timestamp" => json!(n),
-            _ => json!(v),
-        };
-        obj.insert(name.to_string(), value);
-    }
-    Value::Object(obj)
-}
-
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -173,7 +159,7 @@ proptest! {
     #[test]
     fn predict_json_fields(changes in prop::collection::vec((any::<prop::sample::Index>(), prop::option::of(json_value())), 1..4)) {
         let predictor = Predictor::new(None, Guardrails::default());
-        let mut body = predict_row(0);
+        let mut body = row_json("checkout", 0, 40.0);
         let names: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
         for (which, value) in changes {
             let field = which.get(&names).clone();
@@ -183,7 +169,7 @@ proptest! {
                 None => { obj.remove(&field); }
             }
         }
-        check_predict(&predictor, &predict_row(0));
+        check_predict(&predictor, &row_json("checkout", 0, 40.0));
         check_predict(&predictor, &body);
     }
 
@@ -202,9 +188,9 @@ proptest! {
 fn predict_keeps_time_order_per_service() {
     let predictor = Predictor::new(None, Guardrails::default());
     for m in 0..40 {
-        check_predict(&predictor, &predict_row(m));
+        check_predict(&predictor, &row_json("checkout", m, 40.0));
     }
-    let again = RawRow::from_json(&predict_row(10)).unwrap();
+    let again = RawRow::from_json(&row_json("checkout", 10, 40.0)).unwrap();
     assert_eq!(predictor.decide(&again).err().map(|e| e.field), Some("timestamp".to_string()));
 }
 

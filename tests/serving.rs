@@ -2,7 +2,7 @@
 //! pipeline, and the real server answers every endpoint over a socket.
 
 mod common;
-use common::Project;
+use common::{row_json, Project};
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -160,16 +160,6 @@ fn post(base: &str, path: &str, text: &str) -> (u16, String) {
 
 fn get(base: &str, path: &str) -> (u16, String) {
     body(agent().get(format!("{base}{path}")).call().unwrap())
-}
-
-fn row_json(service: &str, second: u32, cpu: f64) -> serde_json::Value {
-    let mut v = serde_json::json!({ "timestamp": format!("2025-10-13T10:{:02}:{:02}", second / 60, second % 60), "service_name": service });
-    for (n, _) in NUMERIC {
-        v[n] = serde_json::json!(1.0);
-    }
-    v["cpu_usage_percent"] = serde_json::json!(cpu);
-    v["replica_count"] = serde_json::json!(3);
-    v
 }
 
 #[test]

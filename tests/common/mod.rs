@@ -14,6 +14,18 @@ pub fn row(ts: &str, service: &str, cpu: f64) -> String {
     format!("{ts},{service},{cpu},50,0.1,40,40,0,100,90,120,3,0,0,0.5,1,256,512,0,0.01,0,0,0")
 }
 
+/// One valid `/predict` body: `second` seconds after 10:00, every metric 1 but the CPU and
+/// 3 replicas.
+pub fn row_json(service: &str, second: u32, cpu: f64) -> serde_json::Value {
+    let mut v = serde_json::json!({ "timestamp": format!("2025-10-13T10:{:02}:{:02}", second / 60, second % 60), "service_name": service });
+    for (n, _) in autoscale::metrics::NUMERIC {
+        v[n] = serde_json::json!(1.0);
+    }
+    v["cpu_usage_percent"] = serde_json::json!(cpu);
+    v["replica_count"] = serde_json::json!(3);
+    v
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
