@@ -38,9 +38,9 @@ SELECT
     coalesce(ram_usage_percent - lag(ram_usage_percent) OVER by_time, 0) AS ram_change_rate,
     coalesce(request_count_per_second - lag(request_count_per_second) OVER by_time, 0) AS request_change_rate,
 
-    coalesce(stddev_samp(cpu_usage_percent) OVER last_10, 0) AS cpu_rolling_std,
-    coalesce(stddev_samp(ram_usage_percent) OVER last_10, 0) AS ram_rolling_std,
-    max(request_count_per_second) OVER last_10 AS request_rolling_max,
+    coalesce(rolling_stddev(cpu_usage_percent) OVER last_10, 0) AS cpu_rolling_std,
+    coalesce(rolling_stddev(ram_usage_percent) OVER last_10, 0) AS ram_rolling_std,
+    rolling_max(request_count_per_second) OVER last_10 AS request_rolling_max,
     rolling_quantile(response_time_ms, 0.95) OVER last_10 AS response_time_rolling_p95,
 
     cpu_usage_percent / (replica_count + 1) AS cpu_per_replica,

@@ -10,18 +10,20 @@
 WITH future AS (
     SELECT
         *,
-        count(*) OVER ahead AS future_rows,
-        max(cpu_usage_percent) OVER ahead AS future_cpu_max,
-        max(ram_usage_percent) OVER ahead AS future_ram_max,
+        lead(timestamp, ${horizon}) OVER by_time IS NOT NULL AS full_horizon,
+        rolling_max(cpu_usage_percent) OVER ahead AS future_cpu_max,
+        rolling_max(ram_usage_percent) OVER ahead AS future_ram_max,
         rolling_quantile(response_time_ms, 0.95) OVER ahead AS future_rt_p95
     FROM features
-    WINDOW ahead AS (PARTITION BY service_name ORDER BY timestamp ROWS BETWEEN 1 FOLLOWING AND ${horizon} FOLLOWING)
+    WINDOW
+        by_time AS (PARTITION BY service_name ORDER BY timestamp),
+        ahead AS (PARTITION BY service_name ORDER BY timestamp ROWS BETWEEN 1 FOLLOWING AND ${horizon} FOLLOWING)
 ),
 labelled AS (
     SELECT
         *,
         CAST(CASE
-            WHEN future_rows < ${horizon} THEN replica_count
+            WHEN NOT full_horizon THEN replica_count
             WHEN ${label_rule} = 'hpa' THEN
                 least(greatest(CAST(ceil(replica_count * future_cpu_max / ${target_cpu}) AS BIGINT), ${min_replicas}), ${max_replicas})
             WHEN future_cpu_max < ${scale_down_cpu} AND future_ram_max < ${scale_down_ram} THEN
@@ -32,6 +34,6 @@ labelled AS (
         END AS BIGINT) AS target_replicas
     FROM future
 )
-SELECT * EXCEPT (future_rows, future_cpu_max, future_ram_max, future_rt_p95)
+SELECT * EXCEPT (full_horizon, future_cpu_max, future_ram_max, future_rt_p95)
 FROM labelled
 ORDER BY service_name, timestamp

@@ -1,6 +1,7 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
 pub mod quantile;
+pub mod rolling;
 
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::WindowUDF;
@@ -18,5 +19,7 @@ pub fn session(threads: usize) -> SessionContext {
         .with_prefer_existing_sort(true);
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udwf(WindowUDF::from(quantile::RollingQuantile::new()));
+    ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Max)));
+    ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Stddev)));
     ctx
 }

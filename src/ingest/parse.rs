@@ -177,9 +177,11 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
             let chunk = &body[w[0]..w[1]];
             let is_final = w[1] == body.len();
             let start = first_line;
-            first_line += chunk.bytes().filter(|&b| b == b'\n').count() as u64;
+            let newlines = chunk.bytes().filter(|&b| b == b'\n').count();
+            first_line += newlines as u64;
             let cols = &cols;
-            handles.push(scope.spawn(move || parse_rows(name, chunk, start, cols, is_final && !ends_with_newline)));
+            let rows = newlines + 1;
+            handles.push(scope.spawn(move || parse_rows(name, chunk, start, rows, cols, is_final && !ends_with_newline)));
         }
         handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
     });
@@ -203,9 +205,11 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
 
 /// Parse a run of whole lines starting at line number `first_line`. `torn_tail`: the text
 /// ends without a newline, so its last line may have been cut off by a killed writer.
-fn parse_rows(name: &str, text: &str, first_line: u64, cols: &Columns, torn_tail: bool) -> ParsedFile {
+/// `max_rows` (the line count) sizes the columns once: growing them by doubling held the old
+/// and new buffers at once and left up to half of each unused.
+fn parse_rows(name: &str, text: &str, first_line: u64, max_rows: usize, cols: &Columns, torn_tail: bool) -> ParsedFile {
     let mut out = ParsedFile { values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
-    let estimate = text.len() / 160;
+    let estimate = max_rows;
     out.timestamps.reserve(estimate);
     out.services.reserve(estimate);
     out.lines.reserve(estimate);
