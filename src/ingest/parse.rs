@@ -120,6 +120,18 @@ const PARALLEL_BYTES: usize = 8 << 20;
 
 /// Parse one file's bytes on up to `threads` threads. `Err` means the whole file is unusable.
 pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, String> {
+    let mut parts = parse_file_parts(name, bytes, threads)?.into_iter();
+    let mut out = parts.next().unwrap_or_default();
+    for p in parts {
+        out.append(p);
+    }
+    Ok(out)
+}
+
+/// [`parse_file`] as the pieces the threads read, in file order: the file's columns are never
+/// copied into one (which held them twice at the end of a big file). `merge` takes the pieces
+/// as they are. The file's notes and out-of-order count are on the first piece.
+pub fn parse_file_parts(name: &str, bytes: &[u8], threads: usize) -> Result<Vec<ParsedFile>, String> {
     let data = decompress(name, bytes)?;
     let text: Cow<str> = match std::str::from_utf8(&data) {
         Ok(t) => Cow::Borrowed(t),
@@ -129,7 +141,7 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
     let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
     if text.trim().is_empty() {
         out.notes.push(format!("{name}: empty file, nothing to read"));
-        return Ok(out);
+        return Ok(vec![out]);
     }
     let (header, body) = text.split_once('\n').unwrap_or((text, ""));
     let mut fields = Vec::new();
@@ -170,7 +182,7 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
         }
     }
     bounds.push(body.len());
-    let parts: Vec<ParsedFile> = std::thread::scope(|scope| {
+    let mut parts: Vec<ParsedFile> = std::thread::scope(|scope| {
         let mut first_line = 2u64;
         let mut handles = Vec::new();
         for w in bounds.windows(2) {
@@ -185,22 +197,35 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
         }
         handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
     });
-    for p in parts {
-        out.append(p);
-    }
     // Rows earlier than the previous row of their service, in file order.
-    let mut last: Vec<i64> = vec![i64::MIN; out.names.len()];
-    for (s, t) in out.services.iter().zip(&out.timestamps) {
-        let l = &mut last[*s as usize];
-        if *t < *l {
-            out.out_of_order += 1;
+    let (mut names, mut last): (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
+    for p in &parts {
+        let slot: Vec<usize> = p
+            .names
+            .iter()
+            .map(|n| {
+                names.iter().position(|m| m == n).unwrap_or_else(|| {
+                    names.push(n);
+                    last.push(i64::MIN);
+                    names.len() - 1
+                })
+            })
+            .collect();
+        for (s, t) in p.services.iter().zip(&p.timestamps) {
+            let l = &mut last[slot[*s as usize]];
+            if *t < *l {
+                out.out_of_order += 1;
+            }
+            *l = (*l).max(*t);
         }
-        *l = (*l).max(*t);
     }
-    if out.rows() == 0 && out.rejects.is_empty() {
+    if parts.iter().all(|p| p.rows() == 0 && p.rejects.is_empty()) {
         out.notes.push(format!("{name}: header only, no rows"));
     }
-    Ok(out)
+    let first = &mut parts[0];
+    first.notes = std::mem::take(&mut out.notes);
+    first.out_of_order = out.out_of_order;
+    Ok(parts)
 }
 
 /// Parse a run of whole lines starting at line number `first_line`. `torn_tail`: the text
@@ -208,7 +233,7 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
 /// `max_rows` (the line count) sizes the columns once: growing them by doubling held the old
 /// and new buffers at once and left up to half of each unused.
 fn parse_rows(name: &str, text: &str, first_line: u64, max_rows: usize, cols: &Columns, torn_tail: bool) -> ParsedFile {
-    let mut out = ParsedFile { values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
+    let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
     let estimate = max_rows;
     out.timestamps.reserve(estimate);
     out.services.reserve(estimate);

@@ -118,7 +118,7 @@ impl Stage for Ingest {
         // One big file gets every thread; many files share them.
         let threads_per_file = if files.len() == 1 { ctx.threads } else { 1 };
         // Fetch a few files at once (S3 latency), parse on blocking threads (CPU).
-        let parsed: Vec<ParsedFile> = futures::stream::iter(files.iter().cloned())
+        let parsed: Vec<Vec<ParsedFile>> = futures::stream::iter(files.iter().cloned())
             .map(|f| {
                 let source = source.clone();
                 let progress = ctx.progress.clone();
@@ -128,7 +128,7 @@ impl Stage for Ingest {
                     tracing::debug!("ingest: read {} ({} bytes) in {:.2}s", f.display, bytes.len(), t.elapsed().as_secs_f64());
                     let name = f.display.clone();
                     let threads = threads_per_file;
-                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file(&name, &bytes, threads))
+                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file_parts(&name, &bytes, threads))
                         .await
                         .context("parser thread")?
                         .map_err(anyhow::Error::msg)?;
@@ -142,6 +142,8 @@ impl Stage for Ingest {
 
         tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
         ctx.progress.message("merging");
+        // A big file comes as several pieces; merge reads them as consecutive files.
+        let parsed: Vec<ParsedFile> = parsed.into_iter().flatten().collect();
         let merged = tokio::task::spawn_blocking(move || {
             let mut parsed = parsed;
             let merged = ingest::merge(&mut parsed);
