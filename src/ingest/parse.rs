@@ -81,18 +81,6 @@ fn take_or_append<T>(into: &mut Vec<T>, from: &mut Vec<T>) {
     }
 }
 
-fn decompress<'a>(name: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, String> {
-    if name.ends_with(".gz") {
-        let mut out = Vec::with_capacity(bytes.len() * 6);
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("{name}: not a readable gzip file ({e})"))?;
-        Ok(Cow::Owned(out))
-    } else {
-        Ok(Cow::Borrowed(bytes))
-    }
-}
-
 /// Split a line into `out`; quoted fields (rare in collector output) go through the csv crate.
 fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
     out.clear();
@@ -115,12 +103,16 @@ struct Columns {
     numeric: Vec<usize>,
 }
 
-/// Files above this size are parsed in parallel pieces.
+/// Text above this size is parsed in parallel pieces.
 const PARALLEL_BYTES: usize = 8 << 20;
+
+/// Text read and parsed per step. A file is never held whole: its bytes (or, for `.csv.gz`, the
+/// text they unpack to, six times as large) would sit beside the parsed columns until the end.
+const BLOCK_BYTES: usize = 32 << 20;
 
 /// Parse one file's bytes on up to `threads` threads. `Err` means the whole file is unusable.
 pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, String> {
-    let mut parts = parse_file_parts(name, bytes, threads)?.into_iter();
+    let mut parts = parse_reader(name, bytes, threads)?.into_iter();
     let mut out = parts.next().unwrap_or_default();
     for p in parts {
         out.append(p);
@@ -128,75 +120,68 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
     Ok(out)
 }
 
-/// [`parse_file`] as the pieces the threads read, in file order: the file's columns are never
-/// copied into one (which held them twice at the end of a big file). `merge` takes the pieces
-/// as they are. The file's notes and out-of-order count are on the first piece.
-pub fn parse_file_parts(name: &str, bytes: &[u8], threads: usize) -> Result<Vec<ParsedFile>, String> {
-    let data = decompress(name, bytes)?;
-    let text: Cow<str> = match std::str::from_utf8(&data) {
-        Ok(t) => Cow::Borrowed(t),
-        Err(_) => Cow::Owned(String::from_utf8_lossy(&data).into_owned()),
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
-    if text.trim().is_empty() {
-        out.notes.push(format!("{name}: empty file, nothing to read"));
-        return Ok(vec![out]);
-    }
-    let (header, body) = text.split_once('\n').unwrap_or((text, ""));
-    let mut fields = Vec::new();
-    split_fields(header.trim_end_matches('\r'), &mut fields);
-    let header: Vec<String> = fields.iter().map(|h| h.trim().to_string()).collect();
-    let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
-    if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
-        return Err(format!("{name}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", ")));
-    }
-    if index.len() != header.len() {
-        return Err(format!("{name}:1: the header names a column twice"));
-    }
-    let missing: Vec<&str> = metrics::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
-    if !missing.is_empty() {
-        return Err(format!("{name}:1: required column{} missing: {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")));
-    }
-    let known: Vec<&str> = metrics::column_names();
-    let extra: Vec<&str> = header.iter().map(String::as_str).filter(|h| !known.contains(h)).collect();
-    if !extra.is_empty() {
-        out.notes.push(format!("{name}: ignored column{} not in the schema: {}", if extra.len() > 1 { "s" } else { "" }, extra.join(", ")));
-    }
-    let cols = Columns {
-        width: header.len(),
-        ts: index[metrics::TIMESTAMP],
-        service: index[metrics::SERVICE],
-        numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect(),
-    };
-    let ends_with_newline = text.ends_with('\n');
+/// [`parse_file`] reading `reader` block by block, returning the pieces the threads parsed, in
+/// file order: they are never copied into one, `merge` takes them as they are. The file's notes
+/// and out-of-order count are on the first piece. `.gz` names are unpacked as they are read.
+pub fn parse_reader(name: &str, reader: impl Read, threads: usize) -> Result<Vec<ParsedFile>, String> {
+    parse_blocks(name, reader, threads, BLOCK_BYTES)
+}
 
-    // Cut the body at line ends into pieces of similar size, one per thread.
-    let pieces = if body.len() >= PARALLEL_BYTES { threads.max(1) } else { 1 };
-    let mut bounds = vec![0usize];
-    for k in 1..pieces {
-        let target = body.len() * k / pieces;
-        let cut = body[target..].find('\n').map(|i| target + i + 1).unwrap_or(body.len());
-        if cut > *bounds.last().unwrap() && cut < body.len() {
-            bounds.push(cut);
+fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> Result<Vec<ParsedFile>, String> {
+    let mut reader: Box<dyn Read + '_> =
+        if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+    let read_error = |e: std::io::Error| {
+        if name.ends_with(".gz") { format!("{name}: not a readable gzip file ({e})") } else { format!("{name}: cannot be read ({e})") }
+    };
+    let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
+    let mut parts: Vec<ParsedFile> = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut want = block;
+    let mut cols: Option<Columns> = None;
+    let mut next_line = 2u64;
+    loop {
+        let got = (&mut reader).take((want - buf.len()) as u64).read_to_end(&mut buf).map_err(read_error)?;
+        let eof = buf.len() < want || got == 0;
+        let first_block = cols.is_none();
+        let mut skip = 0;
+        if first_block {
+            if buf.starts_with("\u{feff}".as_bytes()) {
+                skip = 3;
+            }
+            if eof && buf[skip..].iter().all(u8::is_ascii_whitespace) {
+                out.notes.push(format!("{name}: empty file, nothing to read"));
+                return Ok(vec![out]);
+            }
+        }
+        // Whole lines only; a line longer than a block waits for the next read.
+        let cut = if eof { buf.len() } else { buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) };
+        if cut <= skip {
+            if eof {
+                break;
+            }
+            want += block;
+            continue;
+        }
+        let text: Cow<str> = String::from_utf8_lossy(&buf[skip..cut]);
+        let mut body: &str = &text;
+        if first_block {
+            let (header, rest) = text.split_once('\n').unwrap_or((&text, ""));
+            cols = Some(read_header(name, header, &mut out.notes)?);
+            body = rest;
+        }
+        let torn_tail = eof && !text.ends_with('\n');
+        if !body.is_empty() {
+            let pieces = parse_block(name, body, next_line, cols.as_ref().expect("header read"), threads, torn_tail);
+            next_line += body.bytes().filter(|&b| b == b'\n').count() as u64;
+            parts.extend(pieces);
+        }
+        drop(text);
+        buf.drain(..cut);
+        want = block.max(buf.len() + 1);
+        if eof {
+            break;
         }
     }
-    bounds.push(body.len());
-    let mut parts: Vec<ParsedFile> = std::thread::scope(|scope| {
-        let mut first_line = 2u64;
-        let mut handles = Vec::new();
-        for w in bounds.windows(2) {
-            let chunk = &body[w[0]..w[1]];
-            let is_final = w[1] == body.len();
-            let start = first_line;
-            let newlines = chunk.bytes().filter(|&b| b == b'\n').count();
-            first_line += newlines as u64;
-            let cols = &cols;
-            let rows = newlines + 1;
-            handles.push(scope.spawn(move || parse_rows(name, chunk, start, rows, cols, is_final && !ends_with_newline)));
-        }
-        handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
-    });
     // Rows earlier than the previous row of their service, in file order.
     let (mut names, mut last): (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
     for p in &parts {
@@ -222,10 +207,72 @@ pub fn parse_file_parts(name: &str, bytes: &[u8], threads: usize) -> Result<Vec<
     if parts.iter().all(|p| p.rows() == 0 && p.rejects.is_empty()) {
         out.notes.push(format!("{name}: header only, no rows"));
     }
-    let first = &mut parts[0];
-    first.notes = std::mem::take(&mut out.notes);
-    first.out_of_order = out.out_of_order;
+    match parts.first_mut() {
+        Some(first) => {
+            first.notes = std::mem::take(&mut out.notes);
+            first.out_of_order = out.out_of_order;
+        }
+        None => parts.push(out),
+    }
     Ok(parts)
+}
+
+/// Where the columns are, from the header line; notes columns outside the schema.
+fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Columns, String> {
+    let mut fields = Vec::new();
+    split_fields(line.trim_end_matches('\r'), &mut fields);
+    let header: Vec<String> = fields.iter().map(|h| h.trim().to_string()).collect();
+    let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
+    if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
+        return Err(format!("{name}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", ")));
+    }
+    if index.len() != header.len() {
+        return Err(format!("{name}:1: the header names a column twice"));
+    }
+    let missing: Vec<&str> = metrics::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
+    if !missing.is_empty() {
+        return Err(format!("{name}:1: required column{} missing: {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")));
+    }
+    let known: Vec<&str> = metrics::column_names();
+    let extra: Vec<&str> = header.iter().map(String::as_str).filter(|h| !known.contains(h)).collect();
+    if !extra.is_empty() {
+        notes.push(format!("{name}: ignored column{} not in the schema: {}", if extra.len() > 1 { "s" } else { "" }, extra.join(", ")));
+    }
+    Ok(Columns {
+        width: header.len(),
+        ts: index[metrics::TIMESTAMP],
+        service: index[metrics::SERVICE],
+        numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect(),
+    })
+}
+
+/// Parse whole lines (the first is line `first_line`) on up to `threads` threads, cut at line
+/// ends into pieces of similar size. `torn_tail`: the file ends with this text, without a newline.
+fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads: usize, torn_tail: bool) -> Vec<ParsedFile> {
+    let pieces = if body.len() >= PARALLEL_BYTES { threads.max(1) } else { 1 };
+    let mut bounds = vec![0usize];
+    for k in 1..pieces {
+        let target = body.len() * k / pieces;
+        let cut = body[target..].find('\n').map(|i| target + i + 1).unwrap_or(body.len());
+        if cut > *bounds.last().unwrap() && cut < body.len() {
+            bounds.push(cut);
+        }
+    }
+    bounds.push(body.len());
+    std::thread::scope(|scope| {
+        let mut first_line = first_line;
+        let mut handles = Vec::new();
+        for w in bounds.windows(2) {
+            let chunk = &body[w[0]..w[1]];
+            let is_final = w[1] == body.len();
+            let start = first_line;
+            let newlines = chunk.bytes().filter(|&b| b == b'\n').count();
+            first_line += newlines as u64;
+            let rows = newlines + 1;
+            handles.push(scope.spawn(move || parse_rows(name, chunk, start, rows, cols, is_final && torn_tail)));
+        }
+        handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
+    })
 }
 
 /// Parse a run of whole lines starting at line number `first_line`. `torn_tail`: the text
@@ -379,6 +426,34 @@ pub(crate) mod tests {
         assert_eq!((0..one.rows()).map(|i| one.service(i)).collect::<Vec<_>>(), (0..three.rows()).map(|i| three.service(i)).collect::<Vec<_>>());
         assert_eq!(three.rejects.len(), 1);
         assert_eq!(three.rejects[0].line, 31_339);
+    }
+
+    #[test]
+    fn reading_in_small_blocks_gives_the_same_rows_and_line_numbers() {
+        let mut text = format!("\u{feff}{HEADER}\r\n");
+        for i in 0..300 {
+            let line = row(&format!("2025-10-06T06:{:02}:{:02}", i / 60, i % 60), ["order", "product"][i % 2], &(i % 89).to_string());
+            text.push_str(&match i {
+                17 => line.replacen(",3,", ",x,", 1),
+                // Longer than a block: read on until its end.
+                40 => format!("{line},{}", "9".repeat(700)),
+                _ => line,
+            });
+            text.push_str("\r\n");
+        }
+        text.push_str("2025-10-06T07:00:00,order,1,2");
+        let whole = parse_file("m.csv", text.as_bytes(), 1).unwrap();
+        let blocks = parse_blocks("m.csv", text.as_bytes(), 2, 256).unwrap();
+        assert!(blocks.len() > 10, "{} pieces", blocks.len());
+        let mut joined = blocks.into_iter();
+        let mut b = joined.next().unwrap();
+        joined.for_each(|p| b.append(p));
+        assert_eq!(whole.rows(), 298);
+        assert_eq!((&b.timestamps, &b.lines, &b.values), (&whole.timestamps, &whole.lines, &whole.values));
+        let lines = |f: &ParsedFile| f.rejects.iter().map(|r| (r.line, r.reason.clone())).collect::<Vec<_>>();
+        assert_eq!(lines(&b), lines(&whole));
+        assert_eq!(whole.rejects.iter().map(|r| r.line).collect::<Vec<_>>(), vec![19, 42, 302]);
+        assert!(whole.rejects[2].reason.starts_with("torn last line"));
     }
 
     #[test]

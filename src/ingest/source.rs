@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::date_filter::DateFilter;
 use crate::cache::InputFile;
@@ -103,8 +103,16 @@ impl Source {
         Ok(files)
     }
 
-    pub async fn read(&self, file: &MetricsFile) -> Result<bytes::Bytes> {
+    /// The file's content to read from a blocking thread: a local file is read as it is parsed;
+    /// an S3 object is fetched whole first (its size is what ingest then holds).
+    pub async fn reader(&self, file: &MetricsFile) -> Result<Box<dyn std::io::Read + Send>> {
         let got = self.store.get(&file.location).await.with_context(|| format!("reading {}", file.display))?;
-        got.bytes().await.with_context(|| format!("reading {}", file.display))
+        match got.payload {
+            GetResultPayload::File(f, _) => Ok(Box::new(f)),
+            GetResultPayload::Stream(_) => {
+                let bytes = got.bytes().await.with_context(|| format!("reading {}", file.display))?;
+                Ok(Box::new(bytes::Buf::reader(bytes)))
+            }
+        }
     }
 }

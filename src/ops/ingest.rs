@@ -123,12 +123,10 @@ impl Stage for Ingest {
                 let source = source.clone();
                 let progress = ctx.progress.clone();
                 async move {
-                    let t = std::time::Instant::now();
-                    let bytes = source.read(&f).await?;
-                    tracing::debug!("ingest: read {} ({} bytes) in {:.2}s", f.display, bytes.len(), t.elapsed().as_secs_f64());
+                    let reader = source.reader(&f).await?;
                     let name = f.display.clone();
                     let threads = threads_per_file;
-                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_file_parts(&name, &bytes, threads))
+                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_reader(&name, reader, threads))
                         .await
                         .context("parser thread")?
                         .map_err(anyhow::Error::msg)?;
