@@ -70,6 +70,17 @@ pub fn schema() -> SchemaRef {
 
 /// Parse one numeric field, or say why it is not valid.
 pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
+    if let Some(v) = plain_decimal(raw.as_bytes()) {
+        let fits = match kind {
+            Kind::Signed => true,
+            Kind::NonNegative => v >= 0.0,
+            Kind::Flag => v == 0.0 || v == 1.0,
+            Kind::Count => v >= 0.0 && v.fract() == 0.0,
+        };
+        if fits {
+            return Ok(v);
+        }
+    }
     let t = raw.trim();
     if t.is_empty() {
         return Err("empty".into());
@@ -96,6 +107,41 @@ pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
         _ => {}
     }
     Ok(v)
+}
+
+/// `-12.345`, `7`, `0.5`: what collectors write, read without the general float parser (21
+/// fields a row made it a fifth of ingest). Exact: a mantissa below 2^53 divided by a power of
+/// ten up to 10^22 is one correctly rounded operation on two exact doubles, the same number
+/// `str::parse` gives. Anything else (exponents, spaces, long mantissas) returns None.
+fn plain_decimal(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let (negative, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let (mut mantissa, mut count, mut decimals) = (0u64, 0usize, None);
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                count += 1;
+            }
+            b'.' if decimals.is_none() => decimals = Some(digits.len() - i - 1),
+            _ => return None,
+        }
+    }
+    let decimals = decimals.unwrap_or(0);
+    if count == 0 || mantissa > 1 << 53 || decimals >= POW10.len() {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[decimals];
+    Some(if negative { -v } else { v })
 }
 
 fn shorten(s: &str) -> String {
@@ -159,6 +205,37 @@ fn fast_isoformat(b: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_decimals_read_as_the_float_parser_reads_them() {
+        let mut cases: Vec<String> = ["0", "-0.0", "7", "0.1", "0.3", "72.15", "-12.345", "1.", ".5", "9007199254740993",
+            "9007199254740992", "0.0000000000000000000001", "123456789012345678.9", "4503599627370497.5"]
+            .map(String::from)
+            .to_vec();
+        // Decimals of every length, as collectors round them.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 19 + 1) as usize;
+            let mantissa = (x >> 5) % 10u64.pow(digits as u32);
+            let point = (x >> 40) as usize % (digits + 1);
+            let s = format!("{mantissa:0digits$}");
+            cases.push(format!("{}{}.{}", if x & 1 == 1 { "-" } else { "" }, &s[..digits - point], &s[digits - point..]));
+        }
+        for c in &cases {
+            let ours = plain_decimal(c.as_bytes());
+            let std: f64 = c.parse().unwrap();
+            if let Some(v) = ours {
+                assert_eq!(v.to_bits(), std.to_bits(), "{c}");
+            }
+        }
+        assert!(cases.iter().filter(|c| plain_decimal(c.as_bytes()).is_some()).count() > 15_000);
+        for other in ["1e5", " 5", "5 ", "+5", "-", ".", "", "1.2.3", "NaN", "inf", "0x10"] {
+            assert_eq!(plain_decimal(other.as_bytes()), None, "{other}");
+        }
+    }
 
     #[test]
     fn timestamps_as_python_writes_them() {

@@ -84,10 +84,24 @@ fn take_or_append<T>(into: &mut Vec<T>, from: &mut Vec<T>) {
 /// Split a line into `out`; quoted fields (rare in collector output) go through the csv crate.
 fn split_fields<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) {
     out.clear();
-    if !line.contains('"') {
-        out.extend(line.split(',').map(Cow::Borrowed));
+    // One pass over the bytes finds the commas, or a quote that sends the line to the csv crate.
+    let bytes = line.as_bytes();
+    let mut start = 0;
+    let mut quoted = false;
+    for (i, &c) in bytes.iter().enumerate() {
+        if c == b',' {
+            out.push(Cow::Borrowed(&line[start..i]));
+            start = i + 1;
+        } else if c == b'"' {
+            quoted = true;
+            break;
+        }
+    }
+    if !quoted {
+        out.push(Cow::Borrowed(&line[start..]));
         return;
     }
+    out.clear();
     let mut r = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(line.as_bytes());
     match r.records().next() {
         Some(Ok(rec)) => out.extend(rec.iter().map(|f| Cow::Owned(f.to_string()))),
@@ -162,7 +176,10 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
             want += block;
             continue;
         }
-        let text: Cow<str> = String::from_utf8_lossy(&buf[skip..cut]);
+        let text: Cow<str> = match std::str::from_utf8(&buf[skip..cut]) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&buf[skip..cut]),
+        };
         let mut body: &str = &text;
         if first_block {
             let (header, rest) = text.split_once('\n').unwrap_or((&text, ""));

@@ -8,6 +8,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -178,16 +179,67 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
     Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)
 }
 
-/// Write batches as one Parquet file; returns the row count.
+/// Write batches as one Parquet file; returns the row count. Each row group's columns are
+/// encoded and compressed on all cores (one thread took 0.35 s for ingest's 1M rows).
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let file = std::fs::File::create(path)?;
     let props = writer_properties(&schema);
-    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
+    let (mut writer, columns) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = 0;
-    for b in batches {
-        rows += b.num_rows() as u64;
-        w.write(b)?;
+    let mut row_group = 0;
+    for batch in batches {
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let len = ROW_GROUP_ROWS.min(batch.num_rows() - start);
+            let slice = batch.slice(start, len);
+            let mut leaves = Vec::new();
+            for (field, column) in schema.fields().iter().zip(slice.columns()) {
+                leaves.extend(compute_leaves(field, column)?);
+            }
+            let jobs = columns.create_column_writers(row_group)?.into_iter().zip(leaves).collect();
+            let mut group = writer.next_row_group()?;
+            for chunk in encode_columns(jobs, threads)? {
+                chunk.append_to_row_group(&mut group)?;
+            }
+            group.close()?;
+            row_group += 1;
+            start += len;
+            rows += len as u64;
+        }
     }
-    w.close()?;
+    writer.close()?;
     Ok(rows)
+}
+
+/// Encode each column on one of `threads` threads; the chunks come back in column order.
+fn encode_columns(jobs: Vec<(ArrowColumnWriter, ArrowLeafColumn)>, threads: usize) -> Result<Vec<ArrowColumnChunk>> {
+    let count = jobs.len();
+    let threads = threads.clamp(1, count.max(1));
+    let mut shares: Vec<Vec<(usize, (ArrowColumnWriter, ArrowLeafColumn))>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        shares[i % threads].push((i, job));
+    }
+    let encoded: Vec<Vec<(usize, ArrowColumnChunk)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                scope.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, (mut writer, leaf))| {
+                            writer.write(&leaf)?;
+                            Ok((i, writer.close()?))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("parquet encoder thread")).collect::<Result<Vec<_>>>()
+    })?;
+    let mut chunks: Vec<Option<ArrowColumnChunk>> = (0..count).map(|_| None).collect();
+    for (i, chunk) in encoded.into_iter().flatten() {
+        chunks[i] = Some(chunk);
+    }
+    Ok(chunks.into_iter().map(|c| c.expect("every column was encoded")).collect())
 }
