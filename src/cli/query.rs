@@ -9,7 +9,7 @@ use crate::ops::sql::register_entry;
 
 pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
     let (plan, _cache) = load_plan(&args).await?;
-    let session = crate::features::session(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let session = crate::features::session(crate::pipeline::cores::available());
     let mut missing = Vec::new();
     for s in &plan.stages {
         match &s.cached {

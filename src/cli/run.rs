@@ -22,7 +22,7 @@ pub struct Flags {
 
 pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
     let (plan, cache) = load_plan(&args).await?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = crate::pipeline::cores::available();
     let opts = RunOptions {
         force: flags.force,
         only: flags.only,

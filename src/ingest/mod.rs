@@ -83,18 +83,24 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
         f.lines = Vec::new();
         f.services = Vec::new();
     }
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
-    for (k, (_, kind)) in NUMERIC.iter().enumerate() {
-        let it = keep.iter().map(|&(_, _, f, r)| files[f as usize].values[k][r as usize]);
-        columns.push(if *kind == Kind::Count {
+    // Each column is gathered on its own, on all cores; its parsed values go as it is done.
+    let parsed: Vec<(Kind, Vec<Vec<f64>>)> = NUMERIC
+        .iter()
+        .enumerate()
+        .map(|(k, (_, kind))| (*kind, files.iter_mut().map(|f| std::mem::take(&mut f.values[k])).collect()))
+        .collect();
+    let keep = &keep;
+    let gathered = crate::pipeline::cores::map_on_threads(parsed, crate::pipeline::cores::available(), |(kind, parts)| {
+        let it = keep.iter().map(|&(_, _, f, r)| parts[f as usize][r as usize]);
+        let array: ArrayRef = if kind == Kind::Count {
             Arc::new(Int64Array::from_iter_values(it.map(|v| v as i64)))
         } else {
             Arc::new(Float64Array::from_iter_values(it))
-        });
-        for f in files.iter_mut() {
-            f.values[k] = Vec::new();
-        }
-    }
+        };
+        array
+    });
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
+    columns.extend(gathered);
     let table = RecordBatch::try_new(metrics::schema(), columns)?;
     Ok(Merged { table, rejects, duplicates, rows_per_service })
 }
@@ -114,4 +120,40 @@ pub fn quarantine_batch(rejects: &[Reject]) -> Result<RecordBatch> {
     let reason: StringArray = rejects.iter().map(|r| Some(r.reason.as_str())).collect();
     let raw: StringArray = rejects.iter().map(|r| Some(r.raw.as_str())).collect();
     Ok(RecordBatch::try_new(quarantine_schema(), vec![Arc::new(file), Arc::new(line), Arc::new(reason), Arc::new(raw)])?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+
+    fn file(name: &str, rows: &[(&str, &str, &str)]) -> ParsedFile {
+        let mut text = format!("{}\n", parse::tests::HEADER);
+        for (ts, svc, cpu) in rows {
+            text.push_str(&format!("2025-10-06T06:{ts},{svc},{cpu},50,0.1,40,40,0,100,90,120,3,0,0,0.5,1,256,512,0,0.01,0,0,0\n"));
+        }
+        parse_file(name, text.as_bytes(), 1).unwrap()
+    }
+
+    #[test]
+    fn rows_come_out_by_service_then_time_and_double_writes_are_set_aside() {
+        let mut files = [
+            file("a.csv", &[("00:30", "order", "2"), ("00:00", "order", "1"), ("00:00", "cart", "9"), ("01:00", "order", "3")]),
+            file("b.csv", &[("00:30", "order", "2"), ("01:00", "order", "4"), ("00:30", "cart", "8")]),
+        ];
+        let m = merge(&mut files).unwrap();
+        let svc: Vec<&str> = m.table.column(1).as_string::<i32>().iter().flatten().collect();
+        let ts: Vec<i64> = m.table.column(0).as_primitive::<TimestampMicrosecondType>().values().iter().map(|t| t % 3_600_000_000 / 30_000_000).collect();
+        let cpu: Vec<f64> = m.table.column(2).as_primitive::<Float64Type>().values().to_vec();
+        assert_eq!(svc, ["cart", "cart", "order", "order", "order"]);
+        assert_eq!(ts, [0, 1, 0, 1, 2]);
+        assert_eq!(cpu, [9.0, 8.0, 1.0, 2.0, 3.0]);
+        let reasons: Vec<(&str, u64, &str)> = m.rejects.iter().map(|r| (r.file.as_str(), r.line, r.reason.as_str())).collect();
+        assert_eq!(reasons, [
+            ("b.csv", 2, "duplicate of a.csv:2"),
+            ("b.csv", 3, "same service and timestamp as a.csv:5 with different values; kept the first"),
+        ]);
+        assert_eq!(m.rows_per_service["order"], 3);
+    }
 }

@@ -52,7 +52,7 @@ impl Model {
                 for &r in rows {
                     x.extend_from_slice(table.row(r));
                 }
-                let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+                let threads = crate::pipeline::cores::available();
                 Ok(forest.predict_batch(&x, threads).into_iter().map(Some).collect())
             }
             Model::LstmCnn { net, .. } => {
@@ -67,7 +67,7 @@ impl Model {
                 let x_scaled = net.scaler.transform(&table.x);
                 let (xs, _) = sequences::stack(&found, &x_scaled, &table.y, nf);
                 let _torch = super::torch_runtime::exclusive();
-                super::torch_runtime::set_threads(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+                super::torch_runtime::set_threads(crate::pipeline::cores::available());
                 let mut predicted = net.predict_scaled(&xs).into_iter();
                 Ok(rows.iter().map(|&r| by_last[r].and_then(|_| predicted.next())).collect())
             }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowLeafColumn};
+use datafusion::parquet::arrow::arrow_writer::compute_leaves;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
@@ -185,7 +185,7 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
     let file = std::fs::File::create(path)?;
     let props = writer_properties(&schema);
     let (mut writer, columns) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::pipeline::cores::available();
     let mut rows = 0;
     let mut row_group = 0;
     for batch in batches {
@@ -198,9 +198,13 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
                 leaves.extend(compute_leaves(field, column)?);
             }
             let jobs = columns.create_column_writers(row_group)?.into_iter().zip(leaves).collect();
+            let chunks = crate::pipeline::cores::map_on_threads(jobs, threads, |(mut column, leaf)| {
+                column.write(&leaf)?;
+                column.close()
+            });
             let mut group = writer.next_row_group()?;
-            for chunk in encode_columns(jobs, threads)? {
-                chunk.append_to_row_group(&mut group)?;
+            for chunk in chunks {
+                chunk?.append_to_row_group(&mut group)?;
             }
             group.close()?;
             row_group += 1;
@@ -210,36 +214,4 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
     }
     writer.close()?;
     Ok(rows)
-}
-
-/// Encode each column on one of `threads` threads; the chunks come back in column order.
-fn encode_columns(jobs: Vec<(ArrowColumnWriter, ArrowLeafColumn)>, threads: usize) -> Result<Vec<ArrowColumnChunk>> {
-    let count = jobs.len();
-    let threads = threads.clamp(1, count.max(1));
-    let mut shares: Vec<Vec<(usize, (ArrowColumnWriter, ArrowLeafColumn))>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, job) in jobs.into_iter().enumerate() {
-        shares[i % threads].push((i, job));
-    }
-    let encoded: Vec<Vec<(usize, ArrowColumnChunk)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    share
-                        .into_iter()
-                        .map(|(i, (mut writer, leaf))| {
-                            writer.write(&leaf)?;
-                            Ok((i, writer.close()?))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("parquet encoder thread")).collect::<Result<Vec<_>>>()
-    })?;
-    let mut chunks: Vec<Option<ArrowColumnChunk>> = (0..count).map(|_| None).collect();
-    for (i, chunk) in encoded.into_iter().flatten() {
-        chunks[i] = Some(chunk);
-    }
-    Ok(chunks.into_iter().map(|c| c.expect("every column was encoded")).collect())
 }

@@ -116,7 +116,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
     let started = Instant::now();
     let run = to_run(&plan, &opts)?;
     let progress = Arc::new(Progress::new(opts.progress));
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = crate::pipeline::cores::available();
     let share = Cores::new(cores);
     let jobs = opts.jobs.max(1);
     let slots = Arc::new(Semaphore::new(jobs));
