@@ -7,6 +7,22 @@ use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::WindowUDF;
 use datafusion::prelude::SessionConfig;
 
+/// Plan settings for the tables stages pass on, which come sorted by service and time and are
+/// wide (25-47 columns) with cheap expressions over them; each can be overridden by its
+/// DATAFUSION_* variable (e.g. DATAFUSION_OPTIMIZER_REPARTITION_WINDOWS=true).
+/// - Windows on one thread: hash-repartitioning service-sorted input while keeping its order
+///   makes every output wait for services another partition has not reached, and the rows in
+///   between pile up (labels held 120 MB more on 1M rows, and was no faster on 2 cores).
+/// - One reading partition, no round-robin after the window: each split is merged back in
+///   order by copying every column (two order-preserving merges of the whole table), which cost
+///   more than the parallel decoding and projection they enabled (features and labels ~10%
+///   faster on 2 cores). Writing still encodes columns in parallel.
+const SORTED_TABLE_DEFAULTS: &[(&str, bool)] = &[
+    ("datafusion.optimizer.repartition_windows", false),
+    ("datafusion.optimizer.repartition_file_scans", false),
+    ("datafusion.optimizer.enable_round_robin_repartition", false),
+];
+
 /// A DataFusion session with the project's functions registered, using `threads` partitions.
 pub fn session(threads: usize) -> SessionContext {
     // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_BATCH_SIZE).
@@ -17,18 +33,29 @@ pub fn session(threads: usize) -> SessionContext {
         // Cached stages record their sort order: keep it through repartitioning instead of
         // sorting every column again (which held a whole table in memory per window).
         .with_prefer_existing_sort(true);
-    // Windows on one thread (reading and writing stay parallel). Upstream tables come sorted by
-    // service, so each reading partition holds whole services; hash-repartitioning them while
-    // keeping the order makes every output wait for services another partition has not reached,
-    // and the rows in between pile up: labels held 120 MB more on 1M rows and was no faster on
-    // 2 cores (the windows are 0.5 s of CPU there). DATAFUSION_OPTIMIZER_REPARTITION_WINDOWS=true
-    // brings it back for many-core machines with memory to spare.
-    if std::env::var_os("DATAFUSION_OPTIMIZER_REPARTITION_WINDOWS").is_none() {
-        config = config.with_repartition_windows(false);
+    for (key, value) in SORTED_TABLE_DEFAULTS {
+        let variable = key.to_uppercase().replace('.', "_");
+        if std::env::var_os(&variable).is_none() {
+            config = config.set_bool(key, *value);
+        }
     }
     let ctx = SessionContext::new_with_config(config);
     ctx.register_udwf(WindowUDF::from(quantile::RollingQuantile::new()));
     ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Max)));
     ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Stddev)));
     ctx
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sorted_tables_are_read_and_windowed_in_one_partition() {
+        let session = super::session(4);
+        let state = session.state();
+        let o = &state.config().options().optimizer;
+        // (Unless the DATAFUSION_* variables say otherwise, which the test environment does not.)
+        assert!(!o.repartition_windows && !o.repartition_file_scans && !o.enable_round_robin_repartition);
+        assert!(o.prefer_existing_sort);
+        assert_eq!(state.config().target_partitions(), 4);
+    }
 }
