@@ -1,6 +1,5 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
-pub mod quantile;
 pub mod rolling;
 
 use datafusion::execution::context::SessionContext;
@@ -40,9 +39,9 @@ pub fn session(threads: usize) -> SessionContext {
         }
     }
     let ctx = SessionContext::new_with_config(config);
-    ctx.register_udwf(WindowUDF::from(quantile::RollingQuantile::new()));
-    ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Max)));
-    ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(rolling::Stat::Stddev)));
+    for stat in [rolling::Stat::Quantile, rolling::Stat::Max, rolling::Stat::Stddev] {
+        ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(stat)));
+    }
     ctx
 }
 

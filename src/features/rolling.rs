@@ -1,19 +1,24 @@
-//! `rolling_max(x)` and `rolling_stddev(x)` `OVER (... ROWS BETWEEN ...)`: the same numbers as
-//! `max` and `stddev_samp` over a frame, computed from the frame's values for each row.
+//! The project's window functions, for `OVER (... ROWS BETWEEN ...)` frames:
+//! `rolling_quantile(x, q)`, `rolling_max(x)` and `rolling_stddev(x)`.
 //!
-//! DataFusion evaluates a sliding aggregate by slicing the input and updating and retracting
-//! its accumulator one row at a time; over short frames that bookkeeping, not the arithmetic,
-//! was most of the features and labels stages (1.2 s of 1.9 s in `labels` on 1M rows). Here
-//! each row reads its frame straight from the column: O(frame length) per row, so these suit
-//! the short frames of rolling features, as `rolling_quantile` does. The standard deviation is
-//! computed in two passes over the frame, which is also what serving computes for one request.
-//! Nulls and NaN are skipped, as in `rolling_quantile`.
+//! - `rolling_quantile`: the exact quantile of the frame with linear interpolation between order
+//!   statistics at position q·(n−1), as numpy and pandas compute it. DataFusion's
+//!   `percentile_cont` rounds the interpolation weight and `approx_percentile_cont` cannot
+//!   slide, so the old numbers need this.
+//! - `rolling_max`, `rolling_stddev`: what `max` and `stddev_samp` give over the frame.
+//!   DataFusion evaluates a sliding aggregate by slicing the input and updating and retracting
+//!   its accumulator one row at a time; over short frames that bookkeeping, not the arithmetic,
+//!   was most of the features and labels stages (1.2 s of 1.9 s in `labels` on 1M rows). The
+//!   standard deviation is computed in two passes over the frame, as serving does.
+//!
+//! Each row reads its frame straight from the column: O(frame length) per row, which suits the
+//! short frames of rolling features. Nulls and NaN are skipped.
 
 use std::ops::Range;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
-use datafusion::common::{Result, ScalarValue};
+use datafusion::common::{exec_err, Result, ScalarValue};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{PartitionEvaluator, Signature, Volatility, WindowUDFImpl};
 
@@ -23,6 +28,8 @@ pub enum Stat {
     Max,
     /// Sample standard deviation (n − 1); NULL below two values, as `stddev_samp`.
     Stddev,
+    /// The quantile given as the second argument, a constant in [0, 1].
+    Quantile,
 }
 
 impl Stat {
@@ -30,24 +37,33 @@ impl Stat {
         match self {
             Stat::Max => "rolling_max",
             Stat::Stddev => "rolling_stddev",
+            Stat::Quantile => "rolling_quantile",
         }
     }
+}
 
-    /// The statistic of the values `values` yields (already without nulls and NaN).
-    fn compute(self, values: impl Iterator<Item = f64> + Clone) -> Option<f64> {
-        match self {
-            Stat::Max => values.reduce(f64::max),
-            Stat::Stddev => {
-                let (n, sum) = values.clone().fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
-                if n < 2 {
-                    return None;
-                }
-                let mean = sum / n as f64;
-                let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
-                Some((squares / (n - 1) as f64).sqrt())
-            }
-        }
+/// Linear-interpolation quantile of `sorted` (ascending, non-empty).
+fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    let w = pos - lo as f64;
+    // numpy's form, so results match to the last bit where possible.
+    sorted[lo] + (sorted[hi] - sorted[lo]) * w
+}
+
+fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.reduce(f64::max)
+}
+
+fn stddev(values: impl Iterator<Item = f64> + Clone) -> Option<f64> {
+    let (n, sum) = values.clone().fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+    if n < 2 {
+        return None;
     }
+    let mean = sum / n as f64;
+    let squares: f64 = values.map(|v| (v - mean) * (v - mean)).sum();
+    Some((squares / (n - 1) as f64).sqrt())
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -58,8 +74,12 @@ pub struct Rolling {
 
 impl Rolling {
     pub fn new(stat: Stat) -> Rolling {
-        // `uniform` lets integer columns in (cast to DOUBLE), as `max` and `stddev_samp` do.
-        Rolling { stat, signature: Signature::uniform(1, vec![DataType::Float64], Volatility::Immutable) }
+        let signature = match stat {
+            Stat::Quantile => Signature::exact(vec![DataType::Float64, DataType::Float64], Volatility::Immutable),
+            // `uniform` lets integer columns in (cast to DOUBLE), as `max` and `stddev_samp` do.
+            Stat::Max | Stat::Stddev => Signature::uniform(1, vec![DataType::Float64], Volatility::Immutable),
+        };
+        Rolling { stat, signature }
     }
 }
 
@@ -73,7 +93,7 @@ impl WindowUDFImpl for Rolling {
     }
 
     fn partition_evaluator(&self, _args: PartitionEvaluatorArgs) -> Result<Box<dyn PartitionEvaluator>> {
-        Ok(Box::new(Evaluator { stat: self.stat }))
+        Ok(Box::new(Evaluator { stat: self.stat, sorted: Vec::with_capacity(16) }))
     }
 
     fn field(&self, field_args: WindowUDFFieldArgs) -> Result<FieldRef> {
@@ -84,6 +104,32 @@ impl WindowUDFImpl for Rolling {
 #[derive(Debug)]
 struct Evaluator {
     stat: Stat,
+    /// The quantile's frame, sorted; kept between rows to reuse its allocation.
+    sorted: Vec<f64>,
+}
+
+impl Evaluator {
+    /// The statistic of the frame's values (`frame`: without nulls and NaN).
+    fn compute(&mut self, values: &[ArrayRef], frame: impl Iterator<Item = f64> + Clone) -> Result<Option<f64>> {
+        Ok(match self.stat {
+            Stat::Max => max(frame),
+            Stat::Stddev => stddev(frame),
+            Stat::Quantile => {
+                let qs = values[1].as_primitive::<Float64Type>();
+                if qs.is_empty() || qs.is_null(0) {
+                    return exec_err!("rolling_quantile: the quantile must be a constant between 0 and 1");
+                }
+                let q = qs.value(0);
+                if !(0.0..=1.0).contains(&q) {
+                    return exec_err!("rolling_quantile: quantile {q} is not between 0 and 1");
+                }
+                self.sorted.clear();
+                self.sorted.extend(frame);
+                self.sorted.sort_unstable_by(f64::total_cmp);
+                (!self.sorted.is_empty()).then(|| quantile_sorted(&self.sorted, q))
+            }
+        })
+    }
 }
 
 impl PartitionEvaluator for Evaluator {
@@ -91,19 +137,19 @@ impl PartitionEvaluator for Evaluator {
         true
     }
 
-    /// Each value depends only on its frame, so DataFusion may stream the partition through.
+    /// Each value depends only on its frame, so DataFusion may stream the partition through
+    /// (BoundedWindowAggExec) instead of materialising it whole.
     fn supports_bounded_execution(&self) -> bool {
         true
     }
 
     fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
         let x = values[0].as_primitive::<Float64Type>();
-        let frame = &x.values()[range.clone()];
         let result = if x.null_count() == 0 {
-            self.stat.compute(frame.iter().copied().filter(|v| !v.is_nan()))
+            // The common case reads the frame as a slice.
+            self.compute(values, x.values()[range.clone()].iter().copied().filter(|v| !v.is_nan()))?
         } else {
-            let valid = range.clone().filter(|&i| x.is_valid(i)).map(|i| x.value(i));
-            self.stat.compute(valid.filter(|v| !v.is_nan()))
+            self.compute(values, range.clone().filter(|&i| x.is_valid(i)).map(|i| x.value(i)).filter(|v| !v.is_nan()))?
         };
         Ok(ScalarValue::Float64(result))
     }
@@ -112,18 +158,44 @@ impl PartitionEvaluator for Evaluator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::Float64Array;
 
-    fn stat(s: Stat, v: &[f64]) -> Option<f64> {
-        s.compute(v.iter().copied())
+    fn of(v: &[f64]) -> impl Iterator<Item = f64> + Clone + '_ {
+        v.iter().copied()
+    }
+
+    #[test]
+    fn quantile_matches_numpy_linear() {
+        // numpy.percentile([1, 2, 3, 4], 95) == 3.85
+        assert!((quantile_sorted(&[1.0, 2.0, 3.0, 4.0], 0.95) - 3.85).abs() < 1e-12);
+        assert_eq!(quantile_sorted(&[7.0], 0.95), 7.0);
+        assert_eq!(quantile_sorted(&[1.0, 1.0, 1.0], 0.5), 1.0);
     }
 
     #[test]
     fn max_and_sample_stddev_of_a_frame() {
-        assert_eq!(stat(Stat::Max, &[3.0, -1.0, 7.5, 2.0]), Some(7.5));
-        assert_eq!(stat(Stat::Max, &[]), None);
+        assert_eq!(max(of(&[3.0, -1.0, 7.5, 2.0])), Some(7.5));
+        assert_eq!(max(of(&[])), None);
         // numpy.std([2, 4, 4, 4, 5, 5, 7, 9], ddof=1)
-        assert!((stat(Stat::Stddev, &[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]).unwrap() - 2.138089935299395).abs() < 1e-15);
-        assert_eq!(stat(Stat::Stddev, &[5.0]), None);
-        assert!(stat(Stat::Stddev, &[0.1; 10]).unwrap() < 1e-15);
+        assert!((stddev(of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0])).unwrap() - 2.138089935299395).abs() < 1e-15);
+        assert_eq!(stddev(of(&[5.0])), None);
+        assert!(stddev(of(&[0.1; 10])).unwrap() < 1e-15);
+    }
+
+    #[test]
+    fn frames_skip_nulls_and_nan() {
+        let x: ArrayRef = std::sync::Arc::new(Float64Array::from(vec![Some(1.0), None, Some(f64::NAN), Some(4.0), Some(2.0)]));
+        let q: ArrayRef = std::sync::Arc::new(Float64Array::from(vec![0.5; 5]));
+        let eval = |stat, range: Range<usize>| {
+            let mut e = Evaluator { stat, sorted: Vec::new() };
+            match e.evaluate(&[x.clone(), q.clone()], &range).unwrap() {
+                ScalarValue::Float64(v) => v,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(eval(Stat::Max, 0..5), Some(4.0));
+        assert_eq!(eval(Stat::Quantile, 0..5), Some(2.0));
+        assert_eq!(eval(Stat::Stddev, 0..3), None);
+        assert_eq!(eval(Stat::Max, 1..3), None);
     }
 }
