@@ -286,4 +286,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

@@ -71,15 +71,7 @@ pub fn schema() -> SchemaRef {
 /// Parse one numeric field, or say why it is not valid.
 pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
     if let Some(v) = plain_decimal(raw.as_bytes()) {
-        let fits = match kind {
-            Kind::Signed => true,
-            Kind::NonNegative => v >= 0.0,
-            Kind::Flag => v == 0.0 || v == 1.0,
-            Kind::Count => v >= 0.0 && v.fract() == 0.0,
-        };
-        if fits {
-            return Ok(v);
-        }
+        return within_kind(v, kind);
     }
     let t = raw.trim();
     if t.is_empty() {
@@ -99,6 +91,11 @@ pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
     if v.is_infinite() {
         return Err(format!("`{t}` is not finite"));
     }
+    within_kind(v, kind)
+}
+
+/// A finite value, checked against what its column allows.
+fn within_kind(v: f64, kind: Kind) -> Result<f64, String> {
     match kind {
         Kind::Signed => {}
         Kind::NonNegative if v < 0.0 => return Err(format!("{v} is negative")),

@@ -188,8 +188,8 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
         }
         let torn_tail = eof && !text.ends_with('\n');
         if !body.is_empty() {
-            let pieces = parse_block(name, body, next_line, cols.as_ref().expect("header read"), threads, torn_tail);
-            next_line += body.bytes().filter(|&b| b == b'\n').count() as u64;
+            let (pieces, after) = parse_block(name, body, next_line, cols.as_ref().expect("header read"), threads, torn_tail);
+            next_line = after;
             parts.extend(pieces);
         }
         drop(text);
@@ -265,7 +265,8 @@ fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Column
 
 /// Parse whole lines (the first is line `first_line`) on up to `threads` threads, cut at line
 /// ends into pieces of similar size. `torn_tail`: the file ends with this text, without a newline.
-fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads: usize, torn_tail: bool) -> Vec<ParsedFile> {
+/// Returns the pieces and the number of the line after the text.
+fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads: usize, torn_tail: bool) -> (Vec<ParsedFile>, u64) {
     let pieces = if body.len() >= PARALLEL_BYTES { threads.max(1) } else { 1 };
     let mut bounds = vec![0usize];
     for k in 1..pieces {
@@ -276,20 +277,19 @@ fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads:
         }
     }
     bounds.push(body.len());
-    std::thread::scope(|scope| {
-        let mut first_line = first_line;
-        let mut handles = Vec::new();
-        for w in bounds.windows(2) {
-            let chunk = &body[w[0]..w[1]];
-            let is_final = w[1] == body.len();
-            let start = first_line;
-            let newlines = chunk.bytes().filter(|&b| b == b'\n').count();
-            first_line += newlines as u64;
-            let rows = newlines + 1;
-            handles.push(scope.spawn(move || parse_rows(name, chunk, start, rows, cols, is_final && torn_tail)));
-        }
-        handles.into_iter().map(|h| h.join().expect("parser thread")).collect()
-    })
+    // (text, its first line number, its line count, whether it ends the file torn)
+    let mut jobs = Vec::new();
+    let mut line = first_line;
+    for w in bounds.windows(2) {
+        let chunk = &body[w[0]..w[1]];
+        let newlines = chunk.bytes().filter(|&b| b == b'\n').count();
+        jobs.push((chunk, line, newlines + 1, w[1] == body.len() && torn_tail));
+        line += newlines as u64;
+    }
+    let parsed = crate::pipeline::cores::map_on_threads(jobs, pieces, |(chunk, start, rows, torn)| {
+        parse_rows(name, chunk, start, rows, cols, torn)
+    });
+    (parsed, line)
 }
 
 /// Parse a run of whole lines starting at line number `first_line`. `torn_tail`: the text
