@@ -1,5 +1,6 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
+pub mod batch_window;
 pub mod rolling;
 
 use datafusion::execution::context::SessionContext;
@@ -24,6 +25,11 @@ const SORTED_TABLE_DEFAULTS: &[(&str, bool)] = &[
 
 /// A DataFusion session with the project's functions registered, using `threads` partitions.
 pub fn session(threads: usize) -> SessionContext {
+    session_with(threads, true)
+}
+
+/// `session`, optionally without the batch window operator (for comparing the two).
+pub(crate) fn session_with(threads: usize, batch_windows: bool) -> SessionContext {
     // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_BATCH_SIZE).
     let mut config = SessionConfig::from_env()
         .unwrap_or_default()
@@ -38,7 +44,11 @@ pub fn session(threads: usize) -> SessionContext {
             config = config.set_bool(key, *value);
         }
     }
-    let ctx = SessionContext::new_with_config(config);
+    let mut state = datafusion::execution::SessionStateBuilder::new().with_config(config).with_default_features();
+    if batch_windows {
+        state = state.with_physical_optimizer_rule(std::sync::Arc::new(batch_window::BatchWindows));
+    }
+    let ctx = SessionContext::new_with_state(state.build());
     for stat in [rolling::Stat::Quantile, rolling::Stat::Max, rolling::Stat::Stddev] {
         ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(stat)));
     }

@@ -73,6 +73,10 @@ pub struct Rolling {
 }
 
 impl Rolling {
+    pub fn stat(&self) -> Stat {
+        self.stat
+    }
+
     pub fn new(stat: Stat) -> Rolling {
         let signature = match stat {
             Stat::Quantile => Signature::exact(vec![DataType::Float64, DataType::Float64], Volatility::Immutable),
@@ -132,6 +136,26 @@ impl Evaluator {
     }
 }
 
+impl Evaluator {
+    fn frame_value(&mut self, values: &[ArrayRef], range: Range<usize>) -> Result<Option<f64>> {
+        let x = values[0].as_primitive::<Float64Type>();
+        if x.null_count() == 0 {
+            // The common case reads the frame as a slice.
+            self.compute(values, x.values()[range].iter().copied().filter(|v| !v.is_nan()))
+        } else {
+            self.compute(values, range.filter(|&i| x.is_valid(i)).map(|i| x.value(i)).filter(|v| !v.is_nan()))
+        }
+    }
+}
+
+/// Every row's value at once, for the batch window path (`super::batch_window`): `frames`
+/// gives each output row's frame as positions in `values`.
+pub fn evaluate_frames(stat: Stat, values: &[ArrayRef], frames: impl Iterator<Item = Range<usize>>) -> Result<ArrayRef> {
+    let mut evaluator = Evaluator { stat, sorted: Vec::with_capacity(16) };
+    let out: Vec<Option<f64>> = frames.map(|range| evaluator.frame_value(values, range)).collect::<Result<_>>()?;
+    Ok(std::sync::Arc::new(datafusion::arrow::array::Float64Array::from(out)))
+}
+
 impl PartitionEvaluator for Evaluator {
     fn uses_window_frame(&self) -> bool {
         true
@@ -144,14 +168,7 @@ impl PartitionEvaluator for Evaluator {
     }
 
     fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
-        let x = values[0].as_primitive::<Float64Type>();
-        let result = if x.null_count() == 0 {
-            // The common case reads the frame as a slice.
-            self.compute(values, x.values()[range.clone()].iter().copied().filter(|v| !v.is_nan()))?
-        } else {
-            self.compute(values, range.clone().filter(|&i| x.is_valid(i)).map(|i| x.value(i)).filter(|v| !v.is_nan()))?
-        };
-        Ok(ScalarValue::Float64(result))
+        Ok(ScalarValue::Float64(self.frame_value(values, range.clone())?))
     }
 }
 
