@@ -131,6 +131,9 @@ fn inspect_query_export_and_dag() {
         .stdout_has("| frontend     |")
         .stdout_has("| recommender  |");
     p.pipeline(&["query", "-p", T, "SELECT count(*) AS bad FROM ingest_quarantine"]).ok().stdout_has("| 0   |");
+    p.pipeline(&["query", "-p", T, "SELECT lag(n) OVER (w ORDER BY n) FROM per_service WINDOW w AS (PARTITION BY service_name)"])
+        .code(1)
+        .stderr_has("extends the named window `w`");
     p.pipeline(&["export", "per_service", "out/per_service.csv", "-p", T]).ok().stdout_has("wrote 3 rows");
     let csv = p.read("out/per_service.csv");
     assert!(csv.starts_with("service_name,n,max_replicas\n"), "{csv}");
@@ -176,7 +179,11 @@ fn invalid_pipelines_are_rejected_before_anything_runs() {
         ("unknown field", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    sauce: x\n", "bad.yaml:5:12: stage `ingest`, field `sauce`: unknown field `sauce`"),
         ("missing file", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/nope.sql\n", "bad.yaml:8:10: stage `x`, field `sql`: file"),
         ("bad date", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    date: October\n", "field `date`: `October` is not a month"),
+        ("window extended in place", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/extended.sql\n",
+         "bad.yaml:8:10: stage `x`, field `sql`: sql/extended.sql: line 2: `OVER (w rows ...)` extends the named window `w`"),
     ];
+    // DataFusion would run this over the whole table, without the window's PARTITION BY.
+    p.write("sql/extended.sql", "SELECT service_name,\n  max(cpu_usage_percent) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)\nFROM ingest WINDOW w AS (PARTITION BY service_name ORDER BY timestamp)");
     for (what, yaml, expected) in cases {
         p.write("pipelines/bad.yaml", yaml);
         let run = p.pipeline(&["run", "pipelines/bad.yaml"]).code(2);

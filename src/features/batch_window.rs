@@ -331,7 +331,7 @@ impl Windower {
             return Ok(());
         }
         let keys = self.partition_by.iter().map(|e| e.evaluate(batch)?.into_array(n)).collect::<Result<Vec<_>>>()?;
-        let ranges = if keys.is_empty() { vec![0..n] } else { partition(&keys)?.ranges() };
+        let ranges = if keys.is_empty() { Vec::from([0..n]) } else { partition(&keys)?.ranges() };
         if let Some(last) = &self.last_key {
             let first: Vec<ArrayRef> = keys.iter().map(|k| k.slice(0, 1)).collect();
             if !same_key(last, &first)? {
