@@ -9,6 +9,7 @@ Prints wall time and peak memory (max RSS) of each, and the ratios. Needs the re
 import argparse
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,14 +44,21 @@ stages:
 
 
 def measure(cmd, cwd):
-    """Wall seconds and peak RSS (MiB) of one child process."""
+    """Wall seconds and peak RSS (MiB) of one child process; its stdout is kept in cwd/stdout.txt."""
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
+    with open(os.path.join(cwd, "stdout.txt"), "w") as out:
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stderr.read().decode()}")
     return wall, usage.ru_maxrss / 1024
+
+
+def stage_seconds(summary):
+    """`stage  ran  rows  1.23s` lines of a run summary, as "stage 1.23 s"."""
+    found = re.findall(r"^(\S+)\s+ran\s+\d+\s+([\d.]+)s$", summary, re.MULTILINE)
+    return ", ".join(f"{name} {seconds} s" for name, seconds in found)
 
 
 def main():
@@ -83,13 +91,18 @@ def main():
         size = os.path.getsize(os.path.join(work, "metrics.csv")) / 2**20
         print(f"input: {written:,} rows, {size:.0f} MiB CSV, {os.cpu_count()} cores; best of {a.repeat}")
 
-        ours = min(measure([PIPELINE_BIN, "run", "bench.yaml", "--force", "--no-progress"], work) for _ in range(a.repeat))
+        runs = []
+        for _ in range(a.repeat):
+            runs.append((measure([PIPELINE_BIN, "run", "bench.yaml", "--force", "--no-progress"], work),
+                         stage_seconds(open(os.path.join(work, "stdout.txt")).read())))
+        ours, stages = min(runs)
         ref_cmd = [PYTHON, os.path.join(ROOT, "tests/reference/features.py"), "metrics.csv", "ref.parquet"]
         ref = min(measure(ref_cmd, work) for _ in range(a.repeat))
         print(f"{'':<22}{'seconds':>10}{'peak MiB':>10}")
         print(f"{'pipeline (DataFusion)':<22}{ours[0]:>10.2f}{ours[1]:>10.0f}")
         print(f"{'pandas reference':<22}{ref[0]:>10.2f}{ref[1]:>10.0f}")
         print(f"speed-up: {ref[0] / ours[0]:.1f}x faster; memory: {ours[1] / ref[1]:.2f}x of pandas'")
+        print(f"pipeline stages in its best run: {stages} (the rest is start-up and planning)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
