@@ -331,18 +331,21 @@ impl Windower {
             return Ok(());
         }
         let keys = self.partition_by.iter().map(|e| e.evaluate(batch)?.into_array(n)).collect::<Result<Vec<_>>>()?;
-        let ranges = if keys.is_empty() { Vec::from([0..n]) } else { partition(&keys)?.ranges() };
+        let ranges = if keys.is_empty() { std::iter::once(0..n).collect() } else { partition(&keys)?.ranges() };
         if let Some(last) = &self.last_key {
             let first: Vec<ArrayRef> = keys.iter().map(|k| k.slice(0, 1)).collect();
             if !same_key(last, &first)? {
                 self.end_partition(out)?;
             }
         }
+        // Arguments once for the whole batch, sliced for each partition in it.
+        let args = self.columns.iter().map(|c| c.expr.evaluate_args(batch)).collect::<Result<Vec<_>>>()?;
         for (i, range) in ranges.into_iter().enumerate() {
             if i > 0 {
                 self.end_partition(out)?;
             }
-            self.extend(batch.slice(range.start, range.len()))?;
+            let slice = |a: &Vec<ArrayRef>| a.iter().map(|a| a.slice(range.start, range.len())).collect();
+            self.extend(batch.slice(range.start, range.len()), args.iter().map(slice).collect())?;
             self.emit(false, out)?;
         }
         self.last_key = Some(keys.iter().map(|k| k.slice(n - 1, 1)).collect());
@@ -357,9 +360,9 @@ impl Windower {
         Ok(())
     }
 
-    fn extend(&mut self, rows: RecordBatch) -> Result<()> {
-        for (column, args) in self.columns.iter().zip(&mut self.args) {
-            let new = column.expr.evaluate_args(&rows)?;
+    /// Add rows of the current partition, with each column's arguments over them.
+    fn extend(&mut self, rows: RecordBatch, new_args: Vec<Vec<ArrayRef>>) -> Result<()> {
+        for (args, new) in self.args.iter_mut().zip(new_args) {
             *args = if self.seen == self.kept {
                 new
             } else {
