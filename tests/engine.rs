@@ -180,7 +180,7 @@ fn invalid_pipelines_are_rejected_before_anything_runs() {
         ("missing file", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/nope.sql\n", "bad.yaml:8:10: stage `x`, field `sql`: file"),
         ("bad date", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    date: October\n", "field `date`: `October` is not a month"),
         ("window extended in place", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/extended.sql\n",
-         "bad.yaml:8:10: stage `x`, field `sql`: sql/extended.sql: line 2: `OVER (w rows ...)` extends the named window `w`"),
+         "bad.yaml:8:10: stage `x`, field `sql`: sql/extended.sql: line 2: `OVER (w ROWS ...)` extends the named window `w`"),
     ];
     // DataFusion would run this over the whole table, without the window's PARTITION BY.
     p.write("sql/extended.sql", "SELECT service_name,\n  max(cpu_usage_percent) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)\nFROM ingest WINDOW w AS (PARTITION BY service_name ORDER BY timestamp)");

@@ -20,7 +20,7 @@ pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
     if !missing.is_empty() {
         eprintln!("note: not cached for the current pipeline, so not queryable: {}", missing.join(", "));
     }
-    crate::ops::sql::check_window_references(sql).map_err(|m| anyhow::anyhow!("in the query: {m}"))?;
+    crate::features::named_windows::check(sql).map_err(|m| anyhow::anyhow!("in the query: {m}"))?;
     let df = session.sql(sql).await.context("in the query")?;
     // Stream and stop at the limit rather than wrapping the query: EXPLAIN must stay the root.
     let mut stream = df.execute_stream().await.context("running the query")?;

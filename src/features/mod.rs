@@ -1,6 +1,7 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
 pub mod batch_window;
+pub mod named_windows;
 pub mod rolling;
 
 use datafusion::execution::context::SessionContext;

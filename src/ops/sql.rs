@@ -70,12 +70,14 @@ impl Sql {
                 return Err(p.error(spec, Some("params"), format!("`{name}` is {v}; it must be one of {}", list.join(", "))));
             }
         }
-        check_window_references(&text).map_err(|m| p.error(spec, Some("sql"), format!("{}: {m}", params.sql)))?;
         let mut vars = params.params.clone();
         if params.one_hot.is_some() {
             vars.insert("one_hot".into(), Value::from(0));
         }
-        render(&text, &vars).map_err(|m| p.error(spec, Some("params"), format!("{}: {m}", params.sql)))?;
+        let rendered = render(&text, &vars).map_err(|m| p.error(spec, Some("params"), format!("{}: {m}", params.sql)))?;
+        // Param values are literals (a string param with a line break aside), so the rendered
+        // text keeps the file's line numbers for the message.
+        crate::features::named_windows::check(&rendered).map_err(|m| p.error(spec, Some("sql"), format!("{}: {m}", params.sql)))?;
         Ok(Sql { file, rel: params.sql, params: params.params, one_hot: params.one_hot })
     }
 }
@@ -96,43 +98,6 @@ async fn one_hot_columns(session: &datafusion::prelude::SessionContext, o: &OneH
     }
     anyhow::ensure!(!cols.is_empty(), "one_hot: `{}` of `{}` has no values", o.column, o.from);
     Ok(cols.join(",\n    "))
-}
-
-/// Refuse `OVER (w ROWS ...)`, `OVER (w ORDER BY ...)` and the like: a named window extended
-/// in place. DataFusion 55 accepts them but drops the named window's PARTITION BY and ORDER BY,
-/// so the function silently runs over the whole table.
-pub fn check_window_references(sql: &str) -> Result<(), String> {
-    for (n, line) in sql.lines().enumerate() {
-        let code = line.split("--").next().unwrap_or("");
-        let upper = code.to_ascii_uppercase();
-        let mut from = 0;
-        while let Some(at) = upper[from..].find("OVER").map(|i| i + from) {
-            from = at + 4;
-            let word_start = at == 0 || !is_word(upper.as_bytes()[at - 1]);
-            let rest = upper[from..].trim_start();
-            let Some(inside) = rest.strip_prefix('(').filter(|_| word_start) else { continue };
-            let mut words = inside.split(|c: char| c.is_whitespace() || c == ')').filter(|w| !w.is_empty());
-            let (Some(name), Some(next)) = (words.next(), words.next()) else { continue };
-            const CLAUSES: [&str; 5] = ["PARTITION", "ORDER", "ROWS", "RANGE", "GROUPS"];
-            if !CLAUSES.contains(&name) && CLAUSES.contains(&next) {
-                return Err(format!(
-                    "line {}: `OVER ({} {} ...)` extends the named window `{}`, which DataFusion does not \
-                     support (it drops the window's PARTITION BY and ORDER BY without an error); define the \
-                     whole window in the WINDOW clause instead, e.g. `last_10 AS (PARTITION BY ... ORDER BY ... \
-                     ROWS BETWEEN 9 PRECEDING AND CURRENT ROW)`",
-                    n + 1,
-                    name.to_lowercase(),
-                    next.to_lowercase(),
-                    name.to_lowercase()
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
 }
 
 /// Substitute `${name}` in the SQL text with the stage's params as SQL literals.
@@ -295,17 +260,5 @@ mod tests {
         let p = json!({"cpu": 70, "name": "o'k", "on": true}).as_object().unwrap().clone();
         assert_eq!(render("x > ${cpu} AND n = ${name} AND ${on}", &p).unwrap(), "x > 70 AND n = 'o''k' AND TRUE");
         assert!(render("${nope}", &p).unwrap_err().contains("no `nope`"));
-    }
-
-    #[test]
-    fn named_windows_extended_in_place_are_refused() {
-        let ok = "SELECT lag(x) OVER w, max(x) OVER (PARTITION BY s ORDER BY t ROWS 3 PRECEDING), f(x) OVER last_10,\n\
-                  g(x) OVER (w), h(x) OVER(ORDER BY t) -- OVER (w ROWS in a comment\nFROM t WINDOW w AS (PARTITION BY s ORDER BY t)";
-        assert_eq!(check_window_references(ok), Ok(()));
-        let e = check_window_references("SELECT 1,\n  max(x) over (w rows between 2 preceding and current row) FROM t").unwrap_err();
-        assert!(e.starts_with("line 2: `OVER (w rows ...)` extends the named window `w`"), "{e}");
-        assert!(check_window_references("SELECT lag(x) OVER(by_time ORDER BY t) FROM t").unwrap_err().contains("`by_time`"));
-        // A column named like a clause keyword, or `hover(`, is not a window.
-        assert_eq!(check_window_references("SELECT hover(w ROWS) FROM t"), Ok(()));
     }
 }
