@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::Result;
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
 use datafusion::parquet::arrow::arrow_writer::compute_leaves;
 use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 
@@ -154,19 +154,29 @@ pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> 
 /// still gives every core whole columns to encode.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-/// LZ4 (fastest to write and read), and dictionaries only for strings: dictionary-encoding float columns costs more
-/// time than it saves space for metrics.
-pub fn writer_properties(schema: &datafusion::arrow::datatypes::Schema) -> WriterProperties {
-    let mut b = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        .set_dictionary_enabled(false)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+/// The cache's Parquet settings, for DataFusion's writer (SQL stages) and, through
+/// `writer_properties`, for ours: LZ4 (fastest to write and read), and dictionaries only for
+/// strings: dictionary-encoding float columns costs more time than it saves space for metrics.
+pub fn table_parquet_options(schema: &Schema) -> TableParquetOptions {
+    let mut o = TableParquetOptions::default();
+    o.global.compression = Some("lz4_raw".into());
+    o.global.dictionary_enabled = Some(false);
+    o.global.max_row_group_size = ROW_GROUP_ROWS;
     for f in schema.fields() {
-        if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
-            b = b.set_column_dictionary_enabled(datafusion::parquet::schema::types::ColumnPath::from(f.name().as_str()), true);
+        if matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View) {
+            let c = ParquetColumnOptions { dictionary_enabled: Some(true), ..Default::default() };
+            o.column_specific_options.insert(f.name().clone(), c);
         }
     }
-    b.build()
+    o
+}
+
+/// `table_parquet_options` for the parquet crate's writer.
+pub fn writer_properties(schema: &Schema) -> Result<WriterProperties> {
+    let mut options = table_parquet_options(schema);
+    // ArrowWriter embeds the Arrow schema itself; DataFusion's conversion would insist on it.
+    options.global.skip_arrow_metadata = true;
+    Ok(WriterPropertiesBuilder::try_from(&options)?.build())
 }
 
 /// A whole Parquet file as one batch (stages whose algorithms need every row at once).
@@ -183,7 +193,7 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
 /// encoded and compressed on all cores (one thread took 0.35 s for ingest's 1M rows).
 pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) -> Result<u64> {
     let file = std::fs::File::create(path)?;
-    let props = writer_properties(&schema);
+    let props = writer_properties(&schema)?;
     let (mut writer, columns) = ArrowWriter::try_new(file, schema.clone(), Some(props))?.into_serialized_writer()?;
     let threads = crate::pipeline::cores::available();
     let mut rows = 0;
@@ -214,4 +224,51 @@ pub fn write_parquet(path: &Path, schema: SchemaRef, batches: &[RecordBatch]) ->
     }
     writer.close()?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, StringArray};
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+    /// Each column chunk's (compression, has a dictionary page), by column name.
+    fn chunks(path: &Path) -> Vec<(String, Compression, bool)> {
+        let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        group.columns().iter().map(|c| (c.column_path().string(), c.compression(), c.dictionary_page_offset().is_some())).collect()
+    }
+
+    #[tokio::test]
+    async fn both_writers_write_cache_entries_alike() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("service_name", DataType::Utf8, false),
+            Field::new("cpu", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["api", "api", "web"])), Arc::new(Float64Array::from(vec![Some(1.5), None, Some(2.0)]))],
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ours.parquet");
+        assert_eq!(write_parquet(&ours, schema.clone(), &[batch.clone()]).unwrap(), 3);
+        let theirs = dir.path().join("datafusion.parquet");
+        let session = datafusion::prelude::SessionContext::new();
+        session
+            .read_batch(batch)
+            .unwrap()
+            .write_parquet(
+                theirs.to_str().unwrap(),
+                datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
+                Some(table_parquet_options(&schema)),
+            )
+            .await
+            .unwrap();
+        let expected = vec![("service_name".to_string(), Compression::LZ4_RAW, true), ("cpu".to_string(), Compression::LZ4_RAW, false)];
+        assert_eq!(chunks(&ours), expected);
+        assert_eq!(chunks(&theirs), expected);
+    }
 }

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::ParquetReadOptions;
 use serde::Deserialize;
@@ -169,7 +168,7 @@ impl Stage for Sql {
         let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
         let plan = df.clone().create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
         let sorted_by = output_order(&plan);
-        let options = table_parquet_options(&plan.schema());
+        let options = super::table_parquet_options(&plan.schema());
         // DataFusion's writer encodes row groups and columns in parallel; ours would use one core.
         let written = df
             .write_parquet(
@@ -187,22 +186,6 @@ impl Stage for Sql {
         ctx.progress.set_rows(rows);
         Ok(StageOutput { rows, sorted_by, ..Default::default() })
     }
-}
-
-/// The cache's Parquet settings (see `ops::writer_properties`) in DataFusion's terms.
-fn table_parquet_options(schema: &datafusion::arrow::datatypes::Schema) -> TableParquetOptions {
-    let mut o = TableParquetOptions::default();
-    o.global.compression = Some("lz4_raw".into());
-    o.global.dictionary_enabled = Some(false);
-    o.global.max_row_group_size = super::ROW_GROUP_ROWS;
-    for f in schema.fields() {
-        if matches!(f.data_type(), datafusion::arrow::datatypes::DataType::Utf8 | datafusion::arrow::datatypes::DataType::Utf8View) {
-            let mut c = ParquetColumnOptions::default();
-            c.dictionary_enabled = Some(true);
-            o.column_specific_options.insert(f.name().clone(), c);
-        }
-    }
-    o
 }
 
 /// The order the plan's output comes in, as plain columns (what `ORDER BY` at the end gives).
