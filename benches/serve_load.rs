@@ -27,8 +27,8 @@ fn main() -> anyhow::Result<()> {
     let svc: Vec<String> = svc.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect();
     let nums: Vec<Vec<f64>> = NUMERIC.iter().map(|(n, _)| col(n, &DataType::Float64).map(|c| c.as_primitive::<Float64Type>().values().to_vec())).collect::<Result<_, _>>()?;
     let mut by: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
-    for i in 0..ts.len() {
-        by.entry(svc[i].clone()).or_default().push(i);
+    for (i, service) in svc.iter().enumerate() {
+        by.entry(service.clone()).or_default().push(i);
     }
     let threads = by.len();
     let interval = Duration::from_secs_f64(threads as f64 / rate);

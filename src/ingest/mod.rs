@@ -50,23 +50,24 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
     let mut rejects = Vec::new();
     for &cur in &order {
         let (s, t, fi, ri) = cur;
-        if let Some(&(ps, pt, pf, pr)) = keep.last() {
-            if ps == s && pt == t {
-                let (f, p) = (&files[fi as usize], &files[pf as usize]);
-                let same = (0..NUMERIC.len()).all(|k| p.values[k][pr as usize] == f.values[k][ri as usize]);
-                let first = format!("{}:{}", p.file, p.lines[pr as usize]);
-                rejects.push(Reject {
-                    file: f.file.clone(),
-                    line: f.lines[ri as usize],
-                    reason: if same {
-                        format!("duplicate of {first}")
-                    } else {
-                        format!("same service and timestamp as {first} with different values; kept the first")
-                    },
-                    raw: String::new(),
-                });
-                continue;
-            }
+        if let Some(&(ps, pt, pf, pr)) = keep.last()
+            && ps == s
+            && pt == t
+        {
+            let (f, p) = (&files[fi as usize], &files[pf as usize]);
+            let same = (0..NUMERIC.len()).all(|k| p.values[k][pr as usize] == f.values[k][ri as usize]);
+            let first = format!("{}:{}", p.file, p.lines[pr as usize]);
+            rejects.push(Reject {
+                file: f.file.clone(),
+                line: f.lines[ri as usize],
+                reason: if same {
+                    format!("duplicate of {first}")
+                } else {
+                    format!("same service and timestamp as {first} with different values; kept the first")
+                },
+                raw: String::new(),
+            });
+            continue;
         }
         keep.push(cur);
     }

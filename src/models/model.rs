@@ -11,6 +11,7 @@ use super::table::Table;
 use super::torch_runtime::DeviceChoice;
 use super::ModelMeta;
 
+#[allow(clippy::large_enum_variant)] // one per loaded model; boxing would only add a pointer chase
 pub enum Model {
     RandomForest { meta: ModelMeta, forest: Forest },
     LstmCnn { meta: ModelMeta, net: LstmCnn },

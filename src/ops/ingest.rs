@@ -171,7 +171,7 @@ impl Stage for Ingest {
         }
 
         tracing::debug!("ingest: merged in {:.2}s", t0.elapsed().as_secs_f64());
-        super::write_parquet(&ctx.output_path(), merged.table.schema(), &[merged.table.clone()])?;
+        super::write_parquet(&ctx.output_path(), merged.table.schema(), std::slice::from_ref(&merged.table))?;
         tracing::debug!("ingest: written in {:.2}s", t0.elapsed().as_secs_f64());
         super::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
 

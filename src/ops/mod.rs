@@ -254,7 +254,7 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ours = dir.path().join("ours.parquet");
-        assert_eq!(write_parquet(&ours, schema.clone(), &[batch.clone()]).unwrap(), 3);
+        assert_eq!(write_parquet(&ours, schema.clone(), std::slice::from_ref(&batch)).unwrap(), 3);
         let theirs = dir.path().join("datafusion.parquet");
         let session = datafusion::prelude::SessionContext::new();
         session

@@ -57,10 +57,10 @@ impl Sql {
         let file = super::existing_file(p, spec, "sql", &params.sql)?;
         let text = std::fs::read_to_string(&file)
             .map_err(|e| p.error(spec, Some("sql"), format!("cannot read {}: {e}", file.display())))?;
-        if let Some(o) = &params.one_hot {
-            if !spec.deps.contains(&o.from) {
-                return Err(p.error(spec, Some("one_hot"), format!("`from: {}` must be one of the stage's deps ({})", o.from, spec.deps.join(", "))));
-            }
+        if let Some(o) = &params.one_hot
+            && !spec.deps.contains(&o.from)
+        {
+            return Err(p.error(spec, Some("one_hot"), format!("`from: {}` must be one of the stage's deps ({})", o.from, spec.deps.join(", "))));
         }
         for (name, allowed) in &params.choices {
             let v = params.params.get(name).ok_or_else(|| p.error(spec, Some("choices"), format!("`{name}` is not in the stage's params")))?;

@@ -72,10 +72,10 @@ impl RunReport {
 pub fn to_run(plan: &Plan, opts: &RunOptions) -> Result<HashSet<String>> {
     let p = &plan.pipeline;
     for (flag, v) in [("--only", &opts.only), ("--from", &opts.from), ("--until", &opts.until)] {
-        if let Some(s) = v {
-            if !p.stages.contains_key(s) {
-                bail!("{flag} {s}: no such stage (stages: {})", p.stages.keys().cloned().collect::<Vec<_>>().join(", "));
-            }
+        if let Some(s) = v
+            && !p.stages.contains_key(s)
+        {
+            bail!("{flag} {s}: no such stage (stages: {})", p.stages.keys().cloned().collect::<Vec<_>>().join(", "));
         }
     }
     let forced: HashSet<String> = match &opts.from {

@@ -310,10 +310,10 @@ fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, St
                 if known.is_empty() { "none".to_string() } else { known.join(", ") })
         })
     };
-    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-        if !name.contains(['$', '{', '}']) {
-            return lookup(name.trim());
-        }
+    if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+        && !name.contains(['$', '{', '}'])
+    {
+        return lookup(name.trim());
     }
     let mut out = String::new();
     let mut rest = s;

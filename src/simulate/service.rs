@@ -125,7 +125,7 @@ impl Service {
         // Demand: the trace, a floor so nights are not dead, and AR(1) multiplicative noise.
         self.noise = 0.85 * self.noise + 0.15 * rng.normal() * 0.6;
         let demand = p.peak_rps * (0.04 + 0.96 * load) * self.noise.exp();
-        let ready = self.pods.iter().filter(|pod| pod.ready_at <= now).count().max(0) as f64;
+        let ready = self.pods.iter().filter(|pod| pod.ready_at <= now).count() as f64;
         let capacity = ready * p.pod_capacity_rps;
         // Requests beyond capacity wait; clients give up after ~30 s, so the backlog is bounded.
         let offered = demand + self.backlog / dt;
