@@ -1,6 +1,7 @@
 //! Where metrics files come from: a local folder or file, or `s3://bucket/prefix/`, listed
 //! recursively (the collector writes `YYYY/MM/metrics_YYYYMMDD.csv`) through object_store.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::date_filter::DateFilter;
 use crate::cache::InputFile;
@@ -103,16 +104,79 @@ impl Source {
         Ok(files)
     }
 
-    /// The file's content to read from a blocking thread: a local file is read as it is parsed;
-    /// an S3 object is fetched whole first (its size is what ingest then holds).
-    pub async fn reader(&self, file: &MetricsFile) -> Result<Box<dyn std::io::Read + Send>> {
-        let got = self.store.get(&file.location).await.with_context(|| format!("reading {}", file.display))?;
+    /// The file's first `file.size` bytes, to read from a blocking thread. Collectors append to
+    /// today's file (or rewrite the object with more rows), so reading as far as the listing
+    /// said keeps out rows that arrived after it, which the next run's key will cover. A file
+    /// now shorter than that was not appended to but replaced, and is an error. A local file is
+    /// read as it is parsed; an S3 object is fetched whole first (its size is what ingest then holds).
+    pub async fn reader(&self, file: &MetricsFile) -> Result<Box<dyn Read + Send>> {
+        if file.size == 0 {
+            return Ok(Box::new(std::io::empty()));
+        }
+        let listed = GetOptions { range: Some(GetRange::Bounded(0..file.size)), ..Default::default() };
+        let got = self.store.get_opts(&file.location, listed).await.with_context(|| format!("reading {}", file.display))?;
         match got.payload {
-            GetResultPayload::File(f, _) => Ok(Box::new(f)),
+            GetResultPayload::File(f, _) => Ok(Box::new(AsListed(f.take(file.size)))),
             GetResultPayload::Stream(_) => {
                 let bytes = got.bytes().await.with_context(|| format!("reading {}", file.display))?;
+                if (bytes.len() as u64) < file.size {
+                    bail!("reading {}: {}", file.display, shorter_than_listed(file.size - bytes.len() as u64));
+                }
                 Ok(Box::new(bytes::Buf::reader(bytes)))
             }
         }
+    }
+}
+
+/// A local file's listed bytes: the end comes as an error when the file has fewer.
+struct AsListed<R>(std::io::Take<R>);
+
+impl<R: Read> Read for AsListed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.0.limit() > 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, shorter_than_listed(self.0.limit())));
+        }
+        Ok(n)
+    }
+}
+
+fn shorter_than_listed(missing: u64) -> String {
+    format!("{missing} bytes shorter than when this run listed it (replaced meanwhile, not appended to); run again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(source: &Source, file: &MetricsFile) -> Result<String> {
+        let mut reader = source.reader(file).await?;
+        tokio::task::spawn_blocking(move || {
+            let mut text = String::new();
+            reader.read_to_string(&mut text).map(|_| text)
+        })
+        .await?
+        .map_err(anyhow::Error::from)
+    }
+
+    #[tokio::test]
+    async fn a_file_is_read_as_far_as_it_was_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics_20241015.csv");
+        std::fs::write(&path, "header\nrow 1\n").unwrap();
+        let source = Source::open(dir.path().to_str().unwrap(), dir.path(), &S3Options::default()).unwrap();
+        let listed = source.list(&DateFilter::All).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        // The collector appends after the listing: this run reads what was listed.
+        std::fs::write(&path, "header\nrow 1\nrow 2\n").unwrap();
+        assert_eq!(read_all(&source, &listed[0]).await.unwrap(), "header\nrow 1\n");
+        // Replaced by something shorter: not what the run's key names, so an error.
+        std::fs::write(&path, "header\n").unwrap();
+        let e = format!("{:#}", read_all(&source, &listed[0]).await.unwrap_err());
+        assert!(e.contains("6 bytes shorter than when this run listed it"), "{e}");
+        // An empty file stays empty.
+        std::fs::write(&path, "").unwrap();
+        let empty = source.list(&DateFilter::All).await.unwrap();
+        assert_eq!(read_all(&source, &empty[0]).await.unwrap(), "");
     }
 }

@@ -74,6 +74,28 @@ impl Ingest {
     }
 }
 
+/// The files the cache key was computed from, as they were listed then (`Source::reader`
+/// reads each as far as that listing's size). Files that appeared since are left for the next run.
+fn as_keyed(listed: Vec<MetricsFile>, keyed: &[InputFile]) -> Result<Vec<MetricsFile>> {
+    let mut now: std::collections::HashMap<String, MetricsFile> = listed.into_iter().map(|f| (f.display.clone(), f)).collect();
+    let mut files = Vec::with_capacity(keyed.len());
+    for k in keyed {
+        let Some(mut file) = now.remove(&k.path) else {
+            bail!("{} was listed when this run started and is gone now; run again", k.path)
+        };
+        file.size = k.size;
+        file.version = k.version.clone();
+        files.push(file);
+    }
+    if !now.is_empty() {
+        let mut new: Vec<&str> = now.keys().map(String::as_str).collect();
+        new.sort_unstable();
+        tracing::info!("{} metrics file(s) appeared after this run started ({}); the next run reads them", new.len(), new.join(", "));
+    }
+    files.sort_by(|a, b| a.display.cmp(&b.display));
+    Ok(files)
+}
+
 #[async_trait]
 impl Stage for Ingest {
     fn version(&self) -> u32 {
@@ -104,7 +126,8 @@ impl Stage for Ingest {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
-        let (source, files) = self.files().await?;
+        let (source, listed) = self.files().await?;
+        let files = as_keyed(listed, &ctx.inputs)?;
         if files.is_empty() {
             bail!(
                 "no metrics files (*.csv, *.csv.gz) in {}{}",
@@ -214,5 +237,29 @@ impl Stage for Ingest {
             }),
             notes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(name: &str, size: u64) -> MetricsFile {
+        MetricsFile { location: name.into(), display: format!("data/{name}"), size, version: format!("v{size}") }
+    }
+
+    fn keyed(name: &str, size: u64) -> InputFile {
+        InputFile { path: format!("data/{name}"), size, version: format!("v{size}") }
+    }
+
+    #[test]
+    fn ingest_reads_the_files_its_key_names_as_they_were() {
+        // b grew and c appeared after planning: b is read as far as planned, c is left for the next run.
+        let now = vec![listed("c.csv", 5), listed("b.csv", 90), listed("a.csv", 10)];
+        let files = as_keyed(now, &[keyed("a.csv", 10), keyed("b.csv", 40)]).unwrap();
+        let got: Vec<(&str, u64, &str)> = files.iter().map(|f| (f.display.as_str(), f.size, f.version.as_str())).collect();
+        assert_eq!(got, [("data/a.csv", 10, "v10"), ("data/b.csv", 40, "v40")]);
+        let e = as_keyed(vec![listed("a.csv", 10)], &[keyed("a.csv", 10), keyed("b.csv", 40)]).unwrap_err();
+        assert_eq!(e.to_string(), "data/b.csv was listed when this run started and is gone now; run again");
     }
 }

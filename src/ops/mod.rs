@@ -36,6 +36,10 @@ pub struct StageContext {
     pub pipeline: Arc<Pipeline>,
     /// Each dep's finished entry, by stage name, in the order the stage declared them.
     pub upstream: IndexMap<String, Entry>,
+    /// The input files the cache key was computed from (`Stage::inputs` when the run was
+    /// planned). Read these, as listed then, so the entry holds what its key says even when a
+    /// collector writes between planning and reading.
+    pub inputs: Vec<InputFile>,
     /// Write outputs here: `output.parquet` and any side tables or files.
     pub out_dir: PathBuf,
     pub progress: StageProgress,

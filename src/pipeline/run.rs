@@ -240,6 +240,7 @@ async fn run_stage(
         name: name.to_string(),
         pipeline: plan.pipeline.clone(),
         upstream,
+        inputs: planned.parts.inputs.clone(),
         out_dir: pending.dir.clone(),
         progress: bar.clone(),
         threads,
