@@ -49,6 +49,17 @@ fn seeds_decide_the_bytes() {
 }
 
 #[test]
+fn a_missing_trace_says_where_it_was_looked_for() {
+    let p = Project::empty();
+    // The default trace is a path in the project folder; this folder has none.
+    p.pipeline(&["simulate", "--days", "1", "--out", "d"])
+        .code(1)
+        .stderr_has("opening trace data/traces/worldcup98/wc98_requests_per_minute.csv.gz")
+        .stderr_has("run from the project folder, or pass --trace");
+    assert!(!p.path().join("d").exists(), "nothing is written without a trace");
+}
+
+#[test]
 fn rows_look_like_the_collector_wrote_them() {
     let p = Project::empty();
     p.simulate(&["--days", "1", "--layout", "flat", "--services", "frontend,payments", "--out", "d"]);

@@ -16,9 +16,14 @@ pub struct Trace {
 impl Trace {
     pub fn load(path: &Path) -> Result<Trace> {
         let mut raw = Vec::new();
-        std::fs::File::open(path)
-            .with_context(|| format!("opening trace {}", path.display()))?
-            .read_to_end(&mut raw)?;
+        let mut file = std::fs::File::open(path).with_context(|| {
+            format!(
+                "opening trace {} (a relative path is taken from the current folder: run from the project \
+                 folder, or pass --trace with a `time,value` CSV such as data/traces/worldcup98/wc98_requests_per_minute.csv.gz)",
+                path.display()
+            )
+        })?;
+        file.read_to_end(&mut raw).with_context(|| format!("reading trace {}", path.display()))?;
         if path.extension().is_some_and(|e| e == "gz") {
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(&raw[..])
