@@ -228,6 +228,11 @@ enum Command {
         /// If a run holds the project, exit with code 3 instead of waiting.
         #[arg(long)]
         no_wait: bool,
+        /// Also collect this shared store (s3://bucket/prefix) by the same rules, keeping every
+        /// entry this machine keeps. Given explicitly, never taken from PIPELINE_STORE: other
+        /// machines may be using the store, so run it where no other run is going on.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// The model registry: versions, the serving one, promotion and rollback.
     Models {
@@ -297,7 +302,10 @@ fn main() -> ExitCode {
                 };
                 autoscale::serving::server::serve(cfg).await.map(|_| exit::SUCCESS)
             }
-            Command::Gc { root, keep_runs, keep_days, dry_run, no_wait } => cli::gc::gc(cli::gc::Options { root, keep_runs, keep_days, dry_run, no_wait }),
+            Command::Gc { root, keep_runs, keep_days, dry_run, no_wait, store } => {
+                let retention = autoscale::artifacts::runs::Retention { keep_runs, keep_days };
+                cli::gc::gc(cli::gc::Options { root, retention, dry_run, no_wait, store: cli::open_store(store.as_deref())? }).await
+            }
             Command::Models { command, registry, store } => cli::models::models(&registry, cli::open_store(store.as_deref())?, command).await,
             Command::Export { stage, path, pipeline, table } => {
                 cli::export::export(pipeline, &stage, table.as_deref(), &path).await

@@ -86,3 +86,30 @@ fn a_bad_store_url_is_refused_before_anything_runs() {
     p.pipeline(&["run", "pipelines/shared.yaml"]).code(2).stderr_has("shared.yaml:1");
     assert!(!p.path().join("artifacts/cache").exists(), "nothing ran");
 }
+
+#[test]
+fn gc_collects_the_store_by_the_same_rules() {
+    let moto = Moto::start();
+    let a = Project::new();
+    moto.upload(&a.path().join("data/metrics"), "team", "metrics/");
+    let run = |cpu: &'static str| ["run", "--until", "labels", "--store", STORE, "--set", METRICS, "--set", cpu];
+    for cpu in ["scale_up_cpu=70", "scale_up_cpu=71", "scale_up_cpu=72"] {
+        a.pipeline_env(&run(cpu), &moto.env()).ok();
+    }
+    // Another machine, with nothing of its own to keep, collects the store: the newest run
+    // (also `latest`) and its three entries stay; the two older runs and their labels go.
+    let b = Project::bare();
+    b.pipeline_env(&["gc", "--keep-runs", "1", "--store", STORE, "--dry-run"], &moto.env())
+        .ok()
+        .stdout_has("s3://team/autoscale: would remove 2 runs and 2 cache entries");
+    b.pipeline_env(&["gc", "--keep-runs", "1", "--store", STORE], &moto.env())
+        .ok()
+        .stdout_has("s3://team/autoscale: removed 2 runs and 2 cache entries")
+        .stdout_has("kept 1 runs");
+    let c = Project::bare();
+    c.pipeline_env(&run("scale_up_cpu=72"), &moto.env()).ok().stdout_has("0 ran, 3 cached");
+    c.pipeline_env(&run("scale_up_cpu=70"), &moto.env()).ok().stdout_has("1 ran, 2 cached");
+    // Machine A's own cache is its own: the store's collection leaves it alone.
+    assert_eq!(count(&a.path().join("artifacts/cache/entries")), 5);
+    b.pipeline(&["gc", "--store", "/mnt/shared"]).code(2).stderr_has("s3://bucket/prefix");
+}

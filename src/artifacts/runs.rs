@@ -26,6 +26,27 @@ pub fn new_run_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%.3fZ"), (now.timestamp_subsec_micros() ^ std::process::id()) & 0xffff)
 }
 
+/// Which runs `pipeline gc` keeps: the newest `keep_runs`, every run younger than `keep_days`,
+/// and the one `latest` names.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep_runs: usize,
+    pub keep_days: Option<f64>,
+}
+
+impl Retention {
+    /// `rank`: 0 for the newest run.
+    pub fn keeps(&self, rank: usize, age_days: f64, is_latest: bool) -> bool {
+        rank < self.keep_runs || self.keep_days.is_some_and(|d| age_days < d) || is_latest
+    }
+}
+
+/// The cache keys a run's manifest says its stages used.
+pub fn manifest_keys(manifest: &[u8]) -> Result<Vec<String>> {
+    let m: serde_json::Value = serde_json::from_slice(manifest)?;
+    Ok(m["stages"].as_array().into_iter().flatten().filter_map(|s| s["key"].as_str().map(str::to_string)).collect())
+}
+
 pub fn runs_dir(p: &Pipeline) -> PathBuf {
     p.root.join("artifacts").join("runs")
 }

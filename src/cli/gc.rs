@@ -3,7 +3,8 @@
 //! Kept: the newest `--keep-runs` runs and every run younger than `--keep-days`, `latest`
 //! always; the cache entries those runs used and each stage's last build (what `run` would
 //! reuse next). Never touched: the model registry (promoted and serving versions live there,
-//! not in the cache). Holds the run lock, so it never races a run.
+//! not in the cache). Holds the run lock, so it never races a run on this machine. With
+//! `--store`, the shared store is collected by the same rules afterwards (`store::gc`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,14 +12,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::exit;
+use crate::artifacts::runs::{manifest_keys, Retention};
 use crate::cache::files_below;
+use crate::store::Store;
 
 pub struct Options {
     pub root: PathBuf,
-    pub keep_runs: usize,
-    pub keep_days: Option<f64>,
+    pub retention: Retention,
     pub dry_run: bool,
     pub no_wait: bool,
+    pub store: Option<Store>,
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -29,8 +32,26 @@ fn age_days(p: &Path) -> f64 {
     p.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).map_or(0.0, |d| d.as_secs_f64() / 86_400.0)
 }
 
-pub fn gc(o: Options) -> Result<u8> {
+pub async fn gc(o: Options) -> Result<u8> {
     let _lock = crate::artifacts::lock::RunLock::acquire(&o.root, !o.no_wait, |holder| eprintln!("waiting for a run to finish ({holder})"))?;
+    let verb = if o.dry_run { "would remove" } else { "removed" };
+    let wanted = collect_local(&o, verb)?;
+    if let Some(store) = &o.store {
+        let s = crate::store::gc::collect(store, o.retention, &wanted, o.dry_run).await?;
+        println!(
+            "{}: {verb} {} runs and {} cache entries ({:.1} MiB); kept {} runs",
+            store.url(),
+            s.runs_removed,
+            s.entries_removed,
+            s.bytes as f64 / 1048576.0,
+            s.runs_kept
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Collect `artifacts/`; returns the cache keys still wanted here (the store keeps them too).
+fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
     let artifacts = o.root.join("artifacts");
     let runs_dir = artifacts.join("runs");
     let latest = std::fs::read_link(runs_dir.join("latest")).ok().map(|l| l.to_string_lossy().into_owned());
@@ -41,8 +62,7 @@ pub fn gc(o: Options) -> Result<u8> {
     let (mut kept, mut doomed) = (Vec::new(), Vec::new());
     for (i, r) in runs.iter().enumerate() {
         let name = r.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let young = o.keep_days.is_some_and(|d| age_days(r) < d);
-        if i < o.keep_runs || young || latest.as_deref() == Some(name.as_str()) {
+        if o.retention.keeps(i, age_days(r), latest.as_deref() == Some(name.as_str())) {
             kept.push(r.clone());
         } else {
             doomed.push(r.clone());
@@ -52,12 +72,7 @@ pub fn gc(o: Options) -> Result<u8> {
     let mut wanted: HashSet<String> = HashSet::new();
     for r in &kept {
         if let Ok(b) = std::fs::read(r.join("manifest.json")) {
-            let m: serde_json::Value = serde_json::from_slice(&b).with_context(|| format!("{}/manifest.json", r.display()))?;
-            for s in m["stages"].as_array().into_iter().flatten() {
-                if let Some(k) = s["key"].as_str() {
-                    wanted.insert(k.to_string());
-                }
-            }
+            wanted.extend(manifest_keys(&b).with_context(|| format!("{}/manifest.json", r.display()))?);
         }
     }
     let cache = artifacts.join("cache");
@@ -72,9 +87,10 @@ pub fn gc(o: Options) -> Result<u8> {
     entries.retain(|e| !wanted.contains(&e.file_name().unwrap_or_default().to_string_lossy().into_owned()));
     // Leftovers of interrupted runs (no run is active: we hold the lock).
     entries.extend(std::fs::read_dir(cache.join("tmp")).into_iter().flatten().flatten().map(|e| e.path()));
-    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| o.keep_days.is_none_or(|d| age_days(p) >= d)));
+    let keep_days = o.retention.keep_days;
+    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| keep_days.is_none_or(|d| age_days(p) >= d)));
 
-    let (mut bytes, verb) = (0u64, if o.dry_run { "would remove" } else { "removed" });
+    let mut bytes = 0u64;
     for p in doomed.iter().chain(&entries) {
         bytes += dir_bytes(p);
         if !o.dry_run {
@@ -88,5 +104,5 @@ pub fn gc(o: Options) -> Result<u8> {
         bytes as f64 / 1048576.0,
         kept.len()
     );
-    Ok(exit::SUCCESS)
+    Ok(wanted)
 }

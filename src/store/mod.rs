@@ -15,6 +15,7 @@
 //!   models/<model>/promoted.json   which version serves
 //! ```
 
+pub mod gc;
 pub mod s3;
 
 use std::path::Path;
@@ -145,6 +146,11 @@ impl Store {
 
     /// Every object below `rel/`, as paths relative to it.
     pub async fn list(&self, rel: &str) -> Result<Vec<String>> {
+        Ok(self.list_objects(rel).await?.into_iter().map(|o| o.path).collect())
+    }
+
+    /// `list`, with each object's size and when it was written.
+    pub async fn list_objects(&self, rel: &str) -> Result<Vec<Listed>> {
         let base = self.path(rel);
         let objects: Vec<_> = self
             .objects
@@ -154,7 +160,13 @@ impl Store {
             .map_err(brief)
             .with_context(|| format!("listing {}", self.url_of(rel)))?;
         let base = format!("{}/", base.as_ref());
-        Ok(objects.into_iter().filter_map(|o| o.location.as_ref().strip_prefix(&base).map(str::to_string)).collect())
+        Ok(objects
+            .into_iter()
+            .filter_map(|o| {
+                let path = o.location.as_ref().strip_prefix(&base)?.to_string();
+                Some(Listed { path, size: o.size, written: o.last_modified })
+            })
+            .collect())
     }
 
     pub async fn delete(&self, rel: &str) -> Result<()> {
@@ -163,6 +175,14 @@ impl Store {
             Err(e) => Err(brief(e)).with_context(|| format!("deleting {}", self.url_of(rel))),
         }
     }
+}
+
+/// An object found by `Store::list_objects`.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: String,
+    pub size: u64,
+    pub written: chrono::DateTime<chrono::Utc>,
 }
 
 /// object_store's messages repeat their source chain inline at every level; keep the outer
