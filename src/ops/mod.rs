@@ -40,6 +40,8 @@ pub struct StageContext {
     /// planned). Read these, as listed then, so the entry holds what its key says even when a
     /// collector writes between planning and reading.
     pub inputs: Vec<InputFile>,
+    /// Blake3 of each of the stage's project files (`Stage::files`) when its key was computed.
+    pub files: std::collections::BTreeMap<String, String>,
     /// Write outputs here: `output.parquet` and any side tables or files.
     pub out_dir: PathBuf,
     pub progress: StageProgress,
@@ -53,6 +55,19 @@ impl StageContext {
     pub fn output_path(&self) -> PathBuf {
         self.out_dir.join(crate::cache::OUTPUT)
     }
+
+    /// A project file the key was computed from (`rel` as `Stage::files` gave it), refused if
+    /// it was edited since: the entry would be filed under the old text's key.
+    pub fn read_keyed_file(&self, rel: &str, path: &Path) -> Result<String> {
+        read_keyed_file(&self.files, rel, path)
+    }
+}
+
+fn read_keyed_file(keyed: &std::collections::BTreeMap<String, String>, rel: &str, path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let now = blake3::hash(text.as_bytes()).to_hex().to_string();
+    anyhow::ensure!(keyed.get(rel) == Some(&now), "{rel} was edited after this run started; run again to build with the new text");
+    Ok(text)
 }
 
 /// One key of the order a stage's main output is sorted in, so downstream SQL can skip sorts.
@@ -243,6 +258,18 @@ mod tests {
         let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
         let group = reader.metadata().row_group(0);
         group.columns().iter().map(|c| (c.column_path().string(), c.compression(), c.dictionary_page_offset().is_some())).collect()
+    }
+
+    #[test]
+    fn a_stage_reads_the_text_its_key_was_computed_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("features.sql");
+        std::fs::write(&path, "SELECT 1").unwrap();
+        let keyed = [("sql/features.sql".to_string(), blake3::hash(b"SELECT 1").to_hex().to_string())].into();
+        assert_eq!(read_keyed_file(&keyed, "sql/features.sql", &path).unwrap(), "SELECT 1");
+        std::fs::write(&path, "SELECT 2").unwrap();
+        let e = read_keyed_file(&keyed, "sql/features.sql", &path).unwrap_err();
+        assert_eq!(e.to_string(), "sql/features.sql was edited after this run started; run again to build with the new text");
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ impl Stage for Sql {
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
-        let text = std::fs::read_to_string(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let text = ctx.read_keyed_file(&self.rel, &self.file)?;
         let session = crate::features::session(ctx.threads);
         for (name, entry) in &ctx.upstream {
             register_entry(&session, name, entry).await?;

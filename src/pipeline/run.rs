@@ -241,6 +241,7 @@ async fn run_stage(
         pipeline: plan.pipeline.clone(),
         upstream,
         inputs: planned.parts.inputs.clone(),
+        files: planned.parts.files.clone(),
         out_dir: pending.dir.clone(),
         progress: bar.clone(),
         threads,
