@@ -55,12 +55,20 @@ impl Cache {
     }
 
     /// Make sure the store holds `entry` (a no-op without a store, or when it is there already).
-    pub async fn share(&self, entry: &Entry) -> Result<()> {
+    /// `built_now`: this run built it (a forced rebuild, say after a code change), so a different
+    /// build of the key in the store is replaced, its meta.json first so that no machine fetches
+    /// a mix of the two. A reused entry never replaces the store's.
+    pub async fn share(&self, entry: &Entry, built_now: bool) -> Result<()> {
         let Some(store) = self.store() else { return Ok(()) };
         let key = CacheKey::parse(&entry.meta.key).context("a cache entry with a malformed key")?;
         let rel = entry_rel(key);
-        if store.exists(&format!("{rel}/{META}")).await? {
-            return Ok(());
+        let meta = format!("{rel}/{META}");
+        if let Some(bytes) = store.get(&meta).await? {
+            let theirs: Option<EntryMeta> = serde_json::from_slice(&bytes).ok();
+            if !built_now || theirs.is_some_and(|t| t.files == entry.meta.files) {
+                return Ok(());
+            }
+            store.delete(&meta).await?;
         }
         for name in entry.meta.files.keys() {
             store.upload(&entry.dir.join(name), &format!("{rel}/{name}")).await?;
@@ -92,7 +100,7 @@ mod tests {
         let p = a.begin(key).unwrap();
         std::fs::write(p.dir.join(OUTPUT), b"pretend parquet").unwrap();
         let built = a.commit(p, m).unwrap();
-        a.share(&built).await.unwrap();
+        a.share(&built, true).await.unwrap();
 
         let (_b_dir, b) = machine(&store);
         let fetched = b.fetch(key).await.unwrap().expect("the store has it");
@@ -105,7 +113,18 @@ mod tests {
         assert!(c.fetch(key).await.unwrap().is_none());
         assert!(!store.exists(&format!("cache/entries/{}/{META}", key.hex())).await.unwrap());
         assert!(c.lookup(key).unwrap().is_none(), "nothing half-fetched is left behind");
-        a.share(&built).await.unwrap();
+        a.share(&built, true).await.unwrap();
         assert!(c.fetch(key).await.unwrap().is_some(), "shared again, fetched again");
+
+        // A forced rebuild on A (after a code change) replaces the store's copy too.
+        let p = a.begin(key).unwrap();
+        std::fs::write(p.dir.join(OUTPUT), b"rebuilt parquet").unwrap();
+        let rebuilt = a.commit(p, meta()).unwrap();
+        a.share(&rebuilt, false).await.unwrap();
+        let (_d_dir, d) = machine(&store);
+        assert_eq!(std::fs::read(d.fetch(key).await.unwrap().unwrap().output()).unwrap(), b"pretend parquet", "reusing shares nothing new");
+        a.share(&rebuilt, true).await.unwrap();
+        let (_e_dir, e) = machine(&store);
+        assert_eq!(std::fs::read(e.fetch(key).await.unwrap().unwrap().output()).unwrap(), b"rebuilt parquet");
     }
 }

@@ -20,7 +20,7 @@ use crate::store::Store;
 pub const OUTPUT: &str = "output.parquet";
 pub(super) const META: &str = "meta.json";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileSum {
     pub bytes: u64,
     pub blake3: String,
@@ -187,14 +187,17 @@ impl Cache {
         write_atomic(&pending.dir.join(META), &serde_json::to_vec_pretty(&meta)?)?;
         let dest = self.entry_dir(pending.key);
         fs::create_dir_all(dest.parent().unwrap())?;
-        if dest.exists() {
-            // Another run built the same key meanwhile: same inputs, same output; keep theirs,
-            // checked like any entry about to be reused.
-            let _ = fs::remove_dir_all(&pending.dir);
-            self.set_last(&meta.pipeline, &meta.stage, pending.key)?;
-            return self.lookup(pending.key)?.context("a cache entry vanished right after it was written");
+        // The key is built already only when the stage was forced (the run lock keeps other runs
+        // out): the new build replaces the old, which is moved aside first, so the entry is the
+        // old one, none (a crash in between: the next run rebuilds), or the new one.
+        let replaced = dest.exists().then(|| self.root.join("tmp").join(format!("{}-replaced-{}", pending.key.hex(), std::process::id())));
+        if let Some(old) = &replaced {
+            fs::rename(&dest, old).with_context(|| format!("moving the old entry {} aside", dest.display()))?;
         }
         fs::rename(&pending.dir, &dest).with_context(|| format!("moving the finished entry to {}", dest.display()))?;
+        if let Some(old) = replaced {
+            let _ = fs::remove_dir_all(old);
+        }
         sync_dir(dest.parent().unwrap());
         self.set_last(&meta.pipeline, &meta.stage, pending.key)?;
         Ok(Entry { dir: dest, meta })
@@ -323,6 +326,21 @@ pub(super) mod tests {
         assert!(cache.lookup(key).unwrap().is_none(), "a damaged entry must not be reused");
         assert!(!e.dir.exists());
         assert_eq!(fs::read_dir(tmp.path().join("corrupt")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_forced_rebuild_replaces_the_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path());
+        let key = meta().parts.key();
+        for output in ["built before a code change", "built after it"] {
+            let p = cache.begin(key).unwrap();
+            fs::write(p.dir.join(OUTPUT), output).unwrap();
+            cache.commit(p, meta()).unwrap();
+        }
+        let e = cache.lookup(key).unwrap().unwrap();
+        assert_eq!(fs::read_to_string(e.output()).unwrap(), "built after it");
+        assert_eq!(fs::read_dir(tmp.path().join("tmp")).unwrap().count(), 0, "the old entry is gone");
     }
 
     #[test]

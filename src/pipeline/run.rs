@@ -133,7 +133,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
         };
         // A cached entry may have been built while the store was out of reach.
         let outcome = match (&s.cached, outcome) {
-            (Some(e), Outcome::Cached) => match share_entry(&cache, e.clone()).await {
+            (Some(e), Outcome::Cached) => match share_entry(&cache, e.clone(), false).await {
                 Ok(e) => {
                     done.insert(s.name.clone(), e);
                     Outcome::Cached
@@ -280,7 +280,7 @@ async fn run_stage(
         sorted_by: output.sorted_by,
     };
     let committed = match cache.commit(pending, meta) {
-        Ok(entry) => share_entry(cache, entry).await,
+        Ok(entry) => share_entry(cache, entry, true).await,
         Err(e) => Err(e),
     };
     match committed {
@@ -296,10 +296,10 @@ async fn run_stage(
 }
 
 /// Put a finished entry in the shared store, if there is one. The local entry stays either way,
-/// so a run that failed here shares it next time.
-async fn share_entry(cache: &Cache, entry: Entry) -> Result<Entry> {
+/// so a run that failed here shares it next time. `built_now`: see `Cache::share`.
+async fn share_entry(cache: &Cache, entry: Entry, built_now: bool) -> Result<Entry> {
     if let Some(store) = cache.store() {
-        cache.share(&entry).await.with_context(|| format!("storing the output in the shared store {}", store.url()))?;
+        cache.share(&entry, built_now).await.with_context(|| format!("storing the output in the shared store {}", store.url()))?;
     }
     Ok(entry)
 }
