@@ -211,9 +211,14 @@ fn histogram(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: 
 
 /// Lines over a step index (the last test steps of one service).
 fn time_series(area: &DrawingArea<BitMapBackend, Shift>, title: &str, series: &[(String, Vec<f64>)]) -> Result<()> {
+    let (width, _) = area.dim_in_pixel();
+    let (area, legend) = area.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let line_color = |i: usize| if i == 0 { BLACK } else { color(i - 1) };
+    let entries: Vec<(String, RGBColor)> = series.iter().enumerate().map(|(i, (name, _))| (name.clone(), line_color(i))).collect();
+    legend_column(&legend, "replicas", &entries)?;
     let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(2);
     let hi = series.iter().flat_map(|s| s.1.iter()).copied().filter(|v| v.is_finite()).fold(1.0, f64::max) + 1.0;
-    let mut chart = ChartBuilder::on(area)
+    let mut chart = ChartBuilder::on(&area)
         .caption(title, (FONT, 18))
         .margin(12)
         .x_label_area_size(40)
@@ -221,15 +226,9 @@ fn time_series(area: &DrawingArea<BitMapBackend, Shift>, title: &str, series: &[
         .build_cartesian_2d(0..n, 0.0..hi)
         .map_err(err)?;
     chart.configure_mesh().light_line_style(WHITE).x_desc("hold-out step (30 s)").y_desc("replicas").label_style((FONT, 14)).draw().map_err(err)?;
-    for (i, (name, ys)) in series.iter().enumerate() {
-        let c = if i == 0 { BLACK } else { color(i - 1) };
-        chart
-            .draw_series(LineSeries::new(ys.iter().enumerate().map(|(x, y)| (x, *y)), c.stroke_width(2)))
-            .map_err(err)?
-            .label(name.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
+    for (i, (_, ys)) in series.iter().enumerate() {
+        chart.draw_series(LineSeries::new(ys.iter().enumerate().map(|(x, y)| (x, *y)), line_color(i).stroke_width(2))).map_err(err)?;
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::LowerLeft).draw().map_err(err)?;
     Ok(())
 }
 
@@ -274,10 +273,13 @@ pub fn feature_importance(path: &Path, model: &str, importances: &[(String, f64)
 /// Loss, MAE and learning rate per epoch, training and validation.
 pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch: usize) -> Result<()> {
     png(path, (1500, 520), &format!("{model}: training history (best epoch {best_epoch}, restored)"), |root| {
-        let panels = root.split_evenly((1, 3));
+        let (charts, legend) = root.split_horizontally(1500 - 190);
+        let entries = [("train".to_string(), color(0)), ("validation".to_string(), ORANGE), ("best epoch (dashed)".to_string(), GREY)];
+        legend_column(&legend, "", &entries)?;
+        let panels = charts.split_evenly((1, 3));
         let epochs = history.len().max(2) as f64;
-        let lines = |area: &DrawingArea<BitMapBackend, Shift>, title: &str, ylabel: &str, series: Vec<(&str, Vec<f64>, RGBColor)>, log: bool| -> Result<()> {
-            let vals = series.iter().flat_map(|s| s.1.iter()).copied().filter(|v| v.is_finite() && (!log || *v > 0.0));
+        let lines = |area: &DrawingArea<BitMapBackend, Shift>, title: &str, ylabel: &str, series: Vec<(Vec<f64>, RGBColor)>, log: bool| -> Result<()> {
+            let vals = series.iter().flat_map(|s| s.0.iter()).copied().filter(|v| v.is_finite() && (!log || *v > 0.0));
             let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
             let (lo, hi) = if lo > hi { (0.0, 1.0) } else if log { (lo / 1.5, hi * 1.5) } else { (lo.min(0.0), hi * 1.1 + 1e-9) };
             let mut builder = ChartBuilder::on(area);
@@ -286,18 +288,12 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
                 ($chart:expr) => {{
                     let mut chart = $chart;
                     chart.configure_mesh().light_line_style(WHITE).x_desc("epoch").y_desc(ylabel).label_style((FONT, 14)).draw().map_err(err)?;
-                    for (name, ys, c) in &series {
-                        let c = *c;
-                        chart
-                            .draw_series(LineSeries::new(ys.iter().enumerate().map(|(i, y)| ((i + 1) as f64, *y)), c.stroke_width(2)))
-                            .map_err(err)?
-                            .label(*name)
-                            .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
+                    for (ys, c) in &series {
+                        chart.draw_series(LineSeries::new(ys.iter().enumerate().map(|(i, y)| ((i + 1) as f64, *y)), c.stroke_width(2))).map_err(err)?;
                     }
                     if best_epoch > 0 {
                         chart.draw_series(DashedLineSeries::new([(best_epoch as f64, lo), (best_epoch as f64, hi)], 6, 4, GREY.stroke_width(1))).map_err(err)?;
                     }
-                    chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).draw().map_err(err)?;
                 }};
             }
             if log {
@@ -308,9 +304,10 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
             Ok(())
         };
         let pick = |f: fn(&Epoch) -> f64| history.iter().map(f).collect::<Vec<f64>>();
-        lines(&panels[0], "Huber loss", "loss", vec![("train", pick(|e| e.loss), color(0)), ("validation", pick(|e| e.val_loss), ORANGE)], false)?;
-        lines(&panels[1], "Mean absolute error", "replicas", vec![("train", pick(|e| e.mae), color(0)), ("validation", pick(|e| e.val_mae), ORANGE)], false)?;
-        lines(&panels[2], "Learning rate", "learning rate (log)", vec![("learning rate", pick(|e| e.learning_rate), color(1))], true)
+        // One legend column for the three panels: train and validation look the same in each.
+        lines(&panels[0], "Huber loss", "loss", vec![(pick(|e| e.loss), color(0)), (pick(|e| e.val_loss), ORANGE)], false)?;
+        lines(&panels[1], "Mean absolute error", "replicas", vec![(pick(|e| e.mae), color(0)), (pick(|e| e.val_mae), ORANGE)], false)?;
+        lines(&panels[2], "Learning rate", "learning rate (log)", vec![(pick(|e| e.learning_rate), color(1))], true)
     })
 }
 
@@ -338,9 +335,30 @@ pub struct PolicyTrace {
     pub utilization: Vec<f64>,
 }
 
+/// Which colour is which line, in a column of its own beside the charts: inside a chart a
+/// legend hides some of the lines whatever corner it takes.
+fn legend_column(area: &DrawingArea<BitMapBackend, Shift>, heading: &str, entries: &[(String, RGBColor)]) -> Result<()> {
+    let top = 70;
+    if !heading.is_empty() {
+        area.draw(&Text::new(heading.to_string(), (10, top - 28), (FONT, 15).into_font().style(FontStyle::Bold))).map_err(err)?;
+    }
+    for (i, (name, c)) in entries.iter().enumerate() {
+        let y = top + 24 * i as i32;
+        area.draw(&PathElement::new([(10, y + 8), (34, y + 8)], c.stroke_width(3))).map_err(err)?;
+        area.draw(&Text::new(name.clone(), (42, y), (FONT, 14))).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Room for `legend_column`'s longest name at 14 px.
+const LEGEND_WIDTH: u32 = 260;
+
 pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[String], target: f64) -> Result<()> {
     png(path, (1500, 900), &format!("Autoscaling replay: {service} on the hold-out"), |root| {
-        let (top, bottom) = root.split_vertically(430);
+        let (charts, legend) = root.split_horizontally(1500 - LEGEND_WIDTH);
+        let entries: Vec<(String, RGBColor)> = traces.iter().map(|t| (t.policy.clone(), policy_color(&t.policy, models))).collect();
+        legend_column(&legend, "policy", &entries)?;
+        let (top, bottom) = charts.split_vertically(430);
         let end = traces.iter().flat_map(|t| t.hours.last()).copied().fold(0.01, f64::max);
         let max_r = traces.iter().flat_map(|t| t.replicas.iter()).copied().fold(1.0, f64::max) + 1.0;
         let mut chart = ChartBuilder::on(&top)
@@ -354,7 +372,7 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
         for t in traces {
             let c = policy_color(&t.policy, models);
             // Replicas hold until the next row: steps, broken where the data has a gap (nights).
-            for (n, seg) in segments(&t.hours).into_iter().enumerate() {
+            for seg in segments(&t.hours) {
                 let mut pts = Vec::with_capacity(seg.len() * 2);
                 for i in seg.clone() {
                     pts.push((t.hours[i], t.replicas[i]));
@@ -362,13 +380,9 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
                         pts.push((t.hours[i + 1], t.replicas[i]));
                     }
                 }
-                let series = chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?;
-                if n == 0 {
-                    series.label(t.policy.clone()).legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], c.stroke_width(3)));
-                }
+                chart.draw_series(LineSeries::new(pts, c.stroke_width(2))).map_err(err)?;
             }
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.9)).border_style(BLACK).label_font((FONT, 14)).position(SeriesLabelPosition::LowerRight).draw().map_err(err)?;
 
         let max_u = traces.iter().flat_map(|t| t.utilization.iter()).copied().filter(|u| u.is_finite()).fold(target, f64::max).min(400.0) * 1.1;
         let mut chart = ChartBuilder::on(&bottom)
