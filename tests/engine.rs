@@ -102,9 +102,12 @@ fn only_from_force_and_dry_run() {
     assert_eq!(from.stage_status("per_service"), "ran");
     assert_eq!(from.stage_status("busiest"), "ran");
     assert_eq!(from.stage_status("hourly"), "cached");
+    let entry_inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p.entry_dir("hourly", &["-p", T])).unwrap());
+    let before = entry_inode();
     let only = p.pipeline(&["run", T, "--only", "hourly", "--force"]).ok();
     assert_eq!(only.stage_status("hourly"), "ran");
     assert_eq!(only.stage_status("ingest"), "cached");
+    assert_ne!(entry_inode(), before, "a forced build replaces the cached entry (after a code change it may differ)");
     let all = p.pipeline(&["run", T, "--force", "--jobs", "1"]).ok();
     assert_eq!(all.stage_status("ingest"), "ran");
     let until = p.pipeline(&["run", T, "--until", "per_service", "--force"]).ok();
