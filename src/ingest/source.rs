@@ -107,9 +107,13 @@ impl Source {
     /// The file's first `file.size` bytes, to read from a blocking thread. Collectors append to
     /// today's file (or rewrite the object with more rows), so reading as far as the listing
     /// said keeps out rows that arrived after it, which the next run's key will cover. A file
-    /// now shorter than that was not appended to but replaced, and is an error. A local file is
+    /// now shorter than that was not appended to but replaced, and is an error. A gzipped file
+    /// is read whole: the start of a recompressed file is not the old one. A local file is
     /// read as it is parsed; an S3 object is fetched whole first (its size is what ingest then holds).
     pub async fn reader(&self, file: &MetricsFile) -> Result<Box<dyn Read + Send>> {
+        if file.display.ends_with(".gz") {
+            return self.read_whole(file).await;
+        }
         if file.size == 0 {
             return Ok(Box::new(std::io::empty()));
         }
@@ -124,6 +128,14 @@ impl Source {
                 }
                 Ok(Box::new(bytes::Buf::reader(bytes)))
             }
+        }
+    }
+
+    async fn read_whole(&self, file: &MetricsFile) -> Result<Box<dyn Read + Send>> {
+        let got = self.store.get(&file.location).await.with_context(|| format!("reading {}", file.display))?;
+        match got.payload {
+            GetResultPayload::File(f, _) => Ok(Box::new(f)),
+            GetResultPayload::Stream(_) => Ok(Box::new(bytes::Buf::reader(got.bytes().await.with_context(|| format!("reading {}", file.display))?))),
         }
     }
 }
@@ -178,5 +190,17 @@ mod tests {
         std::fs::write(&path, "").unwrap();
         let empty = source.list(&DateFilter::All).await.unwrap();
         assert_eq!(read_all(&source, &empty[0]).await.unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn a_gzipped_file_is_read_whole() {
+        // Recompressed with more rows, its first bytes are not the listed file's: read it all.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics_20241015.csv.gz");
+        std::fs::write(&path, b"short").unwrap();
+        let source = Source::open(dir.path().to_str().unwrap(), dir.path(), &S3Options::default()).unwrap();
+        let listed = source.list(&DateFilter::All).await.unwrap();
+        std::fs::write(&path, b"recompressed, longer").unwrap();
+        assert_eq!(read_all(&source, &listed[0]).await.unwrap(), "recompressed, longer");
     }
 }
