@@ -21,6 +21,9 @@ struct StageRecord<'a> {
     notes: &'a [String],
 }
 
+/// A run folder's record, written last: a folder without it is not a finished run.
+pub const MANIFEST: &str = "manifest.json";
+
 pub fn new_run_id() -> String {
     let now = chrono::Utc::now();
     format!("{}-{:04x}", now.format("%Y%m%dT%H%M%S%.3fZ"), (now.timestamp_subsec_micros() ^ std::process::id()) & 0xffff)
@@ -85,7 +88,7 @@ pub fn record(p: &Pipeline, cache: &Cache, run_id: &str, overrides: &[(String, s
         "stages": stages,
         "models": models,
     });
-    write_atomic(&dir.join("manifest.json"), &serde_json::to_vec_pretty(&manifest)?)?;
+    write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
     if report.ok() {
         point_latest(&runs_dir(p), run_id)?;
     }

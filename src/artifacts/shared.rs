@@ -11,11 +11,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::models::{Promoted, Registry};
+use super::runs::MANIFEST;
 use crate::cache::{files_below, write_atomic};
 use crate::store::Store;
 
 const VERSION_MARK: &str = "version.json";
-const RUN_MARK: &str = "manifest.json";
 const PROMOTED: &str = "promoted.json";
 
 /// Bring the store's model versions and promotions into the local registry before a run, so
@@ -79,9 +79,9 @@ pub async fn push(store: &Store, root: &Path, latest_run: Option<&str>) -> Resul
         for e in rd.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             let dir = e.path();
-            let is_run = !e.file_type().is_ok_and(|t| t.is_symlink()) && dir.join(RUN_MARK).is_file();
-            if is_run && !remote.contains(&format!("{id}/{RUN_MARK}")) {
-                upload_folder(store, &dir, &format!("runs/{id}"), RUN_MARK).await?;
+            let is_run = !e.file_type().is_ok_and(|t| t.is_symlink()) && dir.join(MANIFEST).is_file();
+            if is_run && !remote.contains(&format!("{id}/{MANIFEST}")) {
+                upload_folder(store, &dir, &format!("runs/{id}"), MANIFEST).await?;
             }
         }
     }

@@ -6,4 +6,5 @@ mod shared;
 mod store;
 
 pub use key::{CacheKey, InputFile, KeyParts};
-pub use store::{checksum, files_below, write_atomic, Cache, Entry, EntryMeta, Pending, OUTPUT};
+pub use shared::STORE_ENTRIES;
+pub use store::{checksum, files_below, write_atomic, Cache, Entry, EntryMeta, Pending, META, OUTPUT};

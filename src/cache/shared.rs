@@ -6,8 +6,11 @@ use anyhow::{Context, Result};
 use super::key::CacheKey;
 use super::store::{checksum, Cache, Entry, EntryMeta, META};
 
+/// Where entries live in the shared store, one folder per key.
+pub const STORE_ENTRIES: &str = "cache/entries";
+
 fn entry_rel(key: CacheKey) -> String {
-    format!("cache/entries/{}", key.hex())
+    format!("{STORE_ENTRIES}/{}", key.hex())
 }
 
 impl Cache {

@@ -18,7 +18,7 @@ use crate::store::Store;
 
 /// The main table every stage writes; side tables sit beside it as `<name>.parquet`.
 pub const OUTPUT: &str = "output.parquet";
-pub(super) const META: &str = "meta.json";
+pub const META: &str = "meta.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileSum {

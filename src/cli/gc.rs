@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::exit;
-use crate::artifacts::runs::{manifest_keys, Retention};
+use crate::artifacts::runs::{manifest_keys, Retention, MANIFEST};
 use crate::cache::files_below;
 use crate::store::Store;
 
@@ -57,7 +57,7 @@ fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
     let latest = std::fs::read_link(runs_dir.join("latest")).ok().map(|l| l.to_string_lossy().into_owned());
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
     // Newest first: by when the manifest was written (run ids sort by time only to the second).
-    let written = |r: &PathBuf| r.join("manifest.json").metadata().and_then(|m| m.modified()).ok();
+    let written = |r: &PathBuf| r.join(MANIFEST).metadata().and_then(|m| m.modified()).ok();
     runs.sort_by(|a, b| written(b).cmp(&written(a)).then(b.cmp(a)));
     let (mut kept, mut doomed) = (Vec::new(), Vec::new());
     for (i, r) in runs.iter().enumerate() {
@@ -71,7 +71,7 @@ fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
     // Cache entries still wanted: used by a kept run, or the last build of some stage.
     let mut wanted: HashSet<String> = HashSet::new();
     for r in &kept {
-        if let Ok(b) = std::fs::read(r.join("manifest.json")) {
+        if let Ok(b) = std::fs::read(r.join(MANIFEST)) {
             wanted.extend(manifest_keys(&b).with_context(|| format!("{}/manifest.json", r.display()))?);
         }
     }
@@ -87,8 +87,7 @@ fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
     entries.retain(|e| !wanted.contains(&e.file_name().unwrap_or_default().to_string_lossy().into_owned()));
     // Leftovers of interrupted runs (no run is active: we hold the lock).
     entries.extend(std::fs::read_dir(cache.join("tmp")).into_iter().flatten().flatten().map(|e| e.path()));
-    let keep_days = o.retention.keep_days;
-    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| keep_days.is_none_or(|d| age_days(p) >= d)));
+    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| o.retention.keep_days.is_none_or(|d| age_days(p) >= d)));
 
     let mut bytes = 0u64;
     for p in doomed.iter().chain(&entries) {

@@ -15,10 +15,9 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
 use super::{Listed, Store};
-use crate::artifacts::runs::{manifest_keys, Retention};
+use crate::artifacts::runs::{manifest_keys, Retention, MANIFEST};
+use crate::cache::{META, STORE_ENTRIES};
 
-const RUN_MARK: &str = "manifest.json";
-const ENTRY_MARK: &str = "meta.json";
 /// An unmarked folder younger than this may be an upload in progress.
 const UNFINISHED_GRACE_HOURS: i64 = 1;
 
@@ -56,7 +55,7 @@ pub async fn collect(store: &Store, retention: Retention, kept_here: &HashSet<St
     let mut collected = Collected::default();
     let runs = group(store.list_objects("runs").await?);
     let latest = store.get("runs/latest").await?.map(|b| String::from_utf8_lossy(&b).trim().to_string());
-    let mut finished: Vec<(&String, DateTime<Utc>)> = runs.iter().filter_map(|(id, objects)| Some((id, marked_at(id, objects, RUN_MARK)?))).collect();
+    let mut finished: Vec<(&String, DateTime<Utc>)> = runs.iter().filter_map(|(id, objects)| Some((id, marked_at(id, objects, MANIFEST)?))).collect();
     finished.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(a.0)));
     let mut wanted = kept_here.clone();
     let mut doomed: Vec<(&str, &String, &[Listed], &str)> = Vec::new();
@@ -64,27 +63,27 @@ pub async fn collect(store: &Store, retention: Retention, kept_here: &HashSet<St
         let age_days = (now - *written).num_seconds() as f64 / 86_400.0;
         if retention.keeps(rank, age_days, latest.as_deref() == Some(id.as_str())) {
             collected.runs_kept += 1;
-            let manifest = format!("runs/{id}/{RUN_MARK}");
+            let manifest = format!("runs/{id}/{MANIFEST}");
             let bytes = store.get(&manifest).await?.with_context(|| format!("{} vanished while collecting", store.url_of(&manifest)))?;
             wanted.extend(manifest_keys(&bytes).with_context(|| format!("{} is damaged", store.url_of(&manifest)))?);
         } else {
-            doomed.push(("runs", id, &runs[*id], RUN_MARK));
+            doomed.push(("runs", id, &runs[*id], MANIFEST));
         }
     }
     for (id, objects) in &runs {
-        if marked_at(id, objects, RUN_MARK).is_none() && abandoned(objects, now) {
-            doomed.push(("runs", id, objects, RUN_MARK));
+        if marked_at(id, objects, MANIFEST).is_none() && abandoned(objects, now) {
+            doomed.push(("runs", id, objects, MANIFEST));
         }
     }
     collected.runs_removed = doomed.len();
-    let entries = group(store.list_objects("cache/entries").await?);
+    let entries = group(store.list_objects(STORE_ENTRIES).await?);
     for (key, objects) in &entries {
-        let unwanted = match marked_at(key, objects, ENTRY_MARK) {
+        let unwanted = match marked_at(key, objects, META) {
             Some(_) => !wanted.contains(key),
             None => abandoned(objects, now),
         };
         if unwanted {
-            doomed.push(("cache/entries", key, objects, ENTRY_MARK));
+            doomed.push((STORE_ENTRIES, key, objects, META));
             collected.entries_removed += 1;
         }
     }
@@ -121,13 +120,13 @@ mod tests {
         // Three runs, oldest first (written in this order); `latest` names the oldest.
         for (id, keys) in [("r1", ["a", "b"]), ("r2", ["a", "c"]), ("r3", ["a", "d"])] {
             put(&store, &format!("runs/{id}/report/report.txt"), "report").await;
-            put(&store, &format!("runs/{id}/{RUN_MARK}"), &manifest(&keys)).await;
+            put(&store, &format!("runs/{id}/{MANIFEST}"), &manifest(&keys)).await;
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         put(&store, "runs/latest", "r1").await;
         for key in ["a", "b", "c", "d", "e", "f"] {
             put(&store, &format!("cache/entries/{key}/output.parquet"), "12345").await;
-            put(&store, &format!("cache/entries/{key}/{ENTRY_MARK}"), "{}").await;
+            put(&store, &format!("cache/entries/{key}/{META}"), "{}").await;
         }
         // An entry being uploaded right now: no meta.json yet, and young.
         put(&store, "cache/entries/g/output.parquet", "1").await;
