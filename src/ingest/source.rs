@@ -111,31 +111,22 @@ impl Source {
     /// is read whole: the start of a recompressed file is not the old one. A local file is
     /// read as it is parsed; an S3 object is fetched whole first (its size is what ingest then holds).
     pub async fn reader(&self, file: &MetricsFile) -> Result<Box<dyn Read + Send>> {
-        if file.display.ends_with(".gz") {
-            return self.read_whole(file).await;
-        }
-        if file.size == 0 {
+        let as_listed = !file.display.ends_with(".gz");
+        if as_listed && file.size == 0 {
             return Ok(Box::new(std::io::empty()));
         }
-        let listed = GetOptions { range: Some(GetRange::Bounded(0..file.size)), ..Default::default() };
-        let got = self.store.get_opts(&file.location, listed).await.with_context(|| format!("reading {}", file.display))?;
+        let range = as_listed.then_some(GetRange::Bounded(0..file.size));
+        let got = self.store.get_opts(&file.location, GetOptions { range, ..Default::default() }).await.with_context(|| format!("reading {}", file.display))?;
         match got.payload {
-            GetResultPayload::File(f, _) => Ok(Box::new(AsListed(f.take(file.size)))),
+            GetResultPayload::File(f, _) if as_listed => Ok(Box::new(AsListed(f.take(file.size)))),
+            GetResultPayload::File(f, _) => Ok(Box::new(f)),
             GetResultPayload::Stream(_) => {
                 let bytes = got.bytes().await.with_context(|| format!("reading {}", file.display))?;
-                if (bytes.len() as u64) < file.size {
+                if as_listed && (bytes.len() as u64) < file.size {
                     bail!("reading {}: {}", file.display, shorter_than_listed(file.size - bytes.len() as u64));
                 }
                 Ok(Box::new(bytes::Buf::reader(bytes)))
             }
-        }
-    }
-
-    async fn read_whole(&self, file: &MetricsFile) -> Result<Box<dyn Read + Send>> {
-        let got = self.store.get(&file.location).await.with_context(|| format!("reading {}", file.display))?;
-        match got.payload {
-            GetResultPayload::File(f, _) => Ok(Box::new(f)),
-            GetResultPayload::Stream(_) => Ok(Box::new(bytes::Buf::reader(got.bytes().await.with_context(|| format!("reading {}", file.display))?))),
         }
     }
 }
