@@ -125,6 +125,8 @@ fn plain_decimal(b: &[u8]) -> Option<f64> {
     let (mut mantissa, mut count, mut decimals) = (0u64, 0usize, None);
     for (i, &c) in digits.iter().enumerate() {
         match c {
+            // Past 19 digits a u64 wraps (in release builds, silently): the general parser reads those.
+            b'0'..=b'9' if count == 19 => return None,
             b'0'..=b'9' => {
                 mantissa = mantissa * 10 + u64::from(c - b'0');
                 count += 1;
@@ -206,7 +208,8 @@ mod tests {
     #[test]
     fn plain_decimals_read_as_the_float_parser_reads_them() {
         let mut cases: Vec<String> = ["0", "-0.0", "7", "0.1", "0.3", "72.15", "-12.345", "1.", ".5", "9007199254740993",
-            "9007199254740992", "0.0000000000000000000001", "123456789012345678.9", "4503599627370497.5"]
+            "9007199254740992", "0.0000000000000000000001", "123456789012345678.9", "4503599627370497.5",
+            "18446744073709551617", "18446744073709551616.5", "-99999999999999999999", "1844674407370955161.7"]
             .map(String::from)
             .to_vec();
         // Decimals of every length, as collectors round them.

@@ -13,9 +13,10 @@ pub struct Scores {
     pub rows: usize,
 }
 
-/// The replica count a prediction stands for.
+/// The replica count a prediction stands for: rounded half to even, as numpy's `np.round`
+/// in the old system (2.5 → 2, 3.5 → 4), then clipped.
 pub fn replicas(prediction: f64, lo: f64, hi: f64) -> f64 {
-    prediction.round().clamp(lo, hi)
+    prediction.round_ties_even().clamp(lo, hi)
 }
 
 pub fn score(actual: &[f64], predicted: &[f64], lo: f64, hi: f64) -> Scores {
@@ -53,5 +54,13 @@ mod tests {
         assert_eq!(s.exact_accuracy, 0.25); // 1, 3≠2, 2≠3, 6≠4
         assert_eq!(s.within_1_accuracy, 0.75);
         assert_eq!(replicas(12.4, 1.0, 10.0), 10.0);
+    }
+
+    #[test]
+    fn halves_round_to_even_as_numpy_does() {
+        let got: Vec<f64> = [0.5, 1.5, 2.5, 3.5, 4.5, 2.5000001, -0.5].iter().map(|&p| replicas(p, 0.0, 10.0)).collect();
+        assert_eq!(got, vec![0.0, 2.0, 2.0, 4.0, 4.0, 3.0, 0.0]);
+        // Exact accuracy counts 2.5 as 2, not 3.
+        assert_eq!(score(&[2.0, 3.0], &[2.5, 2.5], 1.0, 10.0).exact_accuracy, 0.5);
     }
 }

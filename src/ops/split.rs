@@ -68,7 +68,7 @@ impl Split {
     }
 }
 
-/// Which rows are test: `shuffled` draws round(n·f) rows with a seeded permutation;
+/// Which rows are test: `shuffled` draws ceil(n·f) rows (as scikit-learn) with a seeded permutation;
 /// `temporal` takes, per service, the rows at or after the service's time quantile 1−f.
 pub fn assign(method: Method, fraction: f64, seed: u64, services: &[&str], timestamps: &[i64]) -> Vec<bool> {
     let n = services.len();
@@ -77,7 +77,8 @@ pub fn assign(method: Method, fraction: f64, seed: u64, services: &[&str], times
         Method::Shuffled => {
             let mut idx: Vec<usize> = (0..n).collect();
             crate::rng::Rng::new(seed, 1).shuffle(&mut idx);
-            let k = (n as f64 * fraction).round() as usize;
+            // scikit-learn's train_test_split: the test part is ceil(n·f) rows.
+            let k = ((n as f64 * fraction).ceil() as usize).min(n);
             for &i in &idx[..k] {
                 test[i] = true;
             }
@@ -161,6 +162,15 @@ mod tests {
         assert_eq!(a.iter().filter(|x| **x).count(), 200);
         assert_eq!(a, assign(Method::Shuffled, 0.2, 42, &s, &t));
         assert_ne!(a, assign(Method::Shuffled, 0.2, 43, &s, &t));
+    }
+
+    #[test]
+    fn shuffled_test_size_is_ceil_as_in_scikit_learn() {
+        // 0.2 × 1001 = 200.2: train_test_split takes 201 test rows (round would give 200).
+        let s = vec!["a"; 1001];
+        let t: Vec<i64> = (0..1001).collect();
+        assert_eq!(assign(Method::Shuffled, 0.2, 42, &s, &t).iter().filter(|x| **x).count(), 201);
+        assert_eq!(assign(Method::Shuffled, 0.999, 42, &s[..3], &t[..3]).iter().filter(|x| **x).count(), 3);
     }
 
     #[test]
