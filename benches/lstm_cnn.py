@@ -40,10 +40,10 @@ class LstmCnn(nn.Module):
         super().__init__()
         bn = lambda n: nn.BatchNorm1d(n, eps=1e-3, momentum=0.01)
         self.conv1, self.bn1 = nn.Conv1d(nf, 64, 3, padding=1), bn(64)
-        self.conv2, self.bn2 = nn.Conv1d(64, 128, 3), bn(128)
+        self.conv2, self.bn2 = nn.Conv1d(64, 128, 3, padding=1), bn(128)
         self.lstm1, self.bn3 = nn.LSTM(nf, 128, batch_first=True), bn(128)
         self.lstm2, self.bn4 = nn.LSTM(128, 64, batch_first=True), bn(64)
-        self.fc1, self.bn5 = nn.Linear(128 * ((STEPS - 2) // 2) + 64, 64), bn(64)
+        self.fc1, self.bn5 = nn.Linear(128 * (STEPS // 2) + 64, 64), bn(64)
         self.fc2, self.out = nn.Linear(64, 32), nn.Linear(32, 1)
         self.drop, self.drop2 = nn.Dropout(0.3), nn.Dropout(0.15)
 
@@ -62,9 +62,6 @@ def windows(df, features):
     """Train / validation / test windows as models::sequences builds them."""
     test = (df.split == "test").to_numpy()
     x = df[features].to_numpy(float)
-    mean, std = x[~test].mean(0), x[~test].std(0)
-    std[std == 0] = 1
-    xs = ((x - mean) / std).astype(np.float32)
     y = df.target_replicas.to_numpy(np.float32)
     parts = {"train": [], "val": [], "test": []}
     for _, g in df.groupby("service_name", sort=True):
@@ -75,6 +72,11 @@ def windows(df, features):
         parts["train"] += train[:len(train) - n_val]
         parts["val"] += train[len(train) - n_val:]
         parts["test"] += [rows[e + 1 - STEPS:e + 1] for e in ends if test[rows[e]]]
+    # The scaler is fitted on the training windows' rows only.
+    fit = np.unique(np.concatenate(parts["train"]))
+    mean, std = x[fit].mean(0), x[fit].std(0)
+    std[std == 0] = 1
+    xs = ((x - mean) / std).astype(np.float32)
     return {k: (torch.from_numpy(xs[np.array(v)]), torch.from_numpy(y[np.array(v)[:, -1]])) for k, v in parts.items()}
 
 

@@ -1,9 +1,14 @@
 //! The LSTM-CNN of the old system, in libtorch through tch: a convolutional and a recurrent
 //! branch over the same window of standardised rows, joined by two dense layers.
 //!
-//! Keras defaults are kept where they change results: BatchNorm momentum 0.99 and epsilon 1e-3,
-//! Adam epsilon 1e-7, Huber delta 1, early stopping that restores the best weights, and
-//! ReduceLROnPlateau's 1e-4 improvement threshold.
+//! Keras defaults are kept where they change results: both convolutions pad `same` (the
+//! flattened CNN branch is 128 × 6 = 768 wide for 12 rows), BatchNorm momentum 0.99 and epsilon
+//! 1e-3, Adam epsilon 1e-7, Huber delta 1, early stopping that restores the best weights, and
+//! ReduceLROnPlateau's 1e-4 improvement threshold. Weights start as Keras starts them, not as
+//! libtorch does: Glorot-uniform kernels for the convolutions, the dense layers and the LSTMs'
+//! input weights, orthogonal recurrent weights, zero biases but a forget-gate bias of 1 (Keras'
+//! `unit_forget_bias`). libtorch's Kaiming-uniform defaults start from other scales, and the
+//! old network's training curves and early-stopping epochs are only comparable from the same start.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,12 +84,11 @@ impl Default for Params {
 impl Params {
     /// Problems a user can fix in the YAML, as (field, message).
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let conv_out = self.sequence_length as i64 - (self.kernel_size - 1);
         if self.sequence_length < 2 {
             return Err(("sequence_length", "must be at least 2".into()));
         }
-        if self.kernel_size < 1 || conv_out / 2 < 1 {
-            return Err(("kernel_size", format!("leaves nothing to pool for sequences of {} rows", self.sequence_length)));
+        if self.kernel_size < 1 || self.kernel_size % 2 == 0 {
+            return Err(("kernel_size", "must be odd: `same` padding keeps every step only with an odd kernel".into()));
         }
         if self.batch_size < 2 {
             return Err(("batch_size", "must be at least 2 (batch normalisation needs two rows)".into()));
@@ -104,9 +108,14 @@ impl Params {
         Ok(())
     }
 
-    /// Length after the second (unpadded) convolution and the pooling.
+    /// Length after the two `same`-padded convolutions and the pooling.
     fn pooled_len(&self) -> i64 {
-        (self.sequence_length as i64 - (self.kernel_size - 1)) / 2
+        self.sequence_length as i64 / 2
+    }
+
+    /// `same` padding for an odd kernel, on each side.
+    fn padding(&self) -> i64 {
+        self.kernel_size / 2
     }
 }
 
@@ -128,9 +137,19 @@ struct Lstm {
 }
 
 impl Lstm {
+    /// With Keras' initialisation (see the module's docs). libtorch's gates are ordered
+    /// input, forget, cell, output, and it adds two biases where Keras has one: the forget
+    /// gate's input bias is 1, every other bias 0.
     fn new(vs: nn::Path, input: i64, hidden: i64) -> Lstm {
         let _ = nn::lstm(&vs, input, hidden, nn::RNNConfig { batch_first: true, ..Default::default() });
-        let weights = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|n| vs.get(n).expect("nn::lstm registers its weights")).collect();
+        let mut weights: Vec<Tensor> = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|n| vs.get(n).expect("nn::lstm registers its weights")).collect();
+        tch::no_grad(|| {
+            weights[0].init(glorot(input, 4 * hidden));
+            weights[1].init(nn::Init::Orthogonal { gain: 1.0 });
+            let _ = weights[2].fill_(0.0);
+            let _ = weights[2].narrow(0, hidden, hidden).fill_(1.0);
+            let _ = weights[3].fill_(0.0);
+        });
         Lstm { weights, hidden }
     }
 
@@ -146,6 +165,24 @@ fn run_lstm(xs: &Tensor, weights: &[Tensor], hidden: i64, train: bool) -> (Tenso
     let w: Vec<&Tensor> = weights.iter().collect();
     let (out, h, _) = xs.lstm(&[&zeros, &zeros], &w, true, 1, 0.0, train, false, true);
     (out, h.squeeze_dim(0))
+}
+
+/// Keras' `glorot_uniform`: U(±√(6 / (fan_in + fan_out))).
+fn glorot(fan_in: i64, fan_out: i64) -> nn::Init {
+    let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    nn::Init::Uniform { lo: -limit, up: limit }
+}
+
+/// A Keras `Conv1D(padding='same')`: Glorot-uniform kernel (fans count the kernel's width), zero bias.
+fn conv1d(vs: nn::Path, input: i64, output: i64, p: &Params) -> nn::Conv1D {
+    let k = p.kernel_size;
+    let config = nn::ConvConfig { padding: p.padding(), ws_init: glorot(input * k, output * k), bs_init: nn::Init::Const(0.0), ..Default::default() };
+    nn::conv1d(vs, input, output, k, config)
+}
+
+/// A Keras `Dense`: Glorot-uniform kernel, zero bias.
+fn dense(vs: nn::Path, input: i64, output: i64) -> nn::Linear {
+    nn::linear(vs, input, output, nn::LinearConfig { ws_init: glorot(input, output), bs_init: Some(nn::Init::Const(0.0)), bias: true })
 }
 
 #[derive(Debug)]
@@ -171,20 +208,19 @@ impl Net {
         let [c1, c2] = p.conv_filters;
         let [l1, l2] = p.lstm_units;
         let [d1, d2] = p.dense_units;
-        let same = nn::ConvConfig { padding: p.kernel_size / 2, ..Default::default() };
         Net {
-            conv1: nn::conv1d(vs / "conv1", n_features, c1, p.kernel_size, same),
+            conv1: conv1d(vs / "conv1", n_features, c1, p),
             bn1: batch_norm(vs / "bn1", c1),
-            conv2: nn::conv1d(vs / "conv2", c1, c2, p.kernel_size, Default::default()),
+            conv2: conv1d(vs / "conv2", c1, c2, p),
             bn2: batch_norm(vs / "bn2", c2),
             lstm1: Lstm::new(vs / "lstm1", n_features, l1),
             bn3: batch_norm(vs / "bn3", l1),
             lstm2: Lstm::new(vs / "lstm2", l1, l2),
             bn4: batch_norm(vs / "bn4", l2),
-            fc1: nn::linear(vs / "fc1", c2 * p.pooled_len() + l2, d1, Default::default()),
+            fc1: dense(vs / "fc1", c2 * p.pooled_len() + l2, d1),
             bn5: batch_norm(vs / "bn5", d1),
-            fc2: nn::linear(vs / "fc2", d1, d2, Default::default()),
-            out: nn::linear(vs / "out", d2, 1, Default::default()),
+            fc2: dense(vs / "fc2", d1, d2),
+            out: dense(vs / "out", d2, 1),
             dropout: p.dropout,
             final_dropout: p.final_dropout,
         }
@@ -202,13 +238,12 @@ impl ModuleT for Dropout {
     }
 }
 
-impl ModuleT for Net {
-    /// `[batch, steps, features]` → `[batch]`.
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl Net {
+    /// The convolutional branch: `[batch, steps, features]` → `[batch, filters × steps / 2]`.
+    /// Convolutions run over time with features as channels.
+    fn cnn(&self, xs: &Tensor, train: bool) -> Tensor {
         let p = self.dropout;
-        // Convolutions run over time with features as channels.
-        let cnn = xs
-            .transpose(1, 2)
+        xs.transpose(1, 2)
             .apply(&self.conv1)
             .relu()
             .apply_t(&self.bn1, train)
@@ -218,7 +253,15 @@ impl ModuleT for Net {
             .apply_t(&self.bn2, train)
             .max_pool1d(2, 2, 0, 1, false)
             .apply_t(&Dropout(p), train)
-            .flatten(1, -1);
+            .flatten(1, -1)
+    }
+}
+
+impl ModuleT for Net {
+    /// `[batch, steps, features]` → `[batch]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let p = self.dropout;
+        let cnn = self.cnn(xs, train);
         let (all_steps, _) = self.lstm1.run(xs, train);
         // BatchNorm1d normalises dim 1; the LSTM's units are dim 2.
         let h = all_steps.transpose(1, 2).apply_t(&self.bn3, train).transpose(1, 2).apply_t(&Dropout(p), train);
@@ -242,7 +285,10 @@ impl ModuleT for Net {
 /// rounding, with fewer libtorch calls per decision. Built once from the trained weights.
 struct Folded {
     conv1: (Tensor, Tensor),
-    conv1_padding: i64,
+    padding: i64,
+    /// The weights scaled by bn1, and a bias per output channel *and step* `[1, filters, steps]`:
+    /// bn1's shift reaches the edge steps through fewer taps, since the padding is zeros
+    /// after the batch norm, not its shifted zeros.
     conv2: (Tensor, Tensor),
     /// bn2 sits before the max-pool, which commutes with it only where its scale is positive.
     bn2: Option<(Tensor, Tensor)>,
@@ -275,9 +321,11 @@ impl Folded {
             let (a3, b3) = affine(&net.bn3);
             let (a4, b4) = affine(&net.bn4);
             let (a5, b5) = affine(&net.bn5);
-            // bn1 → conv2 (no padding, so every input position is real): scale input channels.
+            // bn1 → conv2: scale the input channels; the shift, convolved with the same padding,
+            // is the bias at each step.
             let w2 = &net.conv2.ws * a1.view([1, -1, 1]);
-            let c2 = bias(&net.conv2.bs) + (&net.conv2.ws * b1.view([1, -1, 1])).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float);
+            let shift = b1.view([1, -1, 1]).expand([1, p.conv_filters[0], p.sequence_length as i64], false);
+            let c2 = shift.conv1d(&net.conv2.ws, net.conv2.bs.as_ref(), [1], [p.padding()], [1], 1);
             // bn3 → lstm2's input weights.
             let mut lstm2: Vec<Tensor> = net.lstm2.weights.iter().map(|w| w.copy()).collect();
             lstm2[2] = &lstm2[2] + net.lstm2.weights[0].matmul(&b3);
@@ -302,7 +350,7 @@ impl Folded {
             let cf2 = bias(&net.fc2.bs) + net.fc2.ws.matmul(&b5);
             Folded {
                 conv1: (net.conv1.ws.copy(), bias(&net.conv1.bs)),
-                conv1_padding: p.kernel_size / 2,
+                padding: p.padding(),
                 conv2: (w2, c2),
                 bn2: if fold_bn2 { None } else { Some((a2.view([1, -1, 1]), b2.view([1, -1, 1]))) },
                 lstm1: net.lstm1.weights.iter().map(|w| w.copy()).collect(),
@@ -319,9 +367,10 @@ impl Folded {
     fn forward(&self, xs: &Tensor) -> Tensor {
         let mut cnn = xs
             .transpose(1, 2)
-            .conv1d(&self.conv1.0, Some(&self.conv1.1), [1], [self.conv1_padding], [1], 1)
+            .conv1d(&self.conv1.0, Some(&self.conv1.1), [1], [self.padding], [1], 1)
             .relu()
-            .conv1d(&self.conv2.0, Some(&self.conv2.1), [1], [0], [1], 1)
+            .conv1d(&self.conv2.0, None::<&Tensor>, [1], [self.padding], [1], 1)
+            .g_add(&self.conv2.1)
             .relu();
         if let Some((a, b)) = &self.bn2 {
             cnn = cnn * a + b;
@@ -596,6 +645,47 @@ mod tests {
                 v.copy_(&r);
             }
         });
+    }
+
+    #[test]
+    fn both_convolutions_pad_same_as_the_old_network() {
+        let p = Params::default();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), 5, &p);
+        let x = Tensor::randn([3, 12, 5], (Kind::Float, Device::Cpu));
+        // 128 filters × 12 steps kept by `same` padding, pooled by 2: 768 (640 unpadded).
+        assert_eq!(tch::no_grad(|| net.cnn(&x, false)).size(), [3, 768]);
+        assert_eq!(net.fc1.ws.size(), [64, 768 + 64]);
+        assert_eq!(Params { kernel_size: 4, ..Params::default() }.check().unwrap_err().0, "kernel_size");
+    }
+
+    #[test]
+    fn weights_start_as_keras_starts_them() {
+        tch::manual_seed(3);
+        let p = Params::default();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = Net::new(&vs.root(), 5, &p);
+        let max = |t: &Tensor| t.abs().max().double_value(&[]);
+        // Glorot-uniform: bounded by √(6 / (fan_in + fan_out)), and reaching close to it.
+        for (w, limit) in [
+            (&net.conv1.ws, (6.0 / (5.0 * 3.0 + 64.0 * 3.0f64)).sqrt()),
+            (&net.conv2.ws, (6.0 / (64.0 * 3.0 + 128.0 * 3.0f64)).sqrt()),
+            (&net.fc1.ws, (6.0 / (832.0 + 64.0f64)).sqrt()),
+            (&net.lstm1.weights[0], (6.0 / (5.0 + 512.0f64)).sqrt()),
+        ] {
+            assert!(max(w) <= limit && max(w) > 0.9 * limit, "max {} for limit {limit}", max(w));
+        }
+        for b in [&net.conv1.bs, &net.conv2.bs, &net.fc1.bs, &net.fc2.bs, &net.out.bs] {
+            assert_eq!(max(b.as_ref().unwrap()), 0.0);
+        }
+        // Orthogonal recurrent weights: [4h, h] with orthonormal columns.
+        let whh = &net.lstm1.weights[1];
+        let gram = whh.transpose(0, 1).matmul(whh);
+        assert!(max(&(gram - Tensor::eye(128, (Kind::Float, Device::Cpu)))) < 1e-4);
+        // Gates i, f, g, o: only the forget gate's bias is 1.
+        let bias: Vec<f32> = Vec::try_from(&net.lstm2.weights[2] + &net.lstm2.weights[3]).unwrap();
+        let expected: Vec<f32> = (0..256).map(|i| if (64..128).contains(&i) { 1.0 } else { 0.0 }).collect();
+        assert_eq!(bias, expected);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Sequences for the LSTM-CNN: windows of consecutive rows of one service, standardised with a
-//! scaler fitted on the training part only.
+//! scaler fitted on the rows of the training windows only (not validation, not test).
 //!
 //! A window belongs to the part (train, validation, test) of its last row, the row whose label
 //! it predicts; its earlier rows may come from before that part's cut, as they would in serving.
@@ -97,6 +97,17 @@ pub fn windows(services: &[&str], timestamps: &[i64], test: &[bool], len: usize,
     out
 }
 
+/// Which of `n` table rows the windows cover (what a scaler of the training part is fitted on).
+pub fn rows_of(windows: &[&Window], n: usize) -> Vec<bool> {
+    let mut covered = vec![false; n];
+    for w in windows {
+        for &r in &w.rows {
+            covered[r] = true;
+        }
+    }
+    covered
+}
+
 /// The windows' standardised rows as one `[n, len, features]` f32 block, and their targets.
 pub fn stack(windows: &[&Window], x_scaled: &[f32], y: &[f64], nf: usize) -> (Vec<f32>, Vec<f32>) {
     let len = windows.first().map_or(0, |w| w.rows.len());
@@ -143,6 +154,23 @@ mod tests {
         // The first test window reaches back before the cut.
         assert_eq!(w[13].rows, vec![13, 14, 15, 16]);
         assert_eq!(w[13].part, Part::Test);
+    }
+
+    #[test]
+    fn the_training_part_is_the_rows_of_training_windows_only() {
+        let n = 20;
+        let s = vec!["a"; n];
+        let t: Vec<i64> = (0..n as i64).collect();
+        let test: Vec<bool> = (0..n).map(|i| i >= 16).collect();
+        let w = windows(&s, &t, &test, 4, 0.25);
+        let train: Vec<&Window> = w.iter().filter(|w| w.part == Part::Train).collect();
+        // Training windows end at rows 3..=12; rows 13..=15 only feed validation windows.
+        let covered = rows_of(&train, n);
+        assert_eq!(covered.iter().filter(|c| **c).count(), 13);
+        assert!(covered[12] && !covered[13] && !covered[16]);
+        let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let sc = Scaler::fit(&["x".to_string()], &x, |i| covered[i]);
+        assert_eq!(sc.mean, vec![6.0]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Training the LSTM-CNN: windows per service, a scaler fitted on the training part, the
+//! Training the LSTM-CNN: windows per service, a scaler fitted on the training windows, the
 //! network trained with early stopping, then scored on the test windows.
 
 use anyhow::{bail, Result};
@@ -36,10 +36,12 @@ impl TrainingObserver for Observer<'_> {
 pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let nf = data.nf();
     let windows = sequences::windows(&data.service_refs(), &data.timestamps, &data.test, p.sequence_length, p.validation_fraction);
-    let scaler = Scaler::fit(&data.features, &data.x, |i| !data.test[i]);
-    let x_scaled = scaler.transform(&data.x);
     let part = |want: Part| windows.iter().filter(|w| w.part == want).collect::<Vec<_>>();
     let (train_w, val_w, test_w) = (part(Part::Train), part(Part::Validation), part(Part::Test));
+    // As the old code: fitted on the training windows' rows, never on validation or test rows.
+    let in_training = sequences::rows_of(&train_w, data.y.len());
+    let scaler = Scaler::fit(&data.features, &data.x, |i| in_training[i]);
+    let x_scaled = scaler.transform(&data.x);
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
