@@ -182,7 +182,8 @@ impl Predictor {
             current_replicas: current as u32,
             predicted_replicas: predicted as u32,
             action: action.name().to_string(),
-            change: change as i32,
+            // The old predictor's `change` is the size of the step; `action` gives its direction.
+            change: change.abs() as i32,
             confidence,
             reasoning: reasons.join("; "),
         }
@@ -206,16 +207,20 @@ pub fn fallback(service: &str, current: f64, reason: String) -> Decision {
     }
 }
 
-/// 1 − min(|CPU slope|/100, 0.3) − min(CPU rolling std/100, 0.3), within [0.4, 1], two decimals.
+/// 1 − min(|CPU slope|/100, 0.3) − min(CPU rolling std/100, 0.3), within [0.4, 1], rounded to
+/// two decimals as Python's `round(x, 2)` does: on the exact binary value, ties to even, so 0.625
+/// gives 0.62 where `(x·100).round()/100` gives 0.63.
 pub fn confidence(cpu_slope: f64, cpu_rolling_std: f64) -> f64 {
     let c = 1.0 - (cpu_slope.abs() / 100.0).min(0.3) - (cpu_rolling_std / 100.0).min(0.3);
-    (c.clamp(0.4, 1.0) * 100.0).round() / 100.0
+    format!("{:.2}", c.clamp(0.4, 1.0)).parse().expect("a formatted float parses")
 }
 
-/// The metrics behind an action, with the old system's thresholds.
+/// The metrics behind an action, in the old predictor's words and thresholds
+/// (`_generate_reasoning` of its inference.py), so dashboards and alerts keyed on them still match.
 fn reasons(row: &RawRow, action: crate::evaluation::Action) -> Vec<String> {
     use crate::evaluation::Action;
     let (cpu, ram, rt, err) = (row.get("cpu_usage_percent"), row.get("ram_usage_percent"), row.get("response_time_ms"), row.get("error_rate"));
+    let requests = row.get("request_count_per_second");
     let mut r = Vec::new();
     match action {
         Action::ScaleUp => {
@@ -223,33 +228,30 @@ fn reasons(row: &RawRow, action: crate::evaluation::Action) -> Vec<String> {
                 r.push(format!("High CPU usage ({cpu:.1}%)"));
             }
             if ram > 75.0 {
-                r.push(format!("High memory usage ({ram:.1}%)"));
+                r.push(format!("High RAM usage ({ram:.1}%)"));
             }
             if rt > 500.0 {
-                r.push(format!("High response time ({rt:.0} ms)"));
+                r.push(format!("High response time ({rt:.1}ms)"));
             }
             if err > 0.05 {
-                r.push(format!("High error rate ({:.1}%)", 100.0 * err));
-            }
-            if row.get("cpu_usage_percent_slope") > 1.0 {
-                r.push(format!("CPU rising ({:+.1}%/sample)", row.get("cpu_usage_percent_slope")));
+                r.push(format!("High error rate ({:.2}%)", 100.0 * err));
             }
             if r.is_empty() {
-                r.push(format!("Load expected to rise (CPU {cpu:.1}%, {:.0} req/s)", row.get("request_count_per_second")));
+                r.push("Predicted increase in load".to_string());
             }
         }
         Action::ScaleDown => {
-            if cpu < 30.0 {
-                r.push(format!("Low CPU usage ({cpu:.1}%)"));
+            if cpu < 30.0 && ram < 35.0 {
+                r.push(format!("Low resource utilization (CPU: {cpu:.1}%, RAM: {ram:.1}%)"));
             }
-            if ram < 35.0 {
-                r.push(format!("Low memory usage ({ram:.1}%)"));
+            if requests < 1.0 {
+                r.push(format!("Low request rate ({requests:.2} req/s)"));
             }
             if r.is_empty() {
-                r.push(format!("Load expected to fall (CPU {cpu:.1}%, {:.0} req/s)", row.get("request_count_per_second")));
+                r.push("Resources are under-utilized".to_string());
             }
         }
-        Action::NoChange => r.push(format!("Metrics within normal ranges (CPU {cpu:.1}%, memory {ram:.1}%, response time {rt:.0} ms)")),
+        Action::NoChange => r.push("Current capacity is optimal".to_string()),
     }
     r
 }
@@ -258,10 +260,52 @@ fn reasons(row: &RawRow, action: crate::evaluation::Action) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn row(values: &[(&str, f64)]) -> RawRow {
+        let mut v = serde_json::json!({ "timestamp": "2025-10-13T10:00:00", "service_name": "api" });
+        for (n, _) in crate::metrics::NUMERIC {
+            v[n] = serde_json::json!(1.0);
+        }
+        v["error_rate"] = serde_json::json!(0.0);
+        for (n, x) in values {
+            v[*n] = serde_json::json!(x);
+        }
+        RawRow::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn reasons_are_the_old_predictors_words() {
+        use crate::evaluation::Action;
+        let hot = row(&[("cpu_usage_percent", 75.5), ("ram_usage_percent", 80.0), ("response_time_ms", 612.34), ("error_rate", 0.0734)]);
+        assert_eq!(
+            reasons(&hot, Action::ScaleUp).join("; "),
+            "High CPU usage (75.5%); High RAM usage (80.0%); High response time (612.3ms); High error rate (7.34%)"
+        );
+        assert_eq!(reasons(&row(&[("cpu_usage_percent", 50.0)]), Action::ScaleUp), ["Predicted increase in load"]);
+        let idle = row(&[("cpu_usage_percent", 12.0), ("ram_usage_percent", 20.0), ("request_count_per_second", 0.5)]);
+        assert_eq!(reasons(&idle, Action::ScaleDown).join("; "), "Low resource utilization (CPU: 12.0%, RAM: 20.0%); Low request rate (0.50 req/s)");
+        let busy_ram = row(&[("cpu_usage_percent", 12.0), ("ram_usage_percent", 50.0), ("request_count_per_second", 40.0)]);
+        assert_eq!(reasons(&busy_ram, Action::ScaleDown), ["Resources are under-utilized"]);
+        assert_eq!(reasons(&idle, Action::NoChange), ["Current capacity is optimal"]);
+    }
+
+    #[test]
+    fn change_is_the_size_of_the_step_as_before() {
+        let p = Predictor::new(None, Guardrails::default());
+        let r = row(&[("replica_count", 5.0)]);
+        let down = p.decision(&r, 5.0, 2.0, 1.0);
+        assert_eq!((down.action.as_str(), down.change, down.predicted_replicas), ("scale_down", 2, 3));
+        let up = p.decision(&r, 5.0, 7.0, 1.0);
+        assert_eq!((up.action.as_str(), up.change), ("scale_up", 2));
+    }
+
     #[test]
     fn confidence_follows_the_spec() {
         assert_eq!(confidence(0.0, 0.0), 1.0);
         assert_eq!(confidence(-12.345, 5.0), 0.83);
         assert_eq!(confidence(80.0, 90.0), 0.4);
+        // Python's round(x, 2): an exact tie goes to even (0.625 → 0.62), the rest by the stored value.
+        assert_eq!(confidence(25.0, 12.5), 0.62);
+        assert_eq!(confidence(0.0, 12.5), 0.88);
+        assert_eq!(confidence(17.5, 0.0), 0.82);
     }
 }
