@@ -15,7 +15,7 @@ pub const ENGINE_VERSION: u32 = 1;
 pub struct InputFile {
     pub path: String,
     pub size: u64,
-    /// S3 ETag, or the local file's modification time.
+    /// S3 ETag, or `blake3:<hex>` of a local file's bytes (ingest::fingerprint).
     pub version: String,
 }
 

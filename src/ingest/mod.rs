@@ -2,6 +2,7 @@
 //! table ordered by (service, timestamp) with double writes set aside.
 
 pub mod date_filter;
+pub mod fingerprint;
 pub mod parse;
 pub mod source;
 

@@ -23,6 +23,9 @@ pub struct Source {
     single: Option<ObjPath>,
     /// How the source is shown to users (`data/metrics`, `s3://bucket/metrics`).
     pub display: String,
+    /// A local source: its folder, and the project whose remembered content hashes version
+    /// its files (an S3 object's version is its ETag).
+    local: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// One listed metrics file.
@@ -32,6 +35,7 @@ pub struct MetricsFile {
     /// Full name for messages: `s3://bucket/metrics/2024/10/metrics_20241015.csv`.
     pub display: String,
     pub size: u64,
+    /// `blake3:<hex>` of a local file's listed bytes (see `fingerprint`), an S3 object's ETag.
     pub version: String,
 }
 
@@ -57,6 +61,7 @@ impl Source {
                 prefix: (!prefix.is_empty()).then(|| ObjPath::from(prefix)),
                 single: None,
                 display: s3::display(bucket, prefix),
+                local: None,
             });
         }
         let path = if Path::new(uri).is_absolute() { Path::new(uri).to_path_buf() } else { root.join(uri) };
@@ -68,7 +73,7 @@ impl Source {
             (path.clone(), None)
         };
         let store = LocalFileSystem::new_with_prefix(&dir).with_context(|| format!("opening {}", dir.display()))?;
-        Ok(Source { store: Arc::new(store), prefix: None, single, display: uri.trim_end_matches('/').to_string() })
+        Ok(Source { store: Arc::new(store), prefix: None, single, display: uri.trim_end_matches('/').to_string(), local: Some((dir, root.to_path_buf())) })
     }
 
     /// Every `.csv`/`.csv.gz` below the source that the date filter keeps, sorted by path.
@@ -101,6 +106,17 @@ impl Source {
             })
             .collect();
         files.sort_by(|a, b| a.display.cmp(&b.display));
+        if let Some((dir, project)) = self.local.clone() {
+            files = tokio::task::spawn_blocking(move || -> Result<Vec<MetricsFile>> {
+                let mut known = super::fingerprint::Fingerprints::load(&project);
+                for f in &mut files {
+                    f.version = known.version(&dir.join(f.location.as_ref()), f.size)?;
+                }
+                known.save()?;
+                Ok(files)
+            })
+            .await??;
+        }
         Ok(files)
     }
 
