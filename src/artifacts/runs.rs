@@ -1,5 +1,5 @@
 //! `artifacts/runs/<run-id>/manifest.json` for every run, and `artifacts/runs/latest`
-//! pointing at the newest run that finished without a failure.
+//! pointing at the newest complete run (no failure, no stage left out by `--only`/`--until`/`--from`).
 
 use std::path::{Path, PathBuf};
 
@@ -55,7 +55,8 @@ pub fn runs_dir(p: &Pipeline) -> PathBuf {
 }
 
 /// Write the run's manifest, a copy of its report and links to the model versions it
-/// published; on success, move `latest` to it.
+/// published; when it is complete (every stage built or reused), move `latest` to it, so
+/// `latest/report/` survives a quick `--until` or `--only`.
 pub fn record(p: &Pipeline, cache: &Cache, run_id: &str, overrides: &[(String, serde_json::Value)], report: &RunReport) -> Result<PathBuf> {
     let dir = runs_dir(p).join(run_id);
     std::fs::create_dir_all(&dir)?;
@@ -89,7 +90,7 @@ pub fn record(p: &Pipeline, cache: &Cache, run_id: &str, overrides: &[(String, s
         "models": models,
     });
     write_atomic(&dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
-    if report.ok() {
+    if report.complete() {
         point_latest(&runs_dir(p), run_id)?;
     }
     Ok(dir)

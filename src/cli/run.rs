@@ -66,7 +66,7 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
         }
     }
     if let Some(store) = cache.store() {
-        let latest = report.ok().then_some(run_id.as_str());
+        let latest = report.complete().then_some(run_id.as_str());
         if let Err(e) = shared::push(store, root, latest).await {
             eprintln!(
                 "error: the run's models and record are kept here but could not be shared in {}: {e:#}\n       the next run shares them",

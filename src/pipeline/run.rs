@@ -63,6 +63,12 @@ impl RunReport {
         self.stages.iter().all(|s| !matches!(s.outcome, Outcome::Failed(_) | Outcome::Skipped(_)))
     }
 
+    /// Every stage built or reused: not a partial run (`--only`, `--until`, `--from` that left
+    /// stages out), so its record has everything the pipeline makes, the report included.
+    pub fn complete(&self) -> bool {
+        self.ok() && self.stages.iter().all(|s| s.outcome != Outcome::NotSelected)
+    }
+
     pub fn failed(&self) -> Vec<&StageReport> {
         self.stages.iter().filter(|s| matches!(s.outcome, Outcome::Failed(_))).collect()
     }
