@@ -6,7 +6,7 @@
 //!   deps: [evaluate, train_random_forest, train_lstm_cnn]   # the evaluation, then models for their plots
 //! ```
 //! Writes `comparison_report.txt` / `.json`, `model_comparison.png`, `prediction_comparison.png`,
-//! `rf_feature_importance.png`, `lstm_cnn_training_history.png`, `replay.png` and a
+//! `rf_predictions.png`, `lstm_cnn_predictions.png`, `rf_feature_importance.png`, `lstm_cnn_training_history.png`, `replay.png` and a
 //! self-contained `report.html`; its table is the replay summary per policy. Each run links
 //! the report into `artifacts/runs/<run-id>/report/`.
 
@@ -51,6 +51,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("model_comparison.png", "Models on the common temporal hold-out"),
     ("replay.png", "Autoscaling replay of the busiest service"),
     ("prediction_comparison.png", "Predicted vs actual, error histograms and the last hold-out steps"),
+    ("rf_predictions.png", "Random Forest: actual vs predicted over the hold-out"),
+    ("lstm_cnn_predictions.png", "LSTM-CNN: actual vs predicted over the hold-out"),
     ("rf_feature_importance.png", "Random Forest feature importance"),
     ("lstm_cnn_training_history.png", "LSTM-CNN training history"),
 ];
@@ -135,6 +137,14 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
     }
     let per_model: Vec<plots::ModelPredictions> = r.models.iter().zip(&predicted).map(|(m, p)| plots::ModelPredictions { name: m, actual: &actual, predicted: p }).collect();
     plots::prediction_comparison(&out.join("prediction_comparison.png"), &per_model, &format!("{busy}: the last {} hold-out steps (predicted replicas)", last.len()), &series)?;
+
+    // The old training scripts' plot per model (rf_predictions.png, lstm_cnn_predictions.png),
+    // for the compared model of each kind: its raw output against the target over the hold-out.
+    for (file, kind) in [("rf_predictions.png", "random_forest"), ("lstm_cnn_predictions.png", "lstm_cnn")] {
+        let Some(i) = r.models.iter().position(|m| eval.models.iter().any(|e| &e.info.stage == m && e.kind == kind)) else { continue };
+        let series = [("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()), (format!("{} (raw output)", r.models[i]), rows.iter().map(|&j| predicted[i][j]).collect())];
+        plots::model_predictions(&out.join(file), &per_model[i], &format!("{busy}: the whole hold-out ({} steps)", rows.len()), &series)?;
+    }
 
     // Per-model plots from the model folders.
     for dir in model_dirs {

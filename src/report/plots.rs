@@ -162,6 +162,18 @@ pub fn prediction_comparison(path: &Path, models: &[ModelPredictions], series_ti
     })
 }
 
+/// One model: its output against the target over one service's hold-out, then predicted vs
+/// actual and the error histogram over every hold-out row.
+pub fn model_predictions(path: &Path, m: &ModelPredictions, series_title: &str, series: &[(String, Vec<f64>)]) -> Result<()> {
+    png(path, (1400, 820), &format!("{}: predictions on the hold-out", m.name), |root| {
+        let (top, bottom) = root.split_vertically(400);
+        time_series(&top, series_title, series)?;
+        let (left, right) = bottom.split_horizontally(700);
+        scatter(&left, m, color(0))?;
+        histogram(&right, m, color(0))
+    })
+}
+
 fn scatter(area: &DrawingArea<BitMapBackend, Shift>, m: &ModelPredictions, c: RGBColor) -> Result<()> {
     // The axes follow the actual targets; wild predictions are drawn at the edge, not allowed
     // to squash the rest into a corner.
