@@ -172,42 +172,15 @@ enum Command {
     /// with a decision; POST /predict/batch takes an array. GET /scale/{service} is the last
     /// decision for KEDA, GET /metrics is Prometheus text, GET /healthz and /readyz are probes.
     /// A newly promoted model is picked up within --reload-every without a restart.
-    Serve {
-        /// Address to listen on; port 0 picks a free one.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: std::net::SocketAddr,
-        /// Which promoted model to serve.
-        #[arg(long, default_value = "random_forest", value_parser = ["random_forest", "lstm_cnn"])]
-        model: String,
-        /// The model registry folder.
-        #[arg(long, default_value = "artifacts/models", value_name = "DIR")]
-        registry: PathBuf,
-        /// Require `Authorization: Bearer TOKEN` (not on /healthz and /readyz).
-        #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Fewest replicas a decision may recommend.
-        #[arg(long, default_value_t = 1)]
-        min_replicas: u32,
-        /// Most replicas a decision may recommend.
-        #[arg(long, default_value_t = 10)]
-        max_replicas: u32,
-        /// Most replicas one decision may add or remove.
-        #[arg(long, default_value_t = 2)]
-        max_step: u32,
-        /// Largest request body in bytes (413 beyond).
-        #[arg(long, default_value_t = 1 << 20)]
-        max_body_bytes: usize,
-        /// Most distinct services kept in memory.
-        #[arg(long, default_value_t = 10_000)]
-        max_services: usize,
-        /// How often to look for a newly promoted version, in seconds.
-        #[arg(long, default_value_t = 2.0)]
-        reload_every: f64,
-        /// Follow the registry of this shared store (s3://bucket/prefix; credentials from the
-        /// AWS_* variables): fetched at start and every 10 s into --registry.
-        #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
-        store: Option<String>,
-    },
+    Serve(cli::serve::ServeArgs),
+    /// Decisions for raw metrics rows from the promoted model, without a server.
+    ///
+    /// ROWS is a JSON file (or - for standard input) holding one row with the collector's 23
+    /// fields, an array of rows, or one row per line; rows are taken in order, so several rows
+    /// of a service give it the history its rolling features need (the LSTM-CNN needs 12).
+    /// Prints the decision as `POST /predict` would answer it (one row), or one decision per
+    /// line. Example: `pipeline predict data/row.json`.
+    Predict(cli::predict::PredictArgs),
     /// Remove old runs and the cache entries no kept run or stage refers to.
     ///
     /// Keeps the newest --keep-runs runs, every run younger than --keep-days, and `latest`;
@@ -286,22 +259,8 @@ fn main() -> ExitCode {
             Command::Simulate { days, out, trace, services, seed, layout, start, gzip } => {
                 cli::simulate::simulate(autoscale::simulate::Options { days, out, trace, services, seed, layout, start, gzip })
             }
-            Command::Serve { addr, model, registry, token, min_replicas, max_replicas, max_step, max_body_bytes, max_services, reload_every, store } => {
-                let store = cli::open_store(store.as_deref())?;
-                let guardrails = autoscale::serving::predictor::Guardrails { min_replicas, max_replicas, max_step };
-                let cfg = autoscale::serving::server::Config {
-                    addr,
-                    model,
-                    registry,
-                    token,
-                    guardrails,
-                    max_body_bytes,
-                    max_services,
-                    reload_every: std::time::Duration::from_secs_f64(reload_every.max(0.05)),
-                    store,
-                };
-                autoscale::serving::server::serve(cfg).await.map(|_| exit::SUCCESS)
-            }
+            Command::Serve(args) => cli::serve::serve(args).await,
+            Command::Predict(args) => tokio::task::spawn_blocking(move || cli::predict::predict(args)).await?,
             Command::Gc { root, keep_runs, keep_days, dry_run, no_wait, store } => {
                 let retention = autoscale::artifacts::runs::Retention { keep_runs, keep_days };
                 cli::gc::gc(cli::gc::Options { root, retention, dry_run, no_wait, store: cli::open_store(store.as_deref())? }).await

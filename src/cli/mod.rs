@@ -8,8 +8,10 @@ pub mod gc;
 pub mod inspect;
 pub mod logging;
 pub mod models;
+pub mod predict;
 pub mod query;
 pub mod run;
+pub mod serve;
 pub mod simulate;
 pub mod status;
 

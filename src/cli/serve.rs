@@ -1,0 +1,85 @@
+//! `pipeline serve`: the HTTP server for HPA and KEDA, from its flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::exit;
+use crate::serving::predictor::Guardrails;
+use crate::serving::server::{self, Config};
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Require `Authorization: Bearer TOKEN` (not on /healthz and /readyz).
+    #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub guardrails: GuardrailArgs,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Most distinct services kept in memory.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_services: usize,
+    /// How often to look for a newly promoted version, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub reload_every: f64,
+    /// Follow the registry of this shared store (s3://bucket/prefix; credentials from the
+    /// AWS_* variables): fetched at start and every 10 s into --registry.
+    #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
+    pub store: Option<String>,
+}
+
+/// Which promoted model decides, from which registry (`serve` and `predict`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Which promoted model decides.
+    #[arg(long, default_value = "random_forest", value_parser = ["random_forest", "lstm_cnn"])]
+    pub model: String,
+    /// The model registry folder.
+    #[arg(long, default_value = "artifacts/models", value_name = "DIR")]
+    pub registry: PathBuf,
+}
+
+/// The limits every decision is kept within (`serve` and `predict`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct GuardrailArgs {
+    /// Fewest replicas a decision may recommend.
+    #[arg(long, default_value_t = 1)]
+    pub min_replicas: u32,
+    /// Most replicas a decision may recommend.
+    #[arg(long, default_value_t = 10)]
+    pub max_replicas: u32,
+    /// Most replicas one decision may add or remove.
+    #[arg(long, default_value_t = 2)]
+    pub max_step: u32,
+}
+
+impl From<GuardrailArgs> for Guardrails {
+    fn from(g: GuardrailArgs) -> Guardrails {
+        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step }
+    }
+}
+
+pub async fn serve(a: ServeArgs) -> Result<u8> {
+    let store = super::open_store(a.store.as_deref())?;
+    let cfg = Config {
+        addr: a.addr,
+        model: a.model.model,
+        registry: a.model.registry,
+        token: a.token,
+        guardrails: a.guardrails.into(),
+        max_body_bytes: a.max_body_bytes,
+        max_services: a.max_services,
+        // Looking more often than every 50 ms would only burn CPU on stat calls.
+        reload_every: std::time::Duration::from_secs_f64(a.reload_every.max(0.05)),
+        store,
+    };
+    server::serve(cfg).await.map(|_| exit::SUCCESS)
+}
