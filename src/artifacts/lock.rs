@@ -1,4 +1,5 @@
-//! One `pipeline run` per project at a time: an exclusive `flock` on `artifacts/run.lock`.
+//! One `pipeline run` per project at a time: an exclusive lock on `artifacts/run.lock`
+//! (`File::lock`, a `flock` on Linux).
 //!
 //! The kernel releases a `flock` when its holder dies, however it dies, so a lock left by a
 //! killed run is simply free: nothing to detect, nothing stale to clean up. The file also holds
@@ -6,9 +7,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -24,14 +23,12 @@ pub struct Busy {
     pub holder: String,
 }
 
-fn try_flock(f: &File) -> std::io::Result<bool> {
-    // SAFETY: flock on a file descriptor we own.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r == 0 {
-        return Ok(true);
+fn try_lock(f: &File) -> std::io::Result<bool> {
+    match f.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(false) } else { Err(e) }
 }
 
 fn holder(f: &mut File) -> String {
@@ -49,15 +46,13 @@ impl RunLock {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("run.lock");
         let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
-        if !try_flock(&file)? {
+        if !try_lock(&file)? {
             let who = holder(&mut file);
             if !wait {
                 return Err(Busy { holder: who }.into());
             }
             on_wait(&who);
-            while !try_flock(&file)? {
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            file.lock().with_context(|| format!("locking {}", path.display()))?;
         }
         file.set_len(0)?;
         let _ = write!(file, "pid {} since {}", std::process::id(), chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
@@ -69,8 +64,8 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);
-        // SAFETY: unlocking our own descriptor; closing it would release the lock as well.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        // Closing the file would release it as well; unlocking first frees it before the close.
+        let _ = self.file.unlock();
     }
 }
 
@@ -91,7 +86,7 @@ mod tests {
             let _l = RunLock::acquire(&path, true, |_| waited = true).unwrap();
             waited
         });
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(300));
         drop(first);
         assert!(waiter.join().unwrap(), "the second run waited");
     }
