@@ -1,5 +1,5 @@
 //! The features of `sql/features.sql`, computed one row at a time from a service's recent rows,
-//! so the server can take raw metrics. `tests/serving.rs` proves both give the same numbers
+//! so the server can take raw metrics. `tests/cli/serving.rs` proves both give the same numbers
 //! (1e-9) on the same history; change one, change the other.
 
 use std::collections::VecDeque;

@@ -1,7 +1,7 @@
 //! One run per project: a second run waits or, with --no-wait, exits 3; a lock whose holder
 //! was killed is free again.
 
-mod common;
+use crate::common;
 use common::Project;
 
 #[test]

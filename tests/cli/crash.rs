@@ -1,7 +1,7 @@
 //! A run killed with SIGKILL at several points leaves nothing half-written: the next run
 //! completes and reuses every stage that had finished.
 
-mod common;
+use crate::common;
 use common::Project;
 
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! every feature column within 1e-9, every label exactly, on the bundled week and on a small
 //! sample built to hit the edge cases.
 
-mod common;
+use crate::common;
 use common::{copy_dir, repo, tool, Project, HEADER};
 
 use std::process::Command;

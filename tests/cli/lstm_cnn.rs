@@ -1,7 +1,7 @@
 //! The LSTM-CNN stage through the real binary: trains on windows of one service, keeps its
 //! history, is deterministic for a seed on the CPU, and reloads to identical predictions.
 
-mod common;
+use crate::common;
 use common::Project;
 
 use autoscale::models::lstm_cnn::LstmCnn;
@@ -94,8 +94,8 @@ fn misconfiguration_is_refused_with_the_fix() {
     p.pipeline(&["run"]).code(2).stderr_has("needs a temporal split");
     p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_len: 12\n"));
     p.pipeline(&["run"]).code(2).stderr_has("unknown field `sequence_len`");
-    p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 3\n"));
-    p.pipeline(&["run"]).code(2).stderr_has("kernel_size");
+    p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 12\n      kernel_size: 4\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("kernel_size").stderr_has("must be odd");
     p.write("pipelines/train.yaml", &yaml);
     // Asking for a GPU where there is none names what to do.
     if !std::path::Path::new("/proc/driver/nvidia").exists() {

@@ -1,7 +1,7 @@
 //! The whole default pipeline on small data: evaluation on the common hold-out, the replay, the
 //! report with its plots, the run folder, and the model registry's promotion rule.
 
-mod common;
+use crate::common;
 use common::Project;
 
 /// Small and quick, but every stage of pipelines/train.yaml.
@@ -37,7 +37,7 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     for f in ["comparison_report.txt", "comparison_report.json", "report.html"] {
         assert!(report.join(f).is_file(), "{f} missing from the run's report");
     }
-    for f in ["model_comparison.png", "prediction_comparison.png", "rf_feature_importance.png", "lstm_cnn_training_history.png", "replay.png"] {
+    for f in ["model_comparison.png", "prediction_comparison.png", "rf_predictions.png", "lstm_cnn_predictions.png", "rf_feature_importance.png", "lstm_cnn_training_history.png", "replay.png"] {
         let (w, h) = png_size(&report.join(f));
         assert!(w >= 800 && h >= 400, "{f} is {w}×{h}");
     }
@@ -60,15 +60,41 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     assert_eq!(r["label_rules"].as_object().unwrap().len(), 2, "both label rules replayed: {}", r["label_rules"]);
     assert!(r["better_label_rule"].is_string());
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
-    assert_eq!(html.matches("data:image/png;base64,").count(), 5, "all plots inlined");
+    assert_eq!(html.matches("data:image/png;base64,").count(), 7, "all plots inlined");
 
     // The registry.
     p.pipeline(&["models", "list"]).ok().stdout_has("random_forest").stdout_has("*     v1").stdout_has("lstm_cnn");
     p.pipeline(&["models", "show", "random_forest"]).ok().stdout_has("(serving)").stdout_has("train_random_forest_temporal");
     p.pipeline(&["models", "rollback", "random_forest"]).code(1).stderr_has("nothing to roll back to");
 
+    // Decisions without a server: the README's example row (a service this model never saw
+    // falls back to the current replicas, and says so), then a history through the LSTM-CNN.
+    let row = common::repo().join("data/row.json");
+    let one: serde_json::Value = serde_json::from_str(&p.pipeline(&["predict", row.to_str().unwrap()]).ok().stdout()).unwrap();
+    assert_eq!((one["service_name"].as_str(), one["current_replicas"].as_u64()), (Some("product"), Some(3)), "{one}");
+    assert!(one["reasoning"].as_str().unwrap().contains("unknown to the model"), "{one}");
+    let history: Vec<String> = (0..12).map(|i| common::row_json("order", 30 * i, 55.0).to_string()).collect();
+    p.write("rows.jsonl", &history.join("\n"));
+    let lines = p.pipeline(&["predict", "rows.jsonl", "--model", "lstm_cnn"]).ok().stdout();
+    let decisions: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(decisions.len(), 12, "{lines}");
+    assert!(decisions[10]["reasoning"].as_str().unwrap().contains("needs 12 rows"), "{}", decisions[10]);
+    assert!(!decisions[11]["reasoning"].as_str().unwrap().contains("fallback"), "the 12th row has a window: {}", decisions[11]);
+    p.write("bad.json", &format!("[{}, {{\"service_name\": \"order\"}}]", history[0]));
+    p.pipeline(&["predict", "bad.json"]).code(2).stderr_has("bad.json: row 2: field `timestamp`");
+    p.pipeline(&["predict", "rows.jsonl", "--registry", "elsewhere"]).code(1).stderr_has("no promoted random_forest model in elsewhere");
+
     // Nothing changed: everything cached, the promoted versions untouched.
     run_all(&p).ok().stdout_has("0 ran");
+    let complete = std::fs::read_link(&latest).unwrap();
+
+    // A quick partial run after a change leaves `latest` (and its report) where it was.
+    let mut partial = vec!["run", "--no-progress", "--until", "labels"];
+    partial.extend_from_slice(&QUICK[..4]);
+    partial.extend_from_slice(&["--set", "lstm_epochs=3", "--set", "device=cpu"]);
+    p.pipeline(&partial).ok();
+    assert_eq!(std::fs::read_link(&latest).unwrap(), complete, "a partial run does not move latest");
+    assert!(report.join("report.html").is_file());
 
     // A clearly worse forest (stumps) is registered but does not replace the serving one.
     let yaml = p.read("pipelines/train.yaml");

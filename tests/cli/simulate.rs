@@ -1,7 +1,7 @@
 //! `pipeline simulate`: reproducible, realistic enough to train on, and the source of the
 //! bundled week.
 
-mod common;
+use crate::common;
 use common::{repo, Project};
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! Ingest from S3 against a real S3 API server (moto) on loopback.
 
-mod common;
+use crate::common;
 use common::moto::Moto;
 use common::Project;
 

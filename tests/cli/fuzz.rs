@@ -3,10 +3,10 @@
 //! code answers with a value or an error that names where, and never panics.
 //!
 //! The suite runs a few hundred cases per target; for a longer hunt:
-//! `PROPTEST_CASES=100000 cargo test --release --test fuzz`. Failures proptest finds are kept in
-//! `tests/fuzz.proptest-regressions` and replayed first on every run.
+//! `PROPTEST_CASES=100000 cargo test --release --test cli fuzz::`. Failures proptest finds are kept in
+//! `tests/cli/fuzz.proptest-regressions` and replayed first on every run.
 
-mod common;
+use crate::common;
 use common::row_json;
 
 use std::path::Path;
@@ -22,7 +22,7 @@ use serde_json::Value;
 const TOKENS: &[&str] = &[
     "\n", "\r\n", ":", ": ", "- ", "-", "{", "}", "[", "]", "${", "${seed}", "${nope}", "&a ", "*a", "<<: *a", "!!binary ",
     "'", "\"", "\t", "  ", "~", "null", ".nan", "1e999", "-1", "0", "op: ingest", "deps: [features]", "deps: [labels, labels]",
-    ",", ",,", "\"a,b\"", "NaN", "inf", "-inf", "1e400", "\u{feff}", "é", "\u{0}", "9999999999999999999999", "2024-13-45 25:61:61",
+    ",", ",,", "\"a,b\"", "NaN", "inf", "-inf", "1e400", "\u{feff}", "é", "\u{0}", "9999999999999999999999", "18446744073709551617", "2024-13-45 25:61:61",
     "2024-10-15T00:00:00+02:00", "true", "#", "%", "\\",
 ];
 
@@ -154,6 +154,19 @@ proptest! {
     #[test]
     fn metrics_csv_made_up(bytes in prop::collection::vec(any::<u8>(), 0..400), gz in any::<bool>()) {
         check_csv(if gz { "metrics_20241015.csv.gz" } else { "metrics_20241015.csv" }, &bytes);
+    }
+
+    /// Numbers as a collector may write them, up to 25 digits: ingest's fast path for plain
+    /// decimals must read each as the general float parser does (a 20-digit mantissa once
+    /// wrapped around u64 and read as a small number).
+    #[test]
+    fn metrics_numbers_read_as_the_float_parser_reads_them(digits in "[0-9]{1,25}", point in any::<prop::sample::Index>(), negative in any::<bool>()) {
+        let at = point.index(digits.len() + 1);
+        let text = format!("{}{}.{}", if negative { "-" } else { "" }, &digits[..at], &digits[at..]);
+        let text = text.trim_end_matches('.');
+        let expected: f64 = text.parse().unwrap();
+        let got = autoscale::metrics::parse_value(text, autoscale::metrics::Kind::Signed).unwrap();
+        prop_assert_eq!(got.to_bits(), expected.to_bits(), "{}", text);
     }
 
     #[test]

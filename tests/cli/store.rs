@@ -1,7 +1,7 @@
 //! `--store s3://bucket/prefix`: machines (project folders) sharing the cache and the
 //! artifacts through a real S3 API server (moto) on loopback, and the server going away.
 
-mod common;
+use crate::common;
 use common::moto::Moto;
 use common::{count, Project};
 

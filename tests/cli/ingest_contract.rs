@@ -1,7 +1,7 @@
 //! The data contract at ingest, one kind of messy file at a time, through the real binary:
 //! what was kept, what was quarantined (file, line, reason), and what was said.
 
-mod common;
+use crate::common;
 use common::{row, Project, HEADER};
 
 const PIPELINE: &str = "

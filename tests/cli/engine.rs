@@ -1,7 +1,7 @@
 //! The engine through the real binary: caching, reruns, status, the inspection commands,
 //! failures and invalid pipeline files.
 
-mod common;
+use crate::common;
 use common::Project;
 
 /// ingest → per_service → busiest, plus a sibling of per_service.
@@ -90,6 +90,31 @@ fn status_names_changed_params_and_inputs() {
     p.pipeline(&["status", T]).ok().stdout_has("input files changed: 1 added (data/metrics/2025/10/metrics_20251008.csv)");
 }
 
+/// Local metrics are keyed by their bytes: a copy of the project (new paths, inodes and
+/// modification times, as a fresh clone or a restored backup has) reuses every stage.
+#[test]
+fn a_copied_project_reuses_every_stage() {
+    let p = project();
+    p.pipeline(&["run", T]).ok();
+    let copy = Project::empty();
+    for dir in ["pipelines", "sql", "data", "artifacts/cache"] {
+        common::copy_dir(&p.path().join(dir), &copy.path().join(dir));
+    }
+    copy.pipeline(&["status", T]).ok().stdout_has("everything is up to date");
+    copy.pipeline(&["run", T]).ok().stdout_has("0 ran, 4 cached, 0 failed");
+    // Touched, same bytes: nothing to rebuild. Other bytes of the same size: ingest reruns.
+    let day = copy.path().join("data/metrics/2025/10/metrics_20251006.csv");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&day).unwrap().set_modified(later).unwrap();
+    copy.pipeline(&["status", T]).ok().stdout_has("everything is up to date");
+    let text = copy.read("data/metrics/2025/10/metrics_20251006.csv");
+    let edited = text.replacen(",0,0,0\n", ",0,0,1\n", 1);
+    assert_eq!(edited.len(), text.len());
+    assert_ne!(edited, text);
+    copy.write("data/metrics/2025/10/metrics_20251006.csv", &edited);
+    copy.pipeline(&["status", T]).ok().stdout_has("input files changed: 1 modified (data/metrics/2025/10/metrics_20251006.csv)");
+}
+
 #[test]
 fn only_from_force_and_dry_run() {
     let p = project();
@@ -115,6 +140,15 @@ fn only_from_force_and_dry_run() {
     assert_eq!(until.stage_status("ingest"), "ran");
     assert_eq!(until.stage_status("busiest"), "cached", "downstream of --until is left alone");
     assert_eq!(until.stage_status("hourly"), "cached", "outside --until's reach");
+    // A partial run that leaves a stale stage out does not become `latest`.
+    let latest = || std::fs::read_link(p.path().join("artifacts/runs/latest")).unwrap();
+    let complete = latest();
+    p.write("sql/busiest.sql", "SELECT * FROM per_service ORDER BY n, service_name LIMIT 1");
+    let partial = p.pipeline(&["run", T, "--until", "per_service"]).ok();
+    assert_eq!(partial.stage_status("busiest"), "-");
+    assert_eq!(latest(), complete, "latest stays on the last complete run");
+    p.pipeline(&["run", T]).ok();
+    assert_ne!(latest(), complete, "a complete run moves it");
 }
 
 #[test]

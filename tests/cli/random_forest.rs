@@ -1,7 +1,7 @@
 //! The Random Forest stage through the real binary: trains, caches, persists, and gives the
 //! same model for the same seed whatever `--jobs` is.
 
-mod common;
+use crate::common;
 use common::Project;
 
 fn small_forest(p: &Project, extra: &[&str]) -> common::Run {

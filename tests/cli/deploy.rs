@@ -1,6 +1,6 @@
 //! deploy/: valid YAML, the objects the README promises, and flags the binary accepts.
 
-mod common;
+use crate::common;
 use common::{repo, Project};
 
 fn docs(file: &str) -> Vec<serde_json::Value> {

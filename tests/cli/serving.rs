@@ -1,7 +1,7 @@
 //! Serving: the predictor replays raw rows to the same features and predictions as the batch
 //! pipeline, and the real server answers every endpoint over a socket.
 
-mod common;
+use crate::common;
 use common::{row_json, Project};
 
 use std::io::{BufRead, BufReader};
@@ -276,6 +276,11 @@ fn a_token_guards_everything_but_the_probes() {
     assert_eq!(get(&s.base, "/readyz").0, 503, "no model promoted yet");
     assert_eq!(post(&s.base, "/predict", &row_json("a", 0, 1.0).to_string()).0, 401);
     assert_eq!(get(&s.base, "/metrics").0, 401);
+    assert_eq!(get(&s.base, "/scale/a").0, 401);
+    for wrong in ["Bearer s3cre", "Bearer s3cret!", "Bearer S3CRET", "s3cret"] {
+        let r = agent().get(format!("{}/metrics", s.base)).header("Authorization", wrong).call().unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{wrong}");
+    }
     let r = agent().post(format!("{}/predict", s.base)).header("Authorization", "Bearer s3cret").send(row_json("a", 0, 1.0).to_string()).unwrap();
     let (code, d) = body(r);
     assert_eq!(code, 200, "{d}");
