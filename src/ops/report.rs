@@ -20,8 +20,8 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array, RecordBatch, String
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use serde_json::json;
 
-use super::evaluate::{Evaluation, EVALUATION};
-use super::{Stage, StageContext, StageOutput};
+use crate::evaluation::{Evaluation, EVALUATION};
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Epoch;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 use crate::report::{self, plots, Report};
@@ -82,12 +82,12 @@ impl Stage for ReportOp {
             let eval: Evaluation = serde_json::from_slice(&std::fs::read(eval_entry.dir.join(EVALUATION))?).context("reading the evaluation")?;
             let report = report::build(&eval, &pipeline);
             let text = report::render_text(&report);
-            crate::cache::write_atomic(&out.join("comparison_report.txt"), text.as_bytes())?;
-            crate::cache::write_atomic(&out.join("comparison_report.json"), &serde_json::to_vec_pretty(&report)?)?;
+            crate::io::fs::write_atomic(&out.join("comparison_report.txt"), text.as_bytes())?;
+            crate::io::fs::write_atomic(&out.join("comparison_report.json"), &serde_json::to_vec_pretty(&report)?)?;
             progress.message("drawing plots");
             draw_plots(&out, &report, &eval, &eval_entry.dir, &model_dirs)?;
             let html = report::html::render(&report, &text, &out, FILES);
-            crate::cache::write_atomic(&out.join("report.html"), html.as_bytes())?;
+            crate::io::fs::write_atomic(&out.join("report.html"), html.as_bytes())?;
             write_summary_table(&out.join(crate::cache::OUTPUT), &report)?;
             Ok(report)
         })
@@ -114,7 +114,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
     plots::model_comparison(&out.join("model_comparison.png"), &r.models, &bars)?;
 
     // Predictions: actual vs each compared model on the common hold-out rows.
-    let table = crate::ops::read_table(&eval_dir.join(crate::cache::OUTPUT))?;
+    let table = crate::io::table::read_table(&eval_dir.join(crate::cache::OUTPUT))?;
     let f64s = |name: &str| -> Result<Vec<f64>> {
         let c = datafusion::arrow::compute::cast(table.column_by_name(name).with_context(|| format!("no column `{name}`"))?, &DataType::Float64)?;
         Ok(c.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
@@ -142,7 +142,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
     // for the compared model of each kind: its raw output against the target over the hold-out.
     for (file, kind) in [("rf_predictions.png", "random_forest"), ("lstm_cnn_predictions.png", "lstm_cnn")] {
         let Some(i) = r.models.iter().position(|m| eval.models.iter().any(|e| &e.info.stage == m && e.kind == kind)) else { continue };
-        let series = [("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()), (format!("{} (raw output)", r.models[i]), rows.iter().map(|&j| predicted[i][j]).collect())];
+        let series = [("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()), ("predicted (raw output)".to_string(), rows.iter().map(|&j| predicted[i][j]).collect())];
         plots::model_predictions(&out.join(file), &per_model[i], &format!("{busy}: the whole hold-out ({} steps)", rows.len()), &series)?;
     }
 
@@ -150,13 +150,14 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
     for dir in model_dirs {
         let meta = crate::models::read_meta(dir, "random_forest").or_else(|_| crate::models::read_meta(dir, "lstm_cnn"))?;
         let name = dir_stage(eval, &meta).unwrap_or_else(|| meta.kind.clone());
-        if meta.kind == "random_forest" && dir.join("importances.json").exists() && !out.join("rf_feature_importance.png").exists() {
-            let imp: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(dir.join("importances.json"))?)?;
+        let files = crate::models::ModelDir::new(dir);
+        if meta.kind == "random_forest" && files.importances_json().exists() && !out.join("rf_feature_importance.png").exists() {
+            let imp: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(files.importances_json())?)?;
             let pairs: Vec<(String, f64)> = imp.iter().map(|v| (v["feature"].as_str().unwrap_or("").to_string(), v["importance"].as_f64().unwrap_or(0.0))).collect();
             plots::feature_importance(&out.join("rf_feature_importance.png"), &name, &pairs)?;
         }
-        if meta.kind == "lstm_cnn" && dir.join("history.json").exists() && !out.join("lstm_cnn_training_history.png").exists() {
-            let history: Vec<Epoch> = serde_json::from_slice(&std::fs::read(dir.join("history.json"))?)?;
+        if meta.kind == "lstm_cnn" && files.history_json().exists() && !out.join("lstm_cnn_training_history.png").exists() {
+            let history: Vec<Epoch> = serde_json::from_slice(&std::fs::read(files.history_json())?)?;
             let best = meta.metrics["best_epoch"].as_u64().unwrap_or(0) as usize;
             plots::training_history(&out.join("lstm_cnn_training_history.png"), &name, &history, best)?;
         }
@@ -164,7 +165,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
 
     // The replay of the busiest service.
     if let Some(service) = &r.replay_service {
-        let replay = crate::ops::read_table(&eval_dir.join("replay.parquet"))?;
+        let replay = crate::io::table::read_table(&eval_dir.join("replay.parquet"))?;
         let s = replay.column_by_name("service_name").context("replay has no service_name")?.as_string::<i32>();
         let pol = replay.column_by_name("policy").context("replay has no policy")?.as_string::<i32>();
         let t = replay.column_by_name("timestamp").context("replay has no timestamp")?.as_primitive::<Int64Type>();
@@ -211,6 +212,6 @@ fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
             col(|p| p.actions_per_hour),
         ],
     )?;
-    super::write_parquet(path, schema, &[batch])?;
+    crate::io::table::write_parquet(path, schema, &[batch])?;
     Ok(())
 }
