@@ -7,6 +7,7 @@ pub mod cli;
 pub mod evaluation;
 pub mod features;
 pub mod ingest;
+pub mod io;
 pub mod metrics;
 pub mod models;
 pub mod ops;

@@ -68,34 +68,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline: build every stage whose inputs changed, reuse the rest.
-    Run {
-        #[command(flatten)]
-        pipeline: PipelineArgs,
-        /// Rebuild the stages even when a cached output exists.
-        #[arg(long)]
-        force: bool,
-        /// Run only this stage (its upstream stages must already be cached).
-        #[arg(long, value_name = "STAGE", conflicts_with = "from")]
-        only: Option<String>,
-        /// Rebuild this stage and everything downstream of it.
-        #[arg(long, value_name = "STAGE")]
-        from: Option<String>,
-        /// Run only this stage and the stages it needs.
-        #[arg(long, value_name = "STAGE", conflicts_with = "only")]
-        until: Option<String>,
-        /// How many stages may run at once [default: number of cores].
-        #[arg(long, short = 'j', value_name = "N")]
-        jobs: Option<usize>,
-        /// Show what would run and why, without running anything.
-        #[arg(long)]
-        dry_run: bool,
-        /// No progress bars, even on a terminal.
-        #[arg(long)]
-        no_progress: bool,
-        /// If another run holds this project, exit with code 3 instead of waiting for it.
-        #[arg(long)]
-        no_wait: bool,
-    },
+    Run(cli::run::RunArgs),
     /// For each stage: fresh (cached for the current inputs) or stale, and what changed.
     Status {
         #[command(flatten)]
@@ -246,10 +219,7 @@ fn main() -> ExitCode {
     let json_logs = args.log_format == "json";
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Run { pipeline, force, only, from, until, jobs, dry_run, no_progress, no_wait } => {
-                let no_progress = no_progress || json_logs;
-                cli::run::run(pipeline, cli::run::Flags { force, only, from, until, jobs, dry_run, no_progress, no_wait }).await
-            }
+            Command::Run(args) => cli::run::run(args, json_logs).await,
             Command::Status { pipeline } => cli::status::status(pipeline).await,
             Command::Dag { pipeline, format } => cli::dag::dag(pipeline, &format),
             Command::Inspect { stage, pipeline, rows, schema, table } => {

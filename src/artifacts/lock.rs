@@ -42,9 +42,10 @@ impl RunLock {
     /// Takes the project's run lock; waits for it unless `wait` is false. `on_wait` is called
     /// once, with the holder, when the lock is busy.
     pub fn acquire(root: &Path, wait: bool, on_wait: impl FnOnce(&str)) -> Result<RunLock> {
-        let dir = root.join("artifacts");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let path = dir.join("run.lock");
+        let layout = super::layout::Layout::of(root);
+        let dir = layout.artifacts();
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = layout.run_lock();
         let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).with_context(|| format!("opening {}", path.display()))?;
         if !try_lock(&file)? {
             let who = holder(&mut file);

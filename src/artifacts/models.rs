@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::write_atomic;
+use crate::io::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionInfo {
@@ -58,7 +58,7 @@ fn now() -> String {
 impl Registry {
     /// The registry of a project (`<root>/artifacts/models`).
     pub fn of_project(root: &Path) -> Registry {
-        Registry { root: root.join("artifacts").join("models") }
+        Registry { root: super::layout::Layout::of(root).models() }
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Registry {

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cache::{write_atomic, Cache};
+use crate::cache::Cache;
+use crate::io::fs::write_atomic;
 use crate::pipeline::run::{Outcome, RunReport};
 use crate::pipeline::Pipeline;
 
@@ -51,7 +52,7 @@ pub fn manifest_keys(manifest: &[u8]) -> Result<Vec<String>> {
 }
 
 pub fn runs_dir(p: &Pipeline) -> PathBuf {
-    p.root.join("artifacts").join("runs")
+    super::layout::Layout::of(&p.root).runs()
 }
 
 /// Write the run's manifest, a copy of its report and links to the model versions it
@@ -105,7 +106,7 @@ fn keep_outputs(p: &Pipeline, cache: &Cache, dir: &Path, report: &RunReport) -> 
             continue;
         }
         let Some(spec) = p.stages.get(&s.name) else { continue };
-        let entry = cache.root().join("entries").join(&s.key);
+        let entry = cache.entry_path(&s.key);
         match spec.op.as_str() {
             "report" => {
                 let tmp = dir.join(".report.tmp");

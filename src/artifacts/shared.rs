@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::models::{Promoted, Registry};
 use super::runs::MANIFEST;
-use crate::cache::{files_below, write_atomic};
+use crate::io::fs::{files_below, write_atomic};
 use crate::store::Store;
 
 const VERSION_MARK: &str = "version.json";
@@ -73,7 +73,7 @@ fn extends(ours: &Promoted, theirs: &Promoted) -> bool {
 /// run folder, and `runs/latest` when `latest_run` is given.
 pub async fn push(store: &Store, root: &Path, latest_run: Option<&str>) -> Result<()> {
     push_registry(store, &Registry::of_project(root)).await?;
-    let runs = root.join("artifacts").join("runs");
+    let runs = super::layout::Layout::of(root).runs();
     let remote: BTreeSet<String> = store.list("runs").await?.into_iter().collect();
     if let Ok(rd) = std::fs::read_dir(&runs) {
         for e in rd.flatten() {

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::{Listed, Store};
-use crate::artifacts::runs::{manifest_keys, Retention, MANIFEST};
+use crate::store::{Listed, Store};
+use super::runs::{manifest_keys, Retention, MANIFEST};
 use crate::cache::{META, STORE_ENTRIES};
 
 /// An unmarked folder younger than this may be an upload in progress.

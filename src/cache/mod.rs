@@ -7,4 +7,4 @@ mod store;
 
 pub use key::{CacheKey, InputFile, KeyParts};
 pub use shared::STORE_ENTRIES;
-pub use store::{checksum, files_below, write_atomic, Cache, Entry, EntryMeta, Pending, META, OUTPUT};
+pub use store::{Cache, Entry, EntryMeta, Pending, META, OUTPUT};

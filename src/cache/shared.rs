@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 
 use super::key::CacheKey;
-use super::store::{checksum, Cache, Entry, EntryMeta, META};
+use super::store::{Cache, Entry, EntryMeta, META};
+use crate::io::fs::checksum;
 
 /// Where entries live in the shared store, one folder per key.
 pub const STORE_ENTRIES: &str = "cache/entries";

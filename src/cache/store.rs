@@ -7,24 +7,21 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::key::{CacheKey, KeyParts};
+use crate::io::fs::{checksum, sync_dir, write_atomic, FileSum};
+use crate::io::table::SortKey;
 use crate::store::Store;
 
 /// The main table every stage writes; side tables sit beside it as `<name>.parquet`.
 pub const OUTPUT: &str = "output.parquet";
 pub const META: &str = "meta.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileSum {
-    pub bytes: u64,
-    pub blake3: String,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryMeta {
@@ -41,7 +38,7 @@ pub struct EntryMeta {
     pub summary: serde_json::Value,
     /// The order `output.parquet` is sorted in.
     #[serde(default)]
-    pub sorted_by: Vec<crate::ops::SortKey>,
+    pub sorted_by: Vec<SortKey>,
 }
 
 /// A complete entry on disk.
@@ -102,11 +99,36 @@ impl Cache {
     }
 
     fn entry_dir(&self, key: CacheKey) -> PathBuf {
-        self.root.join("entries").join(key.hex())
+        self.entry_path(&key.hex())
+    }
+
+    /// The folder of the entry with this key (hex), whether or not it exists.
+    pub fn entry_path(&self, key: &str) -> PathBuf {
+        self.entries_dir().join(key)
+    }
+
+    /// Whole entries, one folder per key.
+    pub fn entries_dir(&self) -> PathBuf {
+        self.root.join("entries")
+    }
+
+    /// Each stage's last build, `<pipeline>/<stage>.json` (what `status` compares with).
+    pub fn stages_dir(&self) -> PathBuf {
+        self.root.join("stages")
+    }
+
+    /// Builds in progress, and old entries a forced build replaced.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Damaged entries moved aside, for someone to look at.
+    pub fn corrupt_dir(&self) -> PathBuf {
+        self.root.join("corrupt")
     }
 
     fn last_path(&self, pipeline: &str, stage: &str) -> PathBuf {
-        self.root.join("stages").join(pipeline).join(format!("{stage}.json"))
+        self.stages_dir().join(pipeline).join(format!("{stage}.json"))
     }
 
     /// The entry for `key`, if it exists and every file matches its checksum. A damaged
@@ -142,7 +164,7 @@ impl Cache {
     }
 
     fn quarantine(&self, dir: &Path, why: &str) -> Result<()> {
-        let aside = self.root.join("corrupt").join(format!(
+        let aside = self.corrupt_dir().join(format!(
             "{}-{}",
             dir.file_name().unwrap_or_default().to_string_lossy(),
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
@@ -154,7 +176,7 @@ impl Cache {
     }
 
     pub fn begin(&self, key: CacheKey) -> Result<Pending> {
-        let tmp = self.root.join("tmp");
+        let tmp = self.tmp_dir();
         fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("{}-", key.hex()))
@@ -190,7 +212,7 @@ impl Cache {
         // The key is built already only when the stage was forced (the run lock keeps other runs
         // out): the new build replaces the old, which is moved aside first, so the entry is the
         // old one, none (a crash in between: the next run rebuilds), or the new one.
-        let replaced = dest.exists().then(|| self.root.join("tmp").join(format!("{}-replaced-{}", pending.key.hex(), std::process::id())));
+        let replaced = dest.exists().then(|| self.tmp_dir().join(format!("{}-replaced-{}", pending.key.hex(), std::process::id())));
         if let Some(old) = &replaced {
             fs::rename(&dest, old).with_context(|| format!("moving the old entry {} aside", dest.display()))?;
         }
@@ -219,60 +241,6 @@ impl Cache {
         let key = CacheKey::parse(v.get("key")?.as_str()?)?;
         let b = fs::read(self.entry_dir(key).join(META)).ok()?;
         serde_json::from_slice(&b).ok()
-    }
-}
-
-pub fn checksum(path: &Path) -> Result<FileSum> {
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut bytes = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        h.update(&buf[..n]);
-    }
-    Ok(FileSum { bytes, blake3: h.finalize().to_hex().to_string() })
-}
-
-/// Every regular file below `dir` (links are not followed); none when `dir` does not exist.
-pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for e in rd {
-        let e = e.with_context(|| format!("reading {}", dir.display()))?;
-        let t = e.file_type()?;
-        if t.is_dir() {
-            out.extend(files_below(&e.path())?);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-    Ok(out)
-}
-
-/// Write a file so that readers see the old bytes or the new, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
-    sync_dir(dir);
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
     }
 }
 

@@ -8,7 +8,7 @@ use crate::pipeline::Pipeline;
 
 pub fn dag(args: PipelineArgs, format: &str) -> Result<u8> {
     let p = args.load()?;
-    let stages = build_stages(&p)?;
+    let stages = build_stages(&p, crate::ops::build)?;
     let out = match format {
         "dot" => dot(&p),
         "mermaid" => mermaid(&p),

@@ -4,7 +4,7 @@
 //! always; the cache entries those runs used and each stage's last build (what `run` would
 //! reuse next). Never touched: the model registry (promoted and serving versions live there,
 //! not in the cache). Holds the run lock, so it never races a run on this machine. With
-//! `--store`, the shared store is collected by the same rules afterwards (`store::gc`).
+//! `--store`, the shared store is collected by the same rules afterwards (`artifacts::store_gc`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::exit;
+use crate::artifacts::layout::Layout;
 use crate::artifacts::runs::{manifest_keys, Retention, MANIFEST};
-use crate::cache::files_below;
+use crate::cache::Cache;
+use crate::io::fs::files_below;
 use crate::store::Store;
 
 pub struct Options {
@@ -37,7 +39,7 @@ pub async fn gc(o: Options) -> Result<u8> {
     let verb = if o.dry_run { "would remove" } else { "removed" };
     let wanted = collect_local(&o, verb)?;
     if let Some(store) = &o.store {
-        let s = crate::store::gc::collect(store, o.retention, &wanted, o.dry_run).await?;
+        let s = crate::artifacts::store_gc::collect(store, o.retention, &wanted, o.dry_run).await?;
         println!(
             "{}: {verb} {} runs and {} cache entries ({:.1} MiB); kept {} runs",
             store.url(),
@@ -52,9 +54,9 @@ pub async fn gc(o: Options) -> Result<u8> {
 
 /// Collect `artifacts/`; returns the cache keys still wanted here (the store keeps them too).
 fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
-    let artifacts = o.root.join("artifacts");
-    let runs_dir = artifacts.join("runs");
-    let latest = std::fs::read_link(runs_dir.join("latest")).ok().map(|l| l.to_string_lossy().into_owned());
+    let layout = Layout::of(&o.root);
+    let runs_dir = layout.runs();
+    let latest = std::fs::read_link(layout.latest_run()).ok().map(|l| l.to_string_lossy().into_owned());
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
     // Newest first: by when the manifest was written (run ids sort by time only to the second).
     let written = |r: &PathBuf| r.join(MANIFEST).metadata().and_then(|m| m.modified()).ok();
@@ -75,19 +77,19 @@ fn collect_local(o: &Options, verb: &str) -> Result<HashSet<String>> {
             wanted.extend(manifest_keys(&b).with_context(|| format!("{}/manifest.json", r.display()))?);
         }
     }
-    let cache = artifacts.join("cache");
-    for f in files_below(&cache.join("stages"))? {
+    let cache = Cache::new(layout.cache());
+    for f in files_below(&cache.stages_dir())? {
         if let Ok(v) = std::fs::read(&f).map_err(anyhow::Error::from).and_then(|b| Ok(serde_json::from_slice::<serde_json::Value>(&b)?))
             && let Some(k) = v["key"].as_str()
         {
             wanted.insert(k.to_string());
         }
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache.join("entries")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(cache.entries_dir()).into_iter().flatten().flatten().map(|e| e.path()).collect();
     entries.retain(|e| !wanted.contains(&e.file_name().unwrap_or_default().to_string_lossy().into_owned()));
     // Leftovers of interrupted runs (no run is active: we hold the lock).
-    entries.extend(std::fs::read_dir(cache.join("tmp")).into_iter().flatten().flatten().map(|e| e.path()));
-    entries.extend(std::fs::read_dir(cache.join("corrupt")).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| o.retention.keep_days.is_none_or(|d| age_days(p) >= d)));
+    entries.extend(std::fs::read_dir(cache.tmp_dir()).into_iter().flatten().flatten().map(|e| e.path()));
+    entries.extend(std::fs::read_dir(cache.corrupt_dir()).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| o.retention.keep_days.is_none_or(|d| age_days(p) >= d)));
 
     let mut bytes = 0u64;
     for p in doomed.iter().chain(&entries) {

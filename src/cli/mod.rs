@@ -73,13 +73,13 @@ fn check_store_flag(url: &str) -> Result<(), SpecError> {
 /// The cache a pipeline's stages live in, with the shared store behind it if there is one.
 pub fn cache_for(p: &Pipeline) -> Result<Cache> {
     let store = p.store.as_deref().map(Store::open).transpose()?;
-    Ok(Cache::new(p.root.join("artifacts").join("cache")).with_store(store))
+    Ok(Cache::new(crate::artifacts::layout::Layout::of(&p.root).cache()).with_store(store))
 }
 
 pub async fn load_plan(args: &PipelineArgs) -> Result<(Arc<Plan>, Cache)> {
     let p = args.load()?;
     let cache = cache_for(&p)?;
-    let plan = plan::plan(p, &cache).await?;
+    let plan = plan::plan(p, crate::ops::build, &cache).await?;
     Ok((Arc::new(plan), cache))
 }
 

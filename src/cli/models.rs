@@ -58,7 +58,7 @@ pub async fn models(registry: &Path, store: Option<Store>, cmd: ModelsCommand) -
             };
             let info = reg.version(&model, &version)?;
             let dir = reg.version_dir(&model, &version);
-            let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json"))?)?;
+            let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(crate::models::ModelDir::new(&dir).meta())?)?;
             let promoted = reg.promoted(&model)?;
             println!("model:      {model} {version}{}", if promoted.current().is_some_and(|p| p.version == version) { " (serving)" } else { "" });
             println!("folder:     {}", dir.display());

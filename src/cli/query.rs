@@ -9,7 +9,7 @@ use crate::ops::sql::register_entry;
 
 pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
     let (plan, _cache) = load_plan(&args).await?;
-    let session = crate::features::session(crate::pipeline::cores::available());
+    let session = crate::features::session(crate::io::threads::available());
     let mut missing = Vec::new();
     for s in &plan.stages {
         match &s.cached {

@@ -9,28 +9,54 @@ use crate::artifacts::models::Registry;
 use crate::artifacts::{runs, shared};
 use crate::pipeline::run::{self, Outcome, RunOptions, RunReport};
 
-pub struct Flags {
+/// `pipeline run`'s flags, declared once: clap reads them, the engine gets [`RunOptions`].
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// Rebuild the stages even when a cached output exists.
+    #[arg(long)]
     pub force: bool,
+    /// Run only this stage (its upstream stages must already be cached).
+    #[arg(long, value_name = "STAGE", conflicts_with = "from")]
     pub only: Option<String>,
+    /// Rebuild this stage and everything downstream of it.
+    #[arg(long, value_name = "STAGE")]
     pub from: Option<String>,
+    /// Run only this stage and the stages it needs.
+    #[arg(long, value_name = "STAGE", conflicts_with = "only")]
     pub until: Option<String>,
+    /// How many stages may run at once [default: number of cores].
+    #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+    /// Show what would run and why, without running anything.
+    #[arg(long)]
     pub dry_run: bool,
+    /// No progress bars, even on a terminal.
+    #[arg(long)]
     pub no_progress: bool,
+    /// If another run holds this project, exit with code 3 instead of waiting for it.
+    #[arg(long)]
     pub no_wait: bool,
 }
 
-pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
-    let (plan, cache) = load_plan(&args).await?;
-    let cores = crate::pipeline::cores::available();
-    let opts = RunOptions {
-        force: flags.force,
-        only: flags.only,
-        from: flags.from,
-        until: flags.until,
-        jobs: flags.jobs.unwrap_or(cores),
-        progress: !flags.no_progress,
-    };
+impl RunArgs {
+    fn options(&self, no_progress: bool) -> RunOptions {
+        RunOptions {
+            force: self.force,
+            only: self.only.clone(),
+            from: self.from.clone(),
+            until: self.until.clone(),
+            jobs: self.jobs.unwrap_or_else(crate::pipeline::cores::available),
+            progress: !(self.no_progress || no_progress),
+        }
+    }
+}
+
+/// Runs the pipeline; `json_logs` turns the progress bars off (they would interleave with the events).
+pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
+    let (plan, cache) = load_plan(&flags.pipeline).await?;
+    let opts = flags.options(json_logs);
     if flags.dry_run {
         let will_run = run::to_run(&plan, &opts)?;
         for s in &plan.stages {
@@ -58,7 +84,7 @@ pub async fn run(args: PipelineArgs, flags: Flags) -> Result<u8> {
     let run_id = runs::new_run_id();
     let report = run::execute(Arc::clone(&plan), cache.clone(), opts).await?;
     print_summary(&report);
-    let dir = runs::record(&plan.pipeline, &cache, &run_id, &args.set, &report)?;
+    let dir = runs::record(&plan.pipeline, &cache, &run_id, &flags.pipeline.set, &report)?;
     tracing::debug!("run recorded in {}", dir.display());
     for f in report.failed() {
         if let Outcome::Failed(e) = &f.outcome {

@@ -2,6 +2,9 @@
 //! per service, as scaling actions, and as an autoscaling replay.
 
 pub mod replay;
+mod result;
+
+pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
 
 use std::collections::BTreeMap;
 

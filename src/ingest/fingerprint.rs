@@ -15,9 +15,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// Where the project keeps the remembered hashes (git-ignored with the rest of the cache).
-pub const STATE_FILE: &str = "artifacts/cache/input-hashes.json";
-
 /// What a hash was computed from; any difference means the file may have changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Stat {
@@ -48,7 +45,7 @@ impl Fingerprints {
     /// The project's remembered hashes; a missing or unreadable state file only means that
     /// files are hashed again.
     pub fn load(project: &Path) -> Fingerprints {
-        let state = project.join(STATE_FILE);
+        let state = crate::artifacts::layout::Layout::of(project).input_hashes();
         let known = std::fs::read(&state).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         Fingerprints { state, known, changed: false }
     }
@@ -78,7 +75,7 @@ impl Fingerprints {
         if let Some(dir) = self.state.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        crate::cache::write_atomic(&self.state, &serde_json::to_vec(&known)?)
+        crate::io::fs::write_atomic(&self.state, &serde_json::to_vec(&known)?)
     }
 }
 
@@ -134,10 +131,10 @@ mod tests {
         let mut f = Fingerprints::load(dir.path());
         let v = f.version(&file, 11).unwrap();
         f.save().unwrap();
-        assert!(dir.path().join(STATE_FILE).is_file());
+        assert!(crate::artifacts::layout::Layout::of(dir.path()).input_hashes().is_file());
         // The state file answers for an unchanged file: a remembered hash is trusted (here a
         // forged one shows that the file was not read).
-        let state = dir.path().join(STATE_FILE);
+        let state = crate::artifacts::layout::Layout::of(dir.path()).input_hashes();
         let text = std::fs::read_to_string(&state).unwrap().replace(v.trim_start_matches("blake3:"), "remembered");
         std::fs::write(&state, text).unwrap();
         let mut again = Fingerprints::load(dir.path());
@@ -158,7 +155,7 @@ mod tests {
         assert!(e.contains("m.csv") && e.contains("93 bytes shorter"), "{e}");
         // A corrupt state file is only a cache: it is ignored.
         std::fs::create_dir_all(dir.path().join("artifacts/cache")).unwrap();
-        std::fs::write(dir.path().join(STATE_FILE), "{not json").unwrap();
+        std::fs::write(crate::artifacts::layout::Layout::of(dir.path()).input_hashes(), "{not json").unwrap();
         assert!(Fingerprints::load(dir.path()).version(&file, 7).is_ok());
     }
 }

@@ -92,7 +92,7 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
         .map(|(k, (_, kind))| (*kind, files.iter_mut().map(|f| std::mem::take(&mut f.values[k])).collect()))
         .collect();
     let keep = &keep;
-    let gathered = crate::pipeline::cores::map_on_threads(parsed, crate::pipeline::cores::available(), |(kind, parts)| {
+    let gathered = crate::io::threads::map_on_threads(parsed, crate::io::threads::available(), |(kind, parts)| {
         let it = keep.iter().map(|&(_, _, f, r)| parts[f as usize][r as usize]);
         let array: ArrayRef = if kind == Kind::Count {
             Arc::new(Int64Array::from_iter_values(it.map(|v| v as i64)))

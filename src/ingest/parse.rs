@@ -286,7 +286,7 @@ fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads:
         jobs.push((chunk, line, newlines + 1, w[1] == body.len() && torn_tail));
         line += newlines as u64;
     }
-    let parsed = crate::pipeline::cores::map_on_threads(jobs, pieces, |(chunk, start, rows, torn)| {
+    let parsed = crate::io::threads::map_on_threads(jobs, pieces, |(chunk, start, rows, torn)| {
         parse_rows(name, chunk, start, rows, cols, torn)
     });
     (parsed, line)

@@ -21,8 +21,8 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::sequences::Scaler;
 use super::torch_runtime::{self, DeviceChoice};
-use super::ModelMeta;
-use crate::cache::write_atomic;
+use super::{ModelDir, ModelMeta};
+use crate::io::fs::write_atomic;
 
 /// Everything the YAML may set (`params:` of a `model: lstm_cnn` train stage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -562,9 +562,6 @@ fn restore(vs: &nn::VarStore, saved: &HashMap<String, Tensor>) {
     });
 }
 
-const WEIGHTS: &str = "weights.safetensors";
-const SCALER: &str = "scaler.json";
-
 impl LstmCnn {
     /// Predictions for windows already standardised, `[n, steps, features]` flattened.
     pub fn predict_scaled(&self, x: &[f32]) -> Vec<f64> {
@@ -601,29 +598,32 @@ impl LstmCnn {
 
     /// Weights as safetensors, the scaler beside them, and `model.json`.
     pub fn save(&self, dir: &Path, meta: &ModelMeta) -> Result<()> {
+        let files = ModelDir::new(dir);
+        let weights = files.weights();
         // VarStore writes in place; the temporary name keeps a half-written file from ever
-        // carrying the real one's name.
-        // (The name must end in .safetensors: VarStore picks the format by extension.)
-        let tmp = dir.join(format!(".tmp-{WEIGHTS}"));
+        // carrying the real one's name (and ends in .safetensors too: the format goes by it).
+        let tmp = dir.join(format!(".tmp-{}", weights.file_name().and_then(|n| n.to_str()).unwrap_or("weights.safetensors")));
         self.vs.save(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dir.join(WEIGHTS))?;
-        write_atomic(&dir.join(SCALER), &serde_json::to_vec_pretty(&self.scaler)?)?;
-        write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(meta)?)
+        std::fs::rename(&tmp, &weights)?;
+        write_atomic(&files.scaler(), &serde_json::to_vec_pretty(&self.scaler)?)?;
+        super::write_meta(&files, meta)
     }
 
     /// Loads a saved model onto `device` (`auto` picks a GPU when there is one).
     pub fn load(dir: &Path, device: DeviceChoice) -> Result<(ModelMeta, LstmCnn)> {
+        let files = ModelDir::new(dir);
         let meta = super::read_meta(dir, "lstm_cnn")?;
-        let params: Params = serde_json::from_value(meta.params.clone()).with_context(|| format!("{}/model.json: params", dir.display()))?;
-        let scaler: Scaler = serde_json::from_slice(&std::fs::read(dir.join(SCALER)).with_context(|| format!("reading {}/{SCALER}", dir.display()))?)
-            .with_context(|| format!("{}/{SCALER} is not a scaler", dir.display()))?;
+        let params: Params = serde_json::from_value(meta.params.clone()).with_context(|| format!("{}: params", files.meta().display()))?;
+        let scaler_path = files.scaler();
+        let scaler: Scaler = serde_json::from_slice(&std::fs::read(&scaler_path).with_context(|| format!("reading {}", scaler_path.display()))?)
+            .with_context(|| format!("{} is not a scaler", scaler_path.display()))?;
         if scaler.features != meta.features {
             bail!("{}: the scaler's features differ from model.json's", dir.display());
         }
         let device = torch_runtime::resolve(device)?;
         let mut vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), scaler.features.len() as i64, &params);
-        vs.load(dir.join(WEIGHTS)).with_context(|| format!("loading {}/{WEIGHTS}", dir.display()))?;
+        vs.load(files.weights()).with_context(|| format!("loading {}", files.weights().display()))?;
         let folded = Folded::new(&net, &params);
         Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(folded), params, scaler, device }))
     }

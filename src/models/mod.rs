@@ -5,6 +5,7 @@
 //! `scaler.json` for the LSTM-CNN). Loading checks the features a caller offers against the
 //! ones the model was trained on.
 
+pub mod dir;
 pub mod lstm_cnn;
 pub mod metrics;
 pub mod model;
@@ -18,7 +19,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::write_atomic;
+use crate::io::fs::write_atomic;
+pub use dir::ModelDir;
 use random_forest::{Forest, Node};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,14 +113,21 @@ pub fn forest_from_bytes(b: &[u8]) -> Result<Forest> {
 }
 
 pub fn save_forest(dir: &Path, meta: &ModelMeta, forest: &Forest) -> Result<()> {
-    write_atomic(&dir.join("forest.bin"), &forest_bytes(forest))?;
-    write_atomic(&dir.join("model.json"), &serde_json::to_vec_pretty(meta)?)
+    let files = ModelDir::new(dir);
+    write_atomic(&files.forest(), &forest_bytes(forest))?;
+    write_meta(&files, meta)
+}
+
+/// `model.json`, written last: a folder with it is a whole model.
+pub fn write_meta(files: &ModelDir, meta: &ModelMeta) -> Result<()> {
+    write_atomic(&files.meta(), &serde_json::to_vec_pretty(meta)?)
 }
 
 /// `model.json` of a model folder, refused unless it holds a model of `kind`.
 pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
-    let meta: ModelMeta = serde_json::from_slice(&std::fs::read(dir.join("model.json")).with_context(|| format!("reading {}/model.json", dir.display()))?)
-        .with_context(|| format!("{}/model.json is not a model description", dir.display()))?;
+    let path = ModelDir::new(dir).meta();
+    let meta: ModelMeta = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
+        .with_context(|| format!("{} is not a model description", path.display()))?;
     if meta.kind != kind {
         bail!("{} holds a {} model, not a {kind}", dir.display(), meta.kind);
     }
@@ -127,7 +136,8 @@ pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
 
 pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
     let meta = read_meta(dir, "random_forest")?;
-    let forest = forest_from_bytes(&std::fs::read(dir.join("forest.bin")).with_context(|| format!("reading {}/forest.bin", dir.display()))?)?;
+    let path = ModelDir::new(dir).forest();
+    let forest = forest_from_bytes(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
     if forest.n_features != meta.features.len() {
         bail!("{}: forest has {} features, model.json lists {}", dir.display(), forest.n_features, meta.features.len());
     }

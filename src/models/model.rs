@@ -53,7 +53,7 @@ impl Model {
                 for &r in rows {
                     x.extend_from_slice(table.row(r));
                 }
-                let threads = crate::pipeline::cores::available();
+                let threads = crate::io::threads::available();
                 Ok(forest.predict_batch(&x, threads).into_iter().map(Some).collect())
             }
             Model::LstmCnn { net, .. } => {
@@ -68,7 +68,7 @@ impl Model {
                 let x_scaled = net.scaler.transform(&table.x);
                 let (xs, _) = sequences::stack(&found, &x_scaled, &table.y, nf);
                 let _torch = super::torch_runtime::exclusive();
-                super::torch_runtime::set_threads(crate::pipeline::cores::available());
+                super::torch_runtime::set_threads(crate::io::threads::available());
                 let mut predicted = net.predict_scaled(&xs).into_iter();
                 Ok(rows.iter().map(|&r| by_last[r].and_then(|_| predicted.next())).collect())
             }
@@ -78,6 +78,6 @@ impl Model {
 
 /// The `kind` of a model folder; anything unreadable is left to the loader to explain.
 fn peek_kind(dir: &Path) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("model.json"))?)?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(super::ModelDir::new(dir).meta())?)?;
     Ok(v["kind"].as_str().unwrap_or_default().to_string())
 }

@@ -24,7 +24,7 @@ pub struct Table {
 
 impl Table {
     pub fn load(path: &std::path::Path) -> Result<Table> {
-        let batch = crate::ops::read_table(path)?;
+        let batch = crate::io::table::read_table(path)?;
         Table::from_batch(batch).with_context(|| format!("reading {}", path.display()))
     }
 

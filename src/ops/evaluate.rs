@@ -18,13 +18,14 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
-use crate::evaluation::{replay_table, score_rows, HoldoutScores, ReplayRows, ServiceReplay};
-use crate::models::metrics::{self, Scores};
+use crate::evaluation::{replay_table, score_rows, Evaluation, ModelEvaluation, ModelInfo, ReplayRows, EVALUATION};
+use crate::models::metrics;
 use crate::models::model::Model;
 use crate::models::table::Table;
 use crate::models::torch_runtime::DeviceChoice;
@@ -35,16 +36,6 @@ use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 struct Params {
     #[serde(default)]
     replay: replay::Params,
-}
-
-/// What the pipeline says about one model's training, worked out when the pipeline is read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub stage: String,
-    pub split: String,
-    pub label_rule: String,
-    /// Trained on a temporal split with the hold-out's cut: its hold-out rows are unseen.
-    pub honest: bool,
 }
 
 pub struct Evaluate {
@@ -99,44 +90,6 @@ impl Evaluate {
         Ok(Evaluate { replay: params.replay, models })
     }
 }
-
-/// One model in `evaluation.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelEvaluation {
-    #[serde(flatten)]
-    pub info: ModelInfo,
-    pub kind: String,
-    /// The model's score on its own split, as the old system reported it.
-    pub own_split: Option<Scores>,
-    pub holdout: HoldoutScores,
-    pub training_seconds: Option<f64>,
-    pub single_prediction_us: Option<f64>,
-    pub replay: replay::Score,
-}
-
-/// Everything the report needs, written as `evaluation.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Evaluation {
-    pub holdout_stage: String,
-    pub holdout_label_rule: String,
-    pub rows: usize,
-    pub services: usize,
-    pub first_timestamp: i64,
-    pub last_timestamp: i64,
-    pub models: Vec<ModelEvaluation>,
-    pub replay_params: replay::Params,
-    /// Totals per policy: `recorded`, `hpa`, then each model by stage name.
-    pub replay: BTreeMap<String, replay::Score>,
-    pub replay_services: Vec<ServiceReplay>,
-    /// The service with the most load: the one `replay.png` shows.
-    pub busy_service: Option<String>,
-    /// Per label rule, the model with the best replay (fewest under-provisioned minutes, then
-    /// fewest surplus pod-hours).
-    pub best_by_label_rule: BTreeMap<String, String>,
-    pub notes: Vec<String>,
-}
-
-pub const EVALUATION: &str = "evaluation.json";
 
 #[async_trait]
 impl Stage for Evaluate {
@@ -250,7 +203,7 @@ impl Stage for Evaluate {
                 best_by_label_rule,
                 notes,
             };
-            crate::cache::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;
+            crate::io::fs::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;
             write_predictions(&out_dir.join(crate::cache::OUTPUT), &table, &rows, &names, &dense, bounds)?;
             write_replay(&out_dir.join("replay.parquet"), replay_rows)?;
             Ok(eval)
@@ -289,7 +242,7 @@ fn write_predictions(path: &std::path::Path, table: &Table, rows: &[usize], name
         columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| metrics::replicas(pred[r], lo, hi)))) as _);
     }
     let schema = Arc::new(Schema::new(fields));
-    super::write_parquet(path, schema.clone(), &[RecordBatch::try_new(schema, columns)?])?;
+    crate::io::table::write_parquet(path, schema.clone(), &[RecordBatch::try_new(schema, columns)?])?;
     Ok(())
 }
 
@@ -311,6 +264,6 @@ fn write_replay(path: &std::path::Path, rows: ReplayRows) -> Result<()> {
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
         ],
     )?;
-    super::write_parquet(path, schema, &[batch])?;
+    crate::io::table::write_parquet(path, schema, &[batch])?;
     Ok(())
 }

@@ -18,7 +18,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::cache::InputFile;
 use crate::ingest::date_filter::DateFilter;
 use crate::ingest::source::{MetricsFile, S3Options, Source};
@@ -194,9 +195,9 @@ impl Stage for Ingest {
         }
 
         tracing::debug!("ingest: merged in {:.2}s", t0.elapsed().as_secs_f64());
-        super::write_parquet(&ctx.output_path(), merged.table.schema(), std::slice::from_ref(&merged.table))?;
+        crate::io::table::write_parquet(&ctx.output_path(), merged.table.schema(), std::slice::from_ref(&merged.table))?;
         tracing::debug!("ingest: written in {:.2}s", t0.elapsed().as_secs_f64());
-        super::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
+        crate::io::table::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
 
         let mut notes: Vec<String> = parsed.iter().flat_map(|f| f.notes.iter().cloned()).collect();
         let zoned: u64 = parsed.iter().map(|f| f.zoned_timestamps).sum();
@@ -223,7 +224,7 @@ impl Stage for Ingest {
         }
         Ok(StageOutput {
             rows: kept,
-            sorted_by: vec![super::SortKey::asc(crate::metrics::SERVICE), super::SortKey::asc(crate::metrics::TIMESTAMP)],
+            sorted_by: vec![crate::io::table::SortKey::asc(crate::metrics::SERVICE), crate::io::table::SortKey::asc(crate::metrics::TIMESTAMP)],
             summary: json!({
                 "files": files.len(),
                 "rows": kept,

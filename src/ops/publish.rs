@@ -23,7 +23,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::evaluation::{replay, replay_table, score_rows};
 use crate::models::model::Model;
@@ -205,6 +206,6 @@ fn write_decisions(path: &std::path::Path, d: &[Decision]) -> Result<()> {
             Arc::new(StringArray::from_iter_values(d.iter().map(|x| x.reason.as_str()))),
         ],
     )?;
-    super::write_parquet(path, schema, &[batch])?;
+    crate::io::table::write_parquet(path, schema, &[batch])?;
     Ok(())
 }

@@ -25,7 +25,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -121,7 +122,7 @@ impl Stage for Split {
         let out = ctx.output_path();
         let dep = dep.clone();
         let (train, test) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
-            let table = super::read_table(&input)?;
+            let table = crate::io::table::read_table(&input)?;
             let schema = table.schema();
             let col = |name: &str| table.column_by_name(name).with_context(|| format!("`{dep}` has no column `{name}`"));
             let services = datafusion::arrow::compute::cast(col(crate::metrics::SERVICE)?, &DataType::Utf8)?;
@@ -136,7 +137,7 @@ impl Stage for Split {
             columns.push(Arc::new(labels));
             let schema = Arc::new(Schema::new(fields));
             let batch = RecordBatch::try_new(schema.clone(), columns)?;
-            super::write_parquet(&out, schema, &[batch])?;
+            crate::io::table::write_parquet(&out, schema, &[batch])?;
             let n_test = test.iter().filter(|t| **t).count() as u64;
             Ok((test.len() as u64 - n_test, n_test))
         })

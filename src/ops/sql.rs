@@ -21,7 +21,8 @@ use datafusion::prelude::ParquetReadOptions;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
@@ -168,7 +169,7 @@ impl Stage for Sql {
         let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
         let plan = df.clone().create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
         let sorted_by = output_order(&plan);
-        let options = super::table_parquet_options(&plan.schema());
+        let options = crate::io::table::table_parquet_options(&plan.schema());
         // DataFusion's writer encodes row groups and columns in parallel; ours would use one core.
         let written = df
             .write_parquet(
@@ -189,13 +190,13 @@ impl Stage for Sql {
 }
 
 /// The order the plan's output comes in, as plain columns (what `ORDER BY` at the end gives).
-fn output_order(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Vec<super::SortKey> {
+fn output_order(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> Vec<crate::io::table::SortKey> {
     use datafusion::physical_expr::expressions::Column;
     let Some(ordering) = plan.properties().output_ordering() else { return Vec::new() };
     let mut keys = Vec::new();
     for e in ordering.iter() {
         match e.expr.downcast_ref::<Column>() {
-            Some(c) => keys.push(super::SortKey {
+            Some(c) => keys.push(crate::io::table::SortKey {
                 column: c.name().to_string(),
                 descending: e.options.descending,
                 nulls_first: e.options.nulls_first,

@@ -6,5 +6,6 @@ pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod spec;
+pub mod stage;
 
 pub use spec::{Pipeline, SpecError, StageSpec};

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::graph;
 use super::spec::{Pipeline, SpecError};
 use crate::cache::{Cache, CacheKey, Entry, KeyParts};
-use crate::ops::{self, Stage};
+use super::stage::{BuildStage, Stage};
 
 pub struct PlannedStage {
     pub name: String,
@@ -46,21 +46,22 @@ impl Plan {
     }
 }
 
-/// Build all stages (checking their params) without touching inputs or the cache.
-pub fn build_stages(p: &Pipeline) -> Result<Vec<(String, Arc<dyn Stage>)>, SpecError> {
+/// Build all stages with the op registry `build` (checking their params) without touching
+/// inputs or the cache.
+pub fn build_stages(p: &Pipeline, build: BuildStage) -> Result<Vec<(String, Arc<dyn Stage>)>, SpecError> {
     let order = graph::topo_order(p).expect("spec::parse rejects cycles");
     order
         .into_iter()
         .map(|name| {
             let spec = &p.stages[&name];
-            ops::build(p, spec).map(|s| (name, s))
+            build(p, spec).map(|s| (name, s))
         })
         .collect()
 }
 
 /// Compute every stage's key in dependency order and look it up in the cache.
-pub async fn plan(pipeline: Arc<Pipeline>, cache: &Cache) -> Result<Plan> {
-    let built = build_stages(&pipeline)?;
+pub async fn plan(pipeline: Arc<Pipeline>, build: BuildStage, cache: &Cache) -> Result<Plan> {
+    let built = build_stages(&pipeline, build)?;
     let mut stages: Vec<PlannedStage> = Vec::with_capacity(built.len());
     for (name, stage) in built {
         let spec = &pipeline.stages[&name];

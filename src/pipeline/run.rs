@@ -14,7 +14,7 @@ use super::graph;
 use super::plan::Plan;
 use super::progress::Progress;
 use crate::cache::{Cache, Entry, EntryMeta};
-use crate::ops::StageContext;
+use super::stage::StageContext;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

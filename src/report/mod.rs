@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::evaluation::replay;
 use crate::evaluation::Confusion;
 use crate::models::metrics::Scores;
-use crate::ops::evaluate::Evaluation;
+use crate::evaluation::{Evaluation, ModelEvaluation};
 
 pub use text::render as render_text;
 
@@ -93,12 +93,12 @@ fn replay_key(s: &replay::Score) -> (f64, f64) {
 }
 
 pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
-    let honest: Vec<&crate::ops::evaluate::ModelEvaluation> = {
+    let honest: Vec<&ModelEvaluation> = {
         let h: Vec<_> = eval.models.iter().filter(|m| m.info.honest && m.info.label_rule == eval.holdout_label_rule).collect();
         if h.is_empty() { eval.models.iter().collect() } else { h }
     };
     let models: Vec<String> = honest.iter().map(|m| m.info.stage.clone()).collect();
-    let row = |metric: &str, higher: bool, f: &dyn Fn(&crate::ops::evaluate::ModelEvaluation) -> f64| {
+    let row = |metric: &str, higher: bool, f: &dyn Fn(&ModelEvaluation) -> f64| {
         let values: Vec<f64> = honest.iter().map(|m| f(m)).collect();
         let best = values
             .iter()
@@ -199,7 +199,7 @@ fn time(us: i64) -> String {
 }
 
 /// The model to serve: the best replay among the honest candidates, measured against the HPA.
-fn recommend(eval: &Evaluation, honest: &[&crate::ops::evaluate::ModelEvaluation]) -> (Option<String>, String) {
+fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>, String) {
     let Some(best) = honest.iter().min_by(|a, b| {
         replay_key(&a.replay)
             .partial_cmp(&replay_key(&b.replay))

@@ -193,7 +193,7 @@ fn write_file(path: &Path, bytes: &[u8], gzip: bool) -> Result<()> {
     } else {
         bytes.to_vec()
     };
-    crate::cache::write_atomic(path, &data).with_context(|| format!("writing {}", path.display()))
+    crate::io::fs::write_atomic(path, &data).with_context(|| format!("writing {}", path.display()))
 }
 
 /// How the seed rules (spec thresholds, replicas 1..10) would label each row that has 10

@@ -15,7 +15,6 @@
 //!   models/<model>/promoted.json   which version serves
 //! ```
 
-pub mod gc;
 pub mod s3;
 
 use std::path::Path;

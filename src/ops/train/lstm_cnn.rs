@@ -105,10 +105,11 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
 
 /// `history.json` for tools, `history.csv` for a spreadsheet or `pipeline query`.
 fn write_history(dir: &std::path::Path, history: &[Epoch]) -> Result<()> {
-    crate::cache::write_atomic(&dir.join("history.json"), &serde_json::to_vec_pretty(history)?)?;
+    let files = crate::models::ModelDir::new(dir);
+    crate::io::fs::write_atomic(&files.history_json(), &serde_json::to_vec_pretty(history)?)?;
     let mut csv = String::from("epoch,loss,mae,val_loss,val_mae,learning_rate,seconds\n");
     for e in history {
         csv.push_str(&format!("{},{},{},{},{},{},{}\n", e.epoch, e.loss, e.mae, e.val_loss, e.val_mae, e.learning_rate, e.seconds));
     }
-    crate::cache::write_atomic(&dir.join("history.csv"), csv.as_bytes())
+    crate::io::fs::write_atomic(&files.history_csv(), csv.as_bytes())
 }

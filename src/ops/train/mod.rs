@@ -30,7 +30,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{parse_params, Stage, StageContext, StageOutput};
+use super::parse_params;
+use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
 use crate::models::random_forest::Params as RfParams;
@@ -121,7 +122,7 @@ fn write_predictions(data: &Table, path: &std::path::Path, rows: &[usize], predi
     columns.push(Arc::new(Float64Array::from_iter_values(predicted.iter().map(|p| metrics::replicas(*p, lo, hi)))));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    super::write_parquet(path, schema, &[batch])?;
+    crate::io::table::write_parquet(path, schema, &[batch])?;
     Ok(())
 }
 

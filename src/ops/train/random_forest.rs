@@ -101,7 +101,8 @@ fn write_importances(dir: &std::path::Path, features: &[String], imp: &[f64]) ->
     for (f, v) in &pairs {
         csv.push_str(&format!("{f},{v}\n"));
     }
-    crate::cache::write_atomic(&dir.join("importances.csv"), csv.as_bytes())?;
+    let files = crate::models::ModelDir::new(dir);
+    crate::io::fs::write_atomic(&files.importances_csv(), csv.as_bytes())?;
     let json: Vec<serde_json::Value> = pairs.iter().map(|(f, v)| json!({ "feature": f, "importance": v })).collect();
-    crate::cache::write_atomic(&dir.join("importances.json"), &serde_json::to_vec_pretty(&json)?)
+    crate::io::fs::write_atomic(&files.importances_json(), &serde_json::to_vec_pretty(&json)?)
 }
