@@ -623,7 +623,9 @@ impl LstmCnn {
         let device = torch_runtime::resolve(device)?;
         let mut vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), scaler.features.len() as i64, &params);
-        vs.load(files.weights()).with_context(|| format!("loading {}", files.weights().display()))?;
+        // A model saved before the second convolution was padded `same` has a narrower fc1.
+        vs.load(files.weights())
+            .with_context(|| format!("loading {} (if it was trained before both convolutions were padded `same`, it no longer fits: train a new one with `pipeline run`)", files.weights().display()))?;
         let folded = Folded::new(&net, &params);
         Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(folded), params, scaler, device }))
     }

@@ -94,7 +94,8 @@ impl Evaluate {
 #[async_trait]
 impl Stage for Evaluate {
     fn version(&self) -> u32 {
-        1
+        // 2: replicas rounded half to even.
+        2
     }
 
     fn params(&self) -> serde_json::Value {

@@ -90,7 +90,8 @@ pub struct Decision {
 #[async_trait]
 impl Stage for Publish {
     fn version(&self) -> u32 {
-        1
+        // 2: exact accuracy on replicas rounded half to even.
+        2
     }
 
     fn params(&self) -> serde_json::Value {

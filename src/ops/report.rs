@@ -60,7 +60,8 @@ pub const FILES: &[(&str, &str)] = &[
 #[async_trait]
 impl Stage for ReportOp {
     fn version(&self) -> u32 {
-        1
+        // 2: rf_predictions.png and lstm_cnn_predictions.png.
+        2
     }
 
     fn params(&self) -> serde_json::Value {

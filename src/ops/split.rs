@@ -104,7 +104,8 @@ pub fn assign(method: Method, fraction: f64, seed: u64, services: &[&str], times
 #[async_trait]
 impl Stage for Split {
     fn version(&self) -> u32 {
-        1
+        // 2: the shuffled test part is ceil(n·f) rows, as scikit-learn.
+        2
     }
 
     fn params(&self) -> serde_json::Value {

@@ -136,7 +136,9 @@ struct Fitted {
 #[async_trait]
 impl Stage for Train {
     fn version(&self) -> u32 {
-        2
+        // 3: the LSTM-CNN's second convolution padded `same`, Keras initialisation, the scaler
+        // fitted on the training windows; predictions rounded half to even in the metrics.
+        3
     }
 
     fn params(&self) -> serde_json::Value {
