@@ -22,7 +22,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
+use super::sql::Sql;
+use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
 use crate::evaluation::{replay_table, score_rows, Evaluation, ModelEvaluation, ModelInfo, ReplayRows, EVALUATION};
 use crate::models::metrics;
@@ -41,42 +42,32 @@ struct Params {
 pub struct Evaluate {
     replay: replay::Params,
     models: Vec<ModelInfo>,
+    /// The label rule of the hold-out's labels.
+    holdout_rule: String,
 }
 
-/// The `label_rule` of the labels stage behind a split, if the pipeline sets one.
-fn label_rule(p: &Pipeline, split: &str) -> String {
+/// The `label_rule` of the labels stage behind a split (`seed` when it sets none).
+fn label_rule(p: &Pipeline, built: &Built, split: &str) -> String {
     p.stages
         .get(split)
         .and_then(|s| s.deps.first())
-        .and_then(|labels| p.stages.get(labels))
-        .and_then(|l| l.params.get("params"))
-        .and_then(|params| params.get("label_rule"))
+        .and_then(|labels| super::upstream::<Sql>(built, labels))
+        .and_then(|l| l.param("label_rule"))
         .and_then(|r| r.as_str())
         .unwrap_or("seed")
         .to_string()
 }
 
-fn split_shape(p: &Pipeline, split: &str) -> Option<(String, f64)> {
-    let s = p.stages.get(split)?;
-    if s.op != "split" {
-        return None;
-    }
-    let method = s.params.get("method")?.as_str()?.to_string();
-    let fraction = s.params.get("test_fraction").and_then(|f| f.as_f64()).unwrap_or(0.2);
-    Some((method, fraction))
-}
-
 impl Evaluate {
-    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Evaluate, SpecError> {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Evaluate, SpecError> {
         if spec.deps.len() < 2 {
             return Err(p.error(spec, Some("deps"), "op `evaluate` needs the hold-out split first, then one or more train stages"));
         }
         let params: Params = parse_params(p, spec)?;
         let holdout = &spec.deps[0];
-        let Some((method, fraction)) = split_shape(p, holdout).filter(|(m, _)| m == "temporal") else {
+        let Some(cut) = super::temporal_split(built, holdout).map(|s| s.test_fraction()) else {
             return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on")));
         };
-        let _ = method;
         let mut models = Vec::new();
         for dep in &spec.deps[1..] {
             let train = &p.stages[dep];
@@ -84,10 +75,11 @@ impl Evaluate {
                 return Err(p.error(spec, Some("deps"), format!("`{dep}` is not a train stage (after the hold-out, deps are models)")));
             }
             let split = train.deps.first().cloned().unwrap_or_default();
-            let honest = split_shape(p, &split).is_some_and(|(m, f)| m == "temporal" && f == fraction);
-            models.push(ModelInfo { stage: dep.clone(), label_rule: label_rule(p, &split), split, honest });
+            // Unseen hold-out rows only when it was trained on a temporal split with the same cut.
+            let honest = super::temporal_split(built, &split).is_some_and(|s| s.test_fraction() == cut);
+            models.push(ModelInfo { stage: dep.clone(), label_rule: label_rule(p, built, &split), split, honest });
         }
-        Ok(Evaluate { replay: params.replay, models })
+        Ok(Evaluate { replay: params.replay, models, holdout_rule: label_rule(p, built, holdout) })
     }
 }
 
@@ -114,7 +106,7 @@ impl Stage for Evaluate {
         let infos = self.models.clone();
         let rp = self.replay.clone();
         let holdout_stage = holdout_stage.clone();
-        let holdout_rule = label_rule(&ctx.pipeline, &holdout_stage);
+        let holdout_rule = self.holdout_rule.clone();
         let out_dir = ctx.out_dir.clone();
         let progress = ctx.progress.clone();
         let eval = tokio::task::spawn_blocking(move || -> Result<Evaluation> {

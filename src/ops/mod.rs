@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
-use crate::pipeline::stage::Stage;
+use crate::pipeline::stage::{Built, Stage};
 
 pub mod evaluate;
 pub mod ingest;
@@ -20,20 +20,31 @@ pub mod train;
 /// The ops a pipeline may use, for `build` and for error messages.
 pub const OPS: &[&str] = &["ingest", "sql", "split", "train", "evaluate", "report", "publish"];
 
-/// Build the stage for a spec, checking its params.
-pub fn build(p: &Pipeline, spec: &StageSpec) -> Result<Arc<dyn Stage>, SpecError> {
+/// Build the stage for a spec, checking its params; `built` holds its upstream stages.
+pub fn build(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Arc<dyn Stage>, SpecError> {
     Ok(match spec.op.as_str() {
         "ingest" => Arc::new(ingest::Ingest::from_spec(p, spec)?),
         "sql" => Arc::new(sql::Sql::from_spec(p, spec)?),
         "split" => Arc::new(split::Split::from_spec(p, spec)?),
-        "train" => Arc::new(train::Train::from_spec(p, spec)?),
-        "evaluate" => Arc::new(evaluate::Evaluate::from_spec(p, spec)?),
+        "train" => Arc::new(train::Train::from_spec(p, spec, built)?),
+        "evaluate" => Arc::new(evaluate::Evaluate::from_spec(p, spec, built)?),
         "report" => Arc::new(report::ReportOp::from_spec(p, spec)?),
-        "publish" => Arc::new(publish::Publish::from_spec(p, spec)?),
+        "publish" => Arc::new(publish::Publish::from_spec(p, spec, built)?),
         other => {
             return Err(p.error(spec, Some("op"), format!("unknown op `{other}` (known ops: {})", OPS.join(", "))));
         }
     })
+}
+
+/// An upstream stage as the op it is, if it is that op: `upstream::<Split>(built, "split_temporal")`.
+pub fn upstream<'a, T: Stage>(built: &'a Built, name: &str) -> Option<&'a T> {
+    let stage: &dyn std::any::Any = built.get(name)?.as_ref();
+    stage.downcast_ref::<T>()
+}
+
+/// The temporal split `name` is, if it is one: the hold-out every comparison is made on.
+pub fn temporal_split<'a>(built: &'a Built, name: &str) -> Option<&'a split::Split> {
+    upstream::<split::Split>(built, name).filter(|s| s.method() == split::Method::Temporal)
 }
 
 /// Read an op's typed params from the stage's fields; a type error names the field and its line.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
+use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::evaluation::{replay, replay_table, score_rows};
 use crate::models::model::Model;
@@ -60,13 +60,13 @@ pub struct Publish {
 }
 
 impl Publish {
-    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Publish, SpecError> {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Publish, SpecError> {
         if spec.deps.len() < 2 {
             return Err(p.error(spec, Some("deps"), "op `publish` needs the hold-out split first, then the train stages to publish"));
         }
-        let holdout = &p.stages[&spec.deps[0]];
-        if holdout.op != "split" || holdout.params.get("method").and_then(|m| m.as_str()) != Some("temporal") {
-            return Err(p.error(spec, Some("deps"), format!("the first dep, `{}`, must be a temporal split (the hold-out models are compared on)", holdout.name)));
+        let holdout = &spec.deps[0];
+        if super::temporal_split(built, holdout).is_none() {
+            return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split (the hold-out models are compared on)")));
         }
         for d in &spec.deps[1..] {
             if p.stages[d].op != "train" {

@@ -59,6 +59,14 @@ pub struct Split {
 }
 
 impl Split {
+    pub fn method(&self) -> Method {
+        self.params.method
+    }
+
+    pub fn test_fraction(&self) -> f64 {
+        self.params.test_fraction
+    }
+
     pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Split, SpecError> {
         super::expect_deps(p, spec, 1..=1, "one dep (the labelled table)")?;
         let params: Params = parse_params(p, spec)?;

@@ -53,6 +53,11 @@ pub struct Sql {
 }
 
 impl Sql {
+    /// One of the stage's `params:` (`label_rule` of the labels stage, say).
+    pub fn param(&self, name: &str) -> Option<&Value> {
+        self.params.get(name)
+    }
+
     pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Sql, SpecError> {
         let params: Params = parse_params(p, spec)?;
         let file = super::existing_file(p, spec, "sql", &params.sql)?;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use super::graph;
 use super::spec::{Pipeline, SpecError};
 use crate::cache::{Cache, CacheKey, Entry, KeyParts};
-use super::stage::{BuildStage, Stage};
+use super::stage::{BuildStage, Built, Stage};
 
 pub struct PlannedStage {
     pub name: String,
@@ -49,14 +49,12 @@ impl Plan {
 /// Build all stages with the op registry `build` (checking their params) without touching
 /// inputs or the cache.
 pub fn build_stages(p: &Pipeline, build: BuildStage) -> Result<Vec<(String, Arc<dyn Stage>)>, SpecError> {
-    let order = graph::topo_order(p).expect("spec::parse rejects cycles");
-    order
-        .into_iter()
-        .map(|name| {
-            let spec = &p.stages[&name];
-            build(p, spec).map(|s| (name, s))
-        })
-        .collect()
+    let mut built = Built::new();
+    for name in graph::topo_order(p).expect("spec::parse rejects cycles") {
+        let stage = build(p, &p.stages[&name], &built)?;
+        built.insert(name, stage);
+    }
+    Ok(built.into_iter().collect())
 }
 
 /// Compute every stage's key in dependency order and look it up in the cache.

@@ -14,8 +14,13 @@ use super::spec::{Pipeline, SpecError, StageSpec};
 use crate::cache::{Entry, InputFile};
 use crate::io::table::SortKey;
 
+/// The stages built so far, by name, in dependency order: every upstream stage of the one being
+/// built is there, so an op reads what its upstream stages are (a split's method and fraction,
+/// a SQL stage's params) from them, typed, instead of from the YAML (see `ops::upstream`).
+pub type Built = IndexMap<String, Arc<dyn Stage>>;
+
 /// Builds the stage of a spec, checking its params: the op registry the engine is given.
-pub type BuildStage = fn(&Pipeline, &StageSpec) -> Result<Arc<dyn Stage>, SpecError>;
+pub type BuildStage = fn(&Pipeline, &StageSpec, &Built) -> Result<Arc<dyn Stage>, SpecError>;
 
 /// Everything a running stage may use.
 pub struct StageContext {
@@ -69,8 +74,9 @@ pub struct StageOutput {
     pub notes: Vec<String>,
 }
 
+/// `Any`, so an op can see an upstream stage as the op it is.
 #[async_trait]
-pub trait Stage: Send + Sync {
+pub trait Stage: std::any::Any + Send + Sync {
     /// Bump when this op's output changes for the same inputs; old entries stop matching.
     fn version(&self) -> u32;
     /// The resolved params that determine the output (part of the cache key).

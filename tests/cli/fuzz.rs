@@ -60,9 +60,15 @@ fn check_pipeline(source: &str) {
     let lines = source.replace("\r\n", "\n").matches(['\n', '\r']).count() as u32 + 1;
     match spec::parse(Path::new("pipelines/fuzz.yaml"), source, &[]) {
         Ok(p) => {
-            for s in p.stages.values() {
-                if let Err(e) = autoscale::ops::build(&p, s) {
-                    assert!(e.stage.as_deref() == Some(s.name.as_str()), "a stage's error must name it: {e}");
+            // Every stage, in dependency order, with what was built upstream of it.
+            let mut built = autoscale::pipeline::stage::Built::new();
+            for name in autoscale::pipeline::graph::topo_order(&p).expect("parse rejects cycles") {
+                let s = &p.stages[&name];
+                match autoscale::ops::build(&p, s, &built) {
+                    Ok(stage) => {
+                        built.insert(name, stage);
+                    }
+                    Err(e) => assert!(e.stage.as_deref() == Some(s.name.as_str()), "a stage's error must name it: {e}"),
                 }
             }
         }

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
+use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
 use crate::models::random_forest::Params as RfParams;
@@ -78,7 +78,7 @@ fn model_params<T: DeserializeOwned>(p: &Pipeline, spec: &StageSpec, v: &serde_j
 }
 
 impl Train {
-    pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Train, SpecError> {
+    pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Train, SpecError> {
         super::expect_deps(p, spec, 1..=1, "one dep (a split stage)")?;
         let params: Params = parse_params(p, spec)?;
         let model = match params.model.as_str() {
@@ -102,7 +102,7 @@ impl Train {
                     return Err(p.error(spec, Some("cv_folds"), "only the random_forest cross-validates; the lstm_cnn validates on the end of its training part"));
                 }
                 let dep = &spec.deps[0];
-                if p.stages.get(dep).and_then(|s| s.params.get("method")).and_then(|m| m.as_str()) == Some("shuffled") {
+                if super::upstream::<super::split::Split>(built, dep).is_some_and(|s| s.method() == super::split::Method::Shuffled) {
                     return Err(p.error(spec, Some("deps"), format!("`{dep}` is a shuffled split; the lstm_cnn learns from windows in time order and needs a temporal split")));
                 }
                 Model::LstmCnn(lstm)
