@@ -47,7 +47,7 @@ impl RunArgs {
             only: self.only.clone(),
             from: self.from.clone(),
             until: self.until.clone(),
-            jobs: self.jobs.unwrap_or_else(crate::pipeline::cores::available),
+            jobs: self.jobs.unwrap_or_else(crate::io::threads::available),
             progress: !(self.no_progress || no_progress),
         }
     }

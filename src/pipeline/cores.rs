@@ -10,8 +10,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-pub use crate::io::threads::available;
-
 #[derive(Debug, Clone)]
 pub struct Cores {
     total: usize,

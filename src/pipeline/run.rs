@@ -122,7 +122,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
     let started = Instant::now();
     let run = to_run(&plan, &opts)?;
     let progress = Arc::new(Progress::new(opts.progress));
-    let cores = crate::pipeline::cores::available();
+    let cores = crate::io::threads::available();
     let share = Cores::new(cores);
     let jobs = opts.jobs.max(1);
     let slots = Arc::new(Semaphore::new(jobs));
