@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let ingest = args.first().map(String::as_str).unwrap_or("ingest.parquet");
     let registry = Registry::at(args.get(1).map(String::as_str).unwrap_or("artifacts/models"));
-    let t = autoscale::ops::read_table(std::path::Path::new(ingest))?;
+    let t = autoscale::io::table::read_table(std::path::Path::new(ingest))?;
     let col = |n: &str, dt: &DataType| datafusion::arrow::compute::cast(t.column_by_name(n).expect("an ingest table"), dt);
     let ts = col("timestamp", &DataType::Int64)?;
     let ts = ts.as_primitive::<Int64Type>();

@@ -19,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     let rate: f64 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5000.0);
     let seconds: f64 = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(60.0);
 
-    let t = autoscale::ops::read_table(std::path::Path::new(ingest))?;
+    let t = autoscale::io::table::read_table(std::path::Path::new(ingest))?;
     let col = |n: &str, dt: &DataType| datafusion::arrow::compute::cast(t.column_by_name(n).expect("an ingest table"), dt);
     let ts = col("timestamp", &DataType::Int64)?;
     let ts = ts.as_primitive::<Int64Type>().values().to_vec();

@@ -68,14 +68,37 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Why one field of a metrics row is not valid; its text is the quarantine reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("empty")]
+    Empty,
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("NaN")]
+    NaN,
+    #[error("`{0}` is not finite")]
+    NotFinite(String),
+    #[error("{0} is negative")]
+    Negative(f64),
+    #[error("{0} is not a 0/1 flag")]
+    NotAFlag(f64),
+    #[error("{0} is not a whole number ≥ 0")]
+    NotACount(f64),
+    #[error("empty timestamp")]
+    EmptyTimestamp,
+    #[error("`{0}` is not an ISO-8601 timestamp")]
+    NotATimestamp(String),
+}
+
 /// Parse one numeric field, or say why it is not valid.
-pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
+pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, ValueError> {
     if let Some(v) = plain_decimal(raw.as_bytes()) {
         return within_kind(v, kind);
     }
     let t = raw.trim();
     if t.is_empty() {
-        return Err("empty".into());
+        return Err(ValueError::Empty);
     }
     if kind == Kind::Flag {
         match t {
@@ -84,23 +107,23 @@ pub fn parse_value(raw: &str, kind: Kind) -> Result<f64, String> {
             _ => {}
         }
     }
-    let v: f64 = t.parse().map_err(|_| format!("`{}` is not a number", shorten(t)))?;
+    let v: f64 = t.parse().map_err(|_| ValueError::NotANumber(shorten(t)))?;
     if v.is_nan() {
-        return Err("NaN".into());
+        return Err(ValueError::NaN);
     }
     if v.is_infinite() {
-        return Err(format!("`{t}` is not finite"));
+        return Err(ValueError::NotFinite(t.to_string()));
     }
     within_kind(v, kind)
 }
 
 /// A finite value, checked against what its column allows.
-fn within_kind(v: f64, kind: Kind) -> Result<f64, String> {
+fn within_kind(v: f64, kind: Kind) -> Result<f64, ValueError> {
     match kind {
         Kind::Signed => {}
-        Kind::NonNegative if v < 0.0 => return Err(format!("{v} is negative")),
-        Kind::Flag if v != 0.0 && v != 1.0 => return Err(format!("{v} is not a 0/1 flag")),
-        Kind::Count if v < 0.0 || v.fract() != 0.0 => return Err(format!("{v} is not a whole number ≥ 0")),
+        Kind::NonNegative if v < 0.0 => return Err(ValueError::Negative(v)),
+        Kind::Flag if v != 0.0 && v != 1.0 => return Err(ValueError::NotAFlag(v)),
+        Kind::Count if v < 0.0 || v.fract() != 0.0 => return Err(ValueError::NotACount(v)),
         _ => {}
     }
     Ok(v)
@@ -151,11 +174,11 @@ fn shorten(s: &str) -> String {
 /// space or `T`, and with an optional zone (`Z`, `+02:00`), which is converted to UTC.
 /// Returns microseconds since the epoch of the naive (wall-clock or UTC) time and whether a
 /// zone was present.
-pub fn parse_timestamp(raw: &str) -> Result<(i64, bool), String> {
+pub fn parse_timestamp(raw: &str) -> Result<(i64, bool), ValueError> {
     use chrono::{DateTime, NaiveDateTime};
     let t = raw.trim();
     if t.is_empty() {
-        return Err("empty timestamp".into());
+        return Err(ValueError::EmptyTimestamp);
     }
     if let Some(us) = fast_isoformat(t.as_bytes()) {
         return Ok((us, false));
@@ -172,7 +195,7 @@ pub fn parse_timestamp(raw: &str) -> Result<(i64, bool), String> {
             return Ok((dt.naive_utc().and_utc().timestamp_micros(), true));
         }
     }
-    Err(format!("`{}` is not an ISO-8601 timestamp", shorten(t)))
+    Err(ValueError::NotATimestamp(shorten(t)))
 }
 
 /// The collector's exact shape, `YYYY-MM-DDTHH:MM:SS[.ffffff]`, read without chrono's
@@ -247,7 +270,7 @@ mod tests {
         assert!(z);
         assert_eq!(c, b);
         assert_eq!(parse_timestamp("2025-10-06T06:00:00Z").unwrap().0, b);
-        assert!(parse_timestamp("yesterday").is_err());
+        assert_eq!(parse_timestamp("yesterday"), Err(ValueError::NotATimestamp("yesterday".into())));
         // The fast path and chrono agree, including a short fraction.
         let (d, _) = parse_timestamp("2025-10-06T06:00:00.5").unwrap();
         assert_eq!(d - b, 500_000);
@@ -259,12 +282,12 @@ mod tests {
     fn values_are_checked_by_kind() {
         assert_eq!(parse_value(" 75.5 ", Kind::NonNegative), Ok(75.5));
         assert_eq!(parse_value("True", Kind::Flag), Ok(1.0));
-        assert!(parse_value("NaN", Kind::Signed).unwrap_err().contains("NaN"));
-        assert!(parse_value("", Kind::Signed).unwrap_err().contains("empty"));
-        assert!(parse_value("abc", Kind::Signed).unwrap_err().contains("not a number"));
-        assert!(parse_value("-1", Kind::NonNegative).is_err());
+        assert_eq!(parse_value("NaN", Kind::Signed), Err(ValueError::NaN));
+        assert_eq!(parse_value("", Kind::Signed), Err(ValueError::Empty));
+        assert_eq!(parse_value("abc", Kind::Signed).unwrap_err().to_string(), "`abc` is not a number");
+        assert_eq!(parse_value("-1", Kind::NonNegative), Err(ValueError::Negative(-1.0)));
         assert_eq!(parse_value("-1", Kind::Signed), Ok(-1.0));
-        assert!(parse_value("2.5", Kind::Count).is_err());
+        assert_eq!(parse_value("2.5", Kind::Count).unwrap_err().to_string(), "2.5 is not a whole number ≥ 0");
         assert_eq!(parse_value("3.0", Kind::Count), Ok(3.0));
     }
 

@@ -67,7 +67,7 @@ pub fn open_store(url: Option<&str>) -> Result<Option<Store>> {
 }
 
 fn check_store_flag(url: &str) -> Result<(), SpecError> {
-    crate::store::check_url(url).map_err(|message| SpecError { file: "--store".into(), loc: None, stage: None, field: None, message })
+    crate::store::check_url(url).map_err(|e| SpecError { file: "--store".into(), loc: None, stage: None, field: None, message: e.to_string() })
 }
 
 /// The cache a pipeline's stages live in, with the shared store behind it if there is one.

@@ -1,20 +1,18 @@
 //! Evaluation: every model scored on one common temporal hold-out (the honest comparison),
 //! per service, as scaling actions, and as an autoscaling replay.
 
+mod holdout;
 pub mod replay;
 mod result;
 
+pub use holdout::{Holdout, ReplayRows, Scored, ServiceReplay};
 pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use anyhow::Result;
-
 use crate::models::metrics::{self, Scores};
-use crate::models::table::Table;
-use replay::{Capacity, Series};
 
 /// What a replica count means relative to the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,55 +91,6 @@ pub fn score_rows(rows: &[usize], services: &[String], actual: &[f64], current: 
         confusion.add(Action::of(current[r], actual[r]), Action::of(current[r], metrics::replicas(predicted[r], lo, hi)));
     }
     HoldoutScores { overall, per_service, confusion }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceReplay {
-    pub service: String,
-    pub capacity: Option<Capacity>,
-    pub mean_rps: f64,
-    pub policies: BTreeMap<String, replay::Score>,
-}
-
-
-/// Rows of the replay table: (timestamp, service, policy, replicas, utilisation).
-pub type ReplayRows = Vec<(i64, String, String, f64, f64)>;
-
-/// Replays `rows` of `table` (the hold-out) per service: the recorded replicas, the reactive HPA
-/// and each named model's predictions (`predictions[m][row]`).
-pub fn replay_table(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f64>], p: &replay::Params) -> Result<(Vec<ServiceReplay>, ReplayRows)> {
-    let rps = table.column_f64("request_count_per_second")?;
-    let cpu = table.column_f64("cpu_usage_percent")?;
-    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for &r in rows {
-        by.entry(table.services[r].as_str()).or_default().push(r);
-    }
-    let mut services = Vec::new();
-    let mut out_rows = Vec::new();
-    for (service, mut rs) in by {
-        rs.sort_by_key(|&r| table.timestamps[r]);
-        let train: Vec<usize> = (0..table.len()).filter(|&i| !table.test[i] && table.services[i] == service).collect();
-        let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-        let capacity = Capacity::fit(&pick(&rps, &train), &pick(&cpu, &train), &pick(&table.replicas, &train));
-        let series = Series { timestamps: rs.iter().map(|&r| table.timestamps[r]).collect(), rps: pick(&rps, &rs), recorded: pick(&table.replicas, &rs) };
-        let mean_rps = series.rps.iter().sum::<f64>() / series.rps.len().max(1) as f64;
-        let mut policies = BTreeMap::new();
-        if let Some(cap) = &capacity {
-            let mut all: Vec<(String, Vec<f64>)> = vec![("recorded".into(), series.recorded.clone()), ("hpa".into(), replay::hpa(&series, cap, p))];
-            for (name, pred) in names.iter().zip(predictions) {
-                all.push((name.clone(), rs.iter().map(|&r| metrics::replicas(pred[r], p.min_replicas, p.max_replicas)).collect()));
-            }
-            for (policy, replicas) in all {
-                let (score, util) = replay::score(&series, cap, &replicas, p);
-                for i in 0..replicas.len() {
-                    out_rows.push((series.timestamps[i], service.to_string(), policy.clone(), replicas[i], util[i]));
-                }
-                policies.insert(policy, score);
-            }
-        }
-        services.push(ServiceReplay { service: service.to_string(), capacity, mean_rps, policies });
-    }
-    Ok((services, out_rows))
 }
 
 #[cfg(test)]

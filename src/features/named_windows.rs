@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::ast::{self, NamedWindowExpr, SetExpr, Visit, Vis
 
 /// `Err` names the line and says how to write the window instead. SQL that does not parse passes:
 /// running it reports the syntax error with DataFusion's own message.
-pub fn check(sql: &str) -> Result<(), String> {
+pub fn check(sql: &str) -> Result<(), ExtendedWindow> {
     let Ok(statements) = DFParser::parse_sql(sql) else { return Ok(()) };
     let mut finder = Extended;
     for statement in &statements {
@@ -23,7 +23,7 @@ pub fn check(sql: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn visit_statement(statement: &Statement, finder: &mut Extended) -> ControlFlow<String> {
+fn visit_statement(statement: &Statement, finder: &mut Extended) -> ControlFlow<ExtendedWindow> {
     match statement {
         Statement::Statement(s) => s.visit(finder),
         Statement::Explain(e) => visit_statement(&e.statement, finder),
@@ -39,9 +39,9 @@ fn visit_statement(statement: &Statement, finder: &mut Extended) -> ControlFlow<
 struct Extended;
 
 impl Visitor for Extended {
-    type Break = String;
+    type Break = ExtendedWindow;
 
-    fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<String> {
+    fn pre_visit_expr(&mut self, expr: &ast::Expr) -> ControlFlow<ExtendedWindow> {
         match expr {
             ast::Expr::Function(f) => match &f.over {
                 Some(WindowType::WindowSpec(spec)) => refuse_extension(spec, "OVER "),
@@ -53,12 +53,12 @@ impl Visitor for Extended {
 
     // Every query, subqueries and CTEs included, comes through here; its WINDOW clause does not
     // hold expressions, so the definitions are looked at from their query.
-    fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<String> {
+    fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<ExtendedWindow> {
         window_definitions(&query.body)
     }
 }
 
-fn window_definitions(body: &SetExpr) -> ControlFlow<String> {
+fn window_definitions(body: &SetExpr) -> ControlFlow<ExtendedWindow> {
     match body {
         SetExpr::Select(select) => {
             for ast::NamedWindowDefinition(name, expr) in &select.named_window {
@@ -76,7 +76,25 @@ fn window_definitions(body: &SetExpr) -> ControlFlow<String> {
     }
 }
 
-fn refuse_extension(spec: &WindowSpec, context: &str) -> ControlFlow<String> {
+/// A window that extends a named one in place: where, and how to write it instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}`{context}({window} {clause} ...)` extends the named window `{window}`, which DataFusion does not \
+     support (it drops the window's PARTITION BY and ORDER BY without an error); define the whole \
+     window in the WINDOW clause instead, e.g. `last_10 AS (PARTITION BY ... ORDER BY ... ROWS \
+     BETWEEN 9 PRECEDING AND CURRENT ROW)`",
+    .line.map(|n| format!("line {n}: ")).unwrap_or_default()
+)]
+pub struct ExtendedWindow {
+    /// 1-based; `None` when the parser gave no position.
+    pub line: Option<u64>,
+    /// `OVER ` or `WINDOW w2 AS `.
+    pub context: String,
+    pub window: String,
+    pub clause: String,
+}
+
+fn refuse_extension(spec: &WindowSpec, context: &str) -> ControlFlow<ExtendedWindow> {
     let Some(name) = &spec.window_name else { return ControlFlow::Continue(()) };
     let clause = if !spec.partition_by.is_empty() {
         "PARTITION BY".to_string()
@@ -88,17 +106,12 @@ fn refuse_extension(spec: &WindowSpec, context: &str) -> ControlFlow<String> {
         // `OVER (w)` is `OVER w`.
         return ControlFlow::Continue(());
     };
-    let line = match name.span.start.line {
-        0 => String::new(),
-        n => format!("line {n}: "),
-    };
-    ControlFlow::Break(format!(
-        "{line}`{context}({name} {clause} ...)` extends the named window `{}`, which DataFusion does not \
-         support (it drops the window's PARTITION BY and ORDER BY without an error); define the whole \
-         window in the WINDOW clause instead, e.g. `last_10 AS (PARTITION BY ... ORDER BY ... ROWS \
-         BETWEEN 9 PRECEDING AND CURRENT ROW)`",
-        name.value
-    ))
+    ControlFlow::Break(ExtendedWindow {
+        line: Some(name.span.start.line).filter(|&n| n > 0),
+        context: context.to_string(),
+        window: name.value.clone(),
+        clause,
+    })
 }
 
 #[cfg(test)]
@@ -118,25 +131,25 @@ mod tests {
 
     #[test]
     fn a_named_window_extended_in_place_is_refused_where_it_is() {
-        let e = check("SELECT 1,\n  max(x) over (w rows between 2 preceding and current row) FROM t WINDOW w AS (PARTITION BY s)").unwrap_err();
+        let e = check("SELECT 1,\n  max(x) over (w rows between 2 preceding and current row) FROM t WINDOW w AS (PARTITION BY s)").unwrap_err().to_string();
         assert!(e.starts_with("line 2: `OVER (w ROWS ...)` extends the named window `w`"), "{e}");
         assert!(e.contains("define the whole window in the WINDOW clause"), "{e}");
         // Spread over lines, in a CTE, and the name keeps its case.
-        let e = check("WITH a AS (\n  SELECT lag(x) OVER (\n    By_Time\n    ORDER BY t) FROM t)\nSELECT * FROM a").unwrap_err();
+        let e = check("WITH a AS (\n  SELECT lag(x) OVER (\n    By_Time\n    ORDER BY t) FROM t)\nSELECT * FROM a").unwrap_err().to_string();
         assert!(e.starts_with("line 3: `OVER (By_Time ORDER BY ...)` extends the named window `By_Time`"), "{e}");
-        let e = check("SELECT sum(x) OVER (w PARTITION BY s) FROM t").unwrap_err();
+        let e = check("SELECT sum(x) OVER (w PARTITION BY s) FROM t").unwrap_err().to_string();
         assert!(e.contains("`OVER (w PARTITION BY ...)`"), "{e}");
         // In a subquery of a UNION, and behind EXPLAIN.
-        let e = check("SELECT 1 UNION ALL SELECT * FROM (SELECT sum(x) OVER (w RANGE UNBOUNDED PRECEDING) FROM t)").unwrap_err();
+        let e = check("SELECT 1 UNION ALL SELECT * FROM (SELECT sum(x) OVER (w RANGE UNBOUNDED PRECEDING) FROM t)").unwrap_err().to_string();
         assert!(e.contains("(w RANGE ...)"), "{e}");
-        assert!(check("EXPLAIN SELECT sum(x) OVER (w GROUPS 1 PRECEDING) FROM t").unwrap_err().contains("(w GROUPS ...)"));
+        assert!(check("EXPLAIN SELECT sum(x) OVER (w GROUPS 1 PRECEDING) FROM t").unwrap_err().to_string().contains("(w GROUPS ...)"));
     }
 
     #[test]
     fn a_window_definition_extending_another_is_refused() {
         // DataFusion runs this too, and gets the rows where one service meets the next wrong.
         let sql = "SELECT sum(x) OVER w2 FROM t\nWINDOW w1 AS (PARTITION BY s ORDER BY t),\n  w2 AS (w1 ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)";
-        let e = check(sql).unwrap_err();
+        let e = check(sql).unwrap_err().to_string();
         assert!(e.starts_with("line 3: `WINDOW w2 AS (w1 ROWS ...)` extends the named window `w1`"), "{e}");
     }
 }

@@ -9,13 +9,18 @@ pub enum DateFilter {
     Day { year: u32, month: u32, day: u32 },
 }
 
+/// A `date` that names neither a month nor a day.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a month (YYYY-MM) or a day (YYYY-MM-DD)")]
+pub struct NotADate(pub String);
+
 impl DateFilter {
-    pub fn parse(s: &str) -> Result<DateFilter, String> {
+    pub fn parse(s: &str) -> Result<DateFilter, NotADate> {
         let s = s.trim();
         if s.is_empty() {
             return Ok(DateFilter::All);
         }
-        let bad = || format!("`{s}` is not a month (YYYY-MM) or a day (YYYY-MM-DD)");
+        let bad = || NotADate(s.to_string());
         let parts: Vec<&str> = s.split('-').collect();
         let num = |p: &str, len: usize| (p.len() == len && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<u32>().unwrap());
         match parts.as_slice() {
@@ -72,7 +77,7 @@ mod tests {
         assert_eq!(DateFilter::parse("2024-10").unwrap(), DateFilter::Month { year: 2024, month: 10 });
         assert!(DateFilter::parse("2024-13").is_err());
         assert!(DateFilter::parse("2024-02-30").is_err());
-        assert!(DateFilter::parse("October").is_err());
+        assert_eq!(DateFilter::parse(" October "), Err(NotADate("October".into())));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::metrics::{self, Kind, NUMERIC};
-pub use parse::{parse_file, parse_reader, ParsedFile, Reject};
+pub use parse::{parse_file, parse_reader, FileError, ParsedFile, Reject};
 
 /// The services the old system knew; others are kept and pointed out.
 pub const KNOWN_SERVICES: &[&str] = &["authen", "booking", "frontend", "order", "product", "profile", "recommender"];

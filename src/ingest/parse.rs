@@ -124,8 +124,23 @@ const PARALLEL_BYTES: usize = 8 << 20;
 /// text they unpack to, six times as large) would sit beside the parsed columns until the end.
 const BLOCK_BYTES: usize = 32 << 20;
 
+/// Why a whole file is unusable (a bad row is quarantined instead, with its line).
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{file}: not a readable gzip file ({source})")]
+    Gzip { file: String, source: std::io::Error },
+    #[error("{file}: cannot be read ({source})")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", "))]
+    NoHeader { file: String },
+    #[error("{file}:1: the header names a column twice")]
+    DuplicateColumn { file: String },
+    #[error("{file}:1: required column{} missing: {}", if .columns.len() > 1 { "s" } else { "" }, .columns.join(", "))]
+    MissingColumns { file: String, columns: Vec<String> },
+}
+
 /// Parse one file's bytes on up to `threads` threads. `Err` means the whole file is unusable.
-pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, String> {
+pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, FileError> {
     let mut parts = parse_reader(name, bytes, threads)?.into_iter();
     let mut out = parts.next().unwrap_or_default();
     for p in parts {
@@ -137,15 +152,16 @@ pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile
 /// [`parse_file`] reading `reader` block by block, returning the pieces the threads parsed, in
 /// file order: they are never copied into one, `merge` takes them as they are. The file's notes
 /// and out-of-order count are on the first piece. `.gz` names are unpacked as they are read.
-pub fn parse_reader(name: &str, reader: impl Read, threads: usize) -> Result<Vec<ParsedFile>, String> {
+pub fn parse_reader(name: &str, reader: impl Read, threads: usize) -> Result<Vec<ParsedFile>, FileError> {
     parse_blocks(name, reader, threads, BLOCK_BYTES)
 }
 
-fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> Result<Vec<ParsedFile>, String> {
+fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> Result<Vec<ParsedFile>, FileError> {
     let mut reader: Box<dyn Read + '_> =
         if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
-    let read_error = |e: std::io::Error| {
-        if name.ends_with(".gz") { format!("{name}: not a readable gzip file ({e})") } else { format!("{name}: cannot be read ({e})") }
+    let read_error = |source: std::io::Error| {
+        let file = name.to_string();
+        if name.ends_with(".gz") { FileError::Gzip { file, source } } else { FileError::Read { file, source } }
     };
     let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
     let mut parts: Vec<ParsedFile> = Vec::new();
@@ -235,20 +251,20 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
 }
 
 /// Where the columns are, from the header line; notes columns outside the schema.
-fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Columns, String> {
+fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Columns, FileError> {
     let mut fields = Vec::new();
     split_fields(line.trim_end_matches('\r'), &mut fields);
     let header: Vec<String> = fields.iter().map(|h| h.trim().to_string()).collect();
     let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
     if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
-        return Err(format!("{name}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", ")));
+        return Err(FileError::NoHeader { file: name.into() });
     }
     if index.len() != header.len() {
-        return Err(format!("{name}:1: the header names a column twice"));
+        return Err(FileError::DuplicateColumn { file: name.into() });
     }
     let missing: Vec<&str> = metrics::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
     if !missing.is_empty() {
-        return Err(format!("{name}:1: required column{} missing: {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")));
+        return Err(FileError::MissingColumns { file: name.into(), columns: missing.iter().map(|c| c.to_string()).collect() });
     }
     let known: Vec<&str> = metrics::column_names();
     let extra: Vec<&str> = header.iter().map(String::as_str).filter(|h| !known.contains(h)).collect();
@@ -416,7 +432,7 @@ pub(crate) mod tests {
     #[test]
     fn missing_column_makes_file_unusable_extra_is_noted() {
         let no_cpu = HEADER.replace("cpu_usage_percent,", "");
-        let e = parse_file("m.csv", format!("{no_cpu}\n").as_bytes(), 1).unwrap_err();
+        let e = parse_file("m.csv", format!("{no_cpu}\n").as_bytes(), 1).unwrap_err().to_string();
         assert!(e.contains("required column missing: cpu_usage_percent"), "{e}");
         let text = format!("{HEADER},gpu\n{},7\n", row("2025-10-06T06:00:00", "order", "1"));
         let f = parse_file("m.csv", text.as_bytes(), 2).unwrap();

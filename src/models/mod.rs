@@ -6,6 +6,7 @@
 //! ones the model was trained on.
 
 pub mod dir;
+mod forest_file;
 pub mod lstm_cnn;
 pub mod metrics;
 pub mod model;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::fs::write_atomic;
 pub use dir::ModelDir;
-use random_forest::{Forest, Node};
+use random_forest::Forest;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelMeta {
@@ -58,63 +59,9 @@ impl ModelMeta {
     }
 }
 
-const FOREST_MAGIC: &[u8; 8] = b"RFOREST1";
-
-/// Forest weights as little-endian arrays: compact and quick to load (JSON would be ~10× larger).
-pub fn forest_bytes(f: &Forest) -> Vec<u8> {
-    let mut b = Vec::with_capacity(24 + f.roots.len() * 4 + f.nodes.len() * 20);
-    b.extend_from_slice(FOREST_MAGIC);
-    for v in [f.n_features as u64, f.roots.len() as u64, f.nodes.len() as u64] {
-        b.extend_from_slice(&v.to_le_bytes());
-    }
-    for r in &f.roots {
-        b.extend_from_slice(&r.to_le_bytes());
-    }
-    for n in &f.nodes {
-        b.extend_from_slice(&n.feature.to_le_bytes());
-        b.extend_from_slice(&n.value.to_le_bytes());
-        b.extend_from_slice(&n.left.to_le_bytes());
-        b.extend_from_slice(&n.right.to_le_bytes());
-    }
-    b
-}
-
-pub fn forest_from_bytes(b: &[u8]) -> Result<Forest> {
-    let mut pos = 0usize;
-    let mut take = |n: usize| -> Result<&[u8]> {
-        let s = b.get(pos..pos + n).context("forest file is truncated")?;
-        pos += n;
-        Ok(s)
-    };
-    if take(8)? != FOREST_MAGIC {
-        bail!("not a forest file (bad magic)");
-    }
-    let mut u64s = [0u64; 3];
-    for v in &mut u64s {
-        *v = u64::from_le_bytes(take(8)?.try_into().unwrap());
-    }
-    let [n_features, n_roots, n_nodes] = u64s.map(|v| v as usize);
-    let mut roots = Vec::with_capacity(n_roots);
-    for _ in 0..n_roots {
-        roots.push(u32::from_le_bytes(take(4)?.try_into().unwrap()));
-    }
-    let mut nodes = Vec::with_capacity(n_nodes);
-    for _ in 0..n_nodes {
-        let feature = u32::from_le_bytes(take(4)?.try_into().unwrap());
-        let value = f64::from_le_bytes(take(8)?.try_into().unwrap());
-        let left = u32::from_le_bytes(take(4)?.try_into().unwrap());
-        let right = u32::from_le_bytes(take(4)?.try_into().unwrap());
-        if feature != random_forest::LEAF && (feature as usize >= n_features || left as usize >= n_nodes || right as usize >= n_nodes) {
-            bail!("forest file is corrupt (node points outside the forest)");
-        }
-        nodes.push(Node { feature, value, left, right });
-    }
-    Ok(Forest { n_features, nodes, roots })
-}
-
 pub fn save_forest(dir: &Path, meta: &ModelMeta, forest: &Forest) -> Result<()> {
     let files = ModelDir::new(dir);
-    write_atomic(&files.forest(), &forest_bytes(forest))?;
+    write_atomic(&files.forest(), &forest_file::to_bytes(forest)?)?;
     write_meta(&files, meta)
 }
 
@@ -137,7 +84,7 @@ pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
 pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
     let meta = read_meta(dir, "random_forest")?;
     let path = ModelDir::new(dir).forest();
-    let forest = forest_from_bytes(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
+    let forest = forest_file::from_bytes(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
     if forest.n_features != meta.features.len() {
         bail!("{}: forest has {} features, model.json lists {}", dir.display(), forest.n_features, meta.features.len());
     }

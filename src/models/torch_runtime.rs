@@ -29,24 +29,29 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
 
 /// Loads libtorch's CUDA half once. The binary links only the CPU libraries (so a machine
 /// without the 3.5 GB of CUDA wheels can run it); the CUDA ones come in only when asked for.
-fn cuda_loaded() -> Result<(), String> {
-    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+fn cuda_loaded() -> Result<(), CudaUnavailable> {
+    static LOADED: OnceLock<Result<(), CudaUnavailable>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
             let dir = option_env!("PIPELINE_LIBTORCH_LIB").unwrap_or("");
-            let path = std::ffi::CString::new(format!("{dir}/libtorch_cuda.so")).map_err(|e| e.to_string())?;
+            let path = std::ffi::CString::new(format!("{dir}/libtorch_cuda.so")).map_err(|e| CudaUnavailable(e.to_string()))?;
             // SAFETY: dlopen with a valid C string; the handle is kept for the life of the process.
             let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
             if handle.is_null() {
                 // SAFETY: dlerror returns a thread-local C string or null.
                 let msg = unsafe { libc::dlerror() };
                 let msg = if msg.is_null() { "unknown error".into() } else { unsafe { std::ffi::CStr::from_ptr(msg) }.to_string_lossy().into_owned() };
-                return Err(msg);
+                return Err(CudaUnavailable(msg));
             }
             Ok(())
         })
         .clone()
 }
+
+/// Why libtorch's CUDA libraries could not be loaded (the loader's own words).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+struct CudaUnavailable(String);
 
 /// The device a `device:` setting means on this machine.
 pub fn resolve(choice: DeviceChoice) -> Result<Device> {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -25,7 +25,7 @@ use super::parse_params;
 use super::sql::Sql;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
-use crate::evaluation::{replay_table, score_rows, Evaluation, ModelEvaluation, ModelInfo, ReplayRows, EVALUATION};
+use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayRows, Scored, EVALUATION};
 use crate::models::metrics;
 use crate::models::model::Model;
 use crate::models::table::Table;
@@ -111,45 +111,28 @@ impl Stage for Evaluate {
         let progress = ctx.progress.clone();
         let eval = tokio::task::spawn_blocking(move || -> Result<Evaluation> {
             progress.message("loading the hold-out");
-            let table = Table::load(&holdout_path)?;
-            let test = table.test_rows();
-            if test.is_empty() {
-                bail!("`{holdout_stage}` has no test rows to evaluate on");
-            }
+            let holdout = Holdout::load(&holdout_path, &holdout_stage)?;
             let mut predictions = Vec::new();
             let mut loaded = Vec::new();
             for (info, dir) in infos.iter().zip(&model_dirs) {
                 progress.message(&format!("predicting the hold-out with {}", info.stage));
                 let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{}`", info.stage))?;
-                let p = model.predict_rows(&table, &test).with_context(|| format!("`{}` on the hold-out", info.stage))?;
-                predictions.push(p);
+                predictions.push(holdout.predict(&model).with_context(|| format!("`{}` on the hold-out", info.stage))?);
                 loaded.push(model);
             }
-            let common: Vec<usize> = (0..test.len()).filter(|&k| predictions.iter().all(|p| p[k].is_some())).collect();
-            if common.is_empty() {
-                bail!("no hold-out row has a prediction from every model (services shorter than a window?)");
-            }
-            let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
-            let dense: Vec<Vec<f64>> = predictions.iter().map(|p| table.spread(&test, p)).collect();
-            let bounds = (rp.min_replicas, rp.max_replicas);
-
             progress.message("replaying the hold-out");
             let names: Vec<String> = infos.iter().map(|i| i.stage.clone()).collect();
-            let (replay_services, replay_rows) = replay_table(&table, &rows, &names, &dense, &rp)?;
-            let mut totals: BTreeMap<String, replay::Score> = BTreeMap::new();
-            for s in &replay_services {
-                for (policy, sc) in &s.policies {
-                    totals.entry(policy.clone()).or_default().add(sc);
-                }
-            }
+            let scored = holdout.score(names, &predictions, &rp)?;
+            let (table, rows, totals) = (&holdout.table, &scored.rows, &scored.totals);
+            let bounds = (rp.min_replicas, rp.max_replicas);
             let mut models = Vec::new();
-            for ((info, model), pred) in infos.iter().zip(&loaded).zip(&dense) {
+            for (k, (info, model)) in infos.iter().zip(&loaded).enumerate() {
                 let m = &model.meta().metrics;
                 models.push(ModelEvaluation {
                     info: info.clone(),
                     kind: model.kind().to_string(),
                     own_split: serde_json::from_value(m["test"].clone()).ok(),
-                    holdout: score_rows(&rows, &table.services, &table.y, &table.replicas, pred, bounds),
+                    holdout: scored.accuracy(table, k, bounds),
                     training_seconds: m["training_seconds"].as_f64(),
                     single_prediction_us: m["single_prediction_us"].as_f64(),
                     replay: totals.get(&info.stage).cloned().unwrap_or_default(),
@@ -175,30 +158,30 @@ impl Stage for Evaluate {
                     notes.push(format!("{} was trained on `{}`, whose training rows include hold-out rows: its hold-out score is optimistic", m.info.stage, m.info.split));
                 }
             }
-            let skipped: Vec<&str> = replay_services.iter().filter(|s| s.capacity.is_none()).map(|s| s.service.as_str()).collect();
+            let skipped: Vec<&str> = scored.services.iter().filter(|s| s.capacity.is_none()).map(|s| s.service.as_str()).collect();
             if !skipped.is_empty() {
                 notes.push(format!("not replayed (CPU does not rise with load per pod): {}", skipped.join(", ")));
             }
-            let busy_service = replay_services.iter().filter(|s| s.capacity.is_some()).max_by(|a, b| a.mean_rps.total_cmp(&b.mean_rps)).map(|s| s.service.clone());
+            let busy_service = scored.services.iter().filter(|s| s.capacity.is_some()).max_by(|a, b| a.mean_rps.total_cmp(&b.mean_rps)).map(|s| s.service.clone());
             let ts: Vec<i64> = rows.iter().map(|&r| table.timestamps[r]).collect();
             let eval = Evaluation {
                 holdout_stage: holdout_stage.clone(),
                 holdout_label_rule: holdout_rule,
                 rows: rows.len(),
-                services: replay_services.len(),
+                services: scored.services.len(),
                 first_timestamp: ts.iter().copied().min().unwrap_or(0),
                 last_timestamp: ts.iter().copied().max().unwrap_or(0),
                 models,
                 replay_params: rp.clone(),
-                replay: totals,
-                replay_services,
+                replay: totals.clone(),
+                replay_services: scored.services.clone(),
                 busy_service,
                 best_by_label_rule,
                 notes,
             };
             crate::io::fs::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;
-            write_predictions(&out_dir.join(crate::cache::OUTPUT), &table, &rows, &names, &dense, bounds)?;
-            write_replay(&out_dir.join("replay.parquet"), replay_rows)?;
+            write_predictions(&out_dir.join(crate::cache::OUTPUT), table, &scored, bounds)?;
+            write_replay(&out_dir.join("replay.parquet"), &scored.replay_rows)?;
             Ok(eval)
         })
         .await??;
@@ -226,9 +209,10 @@ impl Stage for Evaluate {
     }
 }
 
-fn write_predictions(path: &std::path::Path, table: &Table, rows: &[usize], names: &[String], dense: &[Vec<f64>], (lo, hi): (f64, f64)) -> Result<()> {
+fn write_predictions(path: &std::path::Path, table: &Table, scored: &Scored, (lo, hi): (f64, f64)) -> Result<()> {
+    let rows = &scored.rows;
     let (mut fields, mut columns) = table.key_columns(rows)?;
-    for (name, pred) in names.iter().zip(dense) {
+    for (name, pred) in scored.names.iter().zip(&scored.predictions) {
         fields.push(Field::new(format!("{name}_prediction"), DataType::Float64, false));
         columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| pred[r]))) as _);
         fields.push(Field::new(format!("{name}_replicas"), DataType::Float64, false));
@@ -239,7 +223,7 @@ fn write_predictions(path: &std::path::Path, table: &Table, rows: &[usize], name
     Ok(())
 }
 
-fn write_replay(path: &std::path::Path, rows: ReplayRows) -> Result<()> {
+fn write_replay(path: &std::path::Path, rows: &ReplayRows) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("timestamp", DataType::Int64, false),
         Field::new("service_name", DataType::Utf8, false),

@@ -52,7 +52,7 @@ impl Ingest {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Ingest, SpecError> {
         super::expect_deps(p, spec, 0..=0, "no deps")?;
         let params: Params = parse_params(p, spec)?;
-        let filter = DateFilter::parse(&params.date).map_err(|m| p.error(spec, Some("date"), m))?;
+        let filter = DateFilter::parse(&params.date).map_err(|m| p.error(spec, Some("date"), m.to_string()))?;
         if !(0.0..=1.0).contains(&params.max_bad_fraction) {
             return Err(p.error(spec, Some("max_bad_fraction"), "must be between 0 and 1"));
         }
@@ -152,8 +152,7 @@ impl Stage for Ingest {
                     let threads = threads_per_file;
                     let parsed = tokio::task::spawn_blocking(move || ingest::parse_reader(&name, reader, threads))
                         .await
-                        .context("parser thread")?
-                        .map_err(anyhow::Error::msg)?;
+                        .context("parser thread")??;
                     progress.inc(1);
                     anyhow::Ok(parsed)
                 }

@@ -26,9 +26,8 @@ use serde_json::json;
 use super::parse_params;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
-use crate::evaluation::{replay, replay_table, score_rows};
+use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
-use crate::models::table::Table;
 use crate::models::torch_runtime::DeviceChoice;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
@@ -104,8 +103,8 @@ impl Stage for Publish {
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
         let mut deps = ctx.upstream.iter();
-        let (_, holdout) = deps.next().context("publish needs the hold-out split")?;
-        let holdout = holdout.output();
+        let (holdout_stage, holdout) = deps.next().context("publish needs the hold-out split")?;
+        let (holdout_stage, holdout) = (holdout_stage.clone(), holdout.output());
         let models: Vec<(String, std::path::PathBuf, String)> = deps.map(|(s, e)| (s.clone(), e.dir.clone(), e.meta.key.clone())).collect();
         let registry = Registry::of_project(&ctx.pipeline.root);
         let (rp, rule) = (self.replay.clone(), self.rule.clone());
@@ -113,8 +112,7 @@ impl Stage for Publish {
         let progress = ctx.progress.clone();
         let out = ctx.output_path();
         let decisions = tokio::task::spawn_blocking(move || -> Result<Vec<Decision>> {
-            let table = Table::load(&holdout)?;
-            let test = table.test_rows();
+            let holdout = Holdout::load(&holdout, &holdout_stage)?;
             let mut decisions = Vec::new();
             for (stage, dir, key) in models {
                 progress.message(&format!("publishing {stage}"));
@@ -122,25 +120,21 @@ impl Stage for Publish {
                 let kind = model.kind().to_string();
                 let serving = registry.serving_dir(&kind)?;
                 let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Model::load(d, DeviceChoice::Cpu)));
-                let new_pred = model.predict_rows(&table, &test)?;
                 let old_pred = match &serving_model {
-                    Some((_, Ok(m))) => Some(m.predict_rows(&table, &test)),
+                    Some((_, Ok(m))) => Some(holdout.predict(m)),
                     _ => None,
                 };
-                // Score both on the rows both can predict.
-                let old_ok = old_pred.as_ref().and_then(|r| r.as_ref().ok());
-                let common: Vec<usize> = (0..test.len()).filter(|&k| new_pred[k].is_some() && old_ok.is_none_or(|o| o[k].is_some())).collect();
-                let rows: Vec<usize> = common.iter().map(|&k| test[k]).collect();
+                // Both scored on the rows both can predict.
                 let mut names = vec!["new".to_string()];
-                let mut preds = vec![table.spread(&test, &new_pred)];
-                if let Some(o) = old_ok {
+                let mut preds = vec![holdout.predict(&model)?];
+                if let Some(Ok(o)) = &old_pred {
                     names.push("serving".into());
-                    preds.push(table.spread(&test, o));
+                    preds.push(o.clone());
                 }
-                let (services, _) = replay_table(&table, &rows, &names, &preds, &rp)?;
-                let under = |name: &str| services.iter().filter_map(|s| s.policies.get(name)).map(|s| s.under_provisioned_minutes).sum::<f64>();
-                let exact = |p: &[f64]| score_rows(&rows, &table.services, &table.y, &table.replicas, p, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
-                let (new_under, new_exact) = (under("new"), exact(&preds[0]));
+                let scored = holdout.score(names, &preds, &rp)?;
+                let rows = scored.rows.len();
+                let exact = |m: usize| scored.accuracy(&holdout.table, m, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
+                let (new_under, new_exact) = (scored.under_provisioned_minutes("new"), exact(0));
                 let info = VersionInfo {
                     version: String::new(),
                     model: kind.clone(),
@@ -148,7 +142,7 @@ impl Stage for Publish {
                     stage: stage.clone(),
                     pipeline: pipeline.clone(),
                     registered_at: String::new(),
-                    holdout: json!({ "rows": rows.len(), "exact_accuracy": new_exact, "under_provisioned_minutes": new_under }),
+                    holdout: json!({ "rows": rows, "exact_accuracy": new_exact, "under_provisioned_minutes": new_under }),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
@@ -159,10 +153,9 @@ impl Stage for Publish {
                     (Some((sv, _)), _) => match old_pred {
                         Some(Err(e)) => (true, format!("serving {sv} cannot score this hold-out ({e:#}); replaced")),
                         _ => {
-                            let (old_under, old_exact) = (under("serving"), exact(&preds[1]));
+                            let (old_under, old_exact) = (scored.under_provisioned_minutes("serving"), exact(1));
                             let facts = format!(
-                                "on {} hold-out rows: under-provisioned {new_under:.0} vs {old_under:.0} min, exact accuracy {:.2}% vs {:.2}%",
-                                rows.len(),
+                                "on {rows} hold-out rows: under-provisioned {new_under:.0} vs {old_under:.0} min, exact accuracy {:.2}% vs {:.2}%",
                                 100.0 * new_exact,
                                 100.0 * old_exact
                             );

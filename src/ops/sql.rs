@@ -105,35 +105,42 @@ async fn one_hot_columns(session: &datafusion::prelude::SessionContext, o: &OneH
     Ok(cols.join(",\n    "))
 }
 
+/// Why a SQL template cannot be filled in from the stage's params.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RenderError {
+    #[error("unclosed `${{`")]
+    Unclosed,
+    #[error("the SQL uses `${{{name}}}` but the stage's `params` has no `{name}` (it has: {})", if .known.is_empty() { "none".to_string() } else { .known.join(", ") })]
+    Unknown { name: String, known: Vec<String> },
+    #[error("param `{0}` must be a string, number or boolean")]
+    NotAScalar(String),
+}
+
 /// Substitute `${name}` in the SQL text with the stage's params as SQL literals.
-pub fn render(sql: &str, params: &serde_json::Map<String, Value>) -> Result<String, String> {
+pub fn render(sql: &str, params: &serde_json::Map<String, Value>) -> Result<String, RenderError> {
     render_with(sql, params, &[])
 }
 
 /// `render`, with some names bound to raw SQL text instead of literals.
-pub fn render_with(sql: &str, params: &serde_json::Map<String, Value>, raw: &[(&str, String)]) -> Result<String, String> {
+pub fn render_with(sql: &str, params: &serde_json::Map<String, Value>, raw: &[(&str, String)]) -> Result<String, RenderError> {
     let mut out = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or("unclosed `${`")?;
+        let end = after.find('}').ok_or(RenderError::Unclosed)?;
         let name = after[..end].trim();
         if let Some((_, text)) = raw.iter().find(|(n, _)| *n == name) {
             out.push_str(text);
             rest = &after[end + 1..];
             continue;
         }
-        let v = params.get(name).ok_or_else(|| {
-            let known: Vec<&str> = params.keys().map(String::as_str).collect();
-            format!("the SQL uses `${{{name}}}` but the stage's `params` has no `{name}` (it has: {})",
-                if known.is_empty() { "none".into() } else { known.join(", ") })
-        })?;
+        let v = params.get(name).ok_or_else(|| RenderError::Unknown { name: name.into(), known: params.keys().cloned().collect() })?;
         match v {
             Value::String(s) => out.push_str(&format!("'{}'", s.replace('\'', "''"))),
             Value::Number(n) => out.push_str(&n.to_string()),
             Value::Bool(b) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
-            _ => return Err(format!("param `{name}` must be a string, number or boolean")),
+            _ => return Err(RenderError::NotAScalar(name.into())),
         }
         rest = &after[end + 1..];
     }
@@ -248,6 +255,7 @@ mod tests {
     fn params_become_sql_literals() {
         let p = json!({"cpu": 70, "name": "o'k", "on": true}).as_object().unwrap().clone();
         assert_eq!(render("x > ${cpu} AND n = ${name} AND ${on}", &p).unwrap(), "x > 70 AND n = 'o''k' AND TRUE");
-        assert!(render("${nope}", &p).unwrap_err().contains("no `nope`"));
+        assert!(render("${nope}", &p).unwrap_err().to_string().contains("no `nope`"));
+        assert_eq!(render("${cpu", &p), Err(RenderError::Unclosed));
     }
 }

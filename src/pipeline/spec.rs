@@ -127,14 +127,25 @@ fn project_root(file: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// A `--set` override or a `${param}` reference that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    #[error("`{0}` is not NAME=VALUE (for example --set date=2024-10)")]
+    NotNameValue(String),
+    #[error("`{0}` has an empty NAME")]
+    EmptyName(String),
+    #[error("`${{{name}}}` refers to no param (declared params: {})", if .declared.is_empty() { "none".to_string() } else { .declared.join(", ") })]
+    Unknown { name: String, declared: Vec<String> },
+    #[error("unclosed `${{` in `{0}`")]
+    Unclosed(String),
+}
+
 /// Parse `--set NAME=VALUE`; VALUE is read as a YAML scalar so numbers stay numbers.
-pub fn parse_override(s: &str) -> Result<(String, Value), String> {
-    let (name, value) = s
-        .split_once('=')
-        .ok_or_else(|| format!("`{s}` is not NAME=VALUE (for example --set date=2024-10)"))?;
+pub fn parse_override(s: &str) -> Result<(String, Value), ParamError> {
+    let (name, value) = s.split_once('=').ok_or_else(|| ParamError::NotNameValue(s.into()))?;
     let name = name.trim();
     if name.is_empty() {
-        return Err(format!("`{s}` has an empty NAME"));
+        return Err(ParamError::EmptyName(s.into()));
     }
     let v = match value.trim() {
         "" => Value::String(String::new()),
@@ -217,7 +228,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
             let loc = Loc::of(&value);
             let field = key.value;
             field_locs.insert(field.clone(), loc);
-            let value = substitute(&value.value, &params).map_err(|m| err(Some(loc), Some(&sname), Some(&field), m))?;
+            let value = substitute(&value.value, &params).map_err(|m| err(Some(loc), Some(&sname), Some(&field), m.to_string()))?;
             match field.as_str() {
                 "op" => match value {
                     Value::String(s) => op = Some(s),
@@ -256,10 +267,10 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         None => None,
         Some(v) => {
             let loc = Loc::of(&v);
-            match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("store"), m))? {
+            match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("store"), m.to_string()))? {
                 Value::String(s) if s.is_empty() => None,
                 Value::String(s) => {
-                    crate::store::check_url(&s).map_err(|m| err(Some(loc), None, Some("store"), m))?;
+                    crate::store::check_url(&s).map_err(|m| err(Some(loc), None, Some("store"), m.to_string()))?;
                     Some(s)
                 }
                 _ => return Err(err(Some(loc), None, Some("store"), "must be an s3://bucket/prefix URL".into())),
@@ -291,24 +302,20 @@ fn is_identifier(s: &str) -> bool {
 
 /// Replace `${name}` in every string. A string that is exactly `${name}` takes the param's
 /// own type, so `n_estimators: ${trees}` stays a number.
-fn substitute(v: &Value, params: &IndexMap<String, Value>) -> Result<Value, String> {
+fn substitute(v: &Value, params: &IndexMap<String, Value>) -> Result<Value, ParamError> {
     Ok(match v {
         Value::String(s) => substitute_str(s, params)?,
         Value::Array(items) => Value::Array(items.iter().map(|i| substitute(i, params)).collect::<Result<_, _>>()?),
         Value::Object(m) => Value::Object(
-            m.iter().map(|(k, v)| Ok((k.clone(), substitute(v, params)?))).collect::<Result<_, String>>()?,
+            m.iter().map(|(k, v)| Ok((k.clone(), substitute(v, params)?))).collect::<Result<_, ParamError>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, String> {
+fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, ParamError> {
     let lookup = |name: &str| {
-        params.get(name).cloned().ok_or_else(|| {
-            let known: Vec<&str> = params.keys().map(String::as_str).collect();
-            format!("`${{{name}}}` refers to no param (declared params: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") })
-        })
+        params.get(name).cloned().ok_or_else(|| ParamError::Unknown { name: name.into(), declared: params.keys().cloned().collect() })
     };
     if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
         && !name.contains(['$', '{', '}'])
@@ -320,7 +327,7 @@ fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, St
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+        let end = after.find('}').ok_or_else(|| ParamError::Unclosed(s.into()))?;
         match lookup(after[..end].trim())? {
             Value::String(v) => out.push_str(&v),
             other => out.push_str(&other.to_string()),
@@ -426,7 +433,8 @@ stages:
         assert_eq!(parse_override("date=2024-10").unwrap().1, Value::from("2024-10"));
         assert_eq!(parse_override("n=3").unwrap().1, Value::from(3));
         assert_eq!(parse_override("f=0.5").unwrap().1, Value::from(0.5));
-        assert!(parse_override("novalue").is_err());
+        assert_eq!(parse_override("novalue"), Err(ParamError::NotNameValue("novalue".into())));
+        assert_eq!(parse_override(" =1"), Err(ParamError::EmptyName(" =1".into())));
     }
 
     #[test]

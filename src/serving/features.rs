@@ -113,7 +113,7 @@ impl RawRow {
         if service.is_empty() {
             return Err(err(crate::metrics::SERVICE, "is empty".into()));
         }
-        let (timestamp, _) = crate::metrics::parse_timestamp(text(crate::metrics::TIMESTAMP)?).map_err(|m| err(crate::metrics::TIMESTAMP, m))?;
+        let (timestamp, _) = crate::metrics::parse_timestamp(text(crate::metrics::TIMESTAMP)?).map_err(|m| err(crate::metrics::TIMESTAMP, m.to_string()))?;
         let mut values = [0.0; NUMERIC.len()];
         for (i, (name, kind)) in NUMERIC.iter().enumerate() {
             let raw = match obj.get(*name) {
@@ -123,7 +123,7 @@ impl RawRow {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) => return Err(err(name, format!("must be a number, not {other}"))),
             };
-            values[i] = crate::metrics::parse_value(&raw, *kind).map_err(|m| err(name, m))?;
+            values[i] = crate::metrics::parse_value(&raw, *kind).map_err(|m| err(name, m.to_string()))?;
         }
         Ok(RawRow { timestamp, service: service.to_string(), values })
     }

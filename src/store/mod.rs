@@ -31,12 +31,21 @@ const PART: usize = 8 << 20;
 
 /// The shape of a store URL, checked before anything runs (the pipeline file's `store:` and
 /// `--store` alike).
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), BadUrl> {
     match s3::split_url(url) {
-        Some(("", _)) => Err(format!("store `{url}` names no bucket (expected s3://bucket/prefix)")),
+        Some(("", _)) => Err(BadUrl::NoBucket(url.into())),
         Some(_) => Ok(()),
-        None => Err(format!("store `{url}` is not an s3://bucket/prefix URL")),
+        None => Err(BadUrl::NotS3(url.into())),
     }
+}
+
+/// A store URL of the wrong shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadUrl {
+    #[error("store `{0}` names no bucket (expected s3://bucket/prefix)")]
+    NoBucket(String),
+    #[error("store `{0}` is not an s3://bucket/prefix URL")]
+    NotS3(String),
 }
 
 #[derive(Debug, Clone)]
@@ -51,7 +60,7 @@ impl Store {
     /// Open `s3://bucket/prefix`; credentials, region and endpoint come from the usual
     /// `AWS_*` variables (`AWS_ENDPOINT_URL` for MinIO, Ceph or moto).
     pub fn open(url: &str) -> Result<Store> {
-        check_url(url).map_err(anyhow::Error::msg)?;
+        check_url(url)?;
         let (bucket, prefix) = s3::split_url(url).expect("checked above");
         let objects = s3::client(bucket, &s3::S3Options::default()).with_context(|| format!("configuring S3 for the store {url}"))?;
         Ok(Store { objects: Arc::new(objects), prefix: prefix.to_string(), url: s3::display(bucket, prefix) })
