@@ -5,7 +5,7 @@ mod holdout;
 pub mod replay;
 mod result;
 
-pub use holdout::{Holdout, ReplayRows, Scored, ServiceReplay};
+pub use holdout::{Holdout, ReplayRow, ReplayRows, Scored, ServiceReplay};
 pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
 
 use std::collections::BTreeMap;

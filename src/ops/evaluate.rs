@@ -25,7 +25,7 @@ use super::parse_params;
 use super::sql::Sql;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
-use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayRows, Scored, EVALUATION};
+use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayRow, ReplayRows, Scored, EVALUATION};
 use crate::models::metrics;
 use crate::models::model::Model;
 use crate::models::table::Table;
@@ -64,6 +64,7 @@ impl Evaluate {
             return Err(p.error(spec, Some("deps"), "op `evaluate` needs the hold-out split first, then one or more train stages"));
         }
         let params: Params = parse_params(p, spec)?;
+        params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
         let holdout = &spec.deps[0];
         let Some(cut) = super::temporal_split(built, holdout).map(|s| s.test_fraction()) else {
             return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on")));
@@ -229,16 +230,19 @@ fn write_replay(path: &std::path::Path, rows: &ReplayRows) -> Result<()> {
         Field::new("service_name", DataType::Utf8, false),
         Field::new("policy", DataType::Utf8, false),
         Field::new("replicas", DataType::Float64, false),
+        Field::new("ready", DataType::Float64, false),
         Field::new("utilization", DataType::Float64, false),
     ]));
+    let f64s = |f: fn(&ReplayRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as _;
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.4))),
+            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.timestamp))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.service.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.policy.as_str()))),
+            f64s(|r| r.replicas),
+            f64s(|r| r.ready),
+            f64s(|r| r.utilization),
         ],
     )?;
     crate::io::table::write_parquet(path, schema, &[batch])?;

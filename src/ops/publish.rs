@@ -73,6 +73,7 @@ impl Publish {
             }
         }
         let params: Params = parse_params(p, spec)?;
+        params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
         Ok(Publish { replay: params.replay, rule: params.rule })
     }
 }
