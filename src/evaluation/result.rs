@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::replay;
+use super::replay::frontier::{Frontier, Margin};
 use super::{HoldoutScores, ServiceReplay};
 use crate::models::metrics::Scores;
 
@@ -30,7 +31,11 @@ pub struct ModelEvaluation {
     pub holdout: HoldoutScores,
     pub training_seconds: Option<f64>,
     pub single_prediction_us: Option<f64>,
+    /// Its predictions used as the replica count, as the old system did.
     pub replay: replay::Score,
+    /// Its predictions as a floor under the reactive HPA (the policy `<stage>+hpa`).
+    #[serde(default)]
+    pub proactive_replay: replay::Score,
 }
 
 /// Everything the report needs, written as `evaluation.json`.
@@ -44,13 +49,19 @@ pub struct Evaluation {
     pub last_timestamp: i64,
     pub models: Vec<ModelEvaluation>,
     pub replay_params: replay::Params,
-    /// Totals per policy: `recorded`, `hpa`, then each model by stage name.
+    /// Totals per policy: `recorded`, `hpa`, the baselines, then each model by stage name
+    /// (as predicted) and `<stage>+hpa` (proactive).
     pub replay: BTreeMap<String, replay::Score>,
+    /// The reactive HPA at each target of `replay_params.frontier_targets`.
+    #[serde(default)]
+    pub frontier: Frontier,
+    /// Each policy against the frontier at its own pod-hours.
+    #[serde(default)]
+    pub margins: BTreeMap<String, Margin>,
     pub replay_services: Vec<ServiceReplay>,
     /// The service with the most load: the one `replay.png` shows.
     pub busy_service: Option<String>,
-    /// Per label rule, the model with the best replay (fewest under-provisioned minutes, then
-    /// fewest surplus pod-hours).
+    /// Per label rule, the model whose proactive policy lies furthest below the frontier.
     pub best_by_label_rule: BTreeMap<String, String>,
     pub notes: Vec<String>,
 }

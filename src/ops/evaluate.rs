@@ -25,6 +25,7 @@ use super::parse_params;
 use super::sql::Sql;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
+use crate::evaluation::replay::frontier::Margin;
 use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayRow, ReplayRows, Scored, EVALUATION};
 use crate::models::metrics;
 use crate::models::model::Model;
@@ -87,8 +88,8 @@ impl Evaluate {
 #[async_trait]
 impl Stage for Evaluate {
     fn version(&self) -> u32 {
-        // 2: replicas rounded half to even.
-        2
+        // 2: replicas rounded half to even. 3: the replay with delays, baselines, the frontier.
+        3
     }
 
     fn params(&self) -> serde_json::Value {
@@ -137,17 +138,17 @@ impl Stage for Evaluate {
                     training_seconds: m["training_seconds"].as_f64(),
                     single_prediction_us: m["single_prediction_us"].as_f64(),
                     replay: totals.get(&info.stage).cloned().unwrap_or_default(),
+                    proactive_replay: totals.get(&format!("{}+hpa", info.stage)).cloned().unwrap_or_default(),
                 });
             }
+            let margins: BTreeMap<String, Margin> = totals.iter().filter_map(|(policy, s)| Some((policy.clone(), scored.frontier.margin(s)?))).collect();
             let mut best_by_label_rule: BTreeMap<String, String> = BTreeMap::new();
-            // Only models that never saw the hold-out compete for their label rule.
+            // Only models that never saw the hold-out compete for their label rule, on the policy
+            // that would serve them.
+            let margin = |stage: &str| margins.get(&format!("{stage}+hpa")).map_or(f64::NEG_INFINITY, |m| m.minutes);
             for m in models.iter().filter(|m| m.info.honest) {
-                let better = |other: &str| {
-                    let o = &totals[other];
-                    (m.replay.under_provisioned_minutes, m.replay.over_provisioned_pod_hours) < (o.under_provisioned_minutes, o.over_provisioned_pod_hours)
-                };
                 match best_by_label_rule.get(&m.info.label_rule) {
-                    Some(cur) if !better(cur) => {}
+                    Some(cur) if margin(cur) >= margin(&m.info.stage) => {}
                     _ => {
                         best_by_label_rule.insert(m.info.label_rule.clone(), m.info.stage.clone());
                     }
@@ -175,6 +176,8 @@ impl Stage for Evaluate {
                 models,
                 replay_params: rp.clone(),
                 replay: totals.clone(),
+                frontier: scored.frontier.clone(),
+                margins,
                 replay_services: scored.services.clone(),
                 busy_service,
                 best_by_label_rule,
@@ -191,12 +194,13 @@ impl Stage for Evaluate {
             .iter()
             .map(|m| {
                 format!(
-                    "{}: hold-out RMSE {:.3}, exact {:.1}%; replay {:.0} min under-provisioned, {:.1} surplus pod-hours",
+                    "{}: hold-out RMSE {:.3}, exact {:.1}%; with the HPA floor {:.0} min under-provisioned at {:.1} pod-hours ({})",
                     m.info.stage,
                     m.holdout.overall.rmse,
                     100.0 * m.holdout.overall.exact_accuracy,
-                    m.replay.under_provisioned_minutes,
-                    m.replay.over_provisioned_pod_hours
+                    m.proactive_replay.under_provisioned_minutes,
+                    m.proactive_replay.pod_hours,
+                    eval.margins.get(&format!("{}+hpa", m.info.stage)).map_or("no frontier".to_string(), |g| g.describe())
                 )
             })
             .collect();

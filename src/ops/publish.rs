@@ -90,8 +90,8 @@ pub struct Decision {
 #[async_trait]
 impl Stage for Publish {
     fn version(&self) -> u32 {
-        // 2: exact accuracy on replicas rounded half to even.
-        2
+        // 2: exact accuracy on replicas rounded half to even. 3: the replay with delays.
+        3
     }
 
     fn params(&self) -> serde_json::Value {

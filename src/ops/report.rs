@@ -49,6 +49,7 @@ impl ReportOp {
 
 pub const FILES: &[(&str, &str)] = &[
     ("model_comparison.png", "Models on the common temporal hold-out"),
+    ("frontier.png", "Every policy against the reactive HPA's frontier"),
     ("replay.png", "Autoscaling replay of the busiest service"),
     ("prediction_comparison.png", "Predicted vs actual, error histograms and the last hold-out steps"),
     ("rf_predictions.png", "Random Forest: actual vs predicted over the hold-out"),
@@ -60,8 +61,8 @@ pub const FILES: &[(&str, &str)] = &[
 #[async_trait]
 impl Stage for ReportOp {
     fn version(&self) -> u32 {
-        // 2: rf_predictions.png and lstm_cnn_predictions.png.
-        2
+        // 2: rf_predictions.png and lstm_cnn_predictions.png. 3: the replay with delays, frontier.png.
+        3
     }
 
     fn params(&self) -> serde_json::Value {
@@ -164,6 +165,18 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
         }
     }
 
+    // Every policy against the HPA's frontier.
+    if !r.frontier.is_empty() {
+        let hpa: Vec<(f64, f64, f64)> = r.frontier.iter().map(|q| (q.target, q.pod_hours, q.under_provisioned_minutes)).collect();
+        let points: Vec<plots::PolicyPoint> = r
+            .replay
+            .iter()
+            .filter(|p| p.policy != "hpa")
+            .map(|p| plots::PolicyPoint { policy: p.policy.clone(), pod_hours: p.pod_hours, minutes: p.under_provisioned_minutes })
+            .collect();
+        plots::frontier(&out.join("frontier.png"), &hpa, &points, &r.models)?;
+    }
+
     // The replay of the busiest service.
     if let Some(service) = &r.replay_service {
         let replay = crate::io::table::read_table(&eval_dir.join("replay.parquet"))?;
@@ -174,7 +187,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
         let util = replay.column_by_name("utilization").context("replay has no utilization")?.as_primitive::<Float64Type>();
         let start = (0..replay.num_rows()).filter(|&i| s.value(i) == service).map(|i| t.value(i)).min().unwrap_or(0);
         let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
-        let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| m == p);
+        let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| p.strip_suffix("+hpa") == Some(m.as_str()));
         for i in (0..replay.num_rows()).filter(|&i| s.value(i) == service && shown(pol.value(i))) {
             let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace { policy: pol.value(i).to_string(), hours: vec![], replicas: vec![], utilization: vec![] });
             tr.hours.push((t.value(i) - start) as f64 / 3.6e9);
@@ -198,9 +211,11 @@ fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("policy", DataType::Utf8, false),
         Field::new("under_provisioned_minutes", DataType::Float64, false),
+        Field::new("requests_over_capacity_percent", DataType::Float64, false),
         Field::new("over_provisioned_pod_hours", DataType::Float64, false),
         Field::new("pod_hours", DataType::Float64, false),
         Field::new("actions_per_hour", DataType::Float64, false),
+        Field::new("frontier_margin_minutes", DataType::Float64, true),
     ]));
     let col = |f: fn(&report::PolicyRow) -> f64| Arc::new(Float64Array::from_iter_values(r.replay.iter().map(f))) as Arc<dyn Array>;
     let batch = RecordBatch::try_new(
@@ -208,9 +223,11 @@ fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
         vec![
             Arc::new(StringArray::from_iter_values(r.replay.iter().map(|p| p.policy.as_str()))),
             col(|p| p.under_provisioned_minutes),
+            col(|p| p.requests_over_capacity_percent),
             col(|p| p.over_provisioned_pod_hours),
             col(|p| p.pod_hours),
             col(|p| p.actions_per_hour),
+            Arc::new(Float64Array::from(r.replay.iter().map(|p| p.frontier_margin.as_ref().map(|m| m.minutes)).collect::<Vec<_>>())),
         ],
     )?;
     crate::io::table::write_parquet(path, schema, &[batch])?;

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::replay;
+use crate::evaluation::replay::frontier::{Margin, Point};
 use crate::evaluation::Confusion;
 use crate::models::metrics::Scores;
 use crate::evaluation::{Evaluation, ModelEvaluation};
@@ -40,10 +41,16 @@ pub struct OwnSplit {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PolicyRow {
     pub policy: String,
+    /// What the policy is, in words.
+    pub kind: String,
     pub under_provisioned_minutes: f64,
+    /// % of requests that arrived above the ready pods' capacity at the target.
+    pub requests_over_capacity_percent: f64,
     pub over_provisioned_pod_hours: f64,
     pub pod_hours: f64,
     pub actions_per_hour: f64,
+    /// Against the reactive HPA's frontier at the same pod-hours.
+    pub frontier_margin: Option<Margin>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +68,8 @@ pub struct Report {
     pub replay_method: String,
     pub replay_params: replay::Params,
     pub replay: Vec<PolicyRow>,
+    /// The reactive HPA at each target: pod-hours against under-provisioned minutes.
+    pub frontier: Vec<Point>,
     pub replay_service: Option<String>,
     pub label_rules: BTreeMap<String, String>,
     pub better_label_rule: Option<String>,
@@ -70,26 +79,40 @@ pub struct Report {
 }
 
 pub const REPLAY_METHOD: &str = "Load is the recorded request rate. Per service, CPU is fitted on the training part as \
-base + slope × (requests/s per pod), from the recorded replicas; that is the per-pod capacity. Each policy sets a replica \
-count per hold-out row, held until the next row, and its utilisation is the fitted CPU of that row's load over its pods. \
-Under-provisioned minutes: time with utilisation over the target (a proxy for SLO violations). Surplus pod-hours: pods \
-beyond the fewest that would have kept utilisation under the target. Policies: the recorded replicas, a reactive HPA \
-(ceil(replicas × utilisation / HPA target), 10 % tolerance, 5-minute scale-down stabilisation) and each model's predicted \
-replicas. Open loop: inputs come from the recorded run, so a policy's decisions do not change later load or features.";
+base + slope × (requests/s per pod), from the recorded replicas; that is the per-pod capacity. Time runs on its own clock: \
+a decision at a row uses rows up to it only, a new pod serves pod_startup_seconds after it is asked for (and costs pod-hours \
+while it starts), a removed pod stops at once. The reactive HPA sees utilisation averaged over metrics_window_seconds, \
+metrics_delay_seconds late, every hpa_sync_seconds, asks for ceil(ready pods × utilisation / target) outside its tolerance, \
+and scales down only to the highest recommendation of the stabilisation window. Forecasting policies (`+hpa`, \
+seasonal_naive, holt_winters) take max(reactive HPA, forecast pods) with the same stabilisation; a model's policy without \
+`+hpa` uses its prediction as the replica count, as the old system did. Under-provisioned minutes: time with the ready \
+pods over the target utilisation. The frontier is the reactive HPA replayed at several targets; a policy beats the HPA \
+when it has fewer under-provisioned minutes than the frontier at its own pod-hours (the margin). The load is open-loop: \
+a policy's decisions do not change later requests.";
 
-/// Replay policies as tables and plots list them: the recorded replicas, the HPA, then models.
+/// Replay policies as tables and plots list them: the recorded replicas, the HPA, the
+/// baselines, then models (each as predicted, then with the HPA floor).
 pub fn policy_order(a: &str, b: &str) -> std::cmp::Ordering {
     let rank = |p: &str| match p {
         "recorded" => 0,
         "hpa" => 1,
-        _ => 2,
+        "seasonal_naive" => 2,
+        "holt_winters" => 3,
+        _ => 4,
     };
     rank(a).cmp(&rank(b)).then(a.cmp(b))
 }
 
-/// Ranks for the replay: fewer under-provisioned minutes first, then fewer surplus pod-hours.
-fn replay_key(s: &replay::Score) -> (f64, f64) {
-    (s.under_provisioned_minutes, s.over_provisioned_pod_hours)
+/// What a policy of the replay is.
+pub fn policy_kind(policy: &str) -> String {
+    match policy {
+        "recorded" => "the replica counts in the data".into(),
+        "hpa" => "reactive HPA".into(),
+        "seasonal_naive" => "HPA + the same window a day (or week) before".into(),
+        "holt_winters" => "HPA + Holt-Winters forecast of the load".into(),
+        p if p.ends_with("+hpa") => "HPA + the model's forecast".into(),
+        _ => "the model's prediction as replicas".into(),
+    }
 }
 
 pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
@@ -117,8 +140,8 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         row("exact accuracy", true, &|m| m.holdout.overall.exact_accuracy),
         row("within-1 accuracy", true, &|m| m.holdout.overall.within_1_accuracy),
         row("action agreement", true, &|m| m.holdout.confusion.agreement()),
-        row("under-provisioned minutes (replay)", false, &|m| m.replay.under_provisioned_minutes),
-        row("surplus pod-hours (replay)", false, &|m| m.replay.over_provisioned_pod_hours),
+        row("under-provisioned minutes (replay, with the HPA floor)", false, &|m| m.proactive_replay.under_provisioned_minutes),
+        row("pod-hours (replay, with the HPA floor)", false, &|m| m.proactive_replay.pod_hours),
         row("training seconds", false, &|m| m.training_seconds.unwrap_or(nan)),
         row("single prediction µs", false, &|m| m.single_prediction_us.unwrap_or(nan)),
     ];
@@ -139,10 +162,13 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         .iter()
         .map(|(policy, s)| PolicyRow {
             policy: policy.clone(),
+            kind: policy_kind(policy),
             under_provisioned_minutes: s.under_provisioned_minutes,
+            requests_over_capacity_percent: 100.0 * s.over_capacity_share(),
             over_provisioned_pod_hours: s.over_provisioned_pod_hours,
             pod_hours: s.pod_hours,
             actions_per_hour: s.actions_per_hour(),
+            frontier_margin: eval.margins.get(policy).cloned(),
         })
         .collect();
     replay.sort_by(|a, b| policy_order(&a.policy, &b.policy));
@@ -150,8 +176,8 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
     let better_label_rule = eval
         .best_by_label_rule
         .iter()
-        .filter_map(|(rule, stage)| eval.replay.get(stage).map(|s| (rule.clone(), replay_key(s))))
-        .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+        .filter_map(|(rule, stage)| eval.margins.get(&format!("{stage}+hpa")).map(|m| (rule.clone(), m.minutes)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(rule, _)| rule)
         .filter(|_| eval.best_by_label_rule.len() > 1);
 
@@ -185,6 +211,7 @@ unseen by the models compared) is the honest comparison."
         replay_method: REPLAY_METHOD.to_string(),
         replay_params: eval.replay_params.clone(),
         replay,
+        frontier: eval.frontier.points.clone(),
         replay_service: eval.busy_service.clone(),
         label_rules: eval.best_by_label_rule.clone(),
         better_label_rule,
@@ -198,36 +225,38 @@ fn time(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
 }
 
-/// The model to serve: the best replay among the honest candidates, measured against the HPA.
+/// The policy to serve: of the honest models' policies (as predicted, or with the HPA floor),
+/// the one furthest below the HPA's frontier, if any is below it at all.
 fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>, String) {
-    let Some(best) = honest.iter().min_by(|a, b| {
-        replay_key(&a.replay)
-            .partial_cmp(&replay_key(&b.replay))
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(b.holdout.overall.exact_accuracy.total_cmp(&a.holdout.overall.exact_accuracy))
-    }) else {
+    if honest.is_empty() {
         return (None, "No model was evaluated.".into());
-    };
-    let name = &best.info.stage;
-    let mut text = format!(
-        "Serve {name} ({}): on the honest hold-out it has the best replay ({:.0} under-provisioned minutes, {:.1} surplus pod-hours) \
-with {:.1}% exact and {:.1}% within-1 accuracy.",
-        best.kind,
-        best.replay.under_provisioned_minutes,
-        best.replay.over_provisioned_pod_hours,
-        100.0 * best.holdout.overall.exact_accuracy,
-        100.0 * best.holdout.overall.within_1_accuracy
-    );
-    if let Some(hpa) = eval.replay.get("hpa") {
-        if replay_key(&best.replay) > replay_key(hpa) {
-            text.push_str(&format!(
-                " The reactive HPA replays better still ({:.0} minutes, {:.1} pod-hours): keep the HPA as the primary scaler and use the model's \
-decisions as a floor or an early warning until a model beats it.",
-                hpa.under_provisioned_minutes, hpa.over_provisioned_pod_hours
-            ));
-        } else {
-            text.push_str(&format!(" It also beats the reactive HPA ({:.0} minutes, {:.1} pod-hours).", hpa.under_provisioned_minutes, hpa.over_provisioned_pod_hours));
-        }
     }
-    (Some(name.clone()), text)
+    let candidates = honest.iter().flat_map(|m| [m.info.stage.clone(), format!("{}+hpa", m.info.stage)]);
+    let best = candidates
+        .filter_map(|policy| Some((eval.margins.get(&policy)?.clone(), policy)))
+        .max_by(|a, b| a.0.minutes.total_cmp(&b.0.minutes));
+    let Some((margin, policy)) = best else {
+        return (None, "No service could be replayed (CPU does not rise with load per pod), so no policy can be judged against the HPA; keep the HPA.".into());
+    };
+    let score = &eval.replay[&policy];
+    let stage = policy.trim_end_matches("+hpa");
+    let model = honest.iter().find(|m| m.info.stage == stage).expect("a candidate is an honest model");
+    let facts = format!(
+        "{:.0} under-provisioned minutes at {:.1} pod-hours, {}; {:.1}% exact accuracy on the hold-out",
+        score.under_provisioned_minutes,
+        score.pod_hours,
+        margin.describe(),
+        100.0 * model.holdout.overall.exact_accuracy
+    );
+    if margin.beats_hpa() {
+        let how = if policy.ends_with("+hpa") { "as a floor under the reactive HPA" } else { "its predictions as the replica count" };
+        (Some(stage.to_string()), format!("Serve {stage} ({}) {how}: {facts}.", model.kind))
+    } else {
+        (
+            None,
+            format!(
+                "Keep the reactive HPA: no model's policy beats it at the same pod-hours. The best, {policy}, has {facts}."
+            ),
+        )
+    }
 }

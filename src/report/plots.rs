@@ -36,12 +36,15 @@ pub fn color(i: usize) -> RGBColor {
     SERIES[i % SERIES.len()]
 }
 
-/// Colours of replay policies: the recorded replicas grey, the HPA orange, models in order.
+/// Colours of replay policies: the recorded replicas grey, the HPA orange, the baselines
+/// brown and teal, models in order (a model with the HPA floor in its own colour).
 pub fn policy_color(policy: &str, models: &[String]) -> RGBColor {
     match policy {
         "recorded" => GREY,
         "hpa" => ORANGE,
-        m => color(models.iter().position(|x| x == m).unwrap_or(0)),
+        "seasonal_naive" => SERIES[4],
+        "holt_winters" => SERIES[5],
+        m => color(models.iter().position(|x| x == m.trim_end_matches("+hpa")).unwrap_or(0)),
     }
 }
 
@@ -413,6 +416,63 @@ pub fn replay(path: &Path, service: &str, traces: &[PolicyTrace], models: &[Stri
             }
         }
         chart.draw_series(DashedLineSeries::new([(0.0, target), (end, target)], 8, 5, RED.stroke_width(2))).map_err(err)?;
+        Ok(())
+    })
+}
+
+/// A policy's point on the frontier plot.
+pub struct PolicyPoint {
+    pub policy: String,
+    pub pod_hours: f64,
+    pub minutes: f64,
+}
+
+/// The reactive HPA's curve over its targets (target, pod-hours, minutes) and every policy's
+/// point: below the curve is better than the HPA at the same cost.
+pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint], models: &[String]) -> Result<()> {
+    png(path, (1500, 800), "Under-provisioning against cost: the reactive HPA's frontier", |root| {
+        let (chart_area, legend) = root.split_horizontally(1500 - LEGEND_WIDTH);
+        let entries: Vec<(String, RGBColor)> =
+            std::iter::once(("hpa at 40–80 % targets".to_string(), ORANGE)).chain(policies.iter().map(|p| (p.policy.clone(), policy_color(&p.policy, models)))).collect();
+        legend_column(&legend, "policy", &entries)?;
+        let xs = hpa.iter().map(|h| h.1).chain(policies.iter().map(|p| p.pod_hours));
+        let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+        let pad = ((hi - lo) * 0.08).max(0.5);
+        // Policies far above the curve would flatten it: they sit at the top edge, value written.
+        let top = hpa.iter().map(|h| h.2).fold(1.0, f64::max) * 1.6;
+        let mut chart = ChartBuilder::on(&chart_area)
+            .margin(16)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((lo - pad)..(hi + pad), 0.0..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_desc("pod-hours on the hold-out (starting pods included)")
+            .y_desc("under-provisioned minutes")
+            .label_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        let curve: Vec<(f64, f64)> = hpa.iter().map(|h| (h.1, h.2.min(top))).collect();
+        chart.draw_series(LineSeries::new(curve.clone(), ORANGE.stroke_width(3))).map_err(err)?;
+        chart.draw_series(curve.iter().map(|&(x, y)| Circle::new((x, y), 4, ORANGE.filled()))).map_err(err)?;
+        for h in hpa {
+            chart.draw_series(std::iter::once(Text::new(format!("{:.0}%", h.0), (h.1, h.2.min(top)), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom))))).map_err(err)?;
+        }
+        for p in policies {
+            let c = policy_color(&p.policy, models);
+            let y = p.minutes.min(top * 0.97);
+            let label = if p.minutes > top { format!("{} ↑ {:.0} min", p.policy, p.minutes) } else { p.policy.clone() };
+            if p.policy.ends_with("+hpa") || p.policy == "seasonal_naive" || p.policy == "holt_winters" {
+                chart.draw_series(std::iter::once(Circle::new((p.pod_hours, y), 7, c.filled()))).map_err(err)?;
+            } else {
+                chart.draw_series(std::iter::once(TriangleMarker::new((p.pod_hours, y), 8, c.filled()))).map_err(err)?;
+            }
+            chart
+                .draw_series(std::iter::once(Text::new(label, (p.pod_hours, y), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Top)))))
+                .map_err(err)?;
+        }
         Ok(())
     })
 }

@@ -122,17 +122,45 @@ pub fn render(r: &Report) -> String {
         "\n5. AUTOSCALING REPLAY on the hold-out (target utilisation {:.0}%, HPA target {:.0}%, replicas {}-{})",
         p.target_utilization, p.hpa_target, p.min_replicas, p.max_replicas
     );
-    let header: Vec<String> = ["policy", "under-provisioned min", "surplus pod-hours", "pod-hours", "actions/hour"].iter().map(|s| s.to_string()).collect();
+    let _ = writeln!(
+        o,
+        "  pods start {:.0} s after they are asked for; metrics {:.0} s late, averaged over {:.0} s; HPA sync every {:.0} s, \
+scale-down stabilisation {:.0} s",
+        p.pod_startup_seconds, p.metrics_delay_seconds, p.metrics_window_seconds, p.hpa_sync_seconds, p.scale_down_stabilization_seconds
+    );
+    let header: Vec<String> = ["policy", "under-prov. min", "requests over cap.", "pod-hours", "surplus pod-h", "actions/h", "vs the HPA frontier"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let rows: Vec<Vec<String>> = r
         .replay
         .iter()
-        .map(|s| vec![s.policy.clone(), format!("{:.1}", s.under_provisioned_minutes), format!("{:.2}", s.over_provisioned_pod_hours), format!("{:.1}", s.pod_hours), format!("{:.2}", s.actions_per_hour)])
+        .map(|s| {
+            let margin = match &s.frontier_margin {
+                Some(m) => format!("{:.1} min {}{}", m.minutes.abs(), if m.beats_hpa() { "below" } else { "above" }, if m.within { "" } else { " (extrapolated)" }),
+                None => "-".into(),
+            };
+            vec![
+                s.policy.clone(),
+                format!("{:.1}", s.under_provisioned_minutes),
+                format!("{:.2}%", s.requests_over_capacity_percent),
+                format!("{:.1}", s.pod_hours),
+                format!("{:.2}", s.over_provisioned_pod_hours),
+                format!("{:.2}", s.actions_per_hour),
+                margin,
+            ]
+        })
         .collect();
     table(&mut o, &header, &rows);
+    if !r.frontier.is_empty() {
+        let _ = writeln!(o, "\n  The reactive HPA's frontier (target: pod-hours, under-provisioned minutes):");
+        let points: Vec<String> = r.frontier.iter().map(|q| format!("{:.0}%: {:.1}, {:.1}", q.target, q.pod_hours, q.under_provisioned_minutes)).collect();
+        let _ = writeln!(o, "  {}", wrap(&points.join("; "), 96, "  "));
+    }
     let _ = writeln!(o, "\n  Method: {}", wrap(&r.replay_method, 96, "  "));
 
     if !r.label_rules.is_empty() {
-        let _ = writeln!(o, "\n6. LABEL RULES: best replay per rule");
+        let _ = writeln!(o, "\n6. LABEL RULES: the model furthest below the HPA frontier per rule (with the HPA floor)");
         for (rule, model) in &r.label_rules {
             let _ = writeln!(o, "  {rule:<6} {model}");
         }

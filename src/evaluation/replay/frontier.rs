@@ -30,6 +30,13 @@ impl Margin {
     pub fn beats_hpa(&self) -> bool {
         self.minutes > 0.0
     }
+
+    /// "12.0 min (35%) below the HPA frontier", or above it.
+    pub fn describe(&self) -> String {
+        let side = if self.beats_hpa() { "below" } else { "above" };
+        let pct = if self.hpa_minutes > 0.0 { format!(" ({:.0}%)", self.percent.abs()) } else { String::new() };
+        format!("{:.1} min{pct} {side} the HPA frontier", self.minutes.abs())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -99,6 +106,7 @@ mod tests {
         let m = f.margin(&score(120.0, 30.0)).unwrap();
         assert_eq!((m.hpa_minutes, m.minutes, m.percent, m.within), (60.0, 30.0, 50.0, true));
         assert!(m.beats_hpa());
+        assert_eq!(m.describe(), "30.0 min (50%) below the HPA frontier");
         let m = f.margin(&score(150.0, 20.0)).unwrap();
         assert!((m.hpa_minutes - 50.0 / 3.0).abs() < 1e-12 && !m.beats_hpa());
         // Beyond the ends the end segments go on, and the HPA never has fewer than 0 minutes.
