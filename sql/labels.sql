@@ -6,25 +6,57 @@
 -- are both low (down wins when both hold).
 -- label_rule 'hpa': the replicas that would have held the future peak CPU at target_cpu,
 -- ceil(replicas × future_peak_cpu / target_cpu), as the HPA formula applied to the future.
--- Both are clipped to [min_replicas, max_replicas].
-WITH future AS (
-    SELECT
-        *,
-        lead(timestamp, ${horizon}) OVER by_time IS NOT NULL AS full_horizon,
-        rolling_max(cpu_usage_percent) OVER ahead AS future_cpu_max,
-        rolling_max(ram_usage_percent) OVER ahead AS future_ram_max,
-        rolling_quantile(response_time_ms, 0.95) OVER ahead AS future_rt_p95
+-- label_rule 'demand': the pods the load will need once pods asked for now are ready:
+-- ceil(peak request rate of the rows lead_start .. horizon_end ahead / what one pod serves at
+-- target_cpu). lead_start is the first row after a pod's start-up (2 for 60 s at 30 s rows);
+-- horizon_end = lead_start + horizon - 1. What one pod serves comes from the service's CPU
+-- against its requests per pod, fitted (least squares) on the rows before the last
+-- holdout_fraction of its time, so the hold-out does not shape its own labels. A service whose
+-- CPU does not rise with load gets the 'hpa' label.
+-- All are clipped to [min_replicas, max_replicas].
+WITH span AS (
+    SELECT service_name, min(date_part('epoch', timestamp)) AS first_s, max(date_part('epoch', timestamp)) AS last_s
     FROM features
+    GROUP BY service_name
+),
+capacity AS (
+    SELECT
+        f.service_name,
+        regr_slope(f.cpu_usage_percent, f.request_count_per_second / f.replica_count) AS cpu_per_rps,
+        greatest(regr_intercept(f.cpu_usage_percent, f.request_count_per_second / f.replica_count), 0.0) AS idle_cpu
+    FROM features f
+    JOIN span s ON f.service_name = s.service_name
+    WHERE f.replica_count > 0
+      AND date_part('epoch', f.timestamp) <= s.first_s + (s.last_s - s.first_s) * (1.0 - ${holdout_fraction})
+    GROUP BY f.service_name
+),
+future AS (
+    SELECT
+        f.*,
+        lead(f.timestamp, ${horizon}) OVER by_time IS NOT NULL AS full_horizon,
+        lead(f.timestamp, ${horizon_end}) OVER by_time IS NOT NULL AS full_demand_horizon,
+        rolling_max(f.cpu_usage_percent) OVER ahead AS future_cpu_max,
+        rolling_max(f.ram_usage_percent) OVER ahead AS future_ram_max,
+        rolling_quantile(f.response_time_ms, 0.95) OVER ahead AS future_rt_p95,
+        rolling_max(f.request_count_per_second) OVER once_ready AS future_rps_max,
+        CASE WHEN c.cpu_per_rps > 0 AND ${target_cpu} > c.idle_cpu
+             THEN (${target_cpu} - c.idle_cpu) / c.cpu_per_rps END AS rps_per_pod
+    FROM features f
+    LEFT JOIN capacity c ON f.service_name = c.service_name
     WINDOW
-        by_time AS (PARTITION BY service_name ORDER BY timestamp),
-        ahead AS (PARTITION BY service_name ORDER BY timestamp ROWS BETWEEN 1 FOLLOWING AND ${horizon} FOLLOWING)
+        by_time AS (PARTITION BY f.service_name ORDER BY f.timestamp),
+        ahead AS (PARTITION BY f.service_name ORDER BY f.timestamp ROWS BETWEEN 1 FOLLOWING AND ${horizon} FOLLOWING),
+        once_ready AS (PARTITION BY f.service_name ORDER BY f.timestamp ROWS BETWEEN ${lead_start} FOLLOWING AND ${horizon_end} FOLLOWING)
 ),
 labelled AS (
     SELECT
         *,
         CAST(CASE
+            WHEN ${label_rule} = 'demand' AND NOT full_demand_horizon THEN replica_count
             WHEN NOT full_horizon THEN replica_count
-            WHEN ${label_rule} = 'hpa' THEN
+            WHEN ${label_rule} = 'demand' AND rps_per_pod IS NOT NULL THEN
+                least(greatest(CAST(ceil(future_rps_max / rps_per_pod) AS BIGINT), ${min_replicas}), ${max_replicas})
+            WHEN ${label_rule} IN ('hpa', 'demand') THEN
                 least(greatest(CAST(ceil(replica_count * future_cpu_max / ${target_cpu}) AS BIGINT), ${min_replicas}), ${max_replicas})
             WHEN future_cpu_max < ${scale_down_cpu} AND future_ram_max < ${scale_down_ram} THEN
                 greatest(replica_count - 1, ${min_replicas})
@@ -34,6 +66,6 @@ labelled AS (
         END AS BIGINT) AS target_replicas
     FROM future
 )
-SELECT * EXCEPT (full_horizon, future_cpu_max, future_ram_max, future_rt_p95)
+SELECT * EXCEPT (full_horizon, full_demand_horizon, future_cpu_max, future_ram_max, future_rt_p95, future_rps_max, rps_per_pod)
 FROM labelled
 ORDER BY service_name, timestamp

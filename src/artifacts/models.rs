@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::evaluation::policy::PolicySpec;
 use crate::io::fs::write_atomic;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +27,10 @@ pub struct VersionInfo {
     pub registered_at: String,
     /// Hold-out scores at registration (exact accuracy, replay under-provisioning).
     pub holdout: serde_json::Value,
+    /// How serve turns the model's output into replicas; absent in versions published before
+    /// policies were recorded, which serve as they did then (the output is the replica count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySpec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -188,6 +193,7 @@ mod tests {
 
     fn info(key: &str) -> VersionInfo {
         VersionInfo {
+            policy: None,
             version: String::new(),
             model: String::new(),
             source_key: key.into(),

@@ -59,11 +59,15 @@ pub struct GuardrailArgs {
     /// Most replicas one decision may add or remove.
     #[arg(long, default_value_t = 2)]
     pub max_step: u32,
+    /// Target CPU % of the reactive HPA that decides when no model does (no promoted version,
+    /// an unknown service, a model warming up); a promoted version brings its own.
+    #[arg(long, default_value_t = 60.0)]
+    pub hpa_target: f64,
 }
 
 impl From<GuardrailArgs> for Guardrails {
     fn from(g: GuardrailArgs) -> Guardrails {
-        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step }
+        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step, hpa_target: g.hpa_target }
     }
 }
 

@@ -2,6 +2,7 @@
 //! per service, as scaling actions, and as an autoscaling replay.
 
 mod holdout;
+pub mod policy;
 pub mod replay;
 mod result;
 

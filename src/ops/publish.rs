@@ -1,5 +1,6 @@
-//! `op: publish`: register each trained model as a version, and promote it only when it beats
-//! the serving version on the same hold-out.
+//! `op: publish`: register each trained model as a version with the policy it serves under
+//! (its forecast as a floor under the reactive HPA), and promote it only when that policy beats
+//! the reactive HPA's frontier and the serving version on the same hold-out.
 //!
 //! ```yaml
 //! publish:
@@ -7,11 +8,12 @@
 //!   deps: [split_temporal, train_random_forest_temporal, train_lstm_cnn]  # hold-out, then models
 //!   replay: { target_utilization: 70, hpa_target: 60 }
 //!   rule:
-//!     max_under_provisioned_increase_minutes: 0   # replay under-provisioning not worse...
+//!     max_under_provisioned_increase_minutes: 0   # margin below the HPA frontier not smaller...
 //!     max_exact_accuracy_drop: 0                  # ...and exact accuracy not lower
 //! ```
 //! Both models are scored on the rows of this run's hold-out, so an old model is judged on the
-//! same data as its challenger. The first version of a model is promoted. The registry is
+//! same data as its challenger. A version that does not beat the HPA is registered but never
+//! promoted: with nothing promoted, `pipeline serve` answers with the reactive HPA. The registry is
 //! `artifacts/models/<model>/`; see `pipeline models`.
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use serde_json::json;
 use super::parse_params;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
+use crate::evaluation::policy::{PolicySpec, Reactive};
 use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
@@ -135,7 +138,10 @@ impl Stage for Publish {
                 let scored = holdout.score(names, &preds, &rp)?;
                 let rows = scored.rows.len();
                 let exact = |m: usize| scored.accuracy(&holdout.table, m, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
-                let (new_under, new_exact) = (scored.under_provisioned_minutes("new"), exact(0));
+                // What would serve: the model's forecast as a floor under the reactive HPA.
+                let margin = |name: &str| scored.totals.get(&format!("{name}+hpa")).and_then(|s| scored.frontier.margin(s));
+                let (new_margin, new_exact) = (margin("new"), exact(0));
+                let new_score = scored.totals.get("new+hpa").cloned().unwrap_or_default();
                 let info = VersionInfo {
                     version: String::new(),
                     model: kind.clone(),
@@ -143,29 +149,47 @@ impl Stage for Publish {
                     stage: stage.clone(),
                     pipeline: pipeline.clone(),
                     registered_at: String::new(),
-                    holdout: json!({ "rows": rows, "exact_accuracy": new_exact, "under_provisioned_minutes": new_under }),
+                    holdout: json!({
+                        "rows": rows,
+                        "exact_accuracy": new_exact,
+                        "under_provisioned_minutes": new_score.under_provisioned_minutes,
+                        "pod_hours": new_score.pod_hours,
+                        "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
+                    }),
+                    policy: Some(PolicySpec::Proactive(Reactive::of(&rp))),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
+                let against_hpa = new_margin.as_ref().map_or("no service could be replayed".to_string(), |m| m.describe());
+                let beats_hpa = new_margin.as_ref().is_some_and(|m| m.beats_hpa());
                 let (promote, reason) = match (&serving, &serving_model) {
-                    (None, _) => (true, format!("first {kind} version")),
-                    (Some((sv, _)), _) if *sv == v => (false, format!("{v} is already serving")),
+                    (Some((sv, _)), _) if *sv == v => (false, format!("{v} is already serving ({against_hpa})")),
+                    _ if !beats_hpa => {
+                        let instead = match &serving {
+                            Some((sv, _)) => format!("kept serving {sv}"),
+                            None => "serve answers with the reactive HPA".to_string(),
+                        };
+                        (false, format!("{instead}: {v} with the HPA floor does not beat the reactive HPA on {rows} hold-out rows ({against_hpa})"))
+                    }
+                    (None, _) => (true, format!("first {kind} version; with the HPA floor it is {against_hpa}")),
                     (Some((sv, _)), Some((_, Err(e)))) => (true, format!("serving {sv} cannot be loaded ({e:#}); replaced")),
                     (Some((sv, _)), _) => match old_pred {
                         Some(Err(e)) => (true, format!("serving {sv} cannot score this hold-out ({e:#}); replaced")),
                         _ => {
-                            let (old_under, old_exact) = (scored.under_provisioned_minutes("serving"), exact(1));
+                            let old_margin = margin("serving").map_or(f64::NEG_INFINITY, |m| m.minutes);
+                            let new_minutes = new_margin.as_ref().map_or(f64::NEG_INFINITY, |m| m.minutes);
+                            let old_exact = exact(1);
                             let facts = format!(
-                                "on {rows} hold-out rows: under-provisioned {new_under:.0} vs {old_under:.0} min, exact accuracy {:.2}% vs {:.2}%",
+                                "on {rows} hold-out rows: {new_minutes:.1} vs {old_margin:.1} min below the HPA frontier, exact accuracy {:.2}% vs {:.2}%",
                                 100.0 * new_exact,
                                 100.0 * old_exact
                             );
-                            let ok_under = new_under <= old_under + rule.max_under_provisioned_increase_minutes;
+                            let ok_margin = new_minutes >= old_margin - rule.max_under_provisioned_increase_minutes;
                             let ok_exact = new_exact >= old_exact - rule.max_exact_accuracy_drop;
-                            if ok_under && ok_exact {
+                            if ok_margin && ok_exact {
                                 (true, format!("{v} beats serving {sv} {facts}"))
                             } else {
-                                let why = if !ok_under { "more under-provisioning" } else { "lower exact accuracy" };
+                                let why = if !ok_margin { "a smaller margin below the HPA" } else { "lower exact accuracy" };
                                 (false, format!("kept serving {sv}: {v} has {why} {facts}"))
                             }
                         }

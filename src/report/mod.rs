@@ -181,7 +181,9 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         .map(|(rule, _)| rule)
         .filter(|_| eval.best_by_label_rule.len() > 1);
 
-    let (recommended_model, recommendation) = recommend(eval, &honest);
+    // Every model that never saw the hold-out competes to be served, whatever its labels.
+    let unseen: Vec<&ModelEvaluation> = eval.models.iter().filter(|m| m.info.honest).collect();
+    let (recommended_model, recommendation) = recommend(eval, &unseen);
     let mut notes = eval.notes.clone();
     notes.insert(
         0,
@@ -225,7 +227,7 @@ fn time(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
 }
 
-/// The policy to serve: of the honest models' policies (as predicted, or with the HPA floor),
+/// The policy to serve: of the unseen-hold-out models' policies (as predicted, or with the HPA floor),
 /// the one furthest below the HPA's frontier, if any is below it at all.
 fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>, String) {
     if honest.is_empty() {

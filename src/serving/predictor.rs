@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, History, RawRow};
+use crate::evaluation::policy::{OnlineHpa, PolicySpec, Reactive, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
@@ -32,11 +33,24 @@ pub struct Guardrails {
     pub max_replicas: u32,
     /// The most replicas one decision may add or remove.
     pub max_step: u32,
+    /// The reactive HPA's target CPU % when no model decides (a model's version brings its own).
+    pub hpa_target: f64,
 }
 
 impl Default for Guardrails {
     fn default() -> Guardrails {
-        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2 }
+        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0 }
+    }
+}
+
+impl Guardrails {
+    /// The reactive HPA that decides when no model does.
+    fn reactive(&self) -> Reactive {
+        Reactive { target: self.hpa_target, ..Reactive::of(&crate::evaluation::replay::Params::default()) }
+    }
+
+    fn bounds(&self) -> (f64, f64) {
+        (self.min_replicas as f64, self.max_replicas as f64)
     }
 }
 
@@ -50,22 +64,23 @@ pub struct Loaded {
     plan: Result<features::Plan, Vec<String>>,
     /// The services of its one-hot columns.
     services: Vec<String>,
+    /// How its output becomes replicas, as publish promoted it.
+    pub policy: PolicySpec,
 }
 
 impl Loaded {
-    pub fn from_dir(dir: &Path, name: &str, version: &str) -> Result<Loaded> {
+    pub fn from_dir(dir: &Path, name: &str, version: &str, policy: PolicySpec) -> Result<Loaded> {
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
         let plan = features::Plan::new(&model.meta().features, "service_");
         let services = model.meta().features.iter().filter_map(|f| f.strip_prefix("service_")).map(str::to_string).collect();
-        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services })
+        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy })
     }
 
-    /// The promoted version of `name` in a registry.
+    /// The promoted version of `name` in a registry, with the policy it was promoted with.
     pub fn promoted(registry: &Registry, name: &str) -> Result<Option<Loaded>> {
-        match registry.serving_dir(name)? {
-            Some((version, dir)) => Ok(Some(Loaded::from_dir(&dir, name, &version)?)),
-            None => Ok(None),
-        }
+        let Some((version, dir)) = registry.serving_dir(name)? else { return Ok(None) };
+        let policy = registry.versions(name)?.into_iter().find(|v| v.version == version).and_then(|v| v.policy).unwrap_or(PolicySpec::AsPredicted);
+        Ok(Some(Loaded::from_dir(&dir, name, &version, policy)?))
     }
 }
 
@@ -74,6 +89,9 @@ struct ServiceState {
     history: History,
     /// The last rows' features, newest last (the LSTM-CNN reads a window of them).
     recent: VecDeque<features::Named>,
+    /// The reactive HPA on this service's rows: the floor under a forecast, and the decision
+    /// when no model can give one.
+    hpa: OnlineHpa,
 }
 
 /// Holds at most this many recent feature rows per service (the longest window any model reads).
@@ -126,56 +144,83 @@ impl Predictor {
         state.recent.push_back(named);
         let std = named[features::position("cpu_rolling_std").expect("a computed feature")];
         let confidence = confidence(row.get("cpu_usage_percent_slope"), std);
+        let now = row.timestamp as f64 / 1e6;
+        let cpu = row.get("cpu_usage_percent");
+        let reactive = match model.as_ref().map(|m| &m.policy) {
+            Some(PolicySpec::Proactive(r)) => r.clone(),
+            _ => self.guard.reactive(),
+        };
         let Some(loaded) = model else {
-            return Ok(self.fallback(row, "no_model", "no promoted model is loaded; keeping the current replicas"));
+            let rec = state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
+            return Ok(self.reactive_only(row, rec, &reactive, "no_model", "no promoted model is loaded", confidence));
         };
+        let output = match self.output(&loaded, state, row) {
+            Ok(output) => output,
+            Err((kind, reason)) => {
+                let rec = state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
+                return Ok(self.reactive_only(row, rec, &reactive, kind, &reason, confidence));
+            }
+        };
+        let decision = match &loaded.policy {
+            PolicySpec::AsPredicted => {
+                state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
+                self.decision(row, current, crate::models::metrics::replicas(output, self.guard.bounds().0, self.guard.bounds().1), confidence, None)
+            }
+            PolicySpec::Proactive(r) => {
+                let (lo, hi) = self.guard.bounds();
+                let forecast = crate::models::metrics::replicas(output, lo, hi);
+                let rec = state.hpa.decide(now, cpu, current, forecast, r, (lo, hi));
+                let why = format!(
+                    "forecast {forecast} pods; reactive HPA {} (CPU {:.1}% over {:.0} s, target {:.0}%)",
+                    rec.reactive, rec.utilization, r.window_seconds, r.target
+                );
+                self.decision(row, current, rec.replicas, confidence, Some(why))
+            }
+        };
+        drop(services);
+        Ok(Outcome { decision, fallback: None })
+    }
+
+    /// The model's raw output for this row, or why there is none (a fallback kind and reason).
+    fn output(&self, loaded: &Loaded, state: &ServiceState, row: &RawRow) -> Result<f64, (&'static str, String)> {
         if !loaded.services.contains(&row.service) {
-            let reason = format!("service `{}` is unknown to the model (trained on {}); keeping the current replicas", row.service, loaded.services.join(", "));
-            return Ok(self.fallback(row, "unknown_service", reason));
+            return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
         }
-        let plan = match &loaded.plan {
-            Ok(p) => p,
-            Err(missing) => return Ok(self.fallback(row, "model_error", format!("the model needs features this server does not compute: {}", missing.join(", ")))),
-        };
+        let plan = loaded.plan.as_ref().map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
+        let named = state.recent.back().expect("the row was just pushed");
         let nf = loaded.model.meta().features.len();
-        let output = match &loaded.model {
+        match &loaded.model {
             Model::RandomForest { forest, .. } => {
                 let mut x = Vec::with_capacity(nf);
-                plan.extend(&named, &row.service, &mut x);
-                forest.predict_row(&x)
+                plan.extend(named, &row.service, &mut x);
+                Ok(forest.predict_row(&x))
             }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;
                 if state.recent.len() < len {
-                    let reason = format!("the LSTM-CNN needs {len} rows of `{}`, has {}; keeping the current replicas", row.service, state.recent.len());
-                    return Ok(self.fallback(row, "warming_up", reason));
+                    return Err(("warming_up", format!("the LSTM-CNN needs {len} rows of `{}`, has {}", row.service, state.recent.len())));
                 }
                 let mut window = Vec::with_capacity(len * nf);
                 for named in state.recent.iter().skip(state.recent.len() - len) {
                     plan.extend(named, &row.service, &mut window);
                 }
-                match net.predict_raw(&window) {
-                    Ok(p) => p,
-                    Err(e) => return Ok(self.fallback(row, "model_error", format!("the model failed: {e}"))),
-                }
+                net.predict_raw(&window).map_err(|e| ("model_error", format!("the model failed: {e}")))
             }
-        };
-        drop(services);
-        Ok(Outcome { decision: self.decision(row, current, output, confidence), fallback: None })
+        }
     }
 
-    /// The model's output turned into replicas within the guardrails, with its reasons.
-    fn decision(&self, row: &RawRow, current: f64, output: f64, confidence: f64) -> Decision {
+    /// The policy's replicas within the guardrails, with the old predictor's reasons and `why`.
+    fn decision(&self, row: &RawRow, current: f64, wanted: f64, confidence: f64, why: Option<String>) -> Decision {
         let g = &self.guard;
-        let (lo, hi) = (g.min_replicas as f64, g.max_replicas as f64);
-        let model_says = crate::models::metrics::replicas(output, lo, hi);
+        let (lo, hi) = g.bounds();
         let step = g.max_step as f64;
-        let predicted = model_says.clamp((current - step).max(lo), (current + step).min(hi).max(lo));
+        let predicted = wanted.clamp((current - step).max(lo), (current + step).min(hi).max(lo));
         let change = predicted - current;
         let action = crate::evaluation::Action::of(current, predicted);
         let mut reasons = reasons(row, action);
-        if predicted != model_says {
-            reasons.push(format!("the model said {model_says}; limited to ±{} per decision", g.max_step));
+        reasons.extend(why);
+        if predicted != wanted {
+            reasons.push(format!("the policy said {wanted}; limited to ±{} per decision", g.max_step));
         }
         Decision {
             service_name: row.service.clone(),
@@ -189,12 +234,18 @@ impl Predictor {
         }
     }
 
-    fn fallback(&self, row: &RawRow, kind: &'static str, reason: impl Into<String>) -> Outcome {
-        Outcome { decision: fallback(&row.service, row.replicas(), reason.into()), fallback: Some(kind) }
+    /// No model output: the reactive HPA decides, within the guardrails.
+    fn reactive_only(&self, row: &RawRow, rec: Recommendation, r: &Reactive, kind: &'static str, reason: &str, confidence: f64) -> Outcome {
+        let mut d = self.decision(row, row.replicas(), rec.replicas, confidence, None);
+        d.reasoning = format!(
+            "fallback: {reason}; the reactive HPA decides (CPU {:.1}% over {:.0} s, target {:.0}%): {}",
+            rec.utilization, r.window_seconds, r.target, d.reasoning
+        );
+        Outcome { decision: d, fallback: Some(kind) }
     }
 }
 
-/// Keep the current replicas, saying why (a missing model, an unknown service, a bad row).
+/// Keep the current replicas, saying why (a row too broken to read).
 pub fn fallback(service: &str, current: f64, reason: String) -> Decision {
     Decision {
         service_name: service.to_string(),
@@ -292,10 +343,29 @@ mod tests {
     fn change_is_the_size_of_the_step_as_before() {
         let p = Predictor::new(None, Guardrails::default());
         let r = row(&[("replica_count", 5.0)]);
-        let down = p.decision(&r, 5.0, 2.0, 1.0);
+        let down = p.decision(&r, 5.0, 2.0, 1.0, None);
         assert_eq!((down.action.as_str(), down.change, down.predicted_replicas), ("scale_down", 2, 3));
-        let up = p.decision(&r, 5.0, 7.0, 1.0);
+        let up = p.decision(&r, 5.0, 7.0, 1.0, None);
         assert_eq!((up.action.as_str(), up.change), ("scale_up", 2));
+    }
+
+    #[test]
+    fn without_a_model_the_reactive_hpa_decides() {
+        let p = Predictor::new(None, Guardrails { max_step: 10, ..Guardrails::default() });
+        let at = |ts: &str, cpu: f64, replicas: f64| {
+            let mut r = row(&[("cpu_usage_percent", cpu), ("replica_count", replicas)]);
+            r.timestamp = crate::metrics::parse_timestamp(ts).unwrap().0;
+            p.decide(&r).unwrap()
+        };
+        // ceil(3 × 90 / 60) = 5.
+        let o = at("2025-10-13T10:00:00", 90.0, 3.0);
+        assert_eq!((o.decision.predicted_replicas, o.fallback), (5, Some("no_model")));
+        assert!(o.decision.reasoning.starts_with("fallback: no promoted model is loaded; the reactive HPA decides (CPU 90.0% over 60 s, target 60%): High CPU usage"), "{}", o.decision.reasoning);
+        // Quiet rows: the HPA wants 2, but holds 5 for the stabilisation window.
+        let o = at("2025-10-13T10:01:00", 20.0, 5.0);
+        assert_eq!(o.decision.predicted_replicas, 5);
+        let o = at("2025-10-13T10:06:30", 20.0, 5.0);
+        assert_eq!(o.decision.predicted_replicas, 2, "{}", o.decision.reasoning);
     }
 
     #[test]

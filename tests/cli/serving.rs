@@ -88,7 +88,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
     // Decisions against batch predictions of the same models (no step limit, so the model's
     // replicas show through).
     let reg = Registry::of_project(p.path());
-    let open = Guardrails { min_replicas: 1, max_replicas: 10, max_step: 10 };
+    let open = Guardrails { max_step: 10, ..Guardrails::default() };
     for kind in ["random_forest", "lstm_cnn"] {
         let loaded = Loaded::promoted(&reg, kind).unwrap().expect("a promoted model");
         let model = Model::load(&loaded.dir, autoscale::models::torch_runtime::DeviceChoice::Cpu).unwrap();

@@ -2,8 +2,8 @@
 
 use std::collections::VecDeque;
 
-use super::capacity::ceil;
 use super::Params;
+use crate::evaluation::policy::{Reactive, Stabilizer};
 
 /// A stretch of time with one load and one number of ready pods.
 #[derive(Debug, Clone, Copy)]
@@ -19,7 +19,7 @@ pub struct Segment {
 #[derive(Debug, Default)]
 pub struct Controller {
     seen: VecDeque<Segment>,
-    recommendations: VecDeque<(f64, f64)>,
+    stabilizer: Stabilizer,
 }
 
 impl Controller {
@@ -53,21 +53,12 @@ impl Controller {
     /// The HPA's recommendation at `now` for a target CPU %, with `floor` pods asked for besides
     /// (a forecast; 0 for the plain HPA); then the stabilised replica count.
     pub fn decide(&mut self, now: f64, current: f64, target: f64, floor: f64, p: &Params) -> f64 {
+        let hpa = Reactive { target, ..Reactive::of(p) };
         let reactive = match self.measured(now, p) {
-            Some((u, _)) if (u / target - 1.0).abs() <= p.hpa_tolerance => current,
-            // Pods still starting count as idle on the way up: the sum of what ready pods use.
-            Some((u, ready)) => ceil(ready * u / target),
+            Some((u, ready)) => hpa.recommend(u, ready, current),
             None => current,
         };
         let wanted = reactive.max(floor).clamp(p.min_replicas, p.max_replicas);
-        self.recommendations.push_back((now, wanted));
-        while self.recommendations.front().is_some_and(|(t, _)| now - t > p.scale_down_stabilization_seconds) {
-            self.recommendations.pop_front();
-        }
-        if wanted >= current {
-            wanted
-        } else {
-            self.recommendations.iter().map(|r| r.1).fold(wanted, f64::max).min(current)
-        }
+        self.stabilizer.apply(now, wanted, current, p.scale_down_stabilization_seconds)
     }
 }

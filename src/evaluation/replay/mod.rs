@@ -25,7 +25,7 @@
 //!
 //! The load is open-loop (a policy's decisions do not change later requests or features).
 
-mod capacity;
+pub(crate) mod capacity;
 mod cluster;
 mod controller;
 pub mod forecast;
