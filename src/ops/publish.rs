@@ -10,6 +10,7 @@
 //!   rule:
 //!     max_under_provisioned_increase_minutes: 0   # margin below the HPA frontier not smaller...
 //!     max_exact_accuracy_drop: 0                  # ...and exact accuracy not lower
+//!     require_beating_hpa: true                   # never promote what the HPA beats
 //! ```
 //! Both models are scored on the rows of this run's hold-out, so an old model is judged on the
 //! same data as its challenger. A version that does not beat the HPA is registered but never
@@ -39,11 +40,14 @@ use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 pub struct Rule {
     pub max_under_provisioned_increase_minutes: f64,
     pub max_exact_accuracy_drop: f64,
+    /// Promote only a model whose policy beats the reactive HPA's frontier (false: judge it
+    /// against the serving version alone, e.g. to try a model out).
+    pub require_beating_hpa: bool,
 }
 
 impl Default for Rule {
     fn default() -> Rule {
-        Rule { max_under_provisioned_increase_minutes: 0.0, max_exact_accuracy_drop: 0.0 }
+        Rule { max_under_provisioned_increase_minutes: 0.0, max_exact_accuracy_drop: 0.0, require_beating_hpa: true }
     }
 }
 
@@ -164,7 +168,7 @@ impl Stage for Publish {
                 let beats_hpa = new_margin.as_ref().is_some_and(|m| m.beats_hpa());
                 let (promote, reason) = match (&serving, &serving_model) {
                     (Some((sv, _)), _) if *sv == v => (false, format!("{v} is already serving ({against_hpa})")),
-                    _ if !beats_hpa => {
+                    _ if !beats_hpa && rule.require_beating_hpa => {
                         let instead = match &serving {
                             Some((sv, _)) => format!("kept serving {sv}"),
                             None => "serve answers with the reactive HPA".to_string(),

@@ -7,7 +7,7 @@
 //! | `GET /scale/{service}`| the last decision for a service, for KEDA's metrics-api     |
 //! | `GET /metrics`        | Prometheus text format                                      |
 //! | `GET /healthz`        | the process is up                                           |
-//! | `GET /readyz`         | a model is loaded (503 otherwise)                           |
+//! | `GET /readyz`         | ready; which model decides (none: the reactive HPA)         |
 //!
 //! A newly promoted version is loaded in the background and swapped in; requests in flight
 //! finish with the model they started with.
@@ -199,10 +199,17 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// Ready as soon as it listens: without a promoted model the reactive HPA decides, which is
+/// what a cluster would do without this server, so there is no reason to turn traffic away.
 async fn readyz(State(app): State<Shared>) -> Response {
     match app.predictor.model() {
         Some(m) => Json(json!({ "ready": true, "model": m.name, "version": m.version })).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false, "reason": format!("no promoted {} model in {}", app.cfg.model, app.cfg.registry.display()) }))).into_response(),
+        None => Json(json!({
+            "ready": true,
+            "model": null,
+            "policy": format!("reactive HPA: no promoted {} model in {}", app.cfg.model, app.cfg.registry.display()),
+        }))
+        .into_response(),
     }
 }
 

@@ -16,6 +16,7 @@ mod ingest_contract;
 mod lock;
 mod lstm_cnn;
 mod parity;
+mod policy;
 mod random_forest;
 mod report;
 mod s3;

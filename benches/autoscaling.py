@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Benchmark: every autoscaling policy against the reactive HPA's frontier, on load the bundled
+week is not made of.
+
+usage: benches/autoscaling.py [--days 3] [--lstm-epochs 30] [--traces ../shared/traces]
+
+For each trace (World Cup 1998 days well after the bundled week, NAB elb_request_count and NAB
+nyc_taxi) it cuts `--days` days into a `time,value` CSV, simulates the seven services on it,
+runs the default pipeline (pipelines/train.yaml) in a temporary copy of the project, and prints
+one table from the evaluation: per trace and policy, pod-hours, under-provisioned minutes, the
+share of requests over capacity and the margin below the HPA frontier (positive: beats the
+HPA). Run `cargo build --release` first. Derived traces stay in the temporary folder; the
+licence notes of the originals are next to them in ../shared/traces.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
+BIN = os.path.join(TARGET, "release", "pipeline")
+
+# (name, file under --traces, days to skip from the trace's start)
+TRACES = [
+    ("wc98 June", "worldcup98/wc98_requests_per_minute.csv", 40),
+    ("nab elb_request_count", "nab/realAWSCloudwatch/elb_request_count_8c0756.csv", 0),
+    ("nab nyc_taxi", "nab/realKnownCause/nyc_taxi.csv", 7),
+]
+SHOWN = ["recorded", "hpa", "seasonal_naive", "holt_winters"]
+
+
+def cut(src, skip_days, days, dst):
+    """The trace's days [skip, skip + days) as `time,value`, times from the first midnight."""
+    df = pd.read_csv(src)
+    df.columns = ["time", "value"]
+    df["time"] = pd.to_datetime(df["time"])
+    start = df["time"].iloc[0].normalize() + pd.Timedelta(days=skip_days + 1)
+    part = df[(df["time"] >= start) & (df["time"] < start + pd.Timedelta(days=days))]
+    if len(part) < 10:
+        raise SystemExit(f"{src}: fewer than 10 points in days {skip_days + 1}..{skip_days + days}")
+    part.to_csv(dst, index=False, date_format="%Y-%m-%d %H:%M:%S")
+    return start.strftime("%Y-%m-%d")
+
+
+def pipeline(args, cwd):
+    subprocess.run([BIN, *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def evaluation(work, sets):
+    out = subprocess.run([BIN, "inspect", "evaluate", "--schema", *sets], cwd=work, check=True, capture_output=True, text=True).stdout
+    file = next(l.split(None, 1)[1] for l in out.splitlines() if l.startswith("file:"))
+    return json.load(open(os.path.join(work, os.path.dirname(file.strip()), "evaluation.json")))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=3)
+    ap.add_argument("--lstm-epochs", type=int, default=30)
+    ap.add_argument("--traces", default=os.path.join(ROOT, "..", "shared", "traces"))
+    a = ap.parse_args()
+    sets = ["--set", f"lstm_epochs={a.lstm_epochs}", "--set", "device=cpu"]
+    rows = []
+    for name, rel, skip in TRACES:
+        work = tempfile.mkdtemp(prefix="bench-autoscaling-")
+        try:
+            for d in ("pipelines", "sql"):
+                shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
+            first = cut(os.path.join(a.traces, rel), skip, a.days, os.path.join(work, "trace.csv"))
+            pipeline(["simulate", "--days", str(a.days), "--trace", "trace.csv", "--start", first, "--out", "data/metrics"], work)
+            pipeline(["run", "--until", "evaluate", "--no-progress", *sets], work)
+            ev = evaluation(work, sets)
+            models = [p for p in ev["replay"] if p not in SHOWN]
+            for policy in SHOWN + sorted(models):
+                if policy not in ev["replay"]:
+                    continue
+                s, m = ev["replay"][policy], ev.get("margins", {}).get(policy)
+                share = 100 * s["requests_over_capacity"] / s["requests"] if s["requests"] else 0.0
+                rows.append((name, policy, s["pod_hours"], s["under_provisioned_minutes"], share, m and m["minutes"], m and m["percent"]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'trace':<22} {'policy':<34} {'pod-hours':>9} {'under-prov min':>14} {'req over cap':>12} {'margin min':>10} {'margin %':>8}")
+    for name, policy, ph, um, share, mm, mp in rows:
+        margin = f"{mm:>10.1f} {mp:>7.0f}%" if mm is not None else f"{'-':>10} {'-':>8}"
+        print(f"{name:<22} {policy:<34} {ph:>9.1f} {um:>14.1f} {share:>11.2f}% {margin}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+//! The proactive policy on load the models have not seen: with a daily ramp it beats the
+//! reactive HPA's frontier in the replay (new pods start in 60 s); on flat load it costs about
+//! what the HPA costs.
+
+use crate::common;
+use common::{json, Project};
+
+/// `days` of one point a minute from midnight, with `load(hour of day)`.
+fn trace(days: u32, load: impl Fn(f64) -> f64) -> String {
+    let mut out = String::from("time,value\n");
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 10, 6).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    for m in 0..days * 24 * 60 {
+        let t = start + chrono::Duration::minutes(m as i64);
+        out.push_str(&format!("{},{:.3}\n", t.format("%Y-%m-%d %H:%M:%S"), load(m as f64 / 60.0 % 24.0)));
+    }
+    out
+}
+
+const QUICK: &[&str] = &["--set", "rf_trees=16", "--set", "cv_folds=0", "--set", "lstm_epochs=1", "--set", "device=cpu"];
+
+/// A project trained and evaluated on 4 simulated days of `trace`, quickly.
+fn evaluated(trace_csv: String) -> (Project, serde_json::Value) {
+    let p = Project::bare().file("trace.csv", &trace_csv);
+    p.simulate(&["--days", "4", "--services", "frontend,order", "--trace", "trace.csv", "--out", "data/metrics"]).ok();
+    let mut run = vec!["run", "--until", "evaluate", "--no-progress"];
+    run.extend_from_slice(QUICK);
+    p.pipeline(&run).ok();
+    let eval = json(&p.entry_dir("evaluate", QUICK).join("evaluation.json"));
+    (p, eval)
+}
+
+fn margin(eval: &serde_json::Value, policy: &str) -> f64 {
+    eval["margins"][policy]["minutes"].as_f64().unwrap_or_else(|| panic!("no margin for {policy}: {}", eval["margins"]))
+}
+
+#[test]
+fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
+    // Quiet nights, a steep morning ramp (07:00-08:00), a busy day, an evening decline.
+    let (_p, eval) = evaluated(trace(4, |h| match h {
+        h if h < 7.0 => 80.0,
+        h if h < 8.0 => 80.0 + 920.0 * (h - 7.0),
+        h if h < 18.0 => 1000.0 + 60.0 * (h * 3.0).sin(),
+        h if h < 21.0 => 1000.0 - 300.0 * (h - 18.0),
+        _ => 80.0,
+    }));
+    let frontier = eval["frontier"]["points"].as_array().unwrap();
+    assert_eq!(frontier.len(), 9, "the HPA at 40, 45, ..., 80 %");
+    let demand = margin(&eval, "train_random_forest_demand+hpa");
+    assert!(demand > 0.0, "the demand forecast under the HPA beats the frontier: {demand} min; {}", eval["margins"]);
+    // The HPA itself lies on its frontier.
+    assert!(margin(&eval, "hpa").abs() < 1.0, "{}", eval["margins"]["hpa"]);
+}
+
+#[test]
+fn on_flat_load_the_forecast_costs_what_the_hpa_costs() {
+    let (_p, eval) = evaluated(trace(4, |h| 500.0 + 20.0 * (h * 7.0).sin()));
+    let hpa = eval["replay"]["hpa"]["pod_hours"].as_f64().unwrap();
+    for policy in ["train_random_forest_demand+hpa", "seasonal_naive", "holt_winters"] {
+        let pods = eval["replay"][policy]["pod_hours"].as_f64().unwrap_or_else(|| panic!("no {policy}: {}", eval["replay"]));
+        assert!(pods <= 1.05 * hpa, "{policy}: {pods:.1} pod-hours against the HPA's {hpa:.1}");
+    }
+}
