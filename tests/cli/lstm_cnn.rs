@@ -97,7 +97,7 @@ fn misconfiguration_is_refused_with_the_fix() {
     p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 12\n      kernel_size: 4\n"));
     p.pipeline(&["run"]).code(2).stderr_has("kernel_size").stderr_has("must be odd");
     // Evaluation and publishing compare on a temporal hold-out, read from the split stage itself.
-    for (deps, stage) in [("train_lstm_cnn, train_random_forest, train_random_forest_hpa]", "evaluate"), ("train_lstm_cnn]\n", "publish")] {
+    for (deps, stage) in [("train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"), ("train_lstm_cnn]\n", "publish")] {
         let from = format!("deps: [split_temporal, train_random_forest_temporal, {deps}");
         assert_eq!(yaml.matches(&from).count(), 1, "{stage}'s deps in train.yaml");
         p.write("pipelines/train.yaml", &yaml.replace(&from, &from.replace("split_temporal", "split_shuffled")));

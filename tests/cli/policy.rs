@@ -21,7 +21,7 @@ const QUICK: &[&str] = &["--set", "rf_trees=16", "--set", "cv_folds=0", "--set",
 /// A project trained and evaluated on 4 simulated days of `trace`, quickly.
 fn evaluated(trace_csv: String) -> (Project, serde_json::Value) {
     let p = Project::bare().file("trace.csv", &trace_csv);
-    p.simulate(&["--days", "4", "--services", "frontend,order", "--trace", "trace.csv", "--out", "data/metrics"]).ok();
+    p.pipeline(&["simulate", "--days", "4", "--services", "frontend,order", "--trace", "trace.csv", "--out", "data/metrics"]).ok();
     let mut run = vec!["run", "--until", "evaluate", "--no-progress"];
     run.extend_from_slice(QUICK);
     p.pipeline(&run).ok();

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoscale::artifacts::models::Registry;
+use autoscale::evaluation::policy::{OnlineHpa, PolicySpec};
 use autoscale::metrics::NUMERIC;
 use autoscale::models::model::Model;
 use autoscale::models::table::Table;
@@ -85,8 +86,10 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
     }
     assert!(worst <= 1e-9);
 
-    // Decisions against batch predictions of the same models (no step limit, so the model's
-    // replicas show through).
+    // Decisions against batch predictions of the same models (no step limit, so the policy's
+    // replicas show through): the promoted policy is the forecast as a floor under the reactive
+    // HPA on the rows the server saw, so a decision is never below the model's replicas and is
+    // exactly what that policy gives.
     let reg = Registry::of_project(p.path());
     let open = Guardrails { max_step: 10, ..Guardrails::default() };
     for kind in ["random_forest", "lstm_cnn"] {
@@ -98,23 +101,27 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
         for i in all {
             by_key.insert((split.services[i].clone(), split.timestamps[i]), batch[i]);
         }
+        let PolicySpec::Proactive(reactive) = loaded.policy.clone() else { panic!("{kind} was published with the proactive policy") };
         let predictor = Predictor::new(Some(loaded), open.clone());
-        let (mut compared, mut warming) = (0, 0);
+        let mut hpa: std::collections::HashMap<String, OnlineHpa> = Default::default();
+        let (mut compared, mut warming, mut above) = (0, 0, 0);
         for row in &rows {
             let d = predictor.decide(row).unwrap().decision;
-            match by_key.get(&(row.service.clone(), row.timestamp)) {
-                Some(Some(b)) => {
-                    assert_eq!(d.predicted_replicas as f64, autoscale::models::metrics::replicas(*b, 1.0, 10.0), "{kind} {} at {}: {d:?} vs batch {b}", row.service, row.timestamp);
-                    compared += 1;
-                }
-                Some(None) => {
-                    assert!(d.reasoning.contains("needs 12 rows"), "{d:?}");
-                    assert_eq!(d.predicted_replicas, d.current_replicas);
-                    warming += 1;
-                }
-                None => {}
+            let b = by_key[&(row.service.clone(), row.timestamp)];
+            let forecast = b.map_or(0.0, |b| autoscale::models::metrics::replicas(b, 1.0, 10.0));
+            let (now, cpu) = (row.timestamp as f64 / 1e6, row.get("cpu_usage_percent"));
+            let want = hpa.entry(row.service.clone()).or_default().decide(now, cpu, row.replicas(), forecast, &reactive, (1.0, 10.0));
+            assert_eq!(d.predicted_replicas as f64, want.replicas, "{kind} {} at {}: {d:?} vs forecast {forecast}", row.service, row.timestamp);
+            if b.is_some() {
+                assert!(d.predicted_replicas as f64 >= forecast, "{d:?} below the forecast {forecast}");
+                above += usize::from(d.predicted_replicas as f64 > forecast);
+                compared += 1;
+            } else {
+                assert!(d.reasoning.contains("needs 12 rows") && d.reasoning.contains("the reactive HPA decides"), "{d:?}");
+                warming += 1;
             }
         }
+        assert!(above > 0, "{kind}: the HPA floor never lifted a decision");
         assert!(compared > 1000, "{kind}: only {compared} rows compared");
         assert_eq!(warming, if kind == "lstm_cnn" { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
     }
@@ -187,7 +194,9 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     let out: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(out.len(), 3);
     assert!(out[2]["reasoning"].as_str().unwrap().contains("unknown to the model"), "{}", out[2]);
-    assert_eq!(out[2]["predicted_replicas"], 3);
+    // The reactive HPA decides for it: ceil(3 × 20 / 60) = 1, within the step of 2.
+    assert!(out[2]["reasoning"].as_str().unwrap().contains("the reactive HPA decides (CPU 20.0%"), "{}", out[2]);
+    assert_eq!(out[2]["predicted_replicas"], 1);
     let (code, keda) = get(b, "/scale/frontend");
     assert_eq!(code, 200);
     let keda: serde_json::Value = serde_json::from_str(&keda).unwrap();
