@@ -8,7 +8,8 @@
 -- ceil(replicas × future_peak_cpu / target_cpu), as the HPA formula applied to the future.
 -- label_rule 'demand': the pods the load will need once pods asked for now are ready:
 -- ceil(peak request rate of the rows lead_start .. horizon_end ahead / what one pod serves at
--- target_cpu). lead_start is the first row after a pod's start-up (2 for 60 s at 30 s rows);
+-- the top of the HPA's tolerance band, target_cpu × (1 + hpa_tolerance)): the pods the HPA
+-- itself would not do without at that load, so on steady load the forecast adds none. lead_start is the first row after a pod's start-up (2 for 60 s at 30 s rows);
 -- horizon_end = lead_start + horizon - 1. What one pod serves comes from the service's CPU
 -- against its requests per pod, fitted (least squares) on the rows before the last
 -- holdout_fraction of its time, so the hold-out does not shape its own labels. A service whose
@@ -40,7 +41,7 @@ future AS (
         rolling_quantile(f.response_time_ms, 0.95) OVER ahead AS future_rt_p95,
         rolling_max(f.request_count_per_second) OVER once_ready AS future_rps_max,
         CASE WHEN c.cpu_per_rps > 0 AND ${target_cpu} > c.idle_cpu
-             THEN (${target_cpu} - c.idle_cpu) / c.cpu_per_rps END AS rps_per_pod
+             THEN (${target_cpu} * (1 + ${hpa_tolerance}) - c.idle_cpu) / c.cpu_per_rps END AS rps_per_pod
     FROM features f
     LEFT JOIN capacity c ON f.service_name = c.service_name
     WINDOW

@@ -1,6 +1,7 @@
 //! Evaluation: every model scored on one common temporal hold-out (the honest comparison),
 //! per service, as scaling actions, and as an autoscaling replay.
 
+mod comparison;
 mod holdout;
 pub mod policy;
 pub mod replay;

@@ -160,6 +160,7 @@ impl Stage for Evaluate {
                     notes.push(format!("{} was trained on `{}`, whose training rows include hold-out rows: its hold-out score is optimistic", m.info.stage, m.info.split));
                 }
             }
+            notes.extend(scored.notes.iter().cloned());
             let skipped: Vec<&str> = scored.services.iter().filter(|s| s.capacity.is_none()).map(|s| s.service.as_str()).collect();
             if !skipped.is_empty() {
                 notes.push(format!("not replayed (CPU does not rise with load per pod): {}", skipped.join(", ")));
@@ -178,6 +179,7 @@ impl Stage for Evaluate {
                 replay: totals.clone(),
                 frontier: scored.frontier.clone(),
                 margins,
+                hpa_targets: scored.targets.clone(),
                 replay_services: scored.services.clone(),
                 busy_service,
                 best_by_label_rule,

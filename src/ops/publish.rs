@@ -160,7 +160,7 @@ impl Stage for Publish {
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
                     }),
-                    policy: Some(PolicySpec::Proactive(Reactive::of(&rp))),
+                    policy: Some(PolicySpec::Proactive(Reactive { target: scored.targets.get("new+hpa").copied().unwrap_or(rp.hpa_target), ..Reactive::of(&rp) })),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();

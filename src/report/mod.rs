@@ -103,14 +103,15 @@ pub fn policy_order(a: &str, b: &str) -> std::cmp::Ordering {
     rank(a).cmp(&rank(b)).then(a.cmp(b))
 }
 
-/// What a policy of the replay is.
-pub fn policy_kind(policy: &str) -> String {
+/// What a policy of the replay is; `target`: the HPA target under a forecast.
+pub fn policy_kind(policy: &str, target: Option<f64>) -> String {
+    let hpa = target.map_or("HPA".to_string(), |t| format!("HPA at {t:.0}%"));
     match policy {
         "recorded" => "the replica counts in the data".into(),
         "hpa" => "reactive HPA".into(),
-        "seasonal_naive" => "HPA + the same window a day (or week) before".into(),
-        "holt_winters" => "HPA + Holt-Winters forecast of the load".into(),
-        p if p.ends_with("+hpa") => "HPA + the model's forecast".into(),
+        "seasonal_naive" => format!("{hpa} + the same window a day (or week) before"),
+        "holt_winters" => format!("{hpa} + Holt-Winters forecast of the load"),
+        p if p.ends_with("+hpa") => format!("{hpa} + the model's forecast"),
         _ => "the model's prediction as replicas".into(),
     }
 }
@@ -162,7 +163,7 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         .iter()
         .map(|(policy, s)| PolicyRow {
             policy: policy.clone(),
-            kind: policy_kind(policy),
+            kind: policy_kind(policy, eval.hpa_targets.get(policy).copied()),
             under_provisioned_minutes: s.under_provisioned_minutes,
             requests_over_capacity_percent: 100.0 * s.over_capacity_share(),
             over_provisioned_pod_hours: s.over_provisioned_pod_hours,
@@ -227,13 +228,15 @@ fn time(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us).map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
 }
 
-/// The policy to serve: of the unseen-hold-out models' policies (as predicted, or with the HPA floor),
+/// The policy to serve: of the unseen-hold-out models' forecasts under the reactive HPA,
 /// the one furthest below the HPA's frontier, if any is below it at all.
 fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>, String) {
     if honest.is_empty() {
         return (None, "No model was evaluated.".into());
     }
-    let candidates = honest.iter().flat_map(|m| [m.info.stage.clone(), format!("{}+hpa", m.info.stage)]);
+    // What publish would promote: the forecast under the HPA (the models as the old system
+    // used them stay in the table, for comparison).
+    let candidates = honest.iter().map(|m| format!("{}+hpa", m.info.stage));
     let best = candidates
         .filter_map(|policy| Some((eval.margins.get(&policy)?.clone(), policy)))
         .max_by(|a, b| a.0.minutes.total_cmp(&b.0.minutes));
@@ -251,8 +254,8 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
         100.0 * model.holdout.overall.exact_accuracy
     );
     if margin.beats_hpa() {
-        let how = if policy.ends_with("+hpa") { "as a floor under the reactive HPA" } else { "its predictions as the replica count" };
-        (Some(stage.to_string()), format!("Serve {stage} ({}) {how}: {facts}.", model.kind))
+        let target = eval.hpa_targets.get(&policy).map_or(String::new(), |t| format!(" at a {t:.0}% target"));
+        (Some(stage.to_string()), format!("Serve {stage} ({}) as a floor under the reactive HPA{target}: {facts}.", model.kind))
     } else {
         (
             None,

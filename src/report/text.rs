@@ -152,6 +152,10 @@ scale-down stabilisation {:.0} s",
         })
         .collect();
     table(&mut o, &header, &rows);
+    let _ = writeln!(o, "\n  What each policy is:");
+    for s in &r.replay {
+        let _ = writeln!(o, "  {:<34} {}", s.policy, s.kind);
+    }
     if !r.frontier.is_empty() {
         let _ = writeln!(o, "\n  The reactive HPA's frontier (target: pod-hours, under-provisioned minutes):");
         let points: Vec<String> = r.frontier.iter().map(|q| format!("{:.0}%: {:.1}, {:.1}", q.target, q.pod_hours, q.under_provisioned_minutes)).collect();

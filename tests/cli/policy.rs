@@ -43,6 +43,9 @@ fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
         h if h < 21.0 => 1000.0 - 300.0 * (h - 18.0),
         _ => 80.0,
     }));
+    for (policy, m) in eval["margins"].as_object().unwrap() {
+        eprintln!("{policy:<40} {:>8.1} pod-h {:>8.1} min  margin {:>7.1} min ({:.0}%)", eval["replay"][policy]["pod_hours"].as_f64().unwrap(), eval["replay"][policy]["under_provisioned_minutes"].as_f64().unwrap(), m["minutes"].as_f64().unwrap(), m["percent"].as_f64().unwrap());
+    }
     let frontier = eval["frontier"]["points"].as_array().unwrap();
     assert_eq!(frontier.len(), 9, "the HPA at 40, 45, ..., 80 %");
     let demand = margin(&eval, "train_random_forest_demand+hpa");
