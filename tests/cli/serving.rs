@@ -194,7 +194,8 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     let out: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(out.len(), 3);
     assert!(out[2]["reasoning"].as_str().unwrap().contains("unknown to the model"), "{}", out[2]);
-    // The reactive HPA decides for it: ceil(3 × 20 / 60) = 1, within the step of 2.
+    // The reactive HPA decides for it: ceil(3 × 20 / target) = 1 (targets are 60 % or more),
+    // within the step of 2.
     assert!(out[2]["reasoning"].as_str().unwrap().contains("the reactive HPA decides (CPU 20.0%"), "{}", out[2]);
     assert_eq!(out[2]["predicted_replicas"], 1);
     let (code, keda) = get(b, "/scale/frontend");
