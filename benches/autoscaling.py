@@ -23,7 +23,7 @@ import pandas as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
-BIN = os.path.join(TARGET, "release", "pipeline")
+BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
 
 # (name, file under --traces, days to skip from the trace's start)
 TRACES = [
@@ -48,7 +48,9 @@ def cut(src, skip_days, days, dst):
 
 
 def pipeline(args, cwd):
-    subprocess.run([BIN, *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = subprocess.run([BIN, *args], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"pipeline {' '.join(args)} failed ({done.returncode}) in {cwd}:\n{done.stderr[-4000:]}")
 
 
 def evaluation(work, sets):

@@ -113,32 +113,11 @@ enum Command {
     /// Each service has pods with a capacity and a Kubernetes-HPA-like controller; CPU, RAM,
     /// latency, errors, queue and restarts follow from load and ready replicas. The output is
     /// the collector's 23-column CSV, one file per day, rows between 06:00 and 22:00.
-    Simulate {
-        /// Number of days.
-        #[arg(long, default_value_t = 7)]
-        days: u32,
-        /// Output folder.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Request-rate trace: CSV `time,value` (YYYY-MM-DD HH:MM:SS), optionally gzipped.
-        #[arg(long, value_name = "FILE", default_value = "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")]
-        trace: PathBuf,
-        /// Services to simulate, comma separated [default: the seven of the old system].
-        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
-        services: Vec<String>,
-        /// Random seed: the same seed and options give the same bytes.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// `flat`: DIR/metrics_YYYYMMDD.csv; `s3`: DIR/YYYY/MM/metrics_YYYYMMDD.csv.
-        #[arg(long, value_enum, default_value = "s3")]
-        layout: autoscale::simulate::Layout,
-        /// First day (YYYY-MM-DD).
-        #[arg(long, default_value = "2025-10-06", value_name = "DATE")]
-        start: chrono::NaiveDate,
-        /// Write gzip-compressed files (`.csv.gz`), which ingest reads as well.
-        #[arg(long)]
-        gzip: bool,
-    },
+    ///
+    /// With --scaler URL a running `pipeline serve` sets the replicas instead (closed loop: each
+    /// step every service's row goes to its /predict/batch, the answers are actuated as an HPA
+    /// actuates), and the summary compares it with the internal HPA's frontier on the same load.
+    Simulate(cli::simulate::SimulateArgs),
     /// Serve scaling decisions over HTTP (for HPA via Prometheus, or KEDA's metrics-api).
     ///
     /// POST /predict takes one raw metrics row (the collector's 23 fields as JSON) and answers
@@ -226,8 +205,9 @@ fn main() -> ExitCode {
                 cli::inspect::inspect(pipeline, &stage, table.as_deref(), rows, schema).await
             }
             Command::Query { sql, pipeline, limit } => cli::query::query(pipeline, &sql, limit).await,
-            Command::Simulate { days, out, trace, services, seed, layout, start, gzip } => {
-                cli::simulate::simulate(autoscale::simulate::Options { days, out, trace, services, seed, layout, start, gzip })
+            Command::Simulate(args) => {
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || cli::simulate::simulate(args, runtime)).await?
             }
             Command::Serve(args) => cli::serve::serve(args).await,
             Command::Predict(args) => tokio::task::spawn_blocking(move || cli::predict::predict(args)).await?,

@@ -31,6 +31,16 @@ pub struct VersionInfo {
     /// policies were recorded, which serve as they did then (the output is the replica count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySpec>,
+    /// The label rule it learned (`seed`, `hpa`, `demand`); absent in versions published before
+    /// it was recorded, which all learned `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_rule: Option<String>,
+}
+
+impl VersionInfo {
+    pub fn label_rule(&self) -> &str {
+        self.label_rule.as_deref().unwrap_or("seed")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +204,7 @@ mod tests {
     fn info(key: &str) -> VersionInfo {
         VersionInfo {
             policy: None,
+            label_rule: None,
             version: String::new(),
             model: String::new(),
             source_key: key.into(),

@@ -1,15 +1,100 @@
-//! `pipeline simulate`: write realistic metrics files.
+//! `pipeline simulate`: write realistic metrics files, optionally with a decision server in the
+//! loop, and say what the services went through.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
 
 use super::exit;
-use crate::simulate::{self, label_mix, Options};
+use crate::simulate::closed_loop::{self, Comparison, Tally};
+use crate::simulate::{self, label_mix, Options, ScalerSpec};
 
-pub fn simulate(opts: Options) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct SimulateArgs {
+    /// Number of days.
+    #[arg(long, default_value_t = 7)]
+    days: u32,
+    /// Output folder (with several --scaler values, one subfolder per scaler).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Request-rate trace: CSV `time,value` (YYYY-MM-DD HH:MM:SS), optionally gzipped.
+    #[arg(long, value_name = "FILE", default_value = "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")]
+    trace: PathBuf,
+    /// Services to simulate, comma separated [default: the seven of the old system].
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    services: Vec<String>,
+    /// Random seed: the same seed and options give the same bytes.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// `flat`: DIR/metrics_YYYYMMDD.csv; `s3`: DIR/YYYY/MM/metrics_YYYYMMDD.csv.
+    #[arg(long, value_enum, default_value = "s3")]
+    layout: simulate::Layout,
+    /// First day (YYYY-MM-DD).
+    #[arg(long, default_value = "2025-10-06", value_name = "DATE")]
+    start: chrono::NaiveDate,
+    /// Write gzip-compressed files (`.csv.gz`), which ingest reads as well.
+    #[arg(long)]
+    gzip: bool,
+    /// Who sets the replicas: `hpa` (the internal reactive HPA at each service's 60 %),
+    /// `hpa:TARGET`, or a decision server's URL (`http://127.0.0.1:8080`, `pipeline serve`).
+    /// Repeat it to compare policies on the same load and seed; any --scaler also prints the
+    /// internal HPA's frontier (targets 40–80 %) and each policy's margin below it.
+    #[arg(long, value_name = "hpa[:TARGET]|URL")]
+    scaler: Vec<ScalerSpec>,
+    /// Bearer token for a scaler server started with --token.
+    #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
+    scaler_token: Option<String>,
+    /// Seconds from a new pod's scheduling to ready [default: each service's own, 45].
+    #[arg(long, value_name = "SECONDS")]
+    pod_startup_seconds: Option<f64>,
+    /// Scale down only to the highest decision of this many seconds, as the HPA does.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    stabilization_seconds: f64,
+    /// CPU % of the ready pods' request over which a service counts as under-provisioned.
+    #[arg(long, default_value_t = closed_loop::DEFAULT_TARGET_UTILIZATION, value_name = "PERCENT")]
+    target_utilization: f64,
+    /// Also write the comparison as JSON here.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+}
+
+pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> {
+    if a.pod_startup_seconds.is_some_and(|s| !(0.0..=3600.0).contains(&s)) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
+        anyhow::bail!("--pod-startup-seconds and --stabilization-seconds must be within 0..3600");
+    }
+    let opts = Options {
+        days: a.days,
+        out: a.out,
+        trace: a.trace,
+        services: a.services,
+        seed: a.seed,
+        layout: a.layout,
+        start: a.start,
+        gzip: a.gzip,
+        pod_startup_seconds: a.pod_startup_seconds,
+        stabilization_seconds: a.stabilization_seconds,
+    };
     let t0 = std::time::Instant::now();
-    let summary = simulate::simulate(&opts)?;
+    if a.scaler.is_empty() {
+        let summary = simulate::simulate(&opts)?;
+        println!("wrote {} files to {} in {:.2}s", summary.files.len(), opts.out.display(), t0.elapsed().as_secs_f64());
+        print_mix(&summary);
+        return Ok(exit::SUCCESS);
+    }
+    let cmp = closed_loop::compare(&opts, &a.scaler, a.scaler_token, runtime, a.target_utilization)?;
+    for r in &cmp.runs {
+        println!("{}: wrote {} files to {}", r.scaler, r.files, r.out.display());
+    }
+    print_comparison(&cmp);
+    if let Some(path) = &a.summary {
+        crate::io::fs::write_atomic(path, &serde_json::to_vec_pretty(&cmp)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let unanswered = cmp.runs.iter().filter(|r| r.failed_batches > 0).count();
+    Ok(if unanswered > 0 { exit::FAILURE } else { exit::SUCCESS })
+}
+
+fn print_mix(summary: &simulate::Summary) {
     let mix = label_mix(&summary.samples);
-    println!("wrote {} files to {} in {:.2}s", summary.files.len(), opts.out.display(), t0.elapsed().as_secs_f64());
     println!("{:<14} {:>7} {:>9} {:>8} {:>8} {:>8}", "service", "rows", "replicas", "up", "down", "keep");
     for (svc, rows) in &summary.rows {
         let (lo, hi) = summary.replicas[svc];
@@ -19,5 +104,34 @@ pub fn simulate(opts: Options) -> Result<u8> {
         println!("{svc:<14} {rows:>7} {:>9} {:>8} {:>8} {:>8}", format!("{lo}–{hi}"), pct(u), pct(d), pct(k));
     }
     println!("(up / down / keep: how the seed's look-ahead rules label the rows)");
-    Ok(exit::SUCCESS)
+}
+
+fn print_comparison(c: &Comparison) {
+    println!();
+    println!(
+        "{:<28} {:<14} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
+        "scaler", "service", "pod-hours", "under (min)", "slow min", "error min", "decisions", "fallbacks"
+    );
+    let line = |scaler: &str, service: &str, t: &Tally| {
+        println!(
+            "{scaler:<28} {service:<14} {:>9.1} {:>11.1} {:>9.1} {:>9.1} {:>9} {:>9}",
+            t.pod_hours, t.under_provisioned_minutes, t.slow_minutes, t.error_minutes, t.decisions, t.fallbacks
+        );
+    };
+    for r in &c.runs {
+        for (service, t) in &r.services {
+            line(&r.scaler, service, t);
+        }
+        line(&r.scaler, "total", &r.total);
+    }
+    println!();
+    println!("the internal HPA's frontier (under-provisioned: the load needs more than {:.0} % CPU of the ready pods):", c.target_utilization);
+    for p in &c.frontier.points {
+        println!("  hpa:{:<4} {:>9.1} pod-hours {:>9.1} min", p.target, p.pod_hours, p.under_provisioned_minutes);
+    }
+    for r in &c.runs {
+        let margin = r.margin.as_ref().map_or("no frontier to compare with".to_string(), |m| m.describe());
+        let unanswered = if r.failed_batches > 0 { format!(" ({} steps unanswered)", r.failed_batches) } else { String::new() };
+        println!("{}: {margin}{unanswered}", r.scaler);
+    }
 }

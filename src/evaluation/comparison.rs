@@ -5,7 +5,7 @@
 //!
 //! A forecast and the HPA under it share the work: with a good forecast the HPA can aim at a
 //! higher utilisation. So each forecasting policy runs with the HPA at `hpa_target` and at
-//! every higher frontier target, and keeps the one that puts it furthest below the frontier
+//! every higher `floor_targets` value (60, 65, …, 80 %), and keeps the one that puts it furthest below the frontier
 //! (the target publish records and serve applies). Lower targets are not tried: buying pods by
 //! running the HPA colder is the frontier's own trade, not the forecast's merit. The target is
 //! chosen on the hold-out it is scored on: one number of a handful.
@@ -78,7 +78,7 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
     // Every replayable service has the same forecasts in the same order.
     for (k, (name, _)) in replayable.first().map(|(s, _)| s.forecasts.as_slice()).unwrap_or_default().iter().enumerate() {
         let mut best: Option<(f64, f64)> = None;
-        let tried = std::iter::once(p.hpa_target).chain(p.frontier_targets.iter().copied().filter(|&t| t > p.hpa_target));
+        let tried = std::iter::once(p.hpa_target).chain(p.floor_targets.iter().copied().filter(|&t| t > p.hpa_target));
         for target in tried {
             let score = total(&|s: &Prepared| Policy::Proactive { target, forecast: &s.forecasts[k].1 });
             let Some(margin) = frontier.margin(&score) else { continue };

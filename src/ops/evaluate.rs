@@ -22,7 +22,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use super::sql::Sql;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
 use crate::evaluation::replay::frontier::Margin;
@@ -47,18 +46,6 @@ pub struct Evaluate {
     holdout_rule: String,
 }
 
-/// The `label_rule` of the labels stage behind a split (`seed` when it sets none).
-fn label_rule(p: &Pipeline, built: &Built, split: &str) -> String {
-    p.stages
-        .get(split)
-        .and_then(|s| s.deps.first())
-        .and_then(|labels| super::upstream::<Sql>(built, labels))
-        .and_then(|l| l.param("label_rule"))
-        .and_then(|r| r.as_str())
-        .unwrap_or("seed")
-        .to_string()
-}
-
 impl Evaluate {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Evaluate, SpecError> {
         if spec.deps.len() < 2 {
@@ -79,9 +66,9 @@ impl Evaluate {
             let split = train.deps.first().cloned().unwrap_or_default();
             // Unseen hold-out rows only when it was trained on a temporal split with the same cut.
             let honest = super::temporal_split(built, &split).is_some_and(|s| s.test_fraction() == cut);
-            models.push(ModelInfo { stage: dep.clone(), label_rule: label_rule(p, built, &split), split, honest });
+            models.push(ModelInfo { stage: dep.clone(), label_rule: super::label_rule(p, built, &split), split, honest });
         }
-        Ok(Evaluate { replay: params.replay, models, holdout_rule: label_rule(p, built, holdout) })
+        Ok(Evaluate { replay: params.replay, models, holdout_rule: super::label_rule(p, built, holdout) })
     }
 }
 

@@ -47,6 +47,19 @@ pub fn temporal_split<'a>(built: &'a Built, name: &str) -> Option<&'a split::Spl
     upstream::<split::Split>(built, name).filter(|s| s.method() == split::Method::Temporal)
 }
 
+/// The `label_rule` of the labels stage behind a split (`seed` when it sets none): what the
+/// models trained on it learned to predict.
+pub fn label_rule(p: &Pipeline, built: &Built, split: &str) -> String {
+    p.stages
+        .get(split)
+        .and_then(|s| s.deps.first())
+        .and_then(|labels| upstream::<sql::Sql>(built, labels))
+        .and_then(|l| l.param("label_rule"))
+        .and_then(|r| r.as_str())
+        .unwrap_or("seed")
+        .to_string()
+}
+
 /// Read an op's typed params from the stage's fields; a type error names the field and its line.
 pub fn parse_params<T: DeserializeOwned>(p: &Pipeline, spec: &StageSpec) -> Result<T, SpecError> {
     let value = serde_json::Value::Object(spec.params.clone());

@@ -5,7 +5,7 @@
 //! ```yaml
 //! publish:
 //!   op: publish
-//!   deps: [split_temporal, train_random_forest_temporal, train_lstm_cnn]  # hold-out, then models
+//!   deps: [split_temporal, train_random_forest_demand, train_lstm_cnn]  # hold-out, then models
 //!   replay: { target_utilization: 70, hpa_target: 60 }
 //!   rule:
 //!     max_under_provisioned_increase_minutes: 0   # margin below the HPA frontier not smaller...
@@ -13,7 +13,10 @@
 //!     require_beating_hpa: true                   # never promote what the HPA beats
 //! ```
 //! Both models are scored on the rows of this run's hold-out, so an old model is judged on the
-//! same data as its challenger. A version that does not beat the HPA is registered but never
+//! same data as its challenger. Exact accuracy is compared only between models that learned the
+//! hold-out's label rule: a `demand` forest's replicas are not the `seed` rule's, and the margin
+//! below the HPA frontier is what decides. The registry serves one version per model, so each
+//! model is published from one train stage. A version that does not beat the HPA is registered but never
 //! promoted: with nothing promoted, `pipeline serve` answers with the reactive HPA. The registry is
 //! `artifacts/models/<model>/`; see `pipeline models`.
 
@@ -63,6 +66,9 @@ struct Params {
 pub struct Publish {
     replay: replay::Params,
     rule: Rule,
+    /// The label rule of the hold-out, and of each train stage's labels.
+    holdout_rule: String,
+    label_rules: std::collections::BTreeMap<String, String>,
 }
 
 impl Publish {
@@ -74,14 +80,25 @@ impl Publish {
         if super::temporal_split(built, holdout).is_none() {
             return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split (the hold-out models are compared on)")));
         }
+        let mut kinds: std::collections::BTreeMap<&str, &str> = Default::default();
+        let mut label_rules = std::collections::BTreeMap::new();
         for d in &spec.deps[1..] {
-            if p.stages[d].op != "train" {
+            let Some(train) = super::upstream::<super::train::Train>(built, d) else {
                 return Err(p.error(spec, Some("deps"), format!("`{d}` is not a train stage")));
+            };
+            if let Some(other) = kinds.insert(train.kind(), d) {
+                return Err(p.error(
+                    spec,
+                    Some("deps"),
+                    format!("`{other}` and `{d}` both train a {}; the registry serves one version of each model, so publish one of them", train.kind()),
+                ));
             }
+            let split = p.stages[d].deps.first().cloned().unwrap_or_default();
+            label_rules.insert(d.clone(), super::label_rule(p, built, &split));
         }
         let params: Params = parse_params(p, spec)?;
         params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
-        Ok(Publish { replay: params.replay, rule: params.rule })
+        Ok(Publish { replay: params.replay, rule: params.rule, holdout_rule: super::label_rule(p, built, holdout), label_rules })
     }
 }
 
@@ -98,11 +115,12 @@ pub struct Decision {
 impl Stage for Publish {
     fn version(&self) -> u32 {
         // 2: exact accuracy on replicas rounded half to even. 3: the replay with delays.
-        3
+        // 4: label rules recorded, exact accuracy compared only on the hold-out's labels.
+        4
     }
 
     fn params(&self) -> serde_json::Value {
-        json!({ "replay": self.replay, "rule": self.rule })
+        json!({ "replay": self.replay, "rule": self.rule, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
     }
 
     fn describe(&self) -> String {
@@ -117,6 +135,7 @@ impl Stage for Publish {
         let registry = Registry::of_project(&ctx.pipeline.root);
         let (rp, rule) = (self.replay.clone(), self.rule.clone());
         let pipeline = ctx.pipeline.name.clone();
+        let (holdout_rule, label_rules) = (self.holdout_rule.clone(), self.label_rules.clone());
         let progress = ctx.progress.clone();
         let out = ctx.output_path();
         let decisions = tokio::task::spawn_blocking(move || -> Result<Vec<Decision>> {
@@ -126,7 +145,12 @@ impl Stage for Publish {
                 progress.message(&format!("publishing {stage}"));
                 let model = Model::load(&dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{stage}`"))?;
                 let kind = model.kind().to_string();
+                let label_rule = label_rules.get(&stage).cloned().unwrap_or_else(|| "seed".into());
                 let serving = registry.serving_dir(&kind)?;
+                let serving_rule = match &serving {
+                    Some((sv, _)) => Some(registry.version(&kind, sv)?.label_rule().to_string()),
+                    None => None,
+                };
                 let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Model::load(d, DeviceChoice::Cpu)));
                 let old_pred = match &serving_model {
                     Some((_, Ok(m))) => Some(holdout.predict(m)),
@@ -145,6 +169,8 @@ impl Stage for Publish {
                 // What would serve: the model's forecast as a floor under the reactive HPA.
                 let margin = |name: &str| scored.totals.get(&format!("{name}+hpa")).and_then(|s| scored.frontier.margin(s));
                 let (new_margin, new_exact) = (margin("new"), exact(0));
+                // Exact accuracy means something only against the labels the model learned.
+                let learned_holdout = label_rule == holdout_rule;
                 let new_score = scored.totals.get("new+hpa").cloned().unwrap_or_default();
                 let info = VersionInfo {
                     version: String::new(),
@@ -155,12 +181,13 @@ impl Stage for Publish {
                     registered_at: String::new(),
                     holdout: json!({
                         "rows": rows,
-                        "exact_accuracy": new_exact,
+                        "exact_accuracy": learned_holdout.then_some(new_exact),
                         "under_provisioned_minutes": new_score.under_provisioned_minutes,
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
                     }),
                     policy: Some(PolicySpec::Proactive(Reactive { target: scored.targets.get("new+hpa").copied().unwrap_or(rp.hpa_target), ..Reactive::of(&rp) })),
+                    label_rule: Some(label_rule.clone()),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
@@ -183,13 +210,19 @@ impl Stage for Publish {
                             let old_margin = margin("serving").map_or(f64::NEG_INFINITY, |m| m.minutes);
                             let new_minutes = new_margin.as_ref().map_or(f64::NEG_INFINITY, |m| m.minutes);
                             let old_exact = exact(1);
-                            let facts = format!(
-                                "on {rows} hold-out rows: {new_minutes:.1} vs {old_margin:.1} min below the HPA frontier, exact accuracy {:.2}% vs {:.2}%",
-                                100.0 * new_exact,
-                                100.0 * old_exact
-                            );
+                            let comparable = learned_holdout && serving_rule.as_deref() == Some(holdout_rule.as_str());
+                            let accuracy = if comparable {
+                                format!("exact accuracy {:.2}% vs {:.2}%", 100.0 * new_exact, 100.0 * old_exact)
+                            } else {
+                                format!(
+                                    "exact accuracy not compared ({} and {} labels, the hold-out has {holdout_rule})",
+                                    label_rule,
+                                    serving_rule.as_deref().unwrap_or("seed")
+                                )
+                            };
+                            let facts = format!("on {rows} hold-out rows: {new_minutes:.1} vs {old_margin:.1} min below the HPA frontier, {accuracy}");
                             let ok_margin = new_minutes >= old_margin - rule.max_under_provisioned_increase_minutes;
-                            let ok_exact = new_exact >= old_exact - rule.max_exact_accuracy_drop;
+                            let ok_exact = !comparable || new_exact >= old_exact - rule.max_exact_accuracy_drop;
                             if ok_margin && ok_exact {
                                 (true, format!("{v} beats serving {sv} {facts}"))
                             } else {

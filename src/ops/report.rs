@@ -172,9 +172,9 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
             .replay
             .iter()
             .filter(|p| p.policy != "hpa")
-            .map(|p| plots::PolicyPoint { policy: p.policy.clone(), pod_hours: p.pod_hours, minutes: p.under_provisioned_minutes })
+            .map(|p| plots::PolicyPoint { policy: p.policy.clone(), pod_hours: p.pod_hours, minutes: p.under_provisioned_minutes, margin: p.frontier_margin.as_ref().map(|m| m.minutes) })
             .collect();
-        plots::frontier(&out.join("frontier.png"), &hpa, &points, &r.models)?;
+        plots::frontier(&out.join("frontier.png"), &hpa, &points)?;
     }
 
     // The replay of the busiest service.

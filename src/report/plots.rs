@@ -425,26 +425,65 @@ pub struct PolicyPoint {
     pub policy: String,
     pub pod_hours: f64,
     pub minutes: f64,
+    /// Minutes below the frontier at the same pod-hours (positive: beats the HPA).
+    pub margin: Option<f64>,
+}
+
+/// Colours for the frontier's policies: one per model or baseline, its `+hpa` twin in the same
+/// colour with another marker, so the two read as a pair.
+const POINTS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(120, 120, 120),
+    RGBColor(0, 0, 128),
+];
+
+/// The frontier's y at `x`, by straight lines between its points (None outside them).
+fn curve_at(curve: &[(f64, f64)], x: f64) -> Option<f64> {
+    curve.windows(2).find(|w| (w[0].0.min(w[1].0)..=w[0].0.max(w[1].0)).contains(&x)).map(|w| {
+        let (a, b) = (w[0], w[1]);
+        if b.0 == a.0 { a.1.max(b.1) } else { a.1 + (b.1 - a.1) * (x - a.0) / (b.0 - a.0) }
+    })
 }
 
 /// The reactive HPA's curve over its targets (target, pod-hours, minutes) and every policy's
-/// point: below the curve is better than the HPA at the same cost.
-pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint], models: &[String]) -> Result<()> {
-    png(path, (1500, 800), "Under-provisioning against cost: the reactive HPA's frontier", |root| {
-        let (chart_area, legend) = root.split_horizontally(1500 - LEGEND_WIDTH);
-        let entries: Vec<(String, RGBColor)> =
-            std::iter::once(("hpa at 40–80 % targets".to_string(), ORANGE)).chain(policies.iter().map(|p| (p.policy.clone(), policy_color(&p.policy, models)))).collect();
-        legend_column(&legend, "policy", &entries)?;
-        let xs = hpa.iter().map(|h| h.1).chain(policies.iter().map(|p| p.pod_hours));
-        let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
-        let pad = ((hi - lo) * 0.08).max(0.5);
-        // Policies far above the curve would flatten it: they sit at the top edge, value written.
-        let top = hpa.iter().map(|h| h.2).fold(1.0, f64::max) * 1.6;
+/// point: below the curve is better than the HPA at the same cost. The view is zoomed to the
+/// policies (the frontier beyond them says nothing about them); points are numbered, and the
+/// legend gives each number's policy and margin, so crowded points never hide a name.
+pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) -> Result<()> {
+    const WIDTH: u32 = 1500;
+    const LEGEND: u32 = 470;
+    png(path, (WIDTH, 820), "Under-provisioning against cost: policies and the reactive HPA's frontier", |root| {
+        let (chart_area, legend) = root.split_horizontally(WIDTH - LEGEND);
+        let mut curve: Vec<(f64, f64)> = hpa.iter().map(|h| (h.1, h.2)).collect();
+        curve.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let xs: Vec<f64> = if policies.is_empty() { curve.iter().map(|c| c.0).collect() } else { policies.iter().map(|p| p.pod_hours).collect() };
+        let (lo, hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let pad = ((hi - lo) * 0.12).max(hi.abs() * 0.02).max(0.5);
+        let (x0, x1) = (lo - pad, hi + pad);
+        // The curve inside the view, cut where it leaves it.
+        let mut shown: Vec<(f64, f64)> = curve.iter().copied().filter(|c| (x0..=x1).contains(&c.0)).collect();
+        for edge in [x0, x1] {
+            if let Some(y) = curve_at(&curve, edge) {
+                shown.push((edge, y));
+            }
+        }
+        shown.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let curve_top = shown.iter().map(|c| c.1).fold(0.0, f64::max);
+        let points_top = policies.iter().map(|p| p.minutes).fold(0.0, f64::max);
+        // A policy far above everything else would flatten the rest: it sits at the top edge.
+        let top = (if curve_top > 0.0 { points_top.min(2.0 * curve_top).max(curve_top) } else { points_top }).max(1.0) * 1.15;
         let mut chart = ChartBuilder::on(&chart_area)
             .margin(16)
             .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d((lo - pad)..(hi + pad), 0.0..top)
+            .y_label_area_size(70)
+            .build_cartesian_2d(x0..x1, 0.0..top)
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -454,25 +493,92 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint], 
             .label_style((FONT, 14))
             .draw()
             .map_err(err)?;
-        let curve: Vec<(f64, f64)> = hpa.iter().map(|h| (h.1, h.2.min(top))).collect();
-        chart.draw_series(LineSeries::new(curve.clone(), ORANGE.stroke_width(3))).map_err(err)?;
-        chart.draw_series(curve.iter().map(|&(x, y)| Circle::new((x, y), 4, ORANGE.filled()))).map_err(err)?;
-        for h in hpa {
-            chart.draw_series(std::iter::once(Text::new(format!("{:.0}%", h.0), (h.1, h.2.min(top)), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom))))).map_err(err)?;
+        let clipped: Vec<(f64, f64)> = shown.iter().map(|&(x, y)| (x, y.min(top))).collect();
+        chart.draw_series(LineSeries::new(clipped, ORANGE.stroke_width(3))).map_err(err)?;
+        for h in hpa.iter().filter(|h| (x0..=x1).contains(&h.1) && h.2 <= top) {
+            chart.draw_series(std::iter::once(Circle::new((h.1, h.2), 5, ORANGE.filled()))).map_err(err)?;
+            let style = TextStyle::from((FONT, 14).into_font()).color(&ORANGE).pos(Pos::new(HPos::Right, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(format!("HPA {:.0}%", h.0), (h.1, h.2), style))).map_err(err)?;
         }
-        for p in policies {
-            let c = policy_color(&p.policy, models);
-            let y = p.minutes.min(top * 0.97);
-            let label = if p.minutes > top { format!("{} ↑ {:.0} min", p.policy, p.minutes) } else { p.policy.clone() };
-            if p.policy.ends_with("+hpa") || p.policy == "seasonal_naive" || p.policy == "holt_winters" {
-                chart.draw_series(std::iter::once(Circle::new((p.pod_hours, y), 7, c.filled()))).map_err(err)?;
+        let mut bases: Vec<&str> = Vec::new();
+        let mut entries = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            let base = p.policy.trim_end_matches("+hpa");
+            let c = match bases.iter().position(|b| *b == base) {
+                Some(k) => POINTS[k % POINTS.len()],
+                None => {
+                    bases.push(base);
+                    POINTS[(bases.len() - 1) % POINTS.len()]
+                }
+            };
+            // Circles: a forecast the HPA's floor or a baseline drives; triangles: replicas as given.
+            let floor = p.policy.ends_with("+hpa") || p.policy == "seasonal_naive" || p.policy == "holt_winters";
+            let at = (p.pod_hours, p.minutes.min(top * 0.98));
+            if floor {
+                chart.draw_series(std::iter::once(Circle::new(at, 8, c.filled()))).map_err(err)?;
             } else {
-                chart.draw_series(std::iter::once(TriangleMarker::new((p.pod_hours, y), 8, c.filled()))).map_err(err)?;
+                chart.draw_series(std::iter::once(TriangleMarker::new(at, 9, c.filled()))).map_err(err)?;
             }
-            chart
-                .draw_series(std::iter::once(Text::new(label, (p.pod_hours, y), TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Top)))))
-                .map_err(err)?;
+            // The number beside the marker, not on it.
+            let style = TextStyle::from((FONT, 15).into_font().style(FontStyle::Bold)).color(&c).pos(Pos::new(HPos::Left, VPos::Center));
+            chart.draw_series(std::iter::once(EmptyElement::at(at) + Text::new(format!("{}", i + 1), (10, 0), style))).map_err(err)?;
+            let margin = match p.margin {
+                Some(m) if m >= 0.0 => format!("{m:.1} min below"),
+                Some(m) => format!("{:.1} min above", -m),
+                None => "no margin".into(),
+            };
+            let clip = if p.minutes > top { format!(", ↑ {:.0} min", p.minutes) } else { String::new() };
+            entries.push((format!("{:>2}  {}", i + 1, p.policy), format!("{margin}{clip}"), c, floor));
+        }
+        // The legend: the curve, then each numbered point with its margin below the frontier.
+        let y0 = 60;
+        legend.draw(&Text::new("policy (margin vs the HPA frontier)", (10, y0 - 30), (FONT, 15).into_font().style(FontStyle::Bold))).map_err(err)?;
+        legend.draw(&PathElement::new([(10, y0 + 8), (34, y0 + 8)], ORANGE.stroke_width(3))).map_err(err)?;
+        legend.draw(&Text::new("reactive HPA at 40–80 % targets", (42, y0), (FONT, 14))).map_err(err)?;
+        for (i, (name, margin, c, floor)) in entries.iter().enumerate() {
+            let y = y0 + 30 + 40 * i as i32;
+            if *floor {
+                legend.draw(&Circle::new((22, y + 8), 7, c.filled())).map_err(err)?;
+            } else {
+                legend.draw(&TriangleMarker::new((22, y + 8), 8, c.filled())).map_err(err)?;
+            }
+            legend.draw(&Text::new(name.clone(), (42, y), (FONT, 14))).map_err(err)?;
+            legend.draw(&Text::new(margin.clone(), (70, y + 17), TextStyle::from((FONT, 13).into_font()).color(&GREY))).map_err(err)?;
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_curve_is_interpolated_between_its_points_only() {
+        let c = [(100.0, 50.0), (200.0, 10.0), (300.0, 0.0)];
+        assert_eq!(curve_at(&c, 150.0), Some(30.0));
+        assert_eq!(curve_at(&c, 300.0), Some(0.0));
+        assert_eq!(curve_at(&c, 99.0), None);
+    }
+
+    #[test]
+    fn a_frontier_with_crowded_and_far_points_is_drawn() {
+        let hpa: Vec<(f64, f64, f64)> = (0..9).map(|i| (40.0 + 5.0 * i as f64, 850.0 - 48.0 * i as f64, 20.0 * (1.6f64).powi(i))).collect();
+        let point = |policy: &str, pod_hours: f64, minutes: f64, margin: f64| PolicyPoint { policy: policy.into(), pod_hours, minutes, margin: Some(margin) };
+        let policies = vec![
+            point("recorded", 700.0, 95.0, -30.0),
+            point("holt_winters", 590.0, 180.0, 60.0),
+            point("train_random_forest_demand", 640.0, 130.0, -5.0),
+            point("train_random_forest_demand+hpa", 642.0, 90.0, 31.0),
+            point("train_lstm_cnn", 640.5, 5000.0, -4800.0),
+            point("train_lstm_cnn+hpa", 641.0, 100.0, 20.0),
+        ];
+        let path = std::env::temp_dir().join(format!("frontier-{}.png", std::process::id()));
+        frontier(&path, &hpa, &policies).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        if std::env::var_os("KEEP_PLOTS").is_none() {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
 }

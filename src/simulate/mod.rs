@@ -2,7 +2,9 @@
 //! request-rate trace, each simulated with pods, an HPA and queueing, and written the way
 //! the collector writes them (every ~30 s with jitter, 06:00–22:00, one CSV per day).
 
+pub mod closed_loop;
 mod collector;
+pub mod scaler;
 pub mod service;
 mod trace;
 
@@ -12,9 +14,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use closed_loop::Tally;
 use collector::{isoformat, round, Window};
 use crate::rng::Rng;
 use service::{default_profiles, Profile, Sample, Service};
+pub use scaler::ScalerSpec;
 pub use trace::Trace;
 
 /// Where files go: `DIR/metrics_YYYYMMDD.csv` or `DIR/YYYY/MM/metrics_YYYYMMDD.csv` (as on S3).
@@ -34,6 +38,19 @@ pub struct Options {
     pub layout: Layout,
     pub start: chrono::NaiveDate,
     pub gzip: bool,
+    /// Seconds from a pod's scheduling to ready (default: each service's own, 45 s).
+    pub pod_startup_seconds: Option<f64>,
+    /// Scale down only to the highest decision of this window.
+    pub stabilization_seconds: f64,
+}
+
+/// Who sets the replicas while the simulation runs.
+pub enum Decider<'a> {
+    /// The internal reactive HPA, at each service's own target or this one.
+    Hpa(Option<f64>),
+    /// A decision server, sent every service's row each step (all day, not only the hours
+    /// the files keep), whose answers take effect at the next step.
+    Server(&'a mut scaler::Server),
 }
 
 const STEP_S: f64 = 30.0;
@@ -50,6 +67,8 @@ pub struct Summary {
     pub replicas: BTreeMap<String, (u32, u32)>,
     /// (service, cpu %, ram %, p95 ms, replicas) of every written row, in time order.
     pub samples: Vec<(String, f64, f64, f64, u32)>,
+    /// What each service went through, every step of the day (not only the written rows).
+    pub tallies: BTreeMap<String, Tally>,
 }
 
 /// Profiles for the requested services: the known seven by name, and a plausible one
@@ -75,12 +94,29 @@ pub fn profiles_for(names: &[String]) -> Vec<Profile> {
         .collect()
 }
 
+/// Write `opts.days` of metrics files, the services scaled by the internal HPA.
 pub fn simulate(opts: &Options) -> Result<Summary> {
+    run(opts, Decider::Hpa(None), Some(&opts.out), closed_loop::DEFAULT_TARGET_UTILIZATION)
+}
+
+/// Simulate with `decider` setting the replicas; files go to `out` (none: only the tallies),
+/// and a service counts as under-provisioned while its load needs more than
+/// `target_utilization` % CPU of its ready pods.
+pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_utilization: f64) -> Result<Summary> {
     if opts.days == 0 {
         bail!("--days must be at least 1");
     }
     let trace = Trace::load(&opts.trace)?;
-    let profiles = profiles_for(&opts.services);
+    let mut profiles = profiles_for(&opts.services);
+    for p in &mut profiles {
+        if let Some(s) = opts.pod_startup_seconds {
+            p.startup_s = s;
+        }
+        p.stabilization_s = opts.stabilization_seconds;
+        if let Decider::Hpa(Some(t)) = decider {
+            p.target_cpu = t;
+        }
+    }
     // Start the trace at a midnight near its middle: the busy part of most traces.
     let anchor = ((trace.start() + trace.span() * 45 / 100) / 86_400 * 86_400) - trace.start();
     let start = opts.start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
@@ -92,14 +128,17 @@ pub fn simulate(opts: &Options) -> Result<Summary> {
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
     let mut summary = Summary::default();
     let (mut cpu_pressure, mut mem_pressure) = (false, false);
+    let feed = matches!(decider, Decider::Server(_));
+    let mut line = String::with_capacity(512);
+    let mut batch: Vec<serde_json::Value> = Vec::with_capacity(services.len());
 
     for day in 0..opts.days as i64 {
         let day_start = start + day * 86_400;
         let date = chrono::DateTime::from_timestamp(day_start, 0).unwrap().date_naive();
         let weekend = matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun);
-        let mut out = String::with_capacity(4 << 20);
-        out.push_str(&crate::metrics::column_names().join(","));
-        out.push('\n');
+        let mut file = String::with_capacity(4 << 20);
+        file.push_str(&crate::metrics::column_names().join(","));
+        file.push('\n');
         let steps = (86_400.0 / STEP_S) as i64;
         for k in 0..steps {
             let now = day_start as f64 + k as f64 * STEP_S;
@@ -108,6 +147,7 @@ pub fn simulate(opts: &Options) -> Result<Summary> {
             // The collector wakes late by up to ~2 s and visits services one after another.
             let wake = now + rng.uniform() * 2.0;
             let (mut cores, mut mib) = (0.0, 0.0);
+            batch.clear();
             for (i, svc) in services.iter_mut().enumerate() {
                 if k as f64 * STEP_S == ROLLOUT_H * 3600.0 {
                     svc.rollout(now);
@@ -117,24 +157,57 @@ pub fn simulate(opts: &Options) -> Result<Summary> {
                 let sample = svc.step(now, STEP_S, trace.at(offset), &mut rng);
                 cores += sample.cpu_cores;
                 mib += sample.ram_mib;
-                if collect {
+                summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
+                if collect || feed {
                     let ts = ((wake + i as f64 * 0.035 + rng.uniform() * 0.02) * 1e6).round() as i64;
-                    write_row(&mut out, ts, &svc.profile, &sample, &mut windows[i], weekend, cpu_pressure, mem_pressure);
+                    line.clear();
+                    write_row(&mut line, ts, &svc.profile, &sample, &mut windows[i], weekend, cpu_pressure, mem_pressure);
+                    if feed {
+                        batch.push(row_json(&line));
+                    }
+                }
+                if collect {
+                    file.push_str(&line);
                     *summary.rows.entry(svc.profile.name.clone()).or_insert(0) += 1;
                     let r = summary.replicas.entry(svc.profile.name.clone()).or_insert((u32::MAX, 0));
                     *r = (r.0.min(sample.replicas), r.1.max(sample.replicas));
                     summary.samples.push((svc.profile.name.clone(), round(sample.cpu_percent, 2), round(sample.ram_percent, 2), round(sample.p95_ms, 2), sample.replicas));
                 }
             }
+            // The server's answers to this step's rows act at the next step, as a controller's
+            // decision acts after the metrics it read.
+            if let Decider::Server(server) = &mut decider {
+                for (svc, answer) in services.iter_mut().zip(server.decide(&batch)) {
+                    svc.wanted = Some(answer.replicas.unwrap_or(svc.replicas()));
+                    let t = summary.tallies.entry(svc.profile.name.clone()).or_default();
+                    t.decisions += 1;
+                    t.fallbacks += u64::from(answer.fallback);
+                }
+            }
             // Node pressure follows the whole cluster's use, as kubelet reports it.
             cpu_pressure = cores > 0.85 * node_cores;
             mem_pressure = mib > 0.85 * node_mib;
         }
-        let path = file_path(&opts.out, opts.layout, date, opts.gzip);
-        write_file(&path, out.as_bytes(), opts.gzip)?;
-        summary.files.push(path);
+        if let Some(out) = out {
+            let path = file_path(out, opts.layout, date, opts.gzip);
+            write_file(&path, file.as_bytes(), opts.gzip)?;
+            summary.files.push(path);
+        }
     }
     Ok(summary)
+}
+
+/// A written CSV line as the JSON row a collector would post: the same values, by name.
+fn row_json(line: &str) -> serde_json::Value {
+    let mut row = serde_json::Map::new();
+    for (name, value) in crate::metrics::column_names().into_iter().zip(line.trim_end().split(',')) {
+        let v = match value.parse::<f64>() {
+            Ok(x) if name != crate::metrics::TIMESTAMP && name != crate::metrics::SERVICE => serde_json::json!(x),
+            _ => serde_json::json!(value),
+        };
+        row.insert(name.to_string(), v);
+    }
+    serde_json::Value::Object(row)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -232,4 +305,23 @@ pub fn label_mix(rows: &[(String, f64, f64, f64, u32)]) -> BTreeMap<String, (u64
         out.insert(s, c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_line_is_posted_as_the_row_a_collector_sends() {
+        let p = default_profiles().remove(0);
+        let s = Sample { cpu_percent: 61.234, ram_percent: 40.0, rps: 120.5, p95_ms: 80.0, replicas: 3, queue: 0.4, error_rate: 0.002, restarts: 1, ..Sample::default() };
+        let mut line = String::new();
+        write_row(&mut line, 1_759_737_600_250_000, &p, &s, &mut Default::default(), false, true, false);
+        let v = row_json(&line);
+        assert_eq!(v["timestamp"], "2025-10-06T08:00:00.250000");
+        assert_eq!(v["service_name"], "frontend");
+        assert_eq!((v["cpu_usage_percent"].as_f64(), v["replica_count"].as_f64(), v["node_cpu_pressure_flag"].as_f64()), (Some(61.23), Some(3.0), Some(1.0)));
+        let row = crate::serving::features::RawRow::from_json(&v).unwrap();
+        assert_eq!((row.service.as_str(), row.replicas(), row.get("cpu_request")), ("frontend", 3.0, p.cpu_request));
+    }
 }

@@ -29,6 +29,8 @@ pub struct Profile {
     pub target_cpu: f64,
     /// Seconds from scheduling to ready.
     pub startup_s: f64,
+    /// Scale down only to the highest decision of this many seconds (the HPA's stabilisation).
+    pub stabilization_s: f64,
     /// Seconds this service's load trails the trace (downstream services see load later).
     pub lag_s: i64,
     /// Days into the trace this service starts at, so services differ.
@@ -55,6 +57,7 @@ pub fn default_profiles() -> Vec<Profile> {
         max_replicas: reps.1,
         target_cpu: 60.0,
         startup_s: 45.0,
+        stabilization_s: 300.0,
         lag_s: lag,
         trace_offset_days: offset,
         base_error_rate: 0.002,
@@ -91,10 +94,16 @@ pub struct Sample {
     /// Cores and MiB in use, for node pressure.
     pub cpu_cores: f64,
     pub ram_mib: f64,
+    /// Pods serving, and the CPU % of their request the load asks of them (without noise, and
+    /// above 100 % when it is more than they can serve): what under-provisioning is judged on.
+    pub ready: u32,
+    pub needed_cpu_percent: f64,
 }
 
 pub struct Service {
     pub profile: Profile,
+    /// Replicas a decision server asked for at the last step; `None`: the internal HPA decides.
+    pub wanted: Option<u32>,
     pods: Vec<Pod>,
     /// HPA recommendations of the last five minutes, for scale-down stabilisation.
     recent: VecDeque<(f64, u32)>,
@@ -108,7 +117,12 @@ pub struct Service {
 impl Service {
     pub fn new(profile: Profile, now: f64) -> Service {
         let pods = (0..profile.min_replicas).map(|_| Pod { ready_at: now, mem_since: now }).collect();
-        Service { profile, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
+        Service { profile, wanted: None, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
+    }
+
+    /// Pods asked for, ready or starting.
+    pub fn replicas(&self) -> u32 {
+        self.pods.len() as u32
     }
 
     /// A rolling restart (the nightly deploy): every pod starts afresh, memory included.
@@ -180,21 +194,29 @@ impl Service {
             restarts: self.restarts,
             cpu_cores: ready * p.cpu_request * cpu_percent / 100.0,
             ram_mib: ram_total,
+            ready: ready as u32,
+            needed_cpu_percent: if ready > 0.0 { 3.0 + 95.0 * demand / capacity } else { f64::INFINITY },
         }
     }
 
-    /// The HPA: desired = ceil(current × utilisation / target) outside a 10 % tolerance,
-    /// scale-up at most doubling (or +4) per step, scale-down only to the highest
-    /// recommendation of the last five minutes and by one pod a minute (a common
+    /// The HPA: desired = ceil(current × utilisation / target) outside a 10 % tolerance, or
+    /// what a decision server asked for. Either is actuated as Kubernetes does: scale-up at
+    /// most doubling (or +4) per step, scale-down only to the highest recommendation of the
+    /// stabilisation window (five minutes) and by one pod a minute (a common
     /// `behavior.scaleDown` policy), new pods ready after their start-up delay.
     fn autoscale(&mut self, now: f64) {
         let p = &self.profile;
         let current = self.pods.len() as u32;
-        let ratio = self.last_cpu / p.target_cpu;
-        let raw = if (ratio - 1.0).abs() <= 0.1 { current } else { (current as f64 * ratio).ceil() as u32 };
+        let raw = match self.wanted {
+            Some(r) => r,
+            None => {
+                let ratio = self.last_cpu / p.target_cpu;
+                if (ratio - 1.0).abs() <= 0.1 { current } else { (current as f64 * ratio).ceil() as u32 }
+            }
+        };
         let raw = raw.clamp(p.min_replicas, p.max_replicas);
         self.recent.push_back((now, raw));
-        while self.recent.front().is_some_and(|(t, _)| now - t > 300.0) {
+        while self.recent.front().is_some_and(|(t, _)| now - t > p.stabilization_s) {
             self.recent.pop_front();
         }
         let stabilised = self.recent.iter().map(|(_, r)| *r).max().unwrap_or(raw);

@@ -99,12 +99,16 @@ fn misconfiguration_is_refused_with_the_fix() {
     p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 12\n      kernel_size: 4\n"));
     p.pipeline(&["run"]).code(2).stderr_has("kernel_size").stderr_has("must be odd");
     // Evaluation and publishing compare on a temporal hold-out, read from the split stage itself.
-    for (deps, stage) in [("train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"), ("train_lstm_cnn]\n", "publish")] {
-        let from = format!("deps: [split_temporal, train_random_forest_temporal, {deps}");
+    for (deps, stage) in [("train_random_forest_temporal, train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"), ("train_random_forest_demand, train_lstm_cnn]\n", "publish")] {
+        let from = format!("deps: [split_temporal, {deps}");
         assert_eq!(yaml.matches(&from).count(), 1, "{stage}'s deps in train.yaml");
         p.write("pipelines/train.yaml", &yaml.replace(&from, &from.replace("split_temporal", "split_shuffled")));
         p.pipeline(&["run"]).code(2).stderr_has(&format!("stage `{stage}`, field `deps`: the first dep, `split_shuffled`, must be a temporal split"));
     }
+    // The registry serves one version of each model: publishing two forests is refused.
+    let from = "deps: [split_temporal, train_random_forest_demand, train_lstm_cnn]\n";
+    p.write("pipelines/train.yaml", &yaml.replace(from, "deps: [split_temporal, train_random_forest_demand, train_random_forest_temporal]\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("stage `publish`, field `deps`: `train_random_forest_demand` and `train_random_forest_temporal` both train a random_forest");
     p.write("pipelines/train.yaml", &yaml);
     // Asking for a GPU where there is none names what to do.
     if !std::path::Path::new("/proc/driver/nvidia").exists() {

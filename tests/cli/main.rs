@@ -7,6 +7,7 @@
 
 mod common;
 
+mod closed_loop;
 mod crash;
 mod deploy;
 mod engine;

@@ -3,18 +3,7 @@
 //! what the HPA costs.
 
 use crate::common;
-use common::{json, Project};
-
-/// `days` of one point a minute from midnight, with `load(hour of day)`.
-fn trace(days: u32, load: impl Fn(f64) -> f64) -> String {
-    let mut out = String::from("time,value\n");
-    let start = chrono::NaiveDate::from_ymd_opt(2025, 10, 6).unwrap().and_hms_opt(0, 0, 0).unwrap();
-    for m in 0..days * 24 * 60 {
-        let t = start + chrono::Duration::minutes(m as i64);
-        out.push_str(&format!("{},{:.3}\n", t.format("%Y-%m-%d %H:%M:%S"), load(m as f64 / 60.0 % 24.0)));
-    }
-    out
-}
+use common::{daily_trace as trace, json, Project};
 
 const QUICK: &[&str] = &["--set", "rf_trees=16", "--set", "cv_folds=0", "--set", "lstm_epochs=1", "--set", "device=cpu"];
 

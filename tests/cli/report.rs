@@ -71,7 +71,7 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
 
     // The registry.
     p.pipeline(&["models", "list"]).ok().stdout_has("random_forest").stdout_has("*     v1").stdout_has("lstm_cnn");
-    p.pipeline(&["models", "show", "random_forest"]).ok().stdout_has("(serving)").stdout_has("train_random_forest_temporal");
+    p.pipeline(&["models", "show", "random_forest"]).ok().stdout_has("(serving)").stdout_has("train_random_forest_demand").stdout_has("label rule: demand");
     p.pipeline(&["models", "rollback", "random_forest"]).code(1).stderr_has("nothing to roll back to");
 
     // Decisions without a server: the README's example row (a service this model never saw
@@ -106,10 +106,10 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     // A clearly worse forest (stumps) is registered but does not replace the serving one.
     let yaml = p.read("pipelines/train.yaml");
     let worse = yaml.replace(
-        "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 15\n",
-        "  train_random_forest_temporal:\n    op: train\n    deps: [split_temporal]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 1\n",
+        "  train_random_forest_demand:\n    op: train\n    deps: [split_temporal_demand]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 15\n",
+        "  train_random_forest_demand:\n    op: train\n    deps: [split_temporal_demand]\n    model: random_forest\n    params:\n      n_estimators: ${rf_trees}\n      max_depth: 1\n",
     );
-    assert_ne!(worse, yaml, "the test edits the temporal forest");
+    assert_ne!(worse, yaml, "the test edits the published forest");
     p.write("pipelines/train.yaml", &worse);
     run_all(&p).ok().stdout_has("random_forest v2: kept serving v1");
     let list = p.pipeline(&["models", "list"]).ok().stdout();

@@ -2,10 +2,9 @@
 //! pipeline, and the real server answers every endpoint over a socket.
 
 use crate::common;
-use common::{row_json, Project};
+use common::{row_json, start_server as start, Project};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoscale::artifacts::models::Registry;
@@ -125,31 +124,6 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
         assert!(compared > 1000, "{kind}: only {compared} rows compared");
         assert_eq!(warming, if kind == "lstm_cnn" { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
     }
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let mut cmd = common::command();
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"]).args(extra).current_dir(p.path()).stdout(Stdio::piped()).stderr(Stdio::null()).env_remove("PIPELINE_SERVE_TOKEN");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-    Server { child, base }
 }
 
 fn agent() -> ureq::Agent {

@@ -51,10 +51,14 @@ impl Frontier {
         Frontier { points }
     }
 
-    /// The HPA's minutes at `pod_hours`: linear between neighbouring targets, the end segments
-    /// extended past the ends (never below 0 minutes).
+    /// The HPA's minutes at `pod_hours`: linear between neighbouring targets, flat past the
+    /// ends. Past the cheapest target a policy is not credited with the slope it would have if
+    /// the HPA could go on saving pods (a policy that never scales would "beat" it); past the
+    /// dearest, more pods buy it nothing.
     pub fn minutes_at(&self, pod_hours: f64) -> Option<f64> {
         let pts = &self.points;
+        let (lo, hi) = (pts.first()?.pod_hours, pts.last()?.pod_hours);
+        let pod_hours = pod_hours.clamp(lo, hi);
         match pts.len() {
             0 => None,
             1 => Some(pts[0].under_provisioned_minutes),
@@ -109,9 +113,12 @@ mod tests {
         assert_eq!(m.describe(), "30.0 min (50%) below the HPA frontier");
         let m = f.margin(&score(150.0, 20.0)).unwrap();
         assert!((m.hpa_minutes - 50.0 / 3.0).abs() < 1e-12 && !m.beats_hpa());
-        // Beyond the ends the end segments go on, and the HPA never has fewer than 0 minutes.
+        // Beyond the ends the frontier is flat: saving pods past the cheapest target earns no
+        // credit, so a policy that starves the service does not beat the HPA.
         let m = f.margin(&score(90.0, 100.0)).unwrap();
-        assert_eq!((m.hpa_minutes, m.within), (120.0, false));
+        assert_eq!((m.hpa_minutes, m.within, m.beats_hpa()), (100.0, false, false));
+        let starving = f.margin(&score(20.0, 1000.0)).unwrap();
+        assert_eq!((starving.hpa_minutes, starving.beats_hpa()), (100.0, false));
         assert_eq!(f.margin(&score(300.0, 0.0)).unwrap().hpa_minutes, 0.0);
         assert!(Frontier::default().margin(&score(1.0, 1.0)).is_none());
     }

@@ -61,6 +61,12 @@ pub struct Params {
     pub hpa_sync_seconds: f64,
     /// HPA targets (CPU %) of the frontier.
     pub frontier_targets: Vec<f64>,
+    /// HPA targets a forecast may run its reactive floor at (those above `hpa_target`): with a
+    /// good forecast the floor only has to catch what it misses, and can run hotter. Not past
+    /// ~80 by default: once a service's CPU saturates at its limit (100 % where the limit is the
+    /// request) an HPA aiming at 91 % or more sees nothing to correct, which the replay's
+    /// unbounded utilisation does not show and `pipeline simulate --scaler` did.
+    pub floor_targets: Vec<f64>,
     /// Forecasting baselines provision for the peak of this long after the start-up delay.
     pub forecast_horizon_seconds: f64,
 }
@@ -80,6 +86,7 @@ impl Default for Params {
             metrics_delay_seconds: 30.0,
             hpa_sync_seconds: 15.0,
             frontier_targets: (0..9).map(|k| 40.0 + 5.0 * k as f64).collect(),
+            floor_targets: (0..5).map(|k| 60.0 + 5.0 * k as f64).collect(),
             forecast_horizon_seconds: 300.0,
         }
     }
@@ -119,6 +126,9 @@ impl Params {
         }
         if let Some(t) = self.frontier_targets.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
             return bad("frontier_targets", format!("has {t}, not a CPU % above 0"));
+        }
+        if let Some(t) = self.floor_targets.iter().find(|t| !(t.is_finite() && **t > 0.0 && **t <= 100.0)) {
+            return bad("floor_targets", format!("has {t}, not a CPU % within 0..100"));
         }
         Ok(())
     }

@@ -111,6 +111,14 @@ impl Train {
         };
         Ok(Train { model, bounds: (params.min_replicas, params.max_replicas) })
     }
+
+    /// The model it trains, as the registry names it.
+    pub fn kind(&self) -> &'static str {
+        match self.model {
+            Model::RandomForest { .. } => "random_forest",
+            Model::LstmCnn(_) => "lstm_cnn",
+        }
+    }
 }
 
 /// The given rows with their keys, actual target and prediction: a train stage's table.

@@ -5,7 +5,8 @@
 pub mod moto;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
 
 pub const HEADER: &str = "timestamp,service_name,cpu_usage_percent,cpu_usage_percent_last_5_min,cpu_usage_percent_slope,ram_usage_percent,ram_usage_percent_last_5_min,ram_usage_percent_slope,request_count_per_second,request_count_per_second_last_5_min,response_time_ms,replica_count,is_holiday,is_weekend,cpu_request,cpu_limit,ram_request,ram_limit,queue_length,error_rate,pod_restart_count,node_cpu_pressure_flag,node_memory_pressure_flag";
 
@@ -228,4 +229,41 @@ pub fn str_column(t: &datafusion::arrow::array::RecordBatch, name: &str) -> Vec<
     use datafusion::arrow::array::AsArray;
     let c = datafusion::arrow::compute::cast(t.column_by_name(name).unwrap(), &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
     c.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect()
+}
+
+/// A `pipeline serve` on a free loopback port, stopped when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_server(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server {
+    let mut cmd = command();
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"]).args(extra).current_dir(p.path()).stdout(Stdio::piped()).stderr(Stdio::null()).env_remove("PIPELINE_SERVE_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    Server { child, base }
+}
+
+/// `days` of one point a minute from midnight, with `load(hour of day)`.
+pub fn daily_trace(days: u32, load: impl Fn(f64) -> f64) -> String {
+    let mut out = String::from("time,value\n");
+    let start = chrono::NaiveDate::from_ymd_opt(2025, 10, 6).unwrap().and_hms_opt(0, 0, 0).unwrap();
+    for m in 0..days * 24 * 60 {
+        let t = start + chrono::Duration::minutes(m as i64);
+        out.push_str(&format!("{},{:.3}\n", t.format("%Y-%m-%d %H:%M:%S"), load(m as f64 / 60.0 % 24.0)));
+    }
+    out
 }

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Benchmark: each promoted policy in closed loop on a simulated cluster, against the internal
+HPA's frontier, on load it was not trained on.
+
+usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--traces ../shared/traces]
+
+Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
+the project, publishes both models (whether or not they beat the HPA: this measures them), serves
+each with `pipeline serve`, and for each trace (World Cup 1998 in June, NAB elb_request_count,
+NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler`: the services follow
+the server's decisions (new pods ready after --startup seconds, scale-down stabilised over
+5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
+minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it).
+Run `cargo build --release` first; derived traces stay in the temporary folder, the licence
+notes of the originals are in ../shared/traces.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
+BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
+
+# (name, file under --traces, days to skip from the trace's start)
+TRACES = [
+    ("wc98 June", "worldcup98/wc98_requests_per_minute.csv", 40),
+    ("nab elb_request_count", "nab/realAWSCloudwatch/elb_request_count_8c0756.csv", 0),
+    ("nab nyc_taxi", "nab/realKnownCause/nyc_taxi.csv", 7),
+]
+MODELS = ["random_forest", "lstm_cnn"]
+
+
+def cut(src, skip_days, days, dst):
+    """The trace's days [skip, skip + days) as `time,value`."""
+    df = pd.read_csv(src)
+    df.columns = ["time", "value"]
+    df["time"] = pd.to_datetime(df["time"])
+    start = df["time"].iloc[0].normalize() + pd.Timedelta(days=skip_days + 1)
+    part = df[(df["time"] >= start) & (df["time"] < start + pd.Timedelta(days=days))]
+    if len(part) < 10:
+        raise SystemExit(f"{src}: fewer than 10 points in days {skip_days + 1}..{skip_days + days}")
+    part.to_csv(dst, index=False, date_format="%Y-%m-%d %H:%M:%S")
+
+
+def pipeline(args, cwd, ok=(0,)):
+    done = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True)
+    if done.returncode not in ok:
+        raise SystemExit(f"pipeline {' '.join(args)} failed ({done.returncode}) in {cwd}:\n{done.stderr[-4000:]}")
+    return done
+
+
+def serve(work, model):
+    """`pipeline serve` for one promoted model on a free port; (process, base URL)."""
+    proc = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--model", model], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise SystemExit(f"pipeline serve --model {model}: unexpected first line {line!r}")
+    return proc, line.split(" ", 2)[2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lstm-epochs", type=int, default=10)
+    ap.add_argument("--rf-trees", type=int, default=50)
+    ap.add_argument("--startup", type=int, default=60)
+    ap.add_argument("--traces", default=os.path.join(ROOT, "..", "shared", "traces"))
+    a = ap.parse_args()
+    sets = ["--set", f"lstm_epochs={a.lstm_epochs}", "--set", f"rf_trees={a.rf_trees}", "--set", "cv_folds=0", "--set", "device=cpu", "--set", "require_beating_hpa=false"]
+    work = tempfile.mkdtemp(prefix="bench-closed-loop-")
+    servers = []
+    rows = []
+    try:
+        for d in ("pipelines", "sql", "data"):
+            shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
+        t0 = time.time()
+        pipeline(["run", "--until", "publish", "--no-progress", *sets], work)
+        trained = time.time() - t0
+        servers = [(m, *serve(work, m)) for m in MODELS]
+        for name, rel, skip in TRACES:
+            trace = os.path.join(work, f"trace-{len(rows)}.csv")
+            cut(os.path.join(a.traces, rel), skip, 3, trace)
+            summary = os.path.join(work, "summary.json")
+            args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--pod-startup-seconds", str(a.startup), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
+            for _, _, url in servers:
+                args += ["--scaler", url]
+            pipeline(args, work, ok=(0, 1))
+            s = json.load(open(summary))
+            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m, _, _ in servers]
+            for label, r in zip(labels, s["runs"]):
+                t, m = r["total"], r.get("margin")
+                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"]))
+            shutil.rmtree(os.path.join(work, "closed"), ignore_errors=True)
+    finally:
+        for _, proc, _ in servers:
+            proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"trained on the bundled week in {trained:.0f} s ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
+    print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8}")
+    for name, policy, ph, um, slow, fb, mm, mp in rows:
+        margin = f"{mm:>10.1f} {mp:>7.0f}%" if mm is not None else f"{'-':>10} {'-':>8}"
+        print(f"{name:<22} {policy:<22} {ph:>9.1f} {um:>14.1f} {slow:>9.1f} {fb:>9} {margin}")
+
+
+if __name__ == "__main__":
+    main()

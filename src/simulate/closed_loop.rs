@@ -1,0 +1,164 @@
+//! A policy on the simulated cluster, in closed loop: its decisions set the replicas, the
+//! replicas shape the next rows it sees. What each service went through, the internal HPA's
+//! frontier over targets on the same load and seed, and each policy's margin below it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::scaler::{ScalerSpec, Server};
+use super::service::Sample;
+use super::{run, Decider, Options};
+use crate::evaluation::replay::frontier::{Frontier, Margin, Point};
+use crate::evaluation::replay::Score;
+
+/// CPU % of the ready pods' request over which a service counts as under-provisioned (the
+/// pipeline's `target_utilization`).
+pub const DEFAULT_TARGET_UTILIZATION: f64 = 70.0;
+/// P95 latency over which a minute is slow.
+pub const SLOW_MS: f64 = 500.0;
+/// Error rate over which a minute counts as failing.
+pub const ERROR_RATE: f64 = 0.01;
+/// The internal HPA's targets that draw the frontier.
+pub const FRONTIER_TARGETS: [f64; 9] = [40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0, 75.0, 80.0];
+
+/// One service's time under a policy, every step of every day.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Pods asked for (ready and starting) over time.
+    pub pod_hours: f64,
+    /// Minutes the load needed more than the target utilisation of the ready pods.
+    pub under_provisioned_minutes: f64,
+    pub slow_minutes: f64,
+    pub error_minutes: f64,
+    /// Answers a decision server gave, and how many of them were fallbacks or missing.
+    pub decisions: u64,
+    pub fallbacks: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, s: &Sample, dt: f64, target_utilization: f64) {
+        let minutes = dt / 60.0;
+        self.pod_hours += s.replicas as f64 * dt / 3600.0;
+        if s.needed_cpu_percent > target_utilization {
+            self.under_provisioned_minutes += minutes;
+        }
+        if s.p95_ms > SLOW_MS {
+            self.slow_minutes += minutes;
+        }
+        if s.error_rate > ERROR_RATE {
+            self.error_minutes += minutes;
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.pod_hours += o.pod_hours;
+        self.under_provisioned_minutes += o.under_provisioned_minutes;
+        self.slow_minutes += o.slow_minutes;
+        self.error_minutes += o.error_minutes;
+        self.decisions += o.decisions;
+        self.fallbacks += o.fallbacks;
+    }
+
+    pub fn total<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> Tally {
+        let mut t = Tally::default();
+        for x in tallies {
+            t.merge(x);
+        }
+        t
+    }
+
+    fn score(&self) -> Score {
+        Score { pod_hours: self.pod_hours, under_provisioned_minutes: self.under_provisioned_minutes, ..Score::default() }
+    }
+}
+
+/// One `--scaler`'s run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyRun {
+    pub scaler: String,
+    /// Where its metrics files went.
+    pub out: PathBuf,
+    pub files: usize,
+    pub services: BTreeMap<String, Tally>,
+    pub total: Tally,
+    /// Against the internal HPA's frontier at the same pod-hours (positive: beats it).
+    pub margin: Option<Margin>,
+    /// Steps whose whole batch the server did not answer.
+    pub failed_batches: u64,
+}
+
+/// Every `--scaler` on the same load and seed, and the frontier they are judged against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub target_utilization: f64,
+    pub frontier: Frontier,
+    pub runs: Vec<PolicyRun>,
+}
+
+/// Where a scaler's files go: `out` itself for one scaler, `out/<n>-hpa-60`, `out/<n>-server`
+/// for several.
+fn out_dir(opts: &Options, n: usize, total: usize, spec: &ScalerSpec) -> PathBuf {
+    if total == 1 {
+        return opts.out.clone();
+    }
+    let name = match spec {
+        ScalerSpec::Hpa(None) => "hpa".to_string(),
+        ScalerSpec::Hpa(Some(t)) => format!("hpa-{t}"),
+        ScalerSpec::Server(_) => "server".to_string(),
+    };
+    opts.out.join(format!("{}-{name}", n + 1))
+}
+
+/// Runs each scaler, then the internal HPA at every frontier target without writing files.
+pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, runtime: tokio::runtime::Handle, target_utilization: f64) -> Result<Comparison> {
+    let mut runs = Vec::new();
+    for (n, spec) in scalers.iter().enumerate() {
+        let out = out_dir(opts, n, scalers.len(), spec);
+        let (summary, failed_batches) = match spec {
+            ScalerSpec::Hpa(t) => (run(opts, Decider::Hpa(*t), Some(&out), target_utilization)?, 0),
+            ScalerSpec::Server(url) => {
+                let mut server = Server::new(url, token.clone(), runtime.clone())?;
+                server.wait_ready(std::time::Duration::from_secs(30))?;
+                let s = run(opts, Decider::Server(&mut server), Some(&out), target_utilization)?;
+                (s, server.failed_batches)
+            }
+        };
+        let total = Tally::total(summary.tallies.values());
+        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, failed_batches });
+    }
+    let mut points = Vec::new();
+    for target in FRONTIER_TARGETS {
+        let summary = run(opts, Decider::Hpa(Some(target)), None, target_utilization)?;
+        let t = Tally::total(summary.tallies.values());
+        points.push(Point { target, pod_hours: t.pod_hours, under_provisioned_minutes: t.under_provisioned_minutes });
+    }
+    let frontier = Frontier::new(points);
+    for r in &mut runs {
+        r.margin = frontier.margin(&r.total.score());
+    }
+    Ok(Comparison { target_utilization, frontier, runs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_counts_as_what_the_ready_pods_went_through() {
+        let mut t = Tally::default();
+        let sample = |needed: f64, p95: f64, errors: f64| Sample { replicas: 4, ready: 3, needed_cpu_percent: needed, p95_ms: p95, error_rate: errors, ..Sample::default() };
+        t.add(&sample(69.0, 120.0, 0.002), 30.0, 70.0);
+        t.add(&sample(71.0, 650.0, 0.05), 30.0, 70.0);
+        // Starting pods cost pod-hours too: 4 pods for a minute.
+        assert_eq!(t, Tally { pod_hours: 4.0 / 60.0, under_provisioned_minutes: 0.5, slow_minutes: 0.5, error_minutes: 0.5, decisions: 0, fallbacks: 0 });
+        let both = Tally::total([&t, &t]);
+        assert_eq!((both.under_provisioned_minutes, both.pod_hours), (1.0, 8.0 / 60.0));
+        // Scored against a frontier as the replay's policies are.
+        let f = Frontier::new(vec![Point { target: 40.0, pod_hours: 1.0, under_provisioned_minutes: 0.0 }, Point { target: 80.0, pod_hours: 0.0, under_provisioned_minutes: 2.0 }]);
+        let m = f.margin(&both.score()).unwrap();
+        assert!((m.hpa_minutes - (2.0 - 2.0 * 8.0 / 60.0)).abs() < 1e-12 && m.beats_hpa(), "{m:?}");
+    }
+}

@@ -1,0 +1,108 @@
+//! `pipeline simulate --scaler`: a simulated cluster follows a running decision server, and the
+//! summary judges it against the internal HPA's frontier on the same load and seed.
+
+use crate::common;
+use common::{daily_trace, json, start_server, Project};
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+
+/// Quiet nights, a steep morning ramp, a busy day, an evening decline.
+fn ramp(h: f64) -> f64 {
+    match h {
+        h if h < 7.0 => 80.0,
+        h if h < 8.0 => 80.0 + 920.0 * (h - 7.0),
+        h if h < 18.0 => 1000.0 + 60.0 * (h * 3.0).sin(),
+        h if h < 21.0 => 1000.0 - 300.0 * (h - 18.0),
+        _ => 80.0,
+    }
+}
+
+/// A decision server on the same batch API as `pipeline serve`, answering each batch with
+/// `decide(rows)`, or 503 when that gives nothing.
+fn stub_server(decide: fn(&[serde_json::Value]) -> Option<Vec<serde_json::Value>>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut request, mut length) = (String::new(), 0usize);
+            reader.read_line(&mut request).unwrap();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let (status, answer) = if request.starts_with("POST /predict/batch") {
+                let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                match decide(&rows) {
+                    Some(d) => ("200 OK", serde_json::to_string(&d).unwrap()),
+                    None => ("503 Service Unavailable", "{\"error\": \"no model\"}".to_string()),
+                }
+            } else {
+                ("200 OK", "ok".into())
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+        }
+    });
+    base
+}
+
+#[test]
+fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
+    // Trained on 4 days of the ramp; the demand forest is published with its HPA floor.
+    let p = Project::bare().file("trace.csv", &daily_trace(4, ramp));
+    p.pipeline(&["simulate", "--days", "4", "--services", "frontend,order", "--trace", "trace.csv", "--out", "data/metrics"]).ok();
+    let quick = ["--set", "rf_trees=16", "--set", "cv_folds=0", "--set", "lstm_epochs=1", "--set", "device=cpu", "--set", "require_beating_hpa=false"];
+    let mut run = vec!["run", "--until", "publish", "--no-progress"];
+    run.extend_from_slice(&quick);
+    p.pipeline(&run).ok().stdout_has("random_forest v1: promoted");
+    let server = start_server(&p, &[], &[]);
+    // The policy that never scales: every service keeps its current replicas.
+    let holding = stub_server(|rows| Some(rows.iter().map(|r| serde_json::json!({ "predicted_replicas": r["replica_count"], "reasoning": "hold" })).collect()));
+
+    // An unseen day (another seed): the served policy, the internal HPA, and holding.
+    let out = p
+        .pipeline(&[
+            "simulate", "--days", "1", "--seed", "7", "--services", "frontend,order", "--trace", "trace.csv", "--pod-startup-seconds", "60",
+            "--scaler", &server.base, "--scaler", "hpa:60", "--scaler", &holding, "--out", "closed", "--summary", "summary.json",
+        ])
+        .ok();
+    eprintln!("{}", out.stdout());
+    let s = json(&p.path().join("summary.json"));
+    assert_eq!(s["frontier"]["points"].as_array().unwrap().len(), 9, "the internal HPA at 40..80 %");
+    let runs = s["runs"].as_array().unwrap();
+    let (served, hpa, held) = (&runs[0], &runs[1], &runs[2]);
+    for dir in ["closed/1-server", "closed/2-hpa-60", "closed/3-server"] {
+        assert_eq!(common::count(&p.path().join(dir)), 1, "{dir} has the day's files");
+    }
+    let minutes = |r: &serde_json::Value, what: &str| r["total"][what].as_f64().unwrap();
+    let margin = |r: &serde_json::Value| r["margin"]["minutes"].as_f64().unwrap();
+    // Every step asked the server once per service, and the forest answered every one.
+    assert_eq!(served["total"]["decisions"], 2 * 2880, "{}", served["total"]);
+    assert_eq!(served["total"]["fallbacks"], 0, "{}", served["total"]);
+    // The internal HPA at 60 % lies on its own frontier; holding the replicas lies far above it
+    // (it uses fewer pods than the HPA at 80 %, which earns it nothing).
+    assert!(margin(hpa).abs() < 1e-9, "{}", hpa["margin"]);
+    assert!(margin(held) < -500.0, "{}", held["margin"]);
+    assert!(minutes(held, "slow_minutes") > 10.0 * minutes(served, "slow_minutes").max(1.0), "{served} vs {held}");
+    // The forecast runs over an HPA floor at 60 % or hotter: never much worse than that HPA.
+    assert!(minutes(served, "under_provisioned_minutes") <= 1.25 * minutes(hpa, "under_provisioned_minutes"), "{served} vs {hpa}");
+    out.stdout_has("above the HPA frontier").stdout_has("hpa:60: 0.0 min");
+
+    // A server that stops answering: the day still runs with the replicas it had, every step
+    // is counted, and the exit code says so.
+    let failing = stub_server(|_| None);
+    p.pipeline(&["simulate", "--days", "1", "--services", "order", "--trace", "trace.csv", "--scaler", &failing, "--out", "failing"])
+        .code(1)
+        .stderr_has("gave no decisions: HTTP 503")
+        .stdout_has("(2880 steps unanswered)");
+}
