@@ -135,7 +135,8 @@ impl Server {
         Ok(items
             .iter()
             .map(|d| {
-                let replicas = d["predicted_replicas"].as_u64().map(|r| r.min(u32::MAX as u64) as u32);
+                // 3 or 3.0: a whole number of replicas either way.
+                let replicas = d["predicted_replicas"].as_f64().filter(|r| r.is_finite() && *r >= 0.0).map(|r| r.round().min(u32::MAX as f64) as u32);
                 let fallback = replicas.is_none() || d["reasoning"].as_str().is_some_and(|r| r.starts_with("fallback"));
                 Answer { replicas, fallback }
             })

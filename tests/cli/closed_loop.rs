@@ -89,6 +89,7 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
     // Every step asked the server once per service, and the forest answered every one.
     assert_eq!(served["total"]["decisions"], 2 * 2880, "{}", served["total"]);
     assert_eq!(served["total"]["fallbacks"], 0, "{}", served["total"]);
+    assert_eq!(held["total"]["fallbacks"], 0, "holding is a decision too: {}", held["total"]);
     // The internal HPA at 60 % lies on its own frontier; holding the replicas lies far above it
     // (it uses fewer pods than the HPA at 80 %, which earns it nothing).
     assert!(margin(hpa).abs() < 1e-9, "{}", hpa["margin"]);
