@@ -22,38 +22,9 @@ import subprocess
 import tempfile
 import time
 
-import pandas as pd
+from unseen_traces import BIN, DEFAULT_TRACES, ROOT, TRACES, cut, pipeline
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
-BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
-
-# (name, file under --traces, days to skip from the trace's start)
-TRACES = [
-    ("wc98 June", "worldcup98/wc98_requests_per_minute.csv", 40),
-    ("nab elb_request_count", "nab/realAWSCloudwatch/elb_request_count_8c0756.csv", 0),
-    ("nab nyc_taxi", "nab/realKnownCause/nyc_taxi.csv", 7),
-]
 MODELS = ["random_forest", "lstm_cnn"]
-
-
-def cut(src, skip_days, days, dst):
-    """The trace's days [skip, skip + days) as `time,value`."""
-    df = pd.read_csv(src)
-    df.columns = ["time", "value"]
-    df["time"] = pd.to_datetime(df["time"])
-    start = df["time"].iloc[0].normalize() + pd.Timedelta(days=skip_days + 1)
-    part = df[(df["time"] >= start) & (df["time"] < start + pd.Timedelta(days=days))]
-    if len(part) < 10:
-        raise SystemExit(f"{src}: fewer than 10 points in days {skip_days + 1}..{skip_days + days}")
-    part.to_csv(dst, index=False, date_format="%Y-%m-%d %H:%M:%S")
-
-
-def pipeline(args, cwd, ok=(0,)):
-    done = subprocess.run([BIN, *args], cwd=cwd, capture_output=True, text=True)
-    if done.returncode not in ok:
-        raise SystemExit(f"pipeline {' '.join(args)} failed ({done.returncode}) in {cwd}:\n{done.stderr[-4000:]}")
-    return done
 
 
 def serve(work, model):
@@ -71,7 +42,7 @@ def main():
     ap.add_argument("--lstm-epochs", type=int, default=10)
     ap.add_argument("--rf-trees", type=int, default=50)
     ap.add_argument("--startup", type=int, default=60)
-    ap.add_argument("--traces", default=os.path.join(ROOT, "..", "shared", "traces"))
+    ap.add_argument("--traces", default=DEFAULT_TRACES)
     a = ap.parse_args()
     sets = ["--set", f"lstm_epochs={a.lstm_epochs}", "--set", f"rf_trees={a.rf_trees}", "--set", "cv_folds=0", "--set", "device=cpu", "--set", "require_beating_hpa=false"]
     work = tempfile.mkdtemp(prefix="bench-closed-loop-")

@@ -12,13 +12,17 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::models::lstm_cnn::Epoch;
 
 const FONT: &str = "sans-serif";
-const SERIES: [RGBColor; 6] = [
+const SERIES: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(214, 39, 40),
     RGBColor(140, 86, 75),
     RGBColor(23, 190, 207),
+    RGBColor(227, 119, 194),
+    RGBColor(188, 189, 34),
+    RGBColor(120, 120, 120),
+    RGBColor(0, 0, 128),
 ];
 const GREY: RGBColor = RGBColor(120, 120, 120);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
@@ -429,21 +433,6 @@ pub struct PolicyPoint {
     pub margin: Option<f64>,
 }
 
-/// Colours for the frontier's policies: one per model or baseline, its `+hpa` twin in the same
-/// colour with another marker, so the two read as a pair.
-const POINTS: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-    RGBColor(188, 189, 34),
-    RGBColor(120, 120, 120),
-    RGBColor(0, 0, 128),
-];
-
 /// The frontier's y at `x`, by straight lines between its points (None outside them).
 fn curve_at(curve: &[(f64, f64)], x: f64) -> Option<f64> {
     curve.windows(2).find(|w| (w[0].0.min(w[1].0)..=w[0].0.max(w[1].0)).contains(&x)).map(|w| {
@@ -504,11 +493,12 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
         let mut entries = Vec::new();
         for (i, p) in policies.iter().enumerate() {
             let base = p.policy.trim_end_matches("+hpa");
+            // One colour per model or baseline: its `+hpa` twin shares it, with another marker.
             let c = match bases.iter().position(|b| *b == base) {
-                Some(k) => POINTS[k % POINTS.len()],
+                Some(k) => color(k),
                 None => {
                     bases.push(base);
-                    POINTS[(bases.len() - 1) % POINTS.len()]
+                    color(bases.len() - 1)
                 }
             };
             // Circles: a forecast the HPA's floor or a baseline drives; triangles: replicas as given.
