@@ -150,32 +150,31 @@ impl Predictor {
             Some(PolicySpec::Proactive(r)) => r.clone(),
             _ => self.guard.reactive(),
         };
-        let Some(loaded) = model else {
-            let rec = state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
-            return Ok(self.reactive_only(row, rec, &reactive, "no_model", "no promoted model is loaded", confidence));
+        let (lo, hi) = self.guard.bounds();
+        let forecast = match &model {
+            None => Err(("no_model", "no promoted model is loaded".to_string())),
+            Some(loaded) => self.output(loaded, state, row).map(|output| crate::models::metrics::replicas(output, lo, hi)),
         };
-        let output = match self.output(&loaded, state, row) {
-            Ok(output) => output,
-            Err((kind, reason)) => {
-                let rec = state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
-                return Ok(self.reactive_only(row, rec, &reactive, kind, &reason, confidence));
-            }
+        // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
+        // only a proactive policy's forecast is its floor.
+        let floor = match (&model, &forecast) {
+            (Some(loaded), Ok(f)) if matches!(loaded.policy, PolicySpec::Proactive(_)) => *f,
+            _ => 0.0,
         };
-        let decision = match &loaded.policy {
-            PolicySpec::AsPredicted => {
-                state.hpa.decide(now, cpu, current, 0.0, &reactive, self.guard.bounds());
-                self.decision(row, current, crate::models::metrics::replicas(output, self.guard.bounds().0, self.guard.bounds().1), confidence, None)
-            }
-            PolicySpec::Proactive(r) => {
-                let (lo, hi) = self.guard.bounds();
-                let forecast = crate::models::metrics::replicas(output, lo, hi);
-                let rec = state.hpa.decide(now, cpu, current, forecast, r, (lo, hi));
-                let why = format!(
-                    "forecast {forecast} pods; reactive HPA {} (CPU {:.1}% over {:.0} s, target {:.0}%)",
-                    rec.reactive, rec.utilization, r.window_seconds, r.target
-                );
-                self.decision(row, current, rec.replicas, confidence, Some(why))
-            }
+        let rec = state.hpa.decide(now, cpu, current, floor, &reactive, (lo, hi));
+        let decision = match (model, forecast) {
+            (_, Err((kind, reason))) => return Ok(self.reactive_only(row, rec, &reactive, kind, &reason, confidence)),
+            (None, Ok(_)) => unreachable!("a forecast needs a model"),
+            (Some(loaded), Ok(forecast)) => match &loaded.policy {
+                PolicySpec::AsPredicted => self.decision(row, current, forecast, confidence, None),
+                PolicySpec::Proactive(r) => {
+                    let why = format!(
+                        "forecast {forecast} pods; reactive HPA {} (CPU {:.1}% over {:.0} s, target {:.0}%)",
+                        rec.reactive, rec.utilization, r.window_seconds, r.target
+                    );
+                    self.decision(row, current, rec.replicas, confidence, Some(why))
+                }
+            },
         };
         drop(services);
         Ok(Outcome { decision, fallback: None })
