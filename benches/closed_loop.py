@@ -54,17 +54,22 @@ def main():
         t0 = time.time()
         pipeline(["run", "--until", "publish", "--no-progress", *sets], work)
         trained = time.time() - t0
-        servers = [(m, *serve(work, m)) for m in MODELS]
         for name, rel, skip in TRACES:
             trace = os.path.join(work, f"trace-{len(rows)}.csv")
             cut(os.path.join(a.traces, rel), skip, 3, trace)
+            # Fresh servers per trace: a server keeps each service's recent rows, and every
+            # trace's day starts at the same simulated time.
+            servers = [(m, *serve(work, m)) for m in MODELS]
             summary = os.path.join(work, "summary.json")
             args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--pod-startup-seconds", str(a.startup), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             for _, _, url in servers:
                 args += ["--scaler", url]
             pipeline(args, work, ok=(0, 1))
+            for _, proc, _ in servers:
+                proc.kill()
+            servers = []
             s = json.load(open(summary))
-            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m, _, _ in servers]
+            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in MODELS]
             for label, r in zip(labels, s["runs"]):
                 t, m = r["total"], r.get("margin")
                 rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"]))

@@ -114,7 +114,7 @@ impl Server {
         }
     }
 
-    fn post(&self, rows: &[serde_json::Value]) -> Result<Vec<Answer>> {
+    fn post(&mut self, rows: &[serde_json::Value]) -> Result<Vec<Answer>> {
         let body: serde_json::Value = self.runtime.block_on(async {
             let body = serde_json::to_vec(rows)?;
             let mut req = self.client.post(&self.url).header(reqwest::header::CONTENT_TYPE, "application/json").body(body);
@@ -131,6 +131,13 @@ impl Server {
         let items = body.as_array().context("the answer is not a JSON array")?;
         if items.len() != rows.len() {
             bail!("{} decisions for {} rows", items.len(), rows.len());
+        }
+        // A row the server refused comes back as `{"error": ...}`: said once, counted as a fallback.
+        if let Some(e) = items.iter().find_map(|d| d["error"].as_str()) {
+            if self.last_error.as_deref() != Some(e) {
+                tracing::warn!("the scaler at {} refused a row: {e}", self.url);
+                self.last_error = Some(e.to_string());
+            }
         }
         Ok(items
             .iter()
