@@ -67,6 +67,7 @@ pub struct Answer {
 /// simulation steps in order, one batch per step, like a controller's sync loop.
 pub struct Server {
     url: String,
+    ready_url: String,
     token: Option<String>,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
@@ -78,16 +79,16 @@ pub struct Server {
 impl Server {
     pub fn new(url: &str, token: Option<String>, runtime: tokio::runtime::Handle) -> Result<Server> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().context("building the HTTP client")?;
-        Ok(Server { url: format!("{url}/predict/batch"), token, client, runtime, failed_batches: 0, last_error: None })
+        Ok(Server { url: format!("{url}/predict/batch"), ready_url: format!("{url}/readyz"), token, client, runtime, failed_batches: 0, last_error: None })
     }
 
     /// Waits until the server answers its readiness probe, so a simulation started right after
     /// `pipeline serve` does not begin with fallbacks.
     pub fn wait_ready(&self, within: Duration) -> Result<()> {
-        let url = self.url.replace("/predict/batch", "/readyz");
+        let url = &self.ready_url;
         let t0 = std::time::Instant::now();
         loop {
-            let ok = self.runtime.block_on(async { self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) });
+            let ok = self.runtime.block_on(async { self.client.get(url).send().await.is_ok_and(|r| r.status().is_success()) });
             if ok {
                 return Ok(());
             }
