@@ -108,6 +108,14 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Read a cluster's metrics rows from Prometheus into day files (live, or backfilled).
+    ///
+    /// Every --every seconds, one row per service (the 23 columns, in the units of README.md's
+    /// data contract) from cAdvisor, kube-state-metrics and ingress-nginx series; the PromQL of
+    /// each column is in collect.yaml. Rows go to YYYY/MM/metrics_YYYYMMDD.csv below --out, a
+    /// folder or s3://bucket/prefix, where `pipeline run` reads them. With --from/--to, past days
+    /// are rebuilt from Prometheus' history at 30 s steps, so a team can train on day one.
+    Collect(cli::collect::CollectArgs),
     /// Write realistic metrics CSVs driven by a real request-rate trace.
     ///
     /// Each service has pods with a capacity and a Kubernetes-HPA-like controller; CPU, RAM,
@@ -205,6 +213,7 @@ fn main() -> ExitCode {
                 cli::inspect::inspect(pipeline, &stage, table.as_deref(), rows, schema).await
             }
             Command::Query { sql, pipeline, limit } => cli::query::query(pipeline, &sql, limit).await,
+            Command::Collect(args) => cli::collect::collect(args).await,
             Command::Simulate(args) => {
                 let runtime = tokio::runtime::Handle::current();
                 tokio::task::spawn_blocking(move || cli::simulate::simulate(args, runtime)).await?

@@ -16,7 +16,18 @@ pub enum Kind {
     Flag,
     /// A whole number ≥ 0 (replica_count).
     Count,
+    /// A fraction from 0 to 1 (error_rate); above 1 it was written as a percentage.
+    Fraction,
+    /// Cores per pod, ≥ 0; past [`MAX_CORES`] it was written in millicores.
+    Cores,
+    /// MiB per pod, ≥ 0; past [`MAX_MIB`] it was written in bytes.
+    Mebibytes,
 }
+
+/// More cores than any node has: a request or limit above this was written in millicores.
+pub const MAX_CORES: f64 = 512.0;
+/// 1 TiB per pod: a request or limit above this was written in bytes (or KiB).
+pub const MAX_MIB: f64 = 1_048_576.0;
 
 pub const TIMESTAMP: &str = "timestamp";
 pub const SERVICE: &str = "service_name";
@@ -36,15 +47,44 @@ pub const NUMERIC: [(&str, Kind); 21] = [
     ("replica_count", Kind::Count),
     ("is_holiday", Kind::Flag),
     ("is_weekend", Kind::Flag),
-    ("cpu_request", Kind::NonNegative),
-    ("cpu_limit", Kind::NonNegative),
-    ("ram_request", Kind::NonNegative),
-    ("ram_limit", Kind::NonNegative),
+    ("cpu_request", Kind::Cores),
+    ("cpu_limit", Kind::Cores),
+    ("ram_request", Kind::Mebibytes),
+    ("ram_limit", Kind::Mebibytes),
     ("queue_length", Kind::NonNegative),
-    ("error_rate", Kind::NonNegative),
+    ("error_rate", Kind::Fraction),
     ("pod_restart_count", Kind::NonNegative),
     ("node_cpu_pressure_flag", Kind::Flag),
     ("node_memory_pressure_flag", Kind::Flag),
+];
+
+/// The unit contract: what each column means and in which unit, for everything that writes or
+/// reads a row (the collector, the simulator, ingest's checks, the server). README.md's data
+/// contract table is this table (a test keeps them equal).
+pub const CONTRACT: [(&str, &str, &str); 23] = [
+    ("timestamp", "ISO 8601", "when the row was taken, the collector's wall clock in its time zone, no offset"),
+    ("service_name", "text", "the Deployment (and ingress backend Service) name"),
+    ("cpu_usage_percent", "% of request", "CPU used by the ready pods over their summed CPU request, as the HPA computes utilisation (above 100 up to limit/request)"),
+    ("cpu_usage_percent_last_5_min", "% of request", "mean of the service's last 10 rows (this one included)"),
+    ("cpu_usage_percent_slope", "% per row", "least-squares slope over the same 10 rows"),
+    ("ram_usage_percent", "% of limit", "working-set memory of the pods over their summed memory limit (where the OOM killer acts)"),
+    ("ram_usage_percent_last_5_min", "% of limit", "mean of the last 10 rows"),
+    ("ram_usage_percent_slope", "% per row", "least-squares slope over the last 10 rows"),
+    ("request_count_per_second", "requests/s", "requests reaching the service through the ingress, all pods together"),
+    ("request_count_per_second_last_5_min", "requests/s", "mean of the last 10 rows"),
+    ("response_time_ms", "ms", "P95 latency of those requests"),
+    ("replica_count", "pods", "the Deployment's current replicas"),
+    ("is_holiday", "0/1", "the day is in the collector's holiday list"),
+    ("is_weekend", "0/1", "Saturday or Sunday in the collector's time zone"),
+    ("cpu_request", "cores per pod", "CPU request of one pod, all containers"),
+    ("cpu_limit", "cores per pod", "CPU limit of one pod, all containers"),
+    ("ram_request", "MiB per pod", "memory request of one pod, all containers"),
+    ("ram_limit", "MiB per pod", "memory limit of one pod, all containers"),
+    ("queue_length", "requests", "requests waiting or in flight"),
+    ("error_rate", "fraction 0–1", "share of requests answered 5xx"),
+    ("pod_restart_count", "restarts", "container restarts of the service's pods"),
+    ("node_cpu_pressure_flag", "0/1", "a node running one of its pods is CPU-saturated"),
+    ("node_memory_pressure_flag", "0/1", "a node running one of its pods reports MemoryPressure"),
 ];
 
 /// All 23 column names in the collector's order.
@@ -89,6 +129,9 @@ pub enum ValueError {
     EmptyTimestamp,
     #[error("`{0}` is not an ISO-8601 timestamp")]
     NotATimestamp(String),
+    /// A value the column's unit cannot have, and the unit it was most likely written in.
+    #[error("{value} is not {unit} (it looks like {likely}): a data-contract violation, see the units in README.md")]
+    OtherUnit { value: f64, unit: &'static str, likely: &'static str },
 }
 
 /// Parse one numeric field, or say why it is not valid.
@@ -124,6 +167,10 @@ fn within_kind(v: f64, kind: Kind) -> Result<f64, ValueError> {
         Kind::NonNegative if v < 0.0 => return Err(ValueError::Negative(v)),
         Kind::Flag if v != 0.0 && v != 1.0 => return Err(ValueError::NotAFlag(v)),
         Kind::Count if v < 0.0 || v.fract() != 0.0 => return Err(ValueError::NotACount(v)),
+        Kind::Fraction | Kind::Cores | Kind::Mebibytes if v < 0.0 => return Err(ValueError::Negative(v)),
+        Kind::Fraction if v > 1.0 => return Err(ValueError::OtherUnit { value: v, unit: "a fraction 0–1", likely: "a percentage" }),
+        Kind::Cores if v > MAX_CORES => return Err(ValueError::OtherUnit { value: v, unit: "cores per pod", likely: "millicores" }),
+        Kind::Mebibytes if v > MAX_MIB => return Err(ValueError::OtherUnit { value: v, unit: "MiB per pod", likely: "bytes" }),
         _ => {}
     }
     Ok(v)
@@ -289,6 +336,31 @@ mod tests {
         assert_eq!(parse_value("-1", Kind::Signed), Ok(-1.0));
         assert_eq!(parse_value("2.5", Kind::Count).unwrap_err().to_string(), "2.5 is not a whole number ≥ 0");
         assert_eq!(parse_value("3.0", Kind::Count), Ok(3.0));
+    }
+
+    #[test]
+    fn values_in_other_units_are_named_as_such() {
+        assert_eq!(parse_value("0.05", Kind::Fraction), Ok(0.05));
+        assert_eq!(
+            parse_value("5", Kind::Fraction).unwrap_err().to_string(),
+            "5 is not a fraction 0–1 (it looks like a percentage): a data-contract violation, see the units in README.md"
+        );
+        assert_eq!(parse_value("500", Kind::Cores), Ok(500.0));
+        assert!(matches!(parse_value("1500", Kind::Cores), Err(ValueError::OtherUnit { likely: "millicores", .. })));
+        assert_eq!(parse_value("512", Kind::Mebibytes), Ok(512.0));
+        assert!(matches!(parse_value("536870912", Kind::Mebibytes), Err(ValueError::OtherUnit { likely: "bytes", .. })));
+        assert_eq!(parse_value("-1", Kind::Mebibytes), Err(ValueError::Negative(-1.0)));
+    }
+
+    #[test]
+    fn the_readme_states_the_unit_contract() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for (name, unit, meaning) in CONTRACT {
+            let row = format!("| `{name}` | {unit} | {meaning} |");
+            assert!(readme.contains(&row), "README.md lacks the contract row:\n{row}");
+        }
+        let names: Vec<&str> = CONTRACT.iter().map(|c| c.0).collect();
+        assert_eq!(names, column_names());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One module per `pipeline` subcommand; each is a function from parsed arguments to an
 //! exit code.
 
+pub mod collect;
 pub mod dag;
 pub mod exit;
 pub mod export;
@@ -113,4 +114,18 @@ pub fn table_path(entry: &Entry, stage: &str, table: Option<&str>) -> Result<Pat
             )
         }),
     }
+}
+
+/// A bar for a command's long work; hidden when stderr is not a terminal (cron, CI, a pipe).
+pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = format!("{{bar:30}} {{pos}}/{{len}} {unit} {{elapsed}}");
+    if let Ok(s) = indicatif::ProgressStyle::with_template(&style) {
+        bar.set_style(s);
+    }
+    bar
 }

@@ -34,6 +34,21 @@ pub struct ServeArgs {
     /// AWS_* variables): fetched at start and every 10 s into --registry.
     #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
     pub store: Option<String>,
+    /// Take every service's row from this Prometheus each --every seconds, with `pipeline
+    /// collect`'s queries, so /scale/{service} and /metrics work with nothing posting rows.
+    #[arg(long, value_name = "URL", env = "PIPELINE_PROMETHEUS")]
+    pub prometheus: Option<String>,
+    /// The queries, services and time zone for --prometheus [default: the built-in
+    /// pipelines/collect.yaml].
+    #[arg(long, value_name = "FILE", requires = "prometheus")]
+    pub collect_config: Option<PathBuf>,
+    /// Seconds between rows taken from --prometheus.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub every: f64,
+    /// /scale/{service} answers 503 with the current replicas (KEDA's fallback) when the
+    /// service's last decision is older than this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub max_decision_age: f64,
 }
 
 /// Which promoted model decides, from which registry (`serve` and `predict`).
@@ -84,6 +99,22 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
         // Looking more often than every 50 ms would only burn CPU on stat calls.
         reload_every: std::time::Duration::from_secs_f64(a.reload_every.max(0.05)),
         store,
+        max_decision_age: std::time::Duration::from_secs_f64(a.max_decision_age.max(0.0)),
     };
-    server::serve(cfg).await.map(|_| exit::SUCCESS)
+    let pull = match &a.prometheus {
+        Some(url) => {
+            if !(a.every > 0.0) {
+                return Err(usage("--every", "must be a number of seconds above 0"));
+            }
+            let config = crate::collect::config::Config::load(a.collect_config.as_deref())?;
+            let prometheus = crate::collect::prometheus::Prometheus::new(url, std::time::Duration::from_secs(10)).map_err(|e| usage("--prometheus", &e.to_string()))?;
+            Some(server::Pull { collector: crate::collect::Collector::new(config, prometheus), every: std::time::Duration::from_secs_f64(a.every) })
+        }
+        None => None,
+    };
+    server::serve(cfg, pull).await.map(|_| exit::SUCCESS)
+}
+
+fn usage(field: &str, message: &str) -> anyhow::Error {
+    crate::pipeline::SpecError { file: "pipeline serve".into(), loc: None, stage: None, field: Some(field.into()), message: message.into() }.into()
 }

@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::predictor::Decision;
 
 /// Upper bounds of the decision latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
 
-#[derive(Default)]
 struct ServiceGauges {
     predicted: f64,
     current: f64,
     confidence: f64,
+    /// When the last decision was made, for its age at /scale.
+    at: Instant,
     /// scale_down, no_change, scale_up
     decisions: [u64; 3],
 }
@@ -27,6 +29,8 @@ struct State {
     latency_sum: f64,
     latency_count: u64,
     rejected: u64,
+    /// Steps at which Prometheus (`serve --prometheus`) did not answer.
+    pull_failures: u64,
 }
 
 #[derive(Default)]
@@ -42,7 +46,14 @@ fn label(v: &str) -> String {
 impl Metrics {
     pub fn record(&self, d: &Decision, fallback: Option<&'static str>, seconds: f64) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let g = s.services.entry(d.service_name.clone()).or_default();
+        let g = s.services.entry(d.service_name.clone()).or_insert_with(|| ServiceGauges {
+            predicted: 0.0,
+            current: 0.0,
+            confidence: 0.0,
+            at: Instant::now(),
+            decisions: [0; 3],
+        });
+        g.at = Instant::now();
         g.predicted = d.predicted_replicas as f64;
         g.current = d.current_replicas as f64;
         g.confidence = d.confidence;
@@ -72,10 +83,14 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).rejected += 1;
     }
 
-    /// The last decision for a service: (predicted, current, confidence).
-    pub fn last(&self, service: &str) -> Option<(f64, f64, f64)> {
+    pub fn pull_failed(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).pull_failures += 1;
+    }
+
+    /// The last decision for a service: (predicted, current, confidence, age).
+    pub fn last(&self, service: &str) -> Option<(f64, f64, f64, Duration)> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.services.get(service).map(|g| (g.predicted, g.current, g.confidence))
+        s.services.get(service).map(|g| (g.predicted, g.current, g.confidence, g.at.elapsed()))
     }
 
     pub fn render(&self, model: Option<(&str, &str)>) -> String {
@@ -107,6 +122,7 @@ impl Metrics {
             let _ = writeln!(o, "autoscaler_fallbacks_total{{reason=\"{reason}\"}} {n}");
         }
         let _ = writeln!(o, "# HELP autoscaler_rejected_rows_total Rows refused as invalid (4xx).\n# TYPE autoscaler_rejected_rows_total counter\nautoscaler_rejected_rows_total {}", s.rejected);
+        let _ = writeln!(o, "# HELP autoscaler_prometheus_failures_total Steps at which Prometheus did not answer (serve --prometheus).\n# TYPE autoscaler_prometheus_failures_total counter\nautoscaler_prometheus_failures_total {}", s.pull_failures);
         let name = "autoscaler_decision_latency_seconds";
         let _ = writeln!(o, "# HELP {name} Time to reach a decision, features and model included.\n# TYPE {name} histogram");
         for (b, le) in BUCKETS.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! | `POST /predict`       | one raw metrics row → a decision                            |
 //! | `POST /predict/batch` | a JSON array of rows → an array of decisions (all or none)  |
 //! | `GET /scale/{service}`| the last decision for a service, for KEDA's metrics-api     |
+//! |                       | (503 with the current replicas once it is too old)          |
 //! | `GET /metrics`        | Prometheus text format                                      |
 //! | `GET /healthz`        | the process is up                                           |
 //! | `GET /readyz`         | ready; which model decides (none: the reactive HPA)         |
@@ -47,6 +48,15 @@ pub struct Config {
     pub reload_every: Duration,
     /// A shared store whose registry this server follows (`--store`).
     pub store: Option<crate::store::Store>,
+    /// `/scale/{service}` falls back when the service's last decision is older than this.
+    pub max_decision_age: Duration,
+}
+
+/// `serve --prometheus`: the server takes each service's row itself, with `pipeline collect`'s
+/// queries, every `every`.
+pub struct Pull {
+    pub collector: crate::collect::Collector,
+    pub every: Duration,
 }
 
 struct App {
@@ -175,17 +185,67 @@ async fn predict_batch(State(app): State<Shared>, body: Bytes) -> Response {
     }
 }
 
+/// The last decision, for KEDA's metrics-api. A stale one (its rows stopped coming) answers 503
+/// with the current replicas: KEDA counts the error and, past its `failureThreshold`, applies
+/// the ScaledObject's `fallback.replicas`.
 async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Response {
     match app.metrics.last(&service) {
-        Some((predicted, current, confidence)) => Json(json!({
-            "service": service,
-            "desiredReplicas": predicted as u32,
-            "currentReplicas": current as u32,
-            "confidence": confidence,
-            "model": app.predictor.model().map(|m| format!("{} {}", m.name, m.version)),
-        }))
-        .into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("no decision for service `{service}` yet: POST its metrics to /predict first"), Some("service")),
+        Some((predicted, current, confidence, age)) => {
+            let stale = age > app.cfg.max_decision_age;
+            let body = json!({
+                "service": service,
+                "desiredReplicas": if stale { current as u32 } else { predicted as u32 },
+                "currentReplicas": current as u32,
+                "confidence": confidence,
+                "ageSeconds": (age.as_secs_f64() * 10.0).round() / 10.0,
+                "model": app.predictor.model().map(|m| format!("{} {}", m.name, m.version)),
+            });
+            if stale {
+                let mut body = body;
+                body["error"] = json!(format!(
+                    "the last decision for `{service}` is {:.0} s old (over --max-decision-age {:.0} s): its rows stopped coming; is the collector or Prometheus down?",
+                    age.as_secs_f64(),
+                    app.cfg.max_decision_age.as_secs_f64()
+                ));
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            } else {
+                Json(body).into_response()
+            }
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no decision for service `{service}` yet: POST its metrics to /predict, or run the server with --prometheus"),
+            Some("service"),
+        ),
+    }
+}
+
+/// Takes every service's row from Prometheus each step and decides on it, as if it had been
+/// POSTed: every replica of the server computes the same state from the same source.
+async fn pull(app: Shared, mut p: Pull) {
+    let mut tick = tokio::time::interval(p.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let rows = match p.collector.collect(chrono::Utc::now()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                app.metrics.pull_failed();
+                tracing::warn!("no rows from Prometheus this step: {e}");
+                continue;
+            }
+        };
+        let app = app.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for row in rows {
+                let checked = RawRow::from_json(&row.to_json()).and_then(|r| app.decide(&r));
+                if let Err(e) = checked {
+                    app.metrics.rejected();
+                    tracing::warn!(service = %row.service, "row from Prometheus refused, no decision: {e}");
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -265,7 +325,7 @@ async fn pull_from_store(cfg: &Config) {
 }
 
 /// Binds, prints the address, and serves until ctrl-c / SIGTERM.
-pub async fn serve(cfg: Config) -> Result<()> {
+pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
     pull_from_store(&cfg).await;
     let registry = Registry::at(&cfg.registry);
     let loaded = tokio::task::spawn_blocking({
@@ -299,12 +359,20 @@ pub async fn serve(cfg: Config) -> Result<()> {
             }
         })
     };
+    let puller = pull_from.map(|p| {
+        tracing::info!("taking rows from Prometheus at {} every {:?}", p.collector.prometheus().url(), p.every);
+        tokio::spawn(pull(app.clone(), p))
+    });
     axum::serve(listener, router(app)).with_graceful_shutdown(shutdown()).await?;
     watcher.abort();
+    if let Some(p) = puller {
+        p.abort();
+    }
     Ok(())
 }
 
-async fn shutdown() {
+/// Resolves on ctrl-c or SIGTERM (what Kubernetes sends before it kills a pod).
+pub async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

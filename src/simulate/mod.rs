@@ -3,7 +3,6 @@
 //! the collector writes them (every ~30 s with jitter, 06:00–22:00, one CSV per day).
 
 pub mod closed_loop;
-mod collector;
 pub mod scaler;
 pub mod service;
 mod trace;
@@ -15,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use closed_loop::Tally;
-use collector::{isoformat, round, Window};
+use crate::collect::derived::{isoformat, round, Window};
 use crate::rng::Rng;
 use service::{default_profiles, Profile, Sample, Service};
 pub use scaler::ScalerSpec;

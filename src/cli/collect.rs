@@ -1,0 +1,169 @@
+//! `pipeline collect`: Prometheus → the day files that `pipeline run` trains on.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrono::{NaiveDate, Utc};
+
+use super::exit;
+use crate::collect::config::Config;
+use crate::collect::day_files::DayFiles;
+use crate::collect::prometheus::{Prometheus, QueryError};
+use crate::collect::{header, Collector};
+use crate::pipeline::SpecError;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  pipeline collect --prometheus http://prometheus:9090 --once
+  pipeline collect --prometheus http://prometheus:9090 --out s3://bucket/metrics
+  pipeline collect --prometheus http://prometheus:9090 --from 2026-11-01 --to 2026-11-14 --out data/metrics")]
+pub struct CollectArgs {
+    /// The Prometheus server to query (http://host:9090).
+    #[arg(long, value_name = "URL", env = "PIPELINE_PROMETHEUS")]
+    pub prometheus: String,
+    /// Which PromQL gives each column, which services, time zone and holidays [default: the
+    /// built-in pipelines/collect.yaml, for kube-prometheus-stack and ingress-nginx].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Take one row per service now and stop (to standard output unless --out is given).
+    #[arg(long, conflicts_with_all = ["from", "every"])]
+    pub once: bool,
+    /// Seconds between rows in the live loop.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub every: f64,
+    /// Write day files (YYYY/MM/metrics_YYYYMMDD.csv) below this folder or s3://bucket/prefix.
+    #[arg(long, value_name = "DIR|URL")]
+    pub out: Option<String>,
+    /// Write the day so far at least this often, in minutes (and at the end of each day and on
+    /// SIGTERM / ctrl-c).
+    #[arg(long, value_name = "MINUTES", default_value_t = 5.0)]
+    pub flush_every: f64,
+    /// Backfill: rebuild past days from Prometheus' history, from this day (YYYY-MM-DD, in the
+    /// config's time zone) ...
+    #[arg(long, value_name = "DAY", requires_all = ["to", "out"])]
+    pub from: Option<NaiveDate>,
+    /// ... to this day, inclusive.
+    #[arg(long, value_name = "DAY", requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Seconds to wait for Prometheus' answer to one query.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+fn usage(field: &str, message: String) -> anyhow::Error {
+    SpecError { file: "pipeline collect".into(), loc: None, stage: None, field: Some(field.into()), message }.into()
+}
+
+pub async fn collect(a: CollectArgs) -> Result<u8> {
+    let config = Config::load(a.config.as_deref())?;
+    if !(a.every > 0.0) {
+        return Err(usage("--every", "must be a number of seconds above 0".into()));
+    }
+    if !(a.flush_every > 0.0) {
+        return Err(usage("--flush-every", "must be a number of minutes above 0".into()));
+    }
+    let prometheus = Prometheus::new(&a.prometheus, Duration::from_secs_f64(a.timeout.max(0.1))).map_err(|e| usage("--prometheus", e.to_string()))?;
+    let mut collector = Collector::new(config, prometheus);
+    if let (Some(from), Some(to)) = (a.from, a.to) {
+        if to < from {
+            return Err(usage("--to", format!("{to} is before --from {from}")));
+        }
+        return backfill(&mut collector, from, to, a.out.as_deref().expect("clap requires --out")).await;
+    }
+    if a.once {
+        let rows = collector.collect(Utc::now()).await.map_err(with_config(&collector))?;
+        match &a.out {
+            Some(out) => {
+                let mut files = DayFiles::open(out)?;
+                files.push(&rows).await?;
+                files.flush().await?;
+            }
+            None => {
+                println!("{}", header());
+                for r in &rows {
+                    println!("{}", r.csv_line());
+                }
+            }
+        }
+        tracing::info!("{} rows", rows.len());
+        return Ok(exit::SUCCESS);
+    }
+    let Some(out) = a.out else {
+        return Err(usage("--out", "the live loop writes day files: give --out DIR or s3://bucket/prefix (or --once for one row per service on standard output)".into()));
+    };
+    live(collector, &out, Duration::from_secs_f64(a.every), Duration::from_secs_f64(a.flush_every * 60.0)).await
+}
+
+/// A query Prometheus rejects is a mistake in collect.yaml: say which file.
+fn with_config(c: &Collector) -> impl Fn(QueryError) -> anyhow::Error + '_ {
+    move |e| match e {
+        QueryError::Rejected { .. } => anyhow::Error::new(SpecError {
+            file: c.config.file.clone(),
+            loc: None,
+            stage: None,
+            field: None,
+            message: e.to_string(),
+        }),
+        other => other.into(),
+    }
+}
+
+async fn backfill(collector: &mut Collector, from: NaiveDate, to: NaiveDate, out: &str) -> Result<u8> {
+    let files = DayFiles::open(out)?;
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d <= to).collect();
+    let bar = super::progress_bar(days.len() as u64, "days");
+    for day in days {
+        let rows = collector.backfill_day(day).await.map_err(with_config(collector)).with_context(|| format!("backfilling {day}"))?;
+        if rows.is_empty() {
+            tracing::warn!("{day}: Prometheus has no rows for any service (outside its retention?); no file written");
+        } else {
+            files.write_day(day, &rows).await?;
+            tracing::info!("{day}: {} rows → {}", rows.len(), files.display(day));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(exit::SUCCESS)
+}
+
+async fn live(mut collector: Collector, out: &str, every: Duration, flush_every: Duration) -> Result<u8> {
+    let mut files = DayFiles::open(out)?;
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut flushed = Instant::now();
+    let (mut written, mut skipped) = (0u64, 0u64);
+    let stop = crate::serving::server::shutdown();
+    tokio::pin!(stop);
+    tracing::info!("collecting from {} every {:?} into {out}", collector.prometheus().url(), every);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {}
+        }
+        match collector.collect(Utc::now()).await {
+            Ok(rows) => {
+                written += rows.len() as u64;
+                files.push(&rows).await?;
+            }
+            Err(e @ QueryError::Rejected { .. }) => return Err(with_config(&collector)(e)),
+            // Never invented: the step is skipped, counted, and the loop goes on.
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(skipped, "step skipped: {e}");
+            }
+        }
+        if flushed.elapsed() >= flush_every && files.pending() > 0 {
+            match files.flush().await {
+                Ok(()) => flushed = Instant::now(),
+                Err(e) => tracing::warn!("{e:#}; the rows are kept for the next flush"),
+            }
+        }
+    }
+    files.flush().await?;
+    eprintln!("collected {written} rows; {skipped} steps skipped (Prometheus did not answer)");
+    if written == 0 && skipped > 0 {
+        bail!("Prometheus at {} never answered", collector.prometheus().url());
+    }
+    Ok(exit::SUCCESS)
+}

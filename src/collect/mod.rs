@@ -1,0 +1,305 @@
+//! Prometheus → the 23-column metrics row, for `pipeline collect` (live and backfill) and
+//! `pipeline serve --prometheus`.
+//!
+//! Fourteen columns are queried (the PromQL is in `collect.yaml`, see [`config`]); the others
+//! are derived here as the old collector derived them: the mean and least-squares slope of the
+//! service's last 10 rows, and the calendar flags in the configured time zone.
+
+pub mod config;
+pub mod day_files;
+pub mod derived;
+pub mod prometheus;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use futures::StreamExt;
+
+use crate::metrics::{Kind, NUMERIC};
+use config::{Config, WhenMissing, QUERIED};
+use derived::{isoformat, round, Window};
+use prometheus::{Prometheus, QueryError, Series};
+
+/// The step between rows, as the old collector's loop and a backfill's `query_range`.
+pub const STEP_SECONDS: i64 = 30;
+
+/// Services queried at once (each is 14 queries).
+const PARALLEL_SERVICES: usize = 8;
+
+/// One metrics row; a value Prometheus did not have is `None` (an empty field in the file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Wall clock in the collector's time zone.
+    pub timestamp: NaiveDateTime,
+    pub service: String,
+    /// In [`NUMERIC`] order.
+    pub values: [Option<f64>; NUMERIC.len()],
+}
+
+impl Row {
+    /// The row as the collector writes it (the 23 columns' order, no newline).
+    pub fn csv_line(&self) -> String {
+        let mut line = format!("{},{}", isoformat(self.timestamp.and_utc().timestamp_micros()), self.service);
+        for (v, (_, kind)) in self.values.iter().zip(NUMERIC) {
+            line.push(',');
+            if let Some(v) = v {
+                line.push_str(&format_value(*v, kind));
+            }
+        }
+        line
+    }
+
+    /// The row as `POST /predict` takes it (an empty value is `null`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut row = serde_json::Map::new();
+        row.insert(crate::metrics::TIMESTAMP.into(), isoformat(self.timestamp.and_utc().timestamp_micros()).into());
+        row.insert(crate::metrics::SERVICE.into(), self.service.clone().into());
+        for (v, (name, _)) in self.values.iter().zip(NUMERIC) {
+            row.insert(name.into(), v.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
+        }
+        serde_json::Value::Object(row)
+    }
+}
+
+fn format_value(v: f64, kind: Kind) -> String {
+    match kind {
+        Kind::Count | Kind::Flag => format!("{}", v.round() as i64),
+        _ => format!("{}", round(v, 4)),
+    }
+}
+
+/// The header line of a day file.
+pub fn header() -> String {
+    crate::metrics::column_names().join(",")
+}
+
+fn numeric_index(name: &str) -> usize {
+    NUMERIC.iter().position(|(n, _)| *n == name).expect("a metrics column")
+}
+
+/// A Prometheus and what to ask it, with each service's last rows for the derived columns.
+pub struct Collector {
+    pub config: Config,
+    prometheus: Prometheus,
+    windows: HashMap<String, [Window; 3]>,
+    /// (service, column, problem) already logged: the live loop would repeat them every 30 s.
+    warned: HashSet<(String, &'static str, &'static str)>,
+}
+
+impl Collector {
+    pub fn new(config: Config, prometheus: Prometheus) -> Collector {
+        Collector { config, prometheus, windows: HashMap::new(), warned: HashSet::new() }
+    }
+
+    pub fn prometheus(&self) -> &Prometheus {
+        &self.prometheus
+    }
+
+    /// The listed services, or those the `discover` query finds at `at`.
+    pub async fn services(&self, at: f64) -> Result<Vec<String>, QueryError> {
+        if !self.config.services.is_empty() {
+            return Ok(self.config.services.clone());
+        }
+        let query = self.config.expand(self.config.discover.as_deref().unwrap_or_default(), "");
+        Ok(deployments(&self.prometheus.query(&query, at).await?))
+    }
+
+    /// One row per service at `at`. Prometheus not answering fails the whole step: a row with
+    /// some columns from one moment and some missing would look like data and not be.
+    pub async fn collect(&mut self, at: DateTime<Utc>) -> Result<Vec<Row>, QueryError> {
+        let t = at.timestamp_millis() as f64 / 1000.0;
+        let services = self.services(t).await?;
+        let this = &*self;
+        let sampled: Vec<(String, Result<Vec<Vec<Series>>, QueryError>)> = futures::stream::iter(services)
+            .map(|s| async move {
+                let queries = this.config.columns.iter().map(|c| this.config.expand(&c.query, &s)).collect::<Vec<_>>();
+                let answers = futures::future::join_all(queries.iter().map(|q| this.prometheus.query(q, t))).await;
+                (s, answers.into_iter().collect::<Result<Vec<_>, _>>())
+            })
+            .buffered(PARALLEL_SERVICES)
+            .collect()
+            .await;
+        let local = at.with_timezone(&self.config.time_zone).naive_local();
+        let mut rows = Vec::new();
+        for (service, answers) in sampled {
+            let answers = answers?;
+            let queried: Vec<Option<f64>> = answers.iter().enumerate().map(|(k, series)| self.value(&service, k, series.iter().map(|s| s.samples.first().map(|p| p.1)).collect())).collect();
+            if let Some(row) = self.row(&service, local, &queried) {
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every 30 s row of one day (in the collector's time zone) rebuilt from Prometheus'
+    /// history, with the same queries evaluated at the same instants as the live loop.
+    pub async fn backfill_day(&mut self, day: NaiveDate) -> Result<Vec<Row>, QueryError> {
+        let tz = self.config.time_zone;
+        let start = local_midnight(tz, day);
+        let end = local_midnight(tz, day.succ_opt().unwrap_or(day)) - STEP_SECONDS;
+        let services = if self.config.services.is_empty() {
+            let query = self.config.expand(self.config.discover.as_deref().unwrap_or_default(), "");
+            deployments(&self.prometheus.query_range(&query, start as f64, end as f64, 3600.0).await?)
+        } else {
+            self.config.services.clone()
+        };
+        let steps: Vec<i64> = (start..=end).step_by(STEP_SECONDS as usize).collect();
+        let mut rows = Vec::new();
+        for service in services {
+            let mut columns: Vec<Vec<Series>> = Vec::with_capacity(QUERIED.len());
+            for c in &self.config.columns {
+                let q = self.config.expand(&c.query, &service);
+                columns.push(self.prometheus.query_range(&q, start as f64, end as f64, STEP_SECONDS as f64).await?);
+            }
+            // Each series' samples by second: a series may lack some steps.
+            let by_time: Vec<Vec<HashMap<i64, f64>>> = columns
+                .iter()
+                .map(|series| series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect())
+                .collect();
+            for &t in &steps {
+                let queried: Vec<Option<f64>> = by_time
+                    .iter()
+                    .enumerate()
+                    .map(|(k, series)| self.value(&service, k, series.iter().filter_map(|m| m.get(&t).map(|v| Some(*v))).collect()))
+                    .collect();
+                let at = Utc.timestamp_opt(t, 0).single().expect("a time in range").with_timezone(&tz).naive_local();
+                if let Some(row) = self.row(&service, at, &queried) {
+                    rows.push(row);
+                }
+            }
+        }
+        rows.sort_by(|a, b| (a.timestamp, &a.service).cmp(&(b.timestamp, &b.service)));
+        Ok(rows)
+    }
+
+    /// One column's value from the series its query returned (each series' sample, if any).
+    fn value(&mut self, service: &str, k: usize, samples: Vec<Option<f64>>) -> Option<f64> {
+        let name = QUERIED[k];
+        let zero = self.config.columns[k].when_missing == WhenMissing::Zero;
+        let mut warn = |problem: &'static str, detail: String| {
+            if self.warned.insert((service.to_string(), name, problem)) {
+                tracing::warn!(service, column = name, "{detail}");
+            }
+        };
+        match samples.as_slice() {
+            [] | [None] => zero.then_some(0.0),
+            [Some(v)] if v.is_finite() => Some(*v),
+            [Some(v)] if v.is_nan() && zero => Some(0.0),
+            [Some(v)] => {
+                warn("not finite", format!("the query gave {v}; the field is left empty (collect.yaml: columns.{name})"));
+                None
+            }
+            many => {
+                warn("several series", format!("the query gave {} series where one is needed; aggregate it with sum or max (collect.yaml: columns.{name}); the field is left empty", many.len()));
+                None
+            }
+        }
+    }
+
+    /// The row for the queried values, with the derived columns, or `None` when the service
+    /// has no replica count (it did not exist at that time).
+    fn row(&mut self, service: &str, at: NaiveDateTime, queried: &[Option<f64>]) -> Option<Row> {
+        let mut values = [None; NUMERIC.len()];
+        for (k, name) in QUERIED.iter().enumerate() {
+            values[numeric_index(name)] = queried[k];
+        }
+        values[numeric_index(crate::metrics::REPLICAS)]?;
+        let windows = self.windows.entry(service.to_string()).or_default();
+        for (w, (col, mean, slope)) in windows.iter_mut().zip([
+            ("cpu_usage_percent", "cpu_usage_percent_last_5_min", Some("cpu_usage_percent_slope")),
+            ("ram_usage_percent", "ram_usage_percent_last_5_min", Some("ram_usage_percent_slope")),
+            ("request_count_per_second", "request_count_per_second_last_5_min", None),
+        ]) {
+            let i = numeric_index(col);
+            let Some(v) = values[i] else { continue };
+            let v = round(v, 2);
+            values[i] = Some(v);
+            w.push(v);
+            values[numeric_index(mean)] = Some(round(w.mean(), 2));
+            if let Some(slope) = slope {
+                values[numeric_index(slope)] = Some(round(w.slope(), 4));
+            }
+        }
+        let date = at.date();
+        values[numeric_index("is_holiday")] = Some(f64::from(u8::from(self.config.holidays.contains(&date))));
+        values[numeric_index("is_weekend")] = Some(f64::from(u8::from(matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun))));
+        Some(Row { timestamp: at, service: service.to_string(), values })
+    }
+}
+
+/// Seconds since the epoch of the first instant of `day` in `tz` (a day starting in a DST gap
+/// starts at the first valid time).
+fn local_midnight(tz: chrono_tz::Tz, day: NaiveDate) -> i64 {
+    let midnight = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    (0..4)
+        .find_map(|h| tz.from_local_datetime(&(midnight + chrono::Duration::hours(h))).earliest())
+        .map(|t| t.timestamp())
+        .unwrap_or_else(|| midnight.and_utc().timestamp())
+}
+
+/// The `deployment` label values of a discovery query's series, sorted and unique.
+fn deployments(series: &[Series]) -> Vec<String> {
+    series.iter().filter_map(|s| s.labels.get("deployment").cloned()).collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collector() -> Collector {
+        let mut config = Config::load(None).unwrap();
+        config.holidays = vec![NaiveDate::from_ymd_opt(2025, 12, 25).unwrap()];
+        Collector::new(config, Prometheus::new("http://127.0.0.1:9", std::time::Duration::from_secs(1)).unwrap())
+    }
+
+    fn queried(cpu: f64) -> Vec<Option<f64>> {
+        // QUERIED order: cpu, ram, rps, p95, replicas, cpu req/lim, ram req/lim, queue, errors,
+        // restarts, node cpu/mem pressure.
+        vec![Some(cpu), Some(40.0), Some(12.5), Some(80.0), Some(3.0), Some(0.5), Some(1.0), Some(256.0), Some(512.0), Some(0.0), Some(0.001), Some(0.0), Some(0.0), Some(1.0)]
+    }
+
+    #[test]
+    fn rows_carry_windows_calendar_and_the_collectors_format() {
+        let mut c = collector();
+        let t = NaiveDate::from_ymd_opt(2025, 12, 25).unwrap().and_hms_opt(10, 0, 0).unwrap();
+        c.row("web", t, &queried(10.0)).unwrap();
+        let row = c.row("web", t + chrono::Duration::seconds(30), &queried(20.004)).unwrap();
+        assert_eq!(
+            row.csv_line(),
+            "2025-12-25T10:00:30,web,20,15,10,40,40,0,12.5,12.5,80,3,1,0,0.5,1,256,512,0,0.001,0,0,1"
+        );
+        let fresh = c.row("api", t, &queried(50.0)).unwrap();
+        assert_eq!(fresh.values[numeric_index("cpu_usage_percent_last_5_min")], Some(50.0), "windows are per service");
+        let json = row.to_json();
+        assert_eq!(json["replica_count"], 3.0);
+        assert_eq!(json["timestamp"], "2025-12-25T10:00:30");
+    }
+
+    #[test]
+    fn missing_values_follow_the_column_rule() {
+        let mut c = collector();
+        let cpu = QUERIED.iter().position(|n| *n == "cpu_usage_percent").unwrap();
+        let rps = QUERIED.iter().position(|n| *n == "request_count_per_second").unwrap();
+        assert_eq!(c.value("web", cpu, vec![]), None);
+        assert_eq!(c.value("web", rps, vec![]), Some(0.0));
+        assert_eq!(c.value("web", rps, vec![Some(f64::NAN)]), Some(0.0));
+        assert_eq!(c.value("web", cpu, vec![Some(f64::NAN)]), None);
+        assert_eq!(c.value("web", cpu, vec![Some(1.0), Some(2.0)]), None, "several series are not one value");
+        assert_eq!(c.value("web", cpu, vec![Some(f64::INFINITY)]), None);
+        let mut q = queried(10.0);
+        q[QUERIED.iter().position(|n| *n == "replica_count").unwrap()] = None;
+        let t = NaiveDate::from_ymd_opt(2025, 12, 26).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        assert_eq!(c.row("web", t, &q), None, "no replica count: no row");
+        let mut q = queried(10.0);
+        q[cpu] = None;
+        let line = c.row("web", t, &q).unwrap().csv_line();
+        assert!(line.starts_with("2025-12-26T00:00:00,web,,,,40,"), "{line}");
+    }
+
+    #[test]
+    fn days_start_at_local_midnight() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let d = NaiveDate::from_ymd_opt(2025, 10, 6).unwrap();
+        assert_eq!(local_midnight(paris, d), local_midnight(chrono_tz::UTC, d) - 2 * 3600);
+    }
+}
