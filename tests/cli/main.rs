@@ -8,6 +8,7 @@
 mod common;
 
 mod closed_loop;
+mod collect;
 mod crash;
 mod deploy;
 mod engine;

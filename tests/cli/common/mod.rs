@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod moto;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,253 @@
+//! `pipeline collect` and `pipeline serve --prometheus` against a real Prometheus that scrapes
+//! an exporter with known series (see common::prometheus).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::prometheus::{self, get, Exporter, Prometheus, EXPECTED};
+use crate::common::{command, start_server, Project, HEADER};
+
+const QUERIED: [&str; 14] = [
+    "cpu_usage_percent",
+    "ram_usage_percent",
+    "request_count_per_second",
+    "response_time_ms",
+    "replica_count",
+    "cpu_request",
+    "cpu_limit",
+    "ram_request",
+    "ram_limit",
+    "queue_length",
+    "error_rate",
+    "pod_restart_count",
+    "node_cpu_pressure_flag",
+    "node_memory_pressure_flag",
+];
+
+/// Rates of a live query move with where the scrapes fall in the window (Prometheus
+/// extrapolates less when a window starts in a gap, as after an outage); ratios of rates (P95,
+/// error rate) and gauges do not.
+const RATES: [&str; 3] = ["cpu_usage_percent", "request_count_per_second", "queue_length"];
+
+fn require_prometheus() {
+    assert!(prometheus::installed(), "these tests need a real Prometheus: install the Debian package `prometheus` (.ci/run does)");
+}
+
+/// The built-in collect.yaml, for the test cluster's namespace.
+fn config() -> String {
+    std::fs::read_to_string(crate::common::repo().join("pipelines/collect.yaml")).unwrap().replace("namespace: default", "namespace: shop")
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A data line as column → field.
+fn fields(line: &str) -> HashMap<&'static str, String> {
+    let names: Vec<&'static str> = HEADER.split(',').collect();
+    let values: Vec<&str> = line.split(',').collect();
+    assert_eq!(values.len(), 23, "not a 23-field row: {line}");
+    names.into_iter().zip(values).map(|(n, v)| (n, v.to_string())).collect()
+}
+
+fn assert_expected(row: &HashMap<&'static str, String>, service: &str, values: &[&str; 14], rate_tolerance: f64) {
+    assert_eq!(row["service_name"], service);
+    for (col, want) in QUERIED.iter().zip(values) {
+        let got = &row[*col];
+        if RATES.contains(col) {
+            let (g, w): (f64, f64) = (got.parse().unwrap(), want.parse().unwrap());
+            assert!((g - w).abs() <= rate_tolerance * w.abs() + 1e-9, "{service} {col}: {got}, expected ≈ {want}");
+        } else {
+            assert_eq!(got, want, "{service} {col}");
+        }
+    }
+}
+
+/// Prometheus with two minutes of the exporter's history (so rates over [1m] have a full
+/// window at once), scraping the live exporter.
+fn live_cluster(p: &Project) -> (Exporter, Prometheus) {
+    let t = now();
+    let exporter = Exporter::start();
+    prometheus::write_history(p.path(), &prometheus::history(t - 120, t - 2, 1, Some(&exporter.addr)));
+    let prom = Prometheus::start(p.path(), Some(&exporter.addr));
+    prom.wait_for_scrapes(2);
+    (exporter, prom)
+}
+
+#[test]
+fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
+    require_prometheus();
+    let p = Project::empty().file("collect.yaml", &config());
+    let (_exporter, mut prom) = live_cluster(&p);
+    let url = prom.url();
+
+    // One row per discovered service (batch is not labelled for autoscaling), in the contract's units.
+    let out = p.pipeline(&["collect", "--prometheus", &url, "--config", "collect.yaml", "--once"]).ok().stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], HEADER);
+    assert_eq!(lines.len(), 3, "{out}");
+    for (line, (service, values)) in lines[1..].iter().zip(EXPECTED) {
+        let row = fields(line);
+        assert_expected(&row, service, &values, 0.02);
+        assert_eq!(row["cpu_usage_percent_last_5_min"], row["cpu_usage_percent"], "one row: its own mean");
+        assert_eq!(row["cpu_usage_percent_slope"], "0");
+        assert_eq!(row["is_holiday"], "0");
+    }
+    println!("collect --once:\n{out}");
+
+    // Faults in the queries: nothing, NaN and several series leave the field empty (with a
+    // warning naming the column) unless the column says no data means zero; a query
+    // Prometheus rejects is a mistake in collect.yaml (exit 2).
+    let faulty = config()
+        .replace("  cpu_limit:\n    query: ", "  cpu_limit:\n    query: sum(no_such_metric) # ")
+        .replace("  ram_request:\n    query: ", "  ram_request:\n    query: 0 * sum(kube_pod_info) / 0 # ")
+        .replace("  ram_limit:\n    query: ", "  ram_limit:\n    query: kube_pod_info{namespace=\"shop\"} # ")
+        .replace("  queue_length:\n    query: ", "  queue_length:\n    query: sum(no_such_metric) # ");
+    p.write("faulty.yaml", &faulty);
+    let run = p.pipeline(&["collect", "--prometheus", &url, "--config", "faulty.yaml", "--once"]).ok();
+    let web = fields(run.stdout().lines().nth(2).unwrap());
+    assert_eq!((web["cpu_limit"].as_str(), web["ram_request"].as_str(), web["ram_limit"].as_str()), ("", "", ""));
+    assert_eq!(web["queue_length"], "0", "queue_length: no data means zero");
+    assert_eq!(web["cpu_request"], "0.5");
+    for needle in ["column=\"ram_limit\"", "series where one is needed", "column=\"ram_request\""] {
+        assert!(run.stderr().contains(needle), "stderr lacks {needle}:\n{}", run.stderr());
+    }
+    p.write("broken.yaml", &config().replace("  cpu_limit:\n    query: ", "  cpu_limit:\n    query: sum(rate(x[1m]) # "));
+    p.pipeline(&["collect", "--prometheus", &url, "--config", "broken.yaml", "--once"]).code(2).stderr_has("broken.yaml").stderr_has("Prometheus rejected the query");
+
+    // The server takes the rows itself: /scale answers with nothing posting rows, and falls
+    // back once Prometheus is gone longer than --max-decision-age.
+    {
+        let server = start_server(&p, &["--prometheus", &url, "--collect-config", "collect.yaml", "--every", "0.5", "--max-decision-age", "3"], &[]);
+        let scale = |svc: &str| {
+            let (code, body) = get(&format!("{}/scale/{svc}", server.base)).unwrap();
+            (code, serde_json::from_str::<serde_json::Value>(&body).unwrap())
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while scale("web").0 != 200 {
+            assert!(Instant::now() < deadline, "no decision for web from Prometheus: {:?}", scale("web"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (_, web) = scale("web");
+        assert_eq!(web["currentReplicas"], 2);
+        assert!(web["ageSeconds"].as_f64().unwrap() < 3.0, "{web}");
+        assert_eq!(scale("api").1["currentReplicas"], 1);
+        assert_eq!(scale("batch").0, 404, "not discovered, not decided");
+        prom.stop();
+        std::thread::sleep(Duration::from_secs(4));
+        let (code, web) = scale("web");
+        assert_eq!(code, 503, "{web}");
+        assert_eq!(web["desiredReplicas"], 2, "a stale decision falls back to the current replicas");
+        assert!(web["error"].as_str().unwrap().contains("rows stopped coming"), "{web}");
+        let (_, metrics) = get(&format!("{}/metrics", server.base)).unwrap();
+        let failures: f64 = metrics.lines().find_map(|l| l.strip_prefix("autoscaler_prometheus_failures_total ")).unwrap().parse().unwrap();
+        assert!(failures >= 1.0, "{metrics}");
+    }
+
+    // The live loop: Prometheus killed mid-loop; steps are skipped and counted, never invented,
+    // the loop goes on when it is back, and the day file stays valid CSV throughout.
+    prom.restart();
+    prom.wait_for_scrapes(1);
+    let mut collector = command()
+        .args(["collect", "--prometheus", &url, "--config", "collect.yaml", "--every", "0.5", "--flush-every", "0.005", "--out", "out"])
+        .current_dir(p.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rows = || -> Vec<String> {
+        let mut all = Vec::new();
+        for f in walk(&p.path().join("out")) {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let mut lines = text.lines();
+            assert_eq!(lines.next(), Some(HEADER), "{}", f.display());
+            all.extend(lines.map(str::to_string));
+        }
+        all
+    };
+    let wait_rows = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while rows().len() < n {
+            assert!(Instant::now() < deadline, "the collector wrote {} rows, expected {n}", rows().len());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_rows(4);
+    prom.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rows().len();
+    prom.restart();
+    wait_rows(during + 4);
+    unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    for line in BufReader::new(collector.stderr.take().unwrap()).lines() {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    assert!(collector.wait().unwrap().success(), "{stderr}");
+    let skipped: u64 = stderr.lines().find_map(|l| l.split("rows; ").nth(1)?.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(skipped >= 1, "{stderr}");
+    let all = rows();
+    for line in &all {
+        let row = fields(line);
+        let service = row["service_name"].clone();
+        let values = EXPECTED.iter().find(|(s, _)| *s == service).unwrap().1;
+        assert_expected(&row, &service, &values, 0.25);
+    }
+    assert!(all.len() >= during + 4);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                out.extend(walk(&e.path()));
+            } else if e.path().extension().is_some_and(|x| x == "csv") {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn backfill_rebuilds_past_days_from_prometheus_history_exactly() {
+    require_prometheus();
+    let p = Project::empty().file("collect.yaml", &config());
+    // Two days ago, 09:50 to 10:10 UTC, a sample every 15 s (as a scrape interval would).
+    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
+    let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp();
+    prometheus::write_history(p.path(), &prometheus::history(at(9, 50), at(10, 10), 15, None));
+    let prom = Prometheus::start(p.path(), None);
+    let d = day.format("%Y-%m-%d").to_string();
+    p.pipeline(&["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--from", &d, "--to", &d, "--out", "metrics"]).ok();
+    let file = p.path().join(format!("metrics/{}/metrics_{}.csv", day.format("%Y/%m"), day.format("%Y%m%d")));
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let weekend = u8::from(matches!(chrono::Datelike::weekday(&day), chrono::Weekday::Sat | chrono::Weekday::Sun));
+    // From 10:00 every window of the last 10 rows lies inside the history: known to the digit.
+    let mut checked = 0;
+    for step in 0..=20 {
+        let t = day.and_hms_opt(10, 0, 0).unwrap() + chrono::Duration::seconds(30 * step);
+        for (service, v) in EXPECTED {
+            let want = format!(
+                "{},{service},{},{},0,{},{},0,{},{},{},{},0,{weekend},{},{},{},{},{},{},{},{},{}",
+                t.format("%Y-%m-%dT%H:%M:%S"),
+                v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]
+            );
+            assert!(text.lines().any(|l| l == want), "backfill lacks\n{want}\nin\n{text}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 42);
+    // Nothing before the history starts, nothing invented after it ends (staleness: 5 min).
+    let times: Vec<String> = text.lines().skip(1).map(|l| l[11..19].to_string()).collect();
+    assert_eq!(times.first().map(String::as_str), Some("09:50:00"), "the first row is the history's first sample");
+    assert!(times.iter().all(|t| t.as_str() >= "09:50:00" && t.as_str() <= "10:15:00"), "rows only while Prometheus has data: {times:?}");
+    assert!(!text.contains("batch"));
+
+    let run = p.pipeline(&["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--from", &d, "--to", &d, "--out", "metrics"]).ok();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "a backfill run twice writes the same day{}", run.stderr());
+}
