@@ -1,7 +1,8 @@
-//! deploy/: valid YAML, the objects the README promises, and flags the binary accepts.
+//! deploy/: valid Kubernetes objects (against the API's schemas), the objects the README
+//! promises, flags the binary accepts, and the names that tie the manifests together.
 
 use crate::common;
-use common::{repo, Project};
+use common::{repo, tool, Project};
 
 fn docs(file: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo().join("deploy").join(file)).unwrap();
@@ -32,10 +33,88 @@ fn manifests_are_valid_and_match_the_binary() {
     assert_eq!(trigger["type"], "metrics-api");
     assert!(trigger["metadata"]["url"].as_str().unwrap().contains("/scale/"));
     assert_eq!(trigger["metadata"]["valueLocation"], "desiredReplicas");
+    // KEDA applies a fallback only to AverageValue metrics.
+    assert_eq!(trigger["metricType"], "AverageValue");
+    assert!(keda[0]["spec"]["fallback"]["replicas"].as_u64().unwrap() >= 1);
+    // The URL reaches the server's Service on its port.
+    let url = trigger["metadata"]["url"].as_str().unwrap();
+    let service = &server[1];
+    let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    assert!(url.starts_with(&format!("http://{}.", service["metadata"]["name"].as_str().unwrap())), "{url}");
+    assert!(url.contains(&format!(":{port}/scale/")), "{url}");
+    assert_eq!(service["spec"]["selector"], server[0]["spec"]["template"]["metadata"]["labels"]);
 
     let cron = docs("cronjob.yaml");
     assert_eq!(kinds(&cron), ["CronJob"]);
     let job = &cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(job["args"][0], "run");
     assert_eq!(cron[0]["spec"]["concurrencyPolicy"], "Forbid");
+}
+
+fn args(container: &serde_json::Value) -> Vec<&str> {
+    container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect()
+}
+
+fn env<'a>(container: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    container["env"].as_array()?.iter().find(|e| e["name"] == name)?["value"].as_str()
+}
+
+#[test]
+fn the_collector_feeds_what_the_server_and_the_cronjob_read() {
+    let collector = docs("collector.yaml");
+    assert_eq!(kinds(&collector), ["ServiceAccount", "Deployment"]);
+    let deployment = &collector[1]["spec"];
+    // One writer per day file, and no Kubernetes API rights: everything comes from Prometheus.
+    assert_eq!(deployment["replicas"], 1);
+    assert_eq!(deployment["strategy"]["type"], "Recreate");
+    let pod = &deployment["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], collector[0]["metadata"]["name"]);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let container = &pod["containers"][0];
+    let collect = args(container);
+    assert_eq!(collect[0], "collect");
+    let help = Project::empty().pipeline(&["collect", "--help"]).ok().stdout();
+    for flag in collect[1..].iter().map(|a| a.split('=').next().unwrap()) {
+        assert!(help.contains(flag), "`pipeline collect` has no flag {flag}");
+    }
+    assert!(help.contains("[env: PIPELINE_PROMETHEUS="), "collect reads PIPELINE_PROMETHEUS");
+    let prometheus = env(container, "PIPELINE_PROMETHEUS").expect("the collector names its Prometheus");
+
+    // The server reads the same Prometheus, the same way.
+    let server = &docs("server.yaml")[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(env(server, "PIPELINE_PROMETHEUS"), Some(prometheus));
+    assert!(Project::empty().pipeline(&["serve", "--help"]).ok().stdout().contains("[env: PIPELINE_PROMETHEUS="));
+
+    // The nightly run trains on what the collector writes.
+    let out = collect.iter().find_map(|a| a.strip_prefix("--out=")).expect("the collector writes somewhere");
+    let cron = docs("cronjob.yaml");
+    let job = &cron[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let metrics_uri = args(job).iter().find_map(|a| a.strip_prefix("metrics_uri=")).expect("the CronJob names its metrics");
+    assert_eq!(metrics_uri.trim_end_matches('/'), out.trim_end_matches('/'));
+}
+
+#[test]
+fn manifests_validate_against_the_kubernetes_schemas() {
+    // kubernetes-validate (PyPI, installed by scripts/setup.sh) carries the API's JSON schemas,
+    // so this needs no cluster; KEDA's CRD is not among them (its fields are checked above).
+    let files: Vec<String> = ["collector.yaml", "server.yaml", "cronjob.yaml", "keda-scaledobject.yaml"]
+        .iter()
+        .map(|f| repo().join("deploy").join(f).to_string_lossy().into_owned())
+        .collect();
+    let out = std::process::Command::new(tool("kubernetes-validate"))
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate must be installed (scripts/setup.sh installs it)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    for object in ["deployment/autoscale-collector", "deployment/autoscale-server", "service/autoscale-server", "cronjob/autoscale-train"] {
+        assert!(text.contains(&format!("passed for resource {object}")), "{object} not validated:\n{text}");
+    }
+    // A typo is caught: the check can fail.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, std::fs::read_to_string(&files[0]).unwrap().replace("replicas: 1", "replicaz: 1")).unwrap();
+    let out = std::process::Command::new(tool("kubernetes-validate")).arg("--strict").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
 }

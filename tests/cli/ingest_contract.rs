@@ -114,3 +114,18 @@ fn no_matching_files_is_a_clear_error() {
     p.write("pipelines/p.yaml", &yaml);
     p.pipeline(&["run", "pipelines/p.yaml"]).code(1).stderr_has("no metrics files (*.csv, *.csv.gz) in messy for date 2024-01");
 }
+
+#[test]
+fn a_file_in_other_units_is_a_contract_violation_naming_the_column() {
+    // What the old Python collector wrote: memory in bytes, the error rate in percent.
+    let old_units = |ts: &str| row(ts, "order", 42.0).replace(",256,512,", ",268435456,536870912,").replace(",0.01,", ",1.5,");
+    let p = Project::empty().file("pipelines/p.yaml", PIPELINE).file(
+        "messy/metrics_20251006.csv",
+        &format!("{HEADER}\n{}\n{}\n{}\n", old_units("2025-10-06T06:00:00"), old_units("2025-10-06T06:00:30"), row("2025-10-06T06:01:00", "order", 42.0)),
+    );
+    p.pipeline(&["run", "pipelines/p.yaml"])
+        .code(1)
+        .stderr_has("2 of 3 rows (66.7%) break the data contract")
+        .stderr_has("column `ram_request`: 268435456 is not MiB per pod (it looks like bytes)")
+        .stderr_has("column `error_rate`: 1.5 is not a fraction 0–1 (it looks like a percentage)");
+}
