@@ -109,6 +109,9 @@ impl Collector {
     pub async fn collect(&mut self, at: DateTime<Utc>) -> Result<Vec<Row>, QueryError> {
         let t = at.timestamp_millis() as f64 / 1000.0;
         let services = self.services(t).await?;
+        if services.is_empty() && self.warned.insert((String::new(), "services", "none")) {
+            tracing::warn!("the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`", self.config.file.display());
+        }
         let this = &*self;
         let sampled: Vec<(String, Result<Vec<Vec<Series>>, QueryError>)> = futures::stream::iter(services)
             .map(|s| async move {
@@ -146,11 +149,9 @@ impl Collector {
         let steps: Vec<i64> = (start..=end).step_by(STEP_SECONDS as usize).collect();
         let mut rows = Vec::new();
         for service in services {
-            let mut columns: Vec<Vec<Series>> = Vec::with_capacity(QUERIED.len());
-            for c in &self.config.columns {
-                let q = self.config.expand(&c.query, &service);
-                columns.push(self.prometheus.query_range(&q, start as f64, end as f64, STEP_SECONDS as f64).await?);
-            }
+            let queries: Vec<String> = self.config.columns.iter().map(|c| self.config.expand(&c.query, &service)).collect();
+            let columns: Vec<Vec<Series>> =
+                futures::future::try_join_all(queries.iter().map(|q| self.prometheus.query_range(q, start as f64, end as f64, STEP_SECONDS as f64))).await?;
             // Each series' samples by second: a series may lack some steps.
             let by_time: Vec<Vec<HashMap<i64, f64>>> = columns
                 .iter()
