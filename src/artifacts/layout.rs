@@ -6,6 +6,7 @@
 //!   cache/                 stage entries (cache::Cache), input-hashes.json (ingest::fingerprint)
 //!   runs/<run-id>/         each run's manifest, report and model links; runs/latest
 //!   models/<model>/v<N>/   the model registry
+//!   spill/                 temporary files of queries larger than `run --memory`
 //!   run.lock               one run per project at a time
 //! ```
 
@@ -46,6 +47,11 @@ impl Layout {
 
     pub fn models(&self) -> PathBuf {
         self.artifacts.join("models")
+    }
+
+    /// Where query engines spill what does not fit in `run --memory` (temporary files only).
+    pub fn spill(&self) -> PathBuf {
+        self.artifacts.join("spill")
     }
 
     pub fn run_lock(&self) -> PathBuf {

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// If another run holds this project, exit with code 3 instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// Memory a stage's query engine may hold before sorts and joins spill to
+    /// artifacts/spill/: a size (8GiB, 512MiB) or a share of this machine (80%).
+    #[arg(long, value_name = "SIZE", default_value = "80%", value_parser = crate::io::memory::parse_size)]
+    pub memory: u64,
 }
 
 impl RunArgs {
@@ -49,6 +53,7 @@ impl RunArgs {
             until: self.until.clone(),
             jobs: self.jobs.unwrap_or_else(crate::io::threads::available),
             progress: !(self.no_progress || no_progress),
+            memory: self.memory,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
 pub mod batch_window;
+pub mod memory;
 pub mod named_windows;
 pub mod rolling;
 
@@ -29,8 +30,26 @@ pub fn session(threads: usize) -> SessionContext {
     session_with(threads, true)
 }
 
+/// `session` for a stage: sorts, joins and aggregations that would hold more than `memory`
+/// bytes spill to files in `spill_dir` (removed when done) instead of growing the process
+/// (see [`memory::SpillBudget`]).
+pub fn stage_session(threads: usize, memory: u64, spill_dir: &std::path::Path) -> datafusion::error::Result<SessionContext> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    std::fs::create_dir_all(spill_dir)?;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(std::sync::Arc::new(memory::SpillBudget::new(memory as usize)))
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir.to_path_buf()])))
+        .build_arc()?;
+    Ok(build(threads, true, Some(runtime)))
+}
+
 /// `session`, optionally without the batch window operator (for comparing the two).
 pub(crate) fn session_with(threads: usize, batch_windows: bool) -> SessionContext {
+    build(threads, batch_windows, None)
+}
+
+fn build(threads: usize, batch_windows: bool, runtime: Option<std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>>) -> SessionContext {
     // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_BATCH_SIZE).
     let mut config = SessionConfig::from_env()
         .unwrap_or_default()
@@ -46,6 +65,9 @@ pub(crate) fn session_with(threads: usize, batch_windows: bool) -> SessionContex
         }
     }
     let mut state = datafusion::execution::SessionStateBuilder::new().with_config(config).with_default_features();
+    if let Some(runtime) = runtime {
+        state = state.with_runtime_env(runtime);
+    }
     if batch_windows {
         state = state.with_physical_optimizer_rule(std::sync::Arc::new(batch_window::BatchWindows));
     }

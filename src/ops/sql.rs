@@ -168,7 +168,8 @@ impl Stage for Sql {
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
         let text = ctx.read_keyed_file(&self.rel, &self.file)?;
-        let session = crate::features::session(ctx.threads);
+        let spill = crate::artifacts::layout::Layout::of(&ctx.pipeline.root).spill();
+        let session = crate::features::stage_session(ctx.threads, ctx.memory, &spill)?;
         for (name, entry) in &ctx.upstream {
             register_entry(&session, name, entry).await?;
         }
@@ -190,6 +191,7 @@ impl Stage for Sql {
                 Some(options),
             )
             .await
+            .map_err(|e| over_memory(e, ctx.memory))
             .with_context(|| format!("in {}", self.rel))?;
         let rows = written
             .first()
@@ -198,6 +200,20 @@ impl Stage for Sql {
             .unwrap_or(0);
         ctx.progress.set_rows(rows);
         Ok(StageOutput { rows, sorted_by, ..Default::default() })
+    }
+}
+
+/// A query that needed more memory than `--memory` and could not spill it says what to change.
+fn over_memory(e: datafusion::error::DataFusionError, memory: u64) -> anyhow::Error {
+    let text = e.to_string();
+    let error = anyhow::Error::new(e);
+    if text.contains("Resources exhausted") {
+        error.context(format!(
+            "the query needed more memory than run --memory allows ({}) and could not spill the rest; raise --memory",
+            crate::io::memory::human(memory)
+        ))
+    } else {
+        error
     }
 }
 

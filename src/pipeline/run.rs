@@ -29,6 +29,8 @@ pub struct RunOptions {
     /// Stages running at once.
     pub jobs: usize,
     pub progress: bool,
+    /// Bytes a stage's query engine may hold before it spills to disk (`--memory`).
+    pub memory: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,10 +196,11 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             // sibling finishes first, and the OS shares them fairly while both run.
             let threads = cores;
             let share = share.clone();
+            let memory = opts.memory;
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
                 let t0 = Instant::now();
-                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share).await;
+                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share, memory).await;
                 (name, result, t0.elapsed().as_secs_f64())
             });
         }
@@ -230,6 +233,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
     Ok(RunReport { stages, seconds: started.elapsed().as_secs_f64() })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_stage(
     plan: &Plan,
     cache: &Cache,
@@ -238,6 +242,7 @@ async fn run_stage(
     upstream: IndexMap<String, Entry>,
     threads: usize,
     cores: Cores,
+    memory: u64,
 ) -> Result<(Entry, Vec<String>)> {
     let planned = plan.get(name).unwrap();
     let bar = progress.stage(name);
@@ -252,6 +257,7 @@ async fn run_stage(
         progress: bar.clone(),
         threads,
         cores,
+        memory,
     };
     let t0 = Instant::now();
     let result = planned.stage.run(&ctx).await;

@@ -41,6 +41,8 @@ pub struct StageContext {
     pub threads: usize,
     /// For stages that compute for long: claim a share so siblings do not oversubscribe.
     pub cores: super::cores::Cores,
+    /// Bytes the stage's query engine may hold before it spills (`run --memory`).
+    pub memory: u64,
 }
 
 impl StageContext {

@@ -238,3 +238,25 @@ fn help_is_written_for_people() {
     p.pipeline(&["--help"]).ok().stdout_has("Exit codes").stdout_has("simulate");
     p.pipeline(&["run", "--help"]).ok().stdout_has("--set <NAME=VALUE>").stdout_has("Rebuild this stage and everything downstream");
 }
+
+#[test]
+fn a_sort_larger_than_memory_spills_and_a_query_that_cannot_says_so() {
+    // ~215k rows (~40 MB as Arrow): more than the 24 MiB the sort may hold.
+    let p = Project::empty()
+        .file("pipelines/s.yaml", "stages:\n  ingest: {op: ingest, source: metrics}\n  sorted: {op: sql, deps: [ingest], sql: sql/sorted.sql}\n")
+        .file("sql/sorted.sql", "SELECT * FROM ingest ORDER BY cpu_usage_percent DESC, service_name, timestamp");
+    p.simulate(&["--days", "14", "--services", "a,b,c,d,e,f,g,h", "--out", "metrics"]);
+    p.pipeline(&["run", "pipelines/s.yaml", "--until", "ingest"]).ok();
+    p.pipeline(&["run", "pipelines/s.yaml", "--memory", "24MiB"]).ok();
+    let t = common::read_parquet(&p.entry_dir("sorted", &["-p", "pipelines/s.yaml"]).join("output.parquet"));
+    assert!(t.num_rows() > 200_000, "{}", t.num_rows());
+    let cpu = common::f64_column(&t, "cpu_usage_percent");
+    assert!(cpu.windows(2).all(|w| w[0] >= w[1]), "sorted through the spill");
+    let spill = p.path().join("artifacts/spill");
+    assert!(spill.is_dir() && std::fs::read_dir(&spill).unwrap().flatten().all(|e| e.path().is_dir() && std::fs::read_dir(e.path()).unwrap().next().is_none()), "spill files are removed");
+    // Less than a sort needs to merge: a clear failure, nothing cached.
+    p.pipeline(&["run", "pipelines/s.yaml", "--memory", "1MiB", "--force", "--only", "sorted"])
+        .code(1)
+        .stderr_has("more memory than run --memory allows (1.0 MiB)")
+        .stderr_has("raise --memory");
+}

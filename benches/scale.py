@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Benchmark: the default pipeline stage by stage on N simulated rows, for memory and speed at
+scale: per stage wall time, peak RSS and rows/s, each stage in its own process.
+
+usage: benches/scale.py [--rows 1000000] [--services 200] [--stages ingest,features,...]
+                        [--models] [--keep DIR]
+
+Rows come from `pipeline simulate` (the World Cup trace, 06:00-22:00, 1,920 rows per service
+and day), as many days as N rows need. Stages run in order with `pipeline run --only STAGE`, so
+each one's peak RSS is its own (os.wait4 of that process). Without --models the run stops after
+the splits (the models have no row cap yet, and at 1M rows x 200 services they take hours on
+2 cores); with --models they run small (10 trees, 2 folds, 1 epoch). PIPELINE_BIN picks the
+binary (e.g. an older build, for before/after figures).
+"""
+import argparse
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
+BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
+ROWS_PER_SERVICE_DAY = 16 * 120
+
+DATA_STAGES = ["ingest", "features", "labels", "split_temporal", "split_shuffled"]
+MODEL_STAGES = ["train_random_forest_demand", "train_lstm_cnn"]
+
+
+def run(cmd, cwd):
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    out, err = p.stdout.read().decode(), p.stderr.read().decode()
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+def stage_rows(project, stage):
+    out = subprocess.run([BIN, "inspect", stage, "--rows", "0"], cwd=project, capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith("rows:"):
+            return int(line.split()[1].replace(",", ""))
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--services", type=int, default=200)
+    ap.add_argument("--models", action="store_true", help="also train both models, small")
+    ap.add_argument("--stages", help="comma-separated stages instead of the defaults")
+    ap.add_argument("--keep", help="build the project here and keep it")
+    a = ap.parse_args()
+
+    project = a.keep or tempfile.mkdtemp(prefix="scale-")
+    os.makedirs(project, exist_ok=True)
+    for d in ["pipelines", "sql"]:
+        shutil.copytree(os.path.join(ROOT, d), os.path.join(project, d), dirs_exist_ok=True)
+    shutil.copytree(os.path.join(ROOT, "data", "traces"), os.path.join(project, "data", "traces"), dirs_exist_ok=True)
+    days = math.ceil(a.rows / (a.services * ROWS_PER_SERVICE_DAY))
+    services = ",".join(f"svc{i:03d}" for i in range(a.services))
+    metrics = os.path.join(project, "metrics")
+    if not os.path.isdir(metrics):
+        wall, rss, _ = run([BIN, "simulate", "--days", str(days), "--services", services, "--out", metrics, "--layout", "s3"], project)
+        print(f"simulate: {days} days x {a.services} services in {wall:.1f} s")
+
+    stages = a.stages.split(",") if a.stages else DATA_STAGES + (MODEL_STAGES if a.models else [])
+    sets = ["--set", "metrics_uri=metrics", "--set", "rf_trees=10", "--set", "cv_folds=2", "--set", "lstm_epochs=1"]
+    print(f"binary: {BIN}")
+    print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")
+    for stage in stages:
+        wall, rss, _ = run([BIN, "run", "--only", stage, "--force", *sets], project)
+        rows = stage_rows(project, stage)
+        rate = f"{rows / wall:,.0f}" if rows else "-"
+        print(f"{stage:<28} {rows or 0:>11,} {wall:>8.1f} {rss:>13,.0f} {rate:>11}", flush=True)
+    if not a.keep:
+        shutil.rmtree(project, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
