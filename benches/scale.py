@@ -42,8 +42,8 @@ def run(cmd, cwd):
     return wall, usage.ru_maxrss / 1024, out
 
 
-def stage_rows(project, stage):
-    out = subprocess.run([BIN, "inspect", stage, "--rows", "0"], cwd=project, capture_output=True, text=True, check=True).stdout
+def stage_rows(project, stage, sets):
+    out = subprocess.run([BIN, "inspect", stage, "--rows", "0", *sets], cwd=project, capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         if line.startswith("rows:"):
             return int(line.split()[1].replace(",", ""))
@@ -77,7 +77,7 @@ def main():
     print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")
     for stage in stages:
         wall, rss, _ = run([BIN, "run", "--only", stage, "--force", *sets], project)
-        rows = stage_rows(project, stage)
+        rows = stage_rows(project, stage, sets)
         rate = f"{rows / wall:,.0f}" if rows else "-"
         print(f"{stage:<28} {rows or 0:>11,} {wall:>8.1f} {rss:>13,.0f} {rate:>11}", flush=True)
     if not a.keep:
