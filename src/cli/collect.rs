@@ -133,6 +133,8 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut flushed = Instant::now();
     let (mut written, mut skipped) = (0u64, 0u64);
+    // Rows the output did not take yet (S3 away at midnight): kept, in order, and tried again.
+    let mut backlog: std::collections::VecDeque<crate::collect::Row> = Default::default();
     let stop = crate::serving::server::shutdown();
     tokio::pin!(stop);
     tracing::info!("collecting from {} every {:?} into {out}", collector.prometheus().url(), every);
@@ -144,7 +146,7 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
         match collector.collect(Utc::now()).await {
             Ok(rows) => {
                 written += rows.len() as u64;
-                files.push(&rows).await?;
+                backlog.extend(rows);
             }
             Err(e @ QueryError::Rejected { .. }) => return Err(with_config(&collector)(e)),
             // Never invented: the step is skipped, counted, and the loop goes on.
@@ -153,6 +155,7 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
                 tracing::warn!(skipped, "step skipped: {e}");
             }
         }
+        drain(&mut files, &mut backlog).await;
         if flushed.elapsed() >= flush_every && files.pending() > 0 {
             match files.flush().await {
                 Ok(()) => flushed = Instant::now(),
@@ -160,10 +163,29 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
             }
         }
     }
+    drain(&mut files, &mut backlog).await;
+    if !backlog.is_empty() {
+        bail!("{} rows could not be written to {out}; see the warnings above", backlog.len() + files.pending());
+    }
     files.flush().await?;
     eprintln!("collected {written} rows; {skipped} steps skipped (Prometheus did not answer)");
     if written == 0 && skipped > 0 {
         bail!("Prometheus at {} never answered", collector.prometheus().url());
     }
     Ok(exit::SUCCESS)
+}
+
+/// Hands the backlog to the day files in order, stopping at the first row they cannot take.
+async fn drain(files: &mut DayFiles, backlog: &mut std::collections::VecDeque<crate::collect::Row>) {
+    while let Some(row) = backlog.front() {
+        match files.push_row(row).await {
+            Ok(()) => {
+                backlog.pop_front();
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}; {} rows kept to try again", backlog.len());
+                return;
+            }
+        }
+    }
 }

@@ -61,21 +61,27 @@ impl DayFiles {
         format!("{}/{}/metrics_{}.csv", self.display, day.format("%Y/%m"), day.format("%Y%m%d"))
     }
 
-    /// Adds rows (in time order); a row of a new day first writes the old day out in full.
+    /// Adds rows (in time order); see [`DayFiles::push_row`].
     pub async fn push(&mut self, rows: &[Row]) -> Result<()> {
         for row in rows {
-            let day = row.timestamp.date();
-            if self.day != Some(day) {
-                if self.day.is_some() {
-                    self.flush().await?;
-                }
-                self.text = self.existing(day).await?;
-                self.day = Some(day);
-            }
-            self.text.push_str(&row.csv_line());
-            self.text.push('\n');
-            self.pending += 1;
+            self.push_row(row).await?;
         }
+        Ok(())
+    }
+
+    /// Adds one row; a row of a new day first writes the old day out in full and reads the new
+    /// day's file if it exists. All or nothing: on an error the row is not added and the old
+    /// day is still here, so the caller can try the same row again later.
+    pub async fn push_row(&mut self, row: &Row) -> Result<()> {
+        let day = row.timestamp.date();
+        if self.day != Some(day) {
+            self.flush().await?;
+            self.text = self.existing(day).await?;
+            self.day = Some(day);
+        }
+        self.text.push_str(&row.csv_line());
+        self.text.push('\n');
+        self.pending += 1;
         Ok(())
     }
 
@@ -165,7 +171,12 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.path().join("2026/11/metrics_20261102.csv")).unwrap().lines().count(), 2);
 
         std::fs::write(dir.path().join("2026/11/metrics_20261103.csv"), "a,b\n1,2\n").unwrap();
-        let e = again.push(&[row(3, 0, "a")]).await.unwrap_err().to_string();
+        let e = again.push_row(&row(3, 0, "a")).await.unwrap_err().to_string();
         assert!(e.contains("metrics_20261103.csv exists with other columns"), "{e}");
+        // Refused whole: once the file is moved away, the same row goes in.
+        std::fs::remove_file(dir.path().join("2026/11/metrics_20261103.csv")).unwrap();
+        again.push_row(&row(3, 0, "a")).await.unwrap();
+        again.flush().await.unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("2026/11/metrics_20261103.csv")).unwrap().lines().count(), 2);
     }
 }

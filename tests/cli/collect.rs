@@ -6,25 +6,11 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+// The queried columns, in collect.yaml's order: the order of `EXPECTED`'s values.
+use autoscale::collect::config::QUERIED;
+
 use crate::common::prometheus::{self, get, Exporter, Prometheus, EXPECTED};
 use crate::common::{command, start_server, Project, HEADER};
-
-const QUERIED: [&str; 14] = [
-    "cpu_usage_percent",
-    "ram_usage_percent",
-    "request_count_per_second",
-    "response_time_ms",
-    "replica_count",
-    "cpu_request",
-    "cpu_limit",
-    "ram_request",
-    "ram_limit",
-    "queue_length",
-    "error_rate",
-    "pod_restart_count",
-    "node_cpu_pressure_flag",
-    "node_memory_pressure_flag",
-];
 
 /// Rates of a live query move with where the scrapes fall in the window (Prometheus
 /// extrapolates less when a window starts in a gap, as after an outage); ratios of rates (P95,
