@@ -29,15 +29,15 @@ pub struct CollectArgs {
     /// Take one row per service now and stop (to standard output unless --out is given).
     #[arg(long, conflicts_with_all = ["from", "every"])]
     pub once: bool,
-    /// Seconds between rows in the live loop.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    /// Time between rows in the live loop (30, 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::parse_seconds)]
     pub every: f64,
     /// Write day files (YYYY/MM/metrics_YYYYMMDD.csv) below this folder or s3://bucket/prefix.
     #[arg(long, value_name = "DIR|URL")]
     pub out: Option<String>,
-    /// Write the day so far at least this often, in minutes (and at the end of each day and on
-    /// SIGTERM / ctrl-c).
-    #[arg(long, value_name = "MINUTES", default_value_t = 5.0)]
+    /// Write the day so far at least this often (5m, 300s; a bare number is minutes), and at
+    /// the end of each day and on SIGTERM / ctrl-c.
+    #[arg(long, value_name = "DURATION", default_value = "5", value_parser = flush_minutes)]
     pub flush_every: f64,
     /// Backfill: rebuild past days from Prometheus' history, from this day (YYYY-MM-DD, in the
     /// config's time zone) ...
@@ -51,18 +51,20 @@ pub struct CollectArgs {
     pub timeout: f64,
 }
 
+/// `--flush-every`: minutes when bare (as it always was), else a duration; in minutes.
+fn flush_minutes(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        _ => super::parse_seconds(text).map(|s| s / 60.0),
+    }
+}
+
 fn usage(field: &str, message: String) -> anyhow::Error {
     SpecError { file: "pipeline collect".into(), loc: None, stage: None, field: Some(field.into()), message }.into()
 }
 
 pub async fn collect(a: CollectArgs) -> Result<u8> {
     let config = Config::load(a.config.as_deref())?;
-    if !(a.every > 0.0) {
-        return Err(usage("--every", "must be a number of seconds above 0".into()));
-    }
-    if !(a.flush_every > 0.0) {
-        return Err(usage("--flush-every", "must be a number of minutes above 0".into()));
-    }
     let prometheus = Prometheus::new(&a.prometheus, Duration::from_secs_f64(a.timeout.max(0.1))).map_err(|e| usage("--prometheus", e.to_string()))?;
     let mut collector = Collector::new(config, prometheus);
     if let (Some(from), Some(to)) = (a.from, a.to) {

@@ -129,3 +129,32 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// A duration as people write it on a command line: `30`, `30s`, `2m`, `1h` (seconds out).
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last() {
+        Some((i, 's')) => (&t[..i], 1.0),
+        Some((i, 'm')) => (&t[..i], 60.0),
+        Some((i, 'h')) => (&t[..i], 3600.0),
+        _ => (t, 1.0),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * scale),
+        _ => Err(format!("`{text}` is not a duration: write e.g. 30, 30s, 5m or 1h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_as_people_write_them() {
+        assert_eq!(super::parse_seconds("30"), Ok(30.0));
+        assert_eq!(super::parse_seconds("30s"), Ok(30.0));
+        assert_eq!(super::parse_seconds("0.5"), Ok(0.5));
+        assert_eq!(super::parse_seconds("5m"), Ok(300.0));
+        assert_eq!(super::parse_seconds("1h"), Ok(3600.0));
+        assert!(super::parse_seconds("0").is_err());
+        assert!(super::parse_seconds("soon").unwrap_err().contains("not a duration"));
+    }
+}

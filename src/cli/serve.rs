@@ -42,8 +42,8 @@ pub struct ServeArgs {
     /// pipelines/collect.yaml].
     #[arg(long, value_name = "FILE", requires = "prometheus")]
     pub collect_config: Option<PathBuf>,
-    /// Seconds between rows taken from --prometheus.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    /// Time between rows taken from --prometheus (30, 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = super::parse_seconds)]
     pub every: f64,
     /// /scale/{service} answers 503 with the current replicas (KEDA's fallback) when the
     /// service's last decision is older than this many seconds.
@@ -103,9 +103,6 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
     };
     let pull = match &a.prometheus {
         Some(url) => {
-            if !(a.every > 0.0) {
-                return Err(usage("--every", "must be a number of seconds above 0"));
-            }
             let config = crate::collect::config::Config::load(a.collect_config.as_deref())?;
             let prometheus = crate::collect::prometheus::Prometheus::new(url, std::time::Duration::from_secs(10)).map_err(|e| usage("--prometheus", &e.to_string()))?;
             Some(server::Pull { collector: crate::collect::Collector::new(config, prometheus), every: std::time::Duration::from_secs_f64(a.every) })

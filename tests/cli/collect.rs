@@ -137,7 +137,7 @@ fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
     prom.restart();
     prom.wait_for_scrapes(1);
     let mut collector = command()
-        .args(["collect", "--prometheus", &url, "--config", "collect.yaml", "--every", "0.5", "--flush-every", "0.005", "--out", "out"])
+        .args(["collect", "--prometheus", &url, "--config", "collect.yaml", "--every", "0.5s", "--flush-every", "0.3s", "--out", "out"])
         .current_dir(p.path())
         .stderr(Stdio::piped())
         .spawn()
