@@ -59,8 +59,8 @@ fn flush_minutes(text: &str) -> Result<f64, String> {
     }
 }
 
-fn usage(field: &str, message: String) -> anyhow::Error {
-    SpecError { file: "pipeline collect".into(), loc: None, stage: None, field: Some(field.into()), message }.into()
+fn usage(flag: &str, message: String) -> anyhow::Error {
+    super::usage_error("collect", flag, message)
 }
 
 pub async fn collect(a: CollectArgs) -> Result<u8> {

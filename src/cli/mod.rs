@@ -67,6 +67,11 @@ pub fn open_store(url: Option<&str>) -> Result<Option<Store>> {
     Ok(Some(Store::open(url)?))
 }
 
+/// A flag of `pipeline COMMAND` with a value that cannot work: a usage error (exit 2).
+pub fn usage_error(command: &str, flag: &str, message: impl Into<String>) -> anyhow::Error {
+    SpecError { file: format!("pipeline {command}").into(), loc: None, stage: None, field: Some(flag.into()), message: message.into() }.into()
+}
+
 fn check_store_flag(url: &str) -> Result<(), SpecError> {
     crate::store::check_url(url).map_err(|e| SpecError { file: "--store".into(), loc: None, stage: None, field: None, message: e.to_string() })
 }

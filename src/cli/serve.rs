@@ -104,14 +104,10 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
     let pull = match &a.prometheus {
         Some(url) => {
             let config = crate::collect::config::Config::load(a.collect_config.as_deref())?;
-            let prometheus = crate::collect::prometheus::Prometheus::new(url, std::time::Duration::from_secs(10)).map_err(|e| usage("--prometheus", &e.to_string()))?;
+            let prometheus = crate::collect::prometheus::Prometheus::new(url, std::time::Duration::from_secs(10)).map_err(|e| super::usage_error("serve", "--prometheus", e.to_string()))?;
             Some(server::Pull { collector: crate::collect::Collector::new(config, prometheus), every: std::time::Duration::from_secs_f64(a.every) })
         }
         None => None,
     };
     server::serve(cfg, pull).await.map(|_| exit::SUCCESS)
-}
-
-fn usage(field: &str, message: &str) -> anyhow::Error {
-    crate::pipeline::SpecError { file: "pipeline serve".into(), loc: None, stage: None, field: Some(field.into()), message: message.into() }.into()
 }

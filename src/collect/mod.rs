@@ -95,23 +95,29 @@ impl Collector {
         &self.prometheus
     }
 
-    /// The listed services, or those the `discover` query finds at `at`.
-    pub async fn services(&self, at: f64) -> Result<Vec<String>, QueryError> {
+    /// The listed services, or those the `discover` query finds at `at` (over `until`, every
+    /// hour, for a backfill).
+    pub async fn services(&mut self, at: f64, until: Option<f64>) -> Result<Vec<String>, QueryError> {
         if !self.config.services.is_empty() {
             return Ok(self.config.services.clone());
         }
         let query = self.config.expand(self.config.discover.as_deref().unwrap_or_default(), "");
-        Ok(deployments(&self.prometheus.query(&query, at).await?))
+        let found = match until {
+            None => self.prometheus.query(&query, at).await?,
+            Some(end) => self.prometheus.query_range(&query, at, end, 3600.0).await?,
+        };
+        let services = deployments(&found);
+        if services.is_empty() && self.warned.insert((String::new(), "services", "none")) {
+            tracing::warn!("the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`", self.config.file.display());
+        }
+        Ok(services)
     }
 
     /// One row per service at `at`. Prometheus not answering fails the whole step: a row with
     /// some columns from one moment and some missing would look like data and not be.
     pub async fn collect(&mut self, at: DateTime<Utc>) -> Result<Vec<Row>, QueryError> {
         let t = at.timestamp_millis() as f64 / 1000.0;
-        let services = self.services(t).await?;
-        if services.is_empty() && self.warned.insert((String::new(), "services", "none")) {
-            tracing::warn!("the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`", self.config.file.display());
-        }
+        let services = self.services(t, None).await?;
         let this = &*self;
         let sampled: Vec<(String, Result<Vec<Vec<Series>>, QueryError>)> = futures::stream::iter(services)
             .map(|s| async move {
@@ -140,12 +146,7 @@ impl Collector {
         let tz = self.config.time_zone;
         let start = local_midnight(tz, day);
         let end = local_midnight(tz, day.succ_opt().unwrap_or(day)) - STEP_SECONDS;
-        let services = if self.config.services.is_empty() {
-            let query = self.config.expand(self.config.discover.as_deref().unwrap_or_default(), "");
-            deployments(&self.prometheus.query_range(&query, start as f64, end as f64, 3600.0).await?)
-        } else {
-            self.config.services.clone()
-        };
+        let services = self.services(start as f64, Some(end as f64)).await?;
         let steps: Vec<i64> = (start..=end).step_by(STEP_SECONDS as usize).collect();
         let mut rows = Vec::new();
         for service in services {
