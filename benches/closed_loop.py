@@ -3,6 +3,7 @@
 HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--traces ../shared/traces]
+                              [--models random_forest,lstm_cnn] [--work DIR]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
@@ -12,7 +13,9 @@ the server's decisions (new pods ready after --startup seconds, scale-down stabi
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
 minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it).
 Run `cargo build --release` first; derived traces stay in the temporary folder, the licence
-notes of the originals are in ../shared/traces.
+notes of the originals are in ../shared/traces. `--work DIR` keeps the project copy there and
+reuses it, so a second run after changing one stage (pipelines/ and sql/ are copied again)
+retrains only what changed.
 """
 import argparse
 import json
@@ -43,23 +46,30 @@ def main():
     ap.add_argument("--rf-trees", type=int, default=50)
     ap.add_argument("--startup", type=int, default=60)
     ap.add_argument("--traces", default=DEFAULT_TRACES)
+    ap.add_argument("--models", default=",".join(MODELS), help="the served models, comma-separated")
+    ap.add_argument("--work", help="keep the trained project here and reuse it (default: a temporary folder)")
     a = ap.parse_args()
+    models = a.models.split(",")
     sets = ["--set", f"lstm_epochs={a.lstm_epochs}", "--set", f"rf_trees={a.rf_trees}", "--set", "cv_folds=0", "--set", "device=cpu", "--set", "require_beating_hpa=false"]
-    work = tempfile.mkdtemp(prefix="bench-closed-loop-")
+    work = a.work or tempfile.mkdtemp(prefix="bench-closed-loop-")
     servers = []
     rows = []
     try:
         for d in ("pipelines", "sql", "data"):
-            shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
+            shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d), dirs_exist_ok=True)
         t0 = time.time()
         pipeline(["run", "--until", "publish", "--no-progress", *sets], work)
         trained = time.time() - t0
+        policies = {}
+        for m in models:
+            shown = pipeline(["models", "show", m], work).stdout
+            policies[m] = next((l.split(":", 1)[1].strip() for l in shown.splitlines() if l.startswith("policy:")), "?")
         for name, rel, skip in TRACES:
             trace = os.path.join(work, f"trace-{len(rows)}.csv")
             cut(os.path.join(a.traces, rel), skip, 3, trace)
             # Fresh servers per trace: a server keeps each service's recent rows, and every
             # trace's day starts at the same simulated time.
-            servers = [(m, *serve(work, m)) for m in MODELS]
+            servers = [(m, *serve(work, m)) for m in models]
             summary = os.path.join(work, "summary.json")
             args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--pod-startup-seconds", str(a.startup), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             for _, _, url in servers:
@@ -69,7 +79,7 @@ def main():
                 proc.kill()
             servers = []
             s = json.load(open(summary))
-            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in MODELS]
+            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in models]
             for label, r in zip(labels, s["runs"]):
                 t, m = r["total"], r.get("margin")
                 rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"]))
@@ -77,8 +87,11 @@ def main():
     finally:
         for _, proc, _ in servers:
             proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"trained on the bundled week in {trained:.0f} s ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
+    for m, policy in policies.items():
+        print(f"served {m}: {policy}")
     print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8}")
     for name, policy, ph, um, slow, fb, mm, mp in rows:
         margin = f"{mm:>10.1f} {mp:>7.0f}%" if mm is not None else f"{'-':>10} {'-':>8}"

@@ -400,9 +400,10 @@ pub struct Epoch {
     pub seconds: f64,
 }
 
-/// Windows as one f32 block `[n, steps, features]` with their targets.
+/// Windows as indices into a matrix of standardised rows `[rows, features]`: `rows` holds each
+/// window's `steps` row indices (`[n, steps]` flattened, see `sequences::index`), `y` its target.
 pub struct Windows<'a> {
-    pub x: &'a [f32],
+    pub rows: &'a [i64],
     pub y: &'a [f32],
 }
 
@@ -414,6 +415,17 @@ impl Windows<'_> {
     fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
+
+    fn to_device(&self, steps: i64, device: Device) -> (Tensor, Tensor) {
+        (Tensor::from_slice(self.rows).view([self.len() as i64, steps]).to(device), Tensor::from_slice(self.y).to(device))
+    }
+}
+
+/// The inputs `[b, steps, features]` of the windows whose row indices are `rows` `[b, steps]`,
+/// gathered from the row matrix `x` `[rows, features]`.
+fn gather(x: &Tensor, rows: &Tensor) -> Tensor {
+    let (b, steps) = (rows.size()[0], rows.size()[1]);
+    x.index_select(0, &rows.reshape([-1])).view([b, steps, -1])
 }
 
 /// A trained (or loaded) network with what it needs to read raw rows.
@@ -439,7 +451,9 @@ pub trait TrainingObserver {
     fn epoch(&self, e: &Epoch, best: bool);
 }
 
-pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer: &dyn TrainingObserver) -> Result<Trained> {
+/// Trains on `train` and stops early on `val`, both windows over `x`, the table's rows
+/// standardised (`[rows, features]` flattened).
+pub fn fit(x: &[f32], train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer: &dyn TrainingObserver) -> Result<Trained> {
     let nf = scaler.features.len() as i64;
     let steps = p.sequence_length as i64;
     if train.len() < 2 || val.is_empty() {
@@ -453,9 +467,9 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
     let net = Net::new(&vs.root(), nf, p);
     let mut opt = nn::Adam::default().eps(1e-7).build(&vs, p.learning_rate)?;
 
-    let to_tensor = |w: &Windows| (Tensor::from_slice(w.x).view([w.len() as i64, steps, nf]).to(device), Tensor::from_slice(w.y).to(device));
-    let (xtr, ytr) = to_tensor(train);
-    let (xva, yva) = to_tensor(val);
+    let x = Tensor::from_slice(x).view([-1, nf]).to(device);
+    let (rtr, ytr) = train.to_device(steps, device);
+    let (rva, yva) = val.to_device(steps, device);
     let mut order: Vec<i64> = (0..train.len() as i64).collect();
     let mut rng = crate::rng::Rng::new(p.seed, 3);
 
@@ -474,7 +488,7 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
                 continue;
             }
             let idx = Tensor::from_slice(batch).to(device);
-            let (xb, yb) = (xtr.index_select(0, &idx), ytr.index_select(0, &idx));
+            let (xb, yb) = (gather(&x, &rtr.index_select(0, &idx)), ytr.index_select(0, &idx));
             let pred = net.forward_t(&xb, true);
             let loss = pred.huber_loss(&yb, Reduction::Mean, p.huber_delta);
             opt.backward_step(&loss);
@@ -483,7 +497,7 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
             mae_sum += tch::no_grad(|| (&pred - &yb).abs().sum(Kind::Double).double_value(&[]));
             seen += n;
         }
-        let (val_loss, val_mae) = evaluate(&net, &xva, &yva, p.huber_delta);
+        let (val_loss, val_mae) = evaluate(&net, &x, &rva, &yva, p.huber_delta);
         let e = Epoch {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
@@ -530,15 +544,16 @@ pub fn fit(train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer:
     Ok(Trained { model: LstmCnn { vs, net: std::sync::Mutex::new(folded), params: p.clone(), scaler, device }, history, best_epoch, seconds })
 }
 
-/// Huber loss and MAE over a whole set, in inference mode and in slices that bound memory.
-fn evaluate(net: &Net, x: &Tensor, y: &Tensor, delta: f64) -> (f64, f64) {
+/// Huber loss and MAE over a whole set of windows, in inference mode and in slices that bound
+/// memory.
+fn evaluate(net: &Net, x: &Tensor, rows: &Tensor, y: &Tensor, delta: f64) -> (f64, f64) {
     tch::no_grad(|| {
-        let n = x.size()[0];
+        let n = rows.size()[0];
         let (mut loss, mut mae) = (0.0, 0.0);
         let mut start = 0;
         while start < n {
             let len = (n - start).min(4096);
-            let pred = net.forward_t(&x.narrow(0, start, len), false);
+            let pred = net.forward_t(&gather(x, &rows.narrow(0, start, len)), false);
             let yb = y.narrow(0, start, len);
             loss += pred.huber_loss(&yb, Reduction::Sum, delta).double_value(&[]);
             mae += (&pred - &yb).abs().sum(Kind::Double).double_value(&[]);
@@ -576,6 +591,27 @@ impl LstmCnn {
                 let block = &x[(start * steps * nf) as usize..((start + len) * steps * nf) as usize];
                 let xb = Tensor::from_slice(block).view([len, steps, nf]).to(self.device);
                 let p = net.forward(&xb).to_kind(Kind::Double).to(Device::Cpu);
+                out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
+                start += len;
+            }
+        });
+        out
+    }
+
+    /// Predictions for windows over standardised rows: `rows` `[n, steps]` (flattened) indexes
+    /// `x_scaled` `[rows, features]`, gathered a block at a time.
+    pub fn predict_windows(&self, x_scaled: &[f32], rows: &[i64]) -> Vec<f64> {
+        let (steps, nf) = (self.params.sequence_length as i64, self.scaler.features.len() as i64);
+        let n = rows.len() as i64 / steps;
+        let mut out = Vec::with_capacity(n as usize);
+        let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        tch::no_grad(|| {
+            let x = Tensor::from_slice(x_scaled).view([-1, nf]).to(self.device);
+            let rows = Tensor::from_slice(rows).view([n, steps]).to(self.device);
+            let mut start = 0;
+            while start < n {
+                let len = (n - start).min(4096);
+                let p = net.forward(&gather(&x, &rows.narrow(0, start, len))).to_kind(Kind::Double).to(Device::Cpu);
                 out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
                 start += len;
             }

@@ -37,25 +37,32 @@ pub struct ModelMeta {
     pub tool_version: String,
 }
 
+/// The one-hot service columns' prefix (the default pipeline's `one_hot: { prefix: service_ }`),
+/// which tells a server and a prediction which services a model knows.
+pub const SERVICE_PREFIX: &str = "service_";
+
 impl ModelMeta {
-    /// Refuse inputs whose features differ from the model's, saying which.
-    pub fn check_features(&self, offered: &[String]) -> Result<()> {
-        if offered == self.features.as_slice() {
-            return Ok(());
-        }
-        let missing: Vec<&str> = self.features.iter().filter(|f| !offered.contains(f)).map(String::as_str).collect();
-        let extra: Vec<&str> = offered.iter().filter(|f| !self.features.contains(f)).map(String::as_str).collect();
+    /// Where each of the model's features is among `offered` (a table's features, in its
+    /// column order): the model reads its own by name, so a table may hold more, in any order.
+    /// Refused, saying which: features the table lacks, and a one-hot service column the model
+    /// has none of (a service it was not trained on; its rows would look like no service).
+    pub fn feature_columns(&self, offered: &[String]) -> Result<Vec<usize>> {
+        let position = |f: &String| offered.iter().position(|o| o == f);
+        let missing: Vec<&str> = self.features.iter().filter(|f| position(f).is_none()).map(String::as_str).collect();
+        let knows_services = self.features.iter().any(|f| f.starts_with(SERVICE_PREFIX));
+        let unknown: Vec<&str> =
+            offered.iter().filter(|f| knows_services && f.starts_with(SERVICE_PREFIX) && !self.features.contains(f)).map(String::as_str).collect();
         let mut parts = Vec::new();
         if !missing.is_empty() {
             parts.push(format!("missing {}", missing.join(", ")));
         }
-        if !extra.is_empty() {
-            parts.push(format!("not known to the model {}", extra.join(", ")));
+        if !unknown.is_empty() {
+            parts.push(format!("not known to the model {}", unknown.join(", ")));
         }
-        if parts.is_empty() {
-            parts.push("same features in another order".into());
+        if !parts.is_empty() {
+            bail!("the input's features do not match the {} model's: {}", self.kind, parts.join("; "));
         }
-        bail!("the input's features do not match the {} model's: {}", self.kind, parts.join("; "))
+        Ok(self.features.iter().filter_map(position).collect())
     }
 }
 
@@ -128,11 +135,14 @@ mod tests {
 
     #[test]
     fn feature_mismatch_says_which() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let m = meta(&["cpu", "ram", "service_order"]);
-        assert!(m.check_features(&["cpu".into(), "ram".into(), "service_order".into()]).is_ok());
-        let e = m.check_features(&["cpu".into(), "ram".into(), "service_payments".into()]).unwrap_err().to_string();
+        assert_eq!(m.feature_columns(&names(&["cpu", "ram", "service_order"])).unwrap(), vec![0, 1, 2]);
+        // Read by name: other columns and another order are fine.
+        assert_eq!(m.feature_columns(&names(&["rps", "service_order", "ram", "cpu"])).unwrap(), vec![3, 2, 1]);
+        let e = m.feature_columns(&names(&["cpu", "ram", "service_payments"])).unwrap_err().to_string();
         assert!(e.contains("missing service_order") && e.contains("not known to the model service_payments"), "{e}");
-        let e = m.check_features(&["ram".into(), "cpu".into(), "service_order".into()]).unwrap_err().to_string();
-        assert!(e.contains("another order"), "{e}");
+        // A model without the one-hot columns takes any service.
+        assert_eq!(meta(&["cpu"]).feature_columns(&names(&["cpu", "service_payments"])).unwrap(), vec![0]);
     }
 }

@@ -45,7 +45,7 @@ impl Model {
     /// Raw predictions for `rows` of `table`; `None` where the LSTM-CNN has fewer than a
     /// window of earlier rows of that service in the table.
     pub fn predict_rows(&self, table: &Table, rows: &[usize]) -> Result<Vec<Option<f64>>> {
-        self.meta().check_features(&table.features)?;
+        let table = table.for_model(self.meta())?;
         let nf = table.nf();
         match self {
             Model::RandomForest { forest, .. } => {
@@ -66,10 +66,10 @@ impl Model {
                 }
                 let found: Vec<&sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| &all[w])).collect();
                 let x_scaled = net.scaler.transform(&table.x);
-                let (xs, _) = sequences::stack(&found, &x_scaled, &table.y, nf);
+                let (found_rows, _) = sequences::index(&found, &table.y);
                 let _torch = super::torch_runtime::exclusive();
                 super::torch_runtime::set_threads(crate::io::threads::available());
-                let mut predicted = net.predict_scaled(&xs).into_iter();
+                let mut predicted = net.predict_windows(&x_scaled, &found_rows).into_iter();
                 Ok(rows.iter().map(|&r| by_last[r].and_then(|_| predicted.next())).collect())
             }
         }

@@ -109,17 +109,26 @@ pub fn rows_of(windows: &[&Window], n: usize) -> Vec<bool> {
 }
 
 /// The windows' standardised rows as one `[n, len, features]` f32 block, and their targets.
-pub fn stack(windows: &[&Window], x_scaled: &[f32], y: &[f64], nf: usize) -> (Vec<f32>, Vec<f32>) {
+/// The windows as row indices `[n, len]` (flattened) into the table, with the label of each
+/// window's last row: what the network gathers its inputs from, a mini-batch at a time, so
+/// memory holds every row once rather than once per window that covers it.
+pub fn index(windows: &[&Window], y: &[f64]) -> (Vec<i64>, Vec<f32>) {
+    let rows = windows.iter().flat_map(|w| w.rows.iter().map(|&r| r as i64)).collect();
+    let labels = windows.iter().map(|w| y[w.last()] as f32).collect();
+    (rows, labels)
+}
+
+/// The windows' rows stacked into one block `[n, len, nf]` (flattened): a single window's
+/// input, or a few; training and evaluation gather from [`index`] instead.
+pub fn stack(windows: &[&Window], x_scaled: &[f32], nf: usize) -> Vec<f32> {
     let len = windows.first().map_or(0, |w| w.rows.len());
     let mut xs = Vec::with_capacity(windows.len() * len * nf);
-    let mut ys = Vec::with_capacity(windows.len());
     for w in windows {
         for &r in &w.rows {
             xs.extend_from_slice(&x_scaled[r * nf..(r + 1) * nf]);
         }
-        ys.push(y[w.last()] as f32);
     }
-    (xs, ys)
+    xs
 }
 
 #[cfg(test)]

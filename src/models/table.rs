@@ -1,13 +1,18 @@
 //! A labelled, split table (a split stage's output) as the matrices models train and predict on.
 
+use std::borrow::Cow;
+
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+
+use super::ModelMeta;
 
 pub const TARGET: &str = "target_replicas";
 /// Columns that are never features.
 pub const NOT_FEATURES: &[&str] = &["timestamp", "service_name", "replica_count", TARGET, "split"];
 
+#[derive(Clone, Debug)]
 pub struct Table {
     /// Feature names in column order: the order every model keeps.
     pub features: Vec<String>,
@@ -66,6 +71,50 @@ impl Table {
         Ok(Table { features, x, y, test, services, timestamps, replicas, batch })
     }
 
+    /// Keeps the features `wanted` names, in the table's order; a name ending in `*` matches
+    /// every feature it begins (`service_*`). A name that matches nothing is refused.
+    pub fn select(self, wanted: &[String]) -> Result<Table> {
+        let matches = |w: &str, f: &str| match w.strip_suffix('*') {
+            Some(prefix) => f.starts_with(prefix),
+            None => w == f,
+        };
+        if let Some(w) = wanted.iter().find(|w| !self.features.iter().any(|f| matches(w, f))) {
+            let why = if NOT_FEATURES.contains(&w.as_str()) { " (keys, replica_count and the target are never features)" } else { "" };
+            bail!("no feature matches `{w}`{why}; the table's features are {}", self.features.join(", "));
+        }
+        let columns: Vec<usize> = (0..self.nf()).filter(|&c| wanted.iter().any(|w| matches(w, &self.features[c]))).collect();
+        Ok(self.with_features(&columns))
+    }
+
+    /// The table as `meta`'s model reads it: its features, in its order, whatever else the
+    /// table holds (see [`ModelMeta::feature_columns`]).
+    pub fn for_model(&self, meta: &ModelMeta) -> Result<Cow<'_, Table>> {
+        let columns = meta.feature_columns(&self.features)?;
+        if columns.len() == self.nf() && columns.iter().enumerate().all(|(i, &c)| i == c) {
+            return Ok(Cow::Borrowed(self));
+        }
+        Ok(Cow::Owned(self.with_features(&columns)))
+    }
+
+    fn with_features(&self, columns: &[usize]) -> Table {
+        let nf = self.nf();
+        let mut x = Vec::with_capacity(self.len() * columns.len());
+        for row in self.x.chunks_exact(nf) {
+            x.extend(columns.iter().map(|&c| row[c]));
+        }
+        let features = columns.iter().map(|&c| self.features[c].clone()).collect();
+        Table {
+            features,
+            x,
+            y: self.y.clone(),
+            test: self.test.clone(),
+            services: self.services.clone(),
+            timestamps: self.timestamps.clone(),
+            replicas: self.replicas.clone(),
+            batch: self.batch.clone(),
+        }
+    }
+
     pub fn nf(&self) -> usize {
         self.features.len()
     }
@@ -120,5 +169,67 @@ impl Table {
         let c = self.batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"))?;
         let c = datafusion::arrow::compute::cast(c, &DataType::Float64)?;
         Ok(c.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use std::sync::Arc;
+
+    fn table() -> Table {
+        let f = |v: [f64; 2]| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef;
+        let batch = RecordBatch::try_from_iter(vec![
+            ("timestamp", Arc::new(TimestampMicrosecondArray::from(vec![0, 30_000_000])) as ArrayRef),
+            ("service_name", Arc::new(StringArray::from(vec!["web", "api"])) as ArrayRef),
+            ("replica_count", Arc::new(Int64Array::from(vec![2, 1])) as ArrayRef),
+            ("cpu_usage_percent", f([60.0, 40.0])),
+            ("request_count_per_second", f([40.0, 0.0])),
+            ("service_api", f([0.0, 1.0])),
+            ("service_web", f([1.0, 0.0])),
+            ("target_replicas", Arc::new(Int64Array::from(vec![3, 1])) as ArrayRef),
+            ("split", Arc::new(StringArray::from(vec!["train", "test"])) as ArrayRef),
+        ])
+        .unwrap();
+        Table::from_batch(batch).unwrap()
+    }
+
+    #[test]
+    fn features_are_the_numeric_columns_but_keys_replicas_and_target() {
+        let t = table();
+        assert_eq!(t.features, ["cpu_usage_percent", "request_count_per_second", "service_api", "service_web"]);
+        assert_eq!(t.row(1), [40.0, 0.0, 1.0, 0.0]);
+        assert_eq!((t.y.clone(), t.replicas.clone(), t.test.clone()), (vec![3.0, 1.0], vec![2.0, 1.0], vec![false, true]));
+    }
+
+    #[test]
+    fn select_keeps_the_named_features_in_table_order_and_refuses_unknown_names() {
+        let t = table().select(&["service_*".into(), "request_count_per_second".into()]).unwrap();
+        assert_eq!(t.features, ["request_count_per_second", "service_api", "service_web"]);
+        assert_eq!(t.row(0), [40.0, 0.0, 1.0]);
+        assert_eq!(t.y, [3.0, 1.0]);
+        let e = table().select(&["requests".into()]).unwrap_err().to_string();
+        assert!(e.contains("no feature matches `requests`") && e.contains("request_count_per_second"), "{e}");
+        let e = table().select(&["replica_count".into()]).unwrap_err().to_string();
+        assert!(e.contains("never features"), "{e}");
+    }
+
+    #[test]
+    fn a_model_reads_its_own_features_by_name() {
+        let meta = ModelMeta {
+            kind: "random_forest".into(),
+            format: 1,
+            features: vec!["service_web".into(), "cpu_usage_percent".into(), "service_api".into()],
+            params: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+            lineage: serde_json::Value::Null,
+            trained_at: String::new(),
+            tool_version: String::new(),
+        };
+        let t = table();
+        let view = t.for_model(&meta).unwrap();
+        assert_eq!(view.row(0), [1.0, 60.0, 0.0]);
+        assert!(matches!(t.select(&["service_*".into()]).unwrap().for_model(&meta), Err(e) if e.to_string().contains("missing cpu_usage_percent")));
     }
 }

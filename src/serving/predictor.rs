@@ -12,6 +12,7 @@ use super::features::{self, History, RawRow};
 use crate::evaluation::policy::{OnlineHpa, PolicySpec, Reactive, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
+use crate::models::SERVICE_PREFIX;
 use crate::models::torch_runtime::DeviceChoice;
 
 /// What the caller should do, with why: the old `get_scaling_decision` fields.
@@ -62,7 +63,7 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// How to build its feature vector, or the features this server cannot compute.
     plan: Result<features::Plan, Vec<String>>,
-    /// The services of its one-hot columns.
+    /// The services of its one-hot columns; none: a model without them takes any service.
     services: Vec<String>,
     /// How its output becomes replicas, as publish promoted it.
     pub policy: PolicySpec,
@@ -71,8 +72,8 @@ pub struct Loaded {
 impl Loaded {
     pub fn from_dir(dir: &Path, name: &str, version: &str, policy: PolicySpec) -> Result<Loaded> {
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
-        let plan = features::Plan::new(&model.meta().features, "service_");
-        let services = model.meta().features.iter().filter_map(|f| f.strip_prefix("service_")).map(str::to_string).collect();
+        let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
+        let services = model.meta().features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).map(str::to_string).collect();
         Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy })
     }
 
@@ -182,7 +183,7 @@ impl Predictor {
 
     /// The model's raw output for this row, or why there is none (a fallback kind and reason).
     fn output(&self, loaded: &Loaded, state: &ServiceState, row: &RawRow) -> Result<f64, (&'static str, String)> {
-        if !loaded.services.contains(&row.service) {
+        if !loaded.services.is_empty() && !loaded.services.contains(&row.service) {
             return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
         }
         let plan = loaded.plan.as_ref().map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;

@@ -45,17 +45,17 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
-    let (xtr, ytr) = sequences::stack(&train_w, &x_scaled, &data.y, nf);
-    let (xva, yva) = sequences::stack(&val_w, &x_scaled, &data.y, nf);
-    let (xte, _) = sequences::stack(&test_w, &x_scaled, &data.y, nf);
+    let (rtr, ytr) = sequences::index(&train_w, &data.y);
+    let (rva, yva) = sequences::index(&val_w, &data.y);
+    let (rte, _) = sequences::index(&test_w, &data.y);
 
     job.progress.set_length(p.epochs as u64, "epochs");
     job.progress.message(&format!("{} train / {} validation windows of {} × {nf}", train_w.len(), val_w.len(), p.sequence_length));
-    let trained = lstm_cnn::fit(&Windows { x: &xtr, y: &ytr }, &Windows { x: &xva, y: &yva }, scaler, p, &Observer { job })?;
+    let trained = lstm_cnn::fit(&x_scaled, &Windows { rows: &rtr, y: &ytr }, &Windows { rows: &rva, y: &yva }, scaler, p, &Observer { job })?;
     let model = &trained.model;
 
     let t_batch = std::time::Instant::now();
-    let predicted = model.predict_scaled(&xte);
+    let predicted = model.predict_windows(&x_scaled, &rte);
     let batch_seconds = t_batch.elapsed().as_secs_f64();
     let yte: Vec<f64> = test_w.iter().map(|w| data.y[w.last()]).collect();
     let (lo, hi) = job.bounds;

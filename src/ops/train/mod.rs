@@ -13,7 +13,12 @@
 //!   model: lstm_cnn
 //!   params: { epochs: 100, device: auto }          # any of models::lstm_cnn::Params
 //! ```
-//! Features are every numeric column except the keys, `replica_count` and the target. The
+//! Features are every numeric column except the keys, `replica_count` and the target, or the
+//! ones `features:` names (a trailing `*` matches a prefix):
+//! ```yaml
+//!   features: [request_count_per_second, request_rolling_max, hour_sin, hour_cos, service_*]
+//! ```
+//! The
 //! entry is the model folder (`model.json` + weights, and what each kind adds: importances,
 //! training history) and, as its table, the test rows with their predictions.
 
@@ -47,6 +52,9 @@ struct Params {
     /// Random Forest only: k-fold cross-validation on the training part (0 = off).
     #[serde(default)]
     cv_folds: Option<usize>,
+    /// Only these features (a trailing `*` matches a prefix); all of them when absent.
+    #[serde(default)]
+    features: Option<Vec<String>>,
     #[serde(default = "one")]
     min_replicas: f64,
     #[serde(default = "ten")]
@@ -68,6 +76,7 @@ enum Model {
 
 pub struct Train {
     model: Model,
+    features: Option<Vec<String>>,
     bounds: (f64, f64),
 }
 
@@ -109,7 +118,12 @@ impl Train {
             }
             other => return Err(p.error(spec, Some("model"), format!("unknown model `{other}` (known: random_forest, lstm_cnn)"))),
         };
-        Ok(Train { model, bounds: (params.min_replicas, params.max_replicas) })
+        if let Some(f) = &params.features {
+            if f.is_empty() || f.iter().any(|name| name.trim().is_empty() || name == "*") {
+                return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
+            }
+        }
+        Ok(Train { model, features: params.features, bounds: (params.min_replicas, params.max_replicas) })
     }
 
     /// The model it trains, as the registry names it.
@@ -151,12 +165,17 @@ impl Stage for Train {
 
     fn params(&self) -> serde_json::Value {
         let (lo, hi) = self.bounds;
-        match &self.model {
+        let mut key = match &self.model {
             Model::RandomForest { params, cv_folds } => {
                 json!({ "model": "random_forest", "params": params, "cv_folds": cv_folds, "min_replicas": lo, "max_replicas": hi })
             }
             Model::LstmCnn(params) => json!({ "model": "lstm_cnn", "params": params, "min_replicas": lo, "max_replicas": hi }),
+        };
+        // Only when given, so that a stage training on every feature keeps its cache key.
+        if let Some(f) = &self.features {
+            key["features"] = json!(f);
         }
+        key
     }
 
     fn describe(&self) -> String {
@@ -171,7 +190,7 @@ impl Stage for Train {
         let input = entry.output();
         let lineage = json!({ "split_stage": dep, "split_key": entry.meta.key, "split_upstream": entry.meta.parts.upstream });
         let (model, cores, progress) = (self.model.clone(), ctx.cores.clone(), ctx.progress.clone());
-        let (bounds, out_dir) = (self.bounds, ctx.out_dir.clone());
+        let (bounds, out_dir, features) = (self.bounds, ctx.out_dir.clone(), self.features.clone());
         let fitted = tokio::task::spawn_blocking(move || -> Result<Fitted> {
             let claim = match &model {
                 Model::LstmCnn(p) => cores.reserve(p.threads),
@@ -180,6 +199,10 @@ impl Stage for Train {
             let job = Job { model, bounds, lineage, out_dir, progress, claim };
             job.progress.message("loading");
             let data = Table::load(&input)?;
+            let data = match &features {
+                Some(f) => data.select(f).context("`features`")?,
+                None => data,
+            };
             match &job.model {
                 Model::RandomForest { params, cv_folds } => random_forest::train(&job, &data, params, *cv_folds),
                 Model::LstmCnn(params) => lstm_cnn::train(&job, &data, params),
