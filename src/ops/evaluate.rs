@@ -148,6 +148,11 @@ impl Stage for Evaluate {
                 }
             }
             notes.extend(scored.notes.iter().cloned());
+            for (info, model) in infos.iter().zip(&loaded) {
+                if let Some(s) = model.meta().metrics["sampled"].as_str() {
+                    notes.push(format!("{} was {s}", info.stage));
+                }
+            }
             let skipped: Vec<&str> = scored.services.iter().filter(|s| s.capacity.is_none()).map(|s| s.service.as_str()).collect();
             if !skipped.is_empty() {
                 notes.push(format!("not replayed (CPU does not rise with load per pod): {}", skipped.join(", ")));

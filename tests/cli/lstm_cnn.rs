@@ -154,3 +154,16 @@ fn a_build_without_libtorch_names_the_setup_script() {
     assert!(passthrough.status.success());
     assert_eq!(String::from_utf8_lossy(&passthrough.stdout), "--crate-name tch\n");
 }
+
+#[test]
+fn max_train_rows_samples_training_windows_by_service() {
+    let p = Project::new();
+    let stage = "  train_lstm_cnn:\n    op: train\n    deps: [split_temporal]\n    model: lstm_cnn\n";
+    let yaml = p.read("pipelines/train.yaml");
+    assert!(yaml.contains(stage));
+    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    max_train_rows: 700\n")));
+    train(&p, &["--set", "lstm_epochs=1"]).ok().stdout_has("trained on a sample of 700 of ");
+    let meta = json(&p.entry_dir("train_lstm_cnn", &["--set", "lstm_epochs=1", "--set", "device=cpu"]).join("model.json"));
+    assert_eq!(meta["metrics"]["train_windows"], 700, "{}", meta["metrics"]);
+    assert!(meta["metrics"]["validation_windows"].as_u64().unwrap() > 700, "validation keeps every window: {}", meta["metrics"]);
+}

@@ -43,6 +43,32 @@ fn trains_scores_persists_and_reuses() {
 }
 
 #[test]
+fn features_and_max_train_rows_choose_what_the_forest_learns_from() {
+    let p = Project::new();
+    let stage = "  train_random_forest:\n    op: train\n    deps: [split_shuffled]\n    model: random_forest\n";
+    let yaml = p.read("pipelines/train.yaml");
+    assert!(yaml.contains(stage));
+    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    features: [request_count_per_second, service_*]\n    max_train_rows: 500\n")));
+    small_forest(&p, &[]).ok().stdout_has("trained on a sample of 500 of ");
+    let meta = common::json(&model_dir(&p).join("model.json"));
+    let features: Vec<&str> = meta["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(features[0], "request_count_per_second");
+    assert!(features.len() > 2 && features[1..].iter().all(|f| f.starts_with("service_")), "{features:?}");
+    assert_eq!(meta["metrics"]["train_rows"], 500);
+    assert!(meta["metrics"]["sampled"].as_str().unwrap().contains("500 of"), "{}", meta["metrics"]);
+    // The same seed samples the same rows: the same forest again.
+    let first = std::fs::read(model_dir(&p).join("forest.bin")).unwrap();
+    small_forest(&p, &["--from", "train_random_forest"]).ok();
+    assert!(first == std::fs::read(model_dir(&p).join("forest.bin")).unwrap());
+
+    // A name that matches no feature fails the stage, listing the ones there are.
+    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    features: [requests]\n")));
+    small_forest(&p, &[]).code(1).stderr_has("no feature matches `requests`").stderr_has("request_count_per_second");
+    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    max_train_rows: 1\n")));
+    small_forest(&p, &[]).code(2).stderr_has("max_train_rows").stderr_has("at least 2");
+}
+
+#[test]
 fn same_seed_same_model_whatever_the_jobs() {
     let p = Project::new();
     small_forest(&p, &[]).ok();

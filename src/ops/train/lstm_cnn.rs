@@ -38,6 +38,9 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let windows = sequences::windows(&data.service_refs(), &data.timestamps, &data.test, p.sequence_length, p.validation_fraction);
     let part = |want: Part| windows.iter().filter(|w| w.part == want).collect::<Vec<_>>();
     let (train_w, val_w, test_w) = (part(Part::Train), part(Part::Validation), part(Part::Test));
+    let n_available = train_w.len();
+    let train_w: Vec<_> = job.sample((0..train_w.len()).collect(), |w| data.services[train_w[w].last()].as_str(), p.seed).into_iter().map(|w| train_w[w]).collect();
+    let sampled = crate::models::sample::note(train_w.len(), n_available, "windows");
     // As the old code: fitted on the training windows' rows, never on validation or test rows.
     let in_training = sequences::rows_of(&train_w, data.y.len());
     let scaler = Scaler::fit(&data.features, &data.x, |i| in_training[i]);
@@ -87,6 +90,7 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
             "batch_predict_seconds": batch_seconds,
             "device": model.device(),
             "train_windows": train_w.len(),
+            "sampled": sampled,
             "validation_windows": val_w.len(),
             "test_rows": yte.len(),
         }),
@@ -95,7 +99,10 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     write_history(&job.out_dir, &trained.history)?;
     let rows: Vec<usize> = test_w.iter().map(|w| w.last()).collect();
     write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &rows, &predicted, job.bounds)?;
-    let note = format!("{}; best epoch {} of {last} on {}", job.note(&test, trained.seconds, single_us), trained.best_epoch, model.device());
+    let mut note = format!("{}; best epoch {} of {last} on {}", job.note(&test, trained.seconds, single_us), trained.best_epoch, model.device());
+    if let Some(s) = sampled {
+        note.push_str(&format!("; {s}"));
+    }
     Ok(Fitted {
         note,
         summary: json!({ "model": meta, "test": { "rmse": test.rmse, "exact_accuracy": test.exact_accuracy } }),

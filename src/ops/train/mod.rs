@@ -55,6 +55,10 @@ struct Params {
     /// Only these features (a trailing `*` matches a prefix); all of them when absent.
     #[serde(default)]
     features: Option<Vec<String>>,
+    /// Train on a seeded sample of at most this many training rows (LSTM-CNN: windows),
+    /// stratified by service; all of them when absent.
+    #[serde(default)]
+    max_train_rows: Option<usize>,
     #[serde(default = "one")]
     min_replicas: f64,
     #[serde(default = "ten")]
@@ -77,6 +81,7 @@ enum Model {
 pub struct Train {
     model: Model,
     features: Option<Vec<String>>,
+    max_train_rows: Option<usize>,
     bounds: (f64, f64),
 }
 
@@ -123,7 +128,10 @@ impl Train {
                 return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
             }
         }
-        Ok(Train { model, features: params.features, bounds: (params.min_replicas, params.max_replicas) })
+        if params.max_train_rows.is_some_and(|m| m < 2) {
+            return Err(p.error(spec, Some("max_train_rows"), "must be at least 2 (or left out to train on every row)"));
+        }
+        Ok(Train { model, features: params.features, max_train_rows: params.max_train_rows, bounds: (params.min_replicas, params.max_replicas) })
     }
 
     /// The model it trains, as the registry names it.
@@ -175,6 +183,9 @@ impl Stage for Train {
         if let Some(f) = &self.features {
             key["features"] = json!(f);
         }
+        if let Some(m) = self.max_train_rows {
+            key["max_train_rows"] = json!(m);
+        }
         key
     }
 
@@ -190,13 +201,13 @@ impl Stage for Train {
         let input = entry.output();
         let lineage = json!({ "split_stage": dep, "split_key": entry.meta.key, "split_upstream": entry.meta.parts.upstream });
         let (model, cores, progress) = (self.model.clone(), ctx.cores.clone(), ctx.progress.clone());
-        let (bounds, out_dir, features) = (self.bounds, ctx.out_dir.clone(), self.features.clone());
+        let (bounds, out_dir, features, max_train_rows) = (self.bounds, ctx.out_dir.clone(), self.features.clone(), self.max_train_rows);
         let fitted = tokio::task::spawn_blocking(move || -> Result<Fitted> {
             let claim = match &model {
                 Model::LstmCnn(p) => cores.reserve(p.threads),
                 Model::RandomForest { .. } => cores.claim_when_free(|| progress.message("waiting for a core (another training holds them all)")),
             };
-            let job = Job { model, bounds, lineage, out_dir, progress, claim };
+            let job = Job { model, bounds, max_train_rows, lineage, out_dir, progress, claim };
             job.progress.message("loading");
             let data = Table::load(&input)?;
             let data = match &features {
@@ -217,6 +228,7 @@ impl Stage for Train {
 struct Job {
     model: Model,
     bounds: (f64, f64),
+    max_train_rows: Option<usize>,
     lineage: serde_json::Value,
     out_dir: std::path::PathBuf,
     progress: crate::pipeline::progress::StageProgress,
@@ -224,6 +236,18 @@ struct Job {
 }
 
 impl Job {
+    /// `candidates` (training rows or windows; `service` names each one's service), sampled to
+    /// `max_train_rows` by service with `seed`.
+    fn sample<'a>(&self, candidates: Vec<usize>, service: impl Fn(usize) -> &'a str, seed: u64) -> Vec<usize> {
+        match self.max_train_rows {
+            Some(max) if candidates.len() > max => {
+                let services: Vec<&str> = candidates.iter().map(|&c| service(c)).collect();
+                crate::models::sample::stratified(&services, max, seed).into_iter().map(|k| candidates[k]).collect()
+            }
+            _ => candidates,
+        }
+    }
+
     fn meta(&self, kind: &str, features: &[String], params: serde_json::Value, metrics: serde_json::Value) -> crate::models::ModelMeta {
         crate::models::ModelMeta {
             kind: kind.into(),

@@ -25,7 +25,14 @@ fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f
 
 pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Result<Fitted> {
     let nf = data.nf();
-    let (xtr, ytr) = rows(&data.x, &data.y, nf, |i| !data.test[i]);
+    let available: Vec<usize> = (0..data.len()).filter(|&i| !data.test[i]).collect();
+    let n_available = available.len();
+    let mut picked = vec![false; data.len()];
+    for i in job.sample(available, |i| data.services[i].as_str(), rf.seed) {
+        picked[i] = true;
+    }
+    let (xtr, ytr) = rows(&data.x, &data.y, nf, |i| picked[i]);
+    let sampled = crate::models::sample::note(ytr.len(), n_available, "rows");
     let (xte, yte) = rows(&data.x, &data.y, nf, |i| data.test[i]);
     if ytr.is_empty() || yte.is_empty() {
         bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());
@@ -56,6 +63,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
             "single_prediction_us": single_us,
             "batch_predict_seconds": batch_seconds,
             "train_rows": ytr.len(),
+            "sampled": sampled,
             "test_rows": yte.len(),
         }),
     );
@@ -64,7 +72,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     let test_rows = data.test_rows();
     write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &test_rows, &predicted, job.bounds)?;
     Ok(Fitted {
-        note: job.note(&test, train_seconds, single_us),
+        note: job.note(&test, train_seconds, single_us) + &sampled.map(|s| format!("; {s}")).unwrap_or_default(),
         summary: json!({ "model": meta, "test": { "rmse": test.rmse, "exact_accuracy": test.exact_accuracy } }),
         test_rows: yte.len() as u64,
     })
