@@ -38,8 +38,9 @@ pub struct RunArgs {
     /// If another run holds this project, exit with code 3 instead of waiting for it.
     #[arg(long)]
     pub no_wait: bool,
-    /// Memory a stage's query engine may hold before sorts and joins spill to
-    /// artifacts/spill/: a size (8GiB, 512MiB) or a share of this machine (80%).
+    /// Memory the stages running at once may hold together: a size (8GiB, 512MiB) or a share of
+    /// this machine (80%). A stage that would pass it beside the running ones waits for them;
+    /// SQL stages get an equal part per job and spill sorts and joins past it to artifacts/spill/.
     #[arg(long, value_name = "SIZE", default_value = "80%", value_parser = crate::io::memory::parse_size)]
     pub memory: u64,
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::cache::InputFile;
 use crate::ingest::date_filter::DateFilter;
@@ -116,6 +117,11 @@ impl Stage for Ingest {
     async fn inputs(&self) -> Result<Vec<InputFile>> {
         let (_, files) = self.files().await?;
         Ok(files.iter().map(MetricsFile::input).collect())
+    }
+
+    /// Every parsed file until they are merged: about twice the CSV text.
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds(2 * input_bytes)
     }
 
     fn describe(&self) -> String {

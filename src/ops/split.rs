@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
@@ -188,6 +189,11 @@ impl Stage for Split {
 
     fn params(&self) -> serde_json::Value {
         json!({ "method": self.params.method, "test_fraction": self.params.test_fraction, "seed": self.params.seed })
+    }
+
+    /// It streams: the first pass's two key columns and a batch at a time.
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds((64 << 20) + input_bytes / 16)
     }
 
     fn describe(&self) -> String {

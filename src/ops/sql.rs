@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
@@ -162,6 +163,10 @@ impl Stage for Sql {
         vec![PathBuf::from(&self.rel)]
     }
 
+    fn memory(&self, _input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Spills
+    }
+
     fn describe(&self) -> String {
         self.rel.clone()
     }
@@ -209,7 +214,7 @@ fn over_memory(e: datafusion::error::DataFusionError, memory: u64) -> anyhow::Er
     let error = anyhow::Error::new(e);
     if text.contains("Resources exhausted") {
         error.context(format!(
-            "the query needed more memory than run --memory allows ({}) and could not spill the rest; raise --memory",
+            "the query needed more memory than its share of run --memory allows ({}: the budget over --jobs) and could not spill the rest; raise --memory or lower --jobs",
             crate::io::memory::human(memory)
         ))
     } else {

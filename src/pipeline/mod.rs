@@ -2,6 +2,7 @@
 
 pub mod cores;
 pub mod graph;
+pub mod memory;
 pub mod plan;
 pub mod progress;
 pub mod run;

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::cores::Cores;
+use super::memory::{self, MemoryBudget};
 use super::graph;
 use super::plan::Plan;
 use super::progress::Progress;
@@ -128,6 +129,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
     let share = Cores::new(cores);
     let jobs = opts.jobs.max(1);
     let slots = Arc::new(Semaphore::new(jobs));
+    let budget = MemoryBudget::new(opts.memory, jobs);
 
     let mut done: HashMap<String, Entry> = HashMap::new();
     let mut reports: IndexMap<String, StageReport> = IndexMap::new();
@@ -196,11 +198,16 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             // sibling finishes first, and the OS shares them fairly while both run.
             let threads = cores;
             let share = share.clone();
-            let memory = opts.memory;
+            let input_bytes = upstream.values().map(|e| memory::table_bytes(&e.output())).sum::<u64>() + stage.parts.inputs.iter().map(|f| f.size).sum::<u64>();
+            let need = budget.reservation(stage.stage.memory(input_bytes));
+            let budget = budget.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
+                let memory = budget
+                    .reserve(need, |held| tracing::info!(stage = %name, "waiting for memory: needs {}, running stages hold {held} MiB of --memory", crate::io::memory::human(need)))
+                    .await;
                 let t0 = Instant::now();
-                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share, memory).await;
+                let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share, memory.bytes).await;
                 (name, result, t0.elapsed().as_secs_f64())
             });
         }

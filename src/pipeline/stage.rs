@@ -9,6 +9,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
+use super::memory::MemoryNeed;
 use super::progress::StageProgress;
 use super::spec::{Pipeline, SpecError, StageSpec};
 use crate::cache::{Entry, InputFile};
@@ -41,7 +42,7 @@ pub struct StageContext {
     pub threads: usize,
     /// For stages that compute for long: claim a share so siblings do not oversubscribe.
     pub cores: super::cores::Cores,
-    /// Bytes the stage's query engine may hold before it spills (`run --memory`).
+    /// Bytes of `run --memory` reserved for this stage: a SQL stage's pool, past which it spills.
     pub memory: u64,
 }
 
@@ -93,6 +94,11 @@ pub trait Stage: std::any::Any + Send + Sync {
     }
     /// One line for `dag` and `status` ("sql/features.sql", "data/metrics (2024-10)").
     fn describe(&self) -> String;
+    /// What it holds while it runs, given what its inputs take in memory (upstream tables and
+    /// input files): by default its inputs once, as a stage that reads them whole.
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds(input_bytes)
+    }
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput>;
 }
 

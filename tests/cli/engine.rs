@@ -240,6 +240,20 @@ fn help_is_written_for_people() {
 }
 
 #[test]
+fn stages_that_would_pass_memory_together_run_one_after_the_other() {
+    let yaml = "stages:\n  ingest: {op: ingest, source: metrics}\n  by_time: {op: split, deps: [ingest], method: temporal, test_fraction: 0.2}\n  at_random: {op: split, deps: [ingest], method: shuffled, test_fraction: 0.2, seed: 1}\n";
+    let p = Project::empty().file("pipelines/s.yaml", yaml);
+    p.simulate(&["--days", "1", "--services", "a,b", "--out", "metrics"]);
+    p.pipeline(&["run", "pipelines/s.yaml", "--until", "ingest"]).ok();
+    // Each split holds at least 64 MiB: two of them do not fit in 100 MiB, so one waits.
+    let run = p.pipeline(&["run", "pipelines/s.yaml", "--memory", "100MiB", "--jobs", "2"]).ok().stderr_has("waiting for memory");
+    assert_eq!((run.stage_status("by_time").as_str(), run.stage_status("at_random").as_str()), ("ran", "ran"));
+    // With room for both, nobody waits.
+    let run = p.pipeline(&["run", "pipelines/s.yaml", "--memory", "1GiB", "--jobs", "2", "--force"]).ok();
+    assert!(!run.stderr().contains("waiting for memory"), "{}", run.stderr());
+}
+
+#[test]
 fn a_sort_larger_than_memory_spills_and_a_query_that_cannot_says_so() {
     // ~215k rows (~40 MB as Arrow): more than the 24 MiB the sort may hold.
     let p = Project::empty()
@@ -247,7 +261,8 @@ fn a_sort_larger_than_memory_spills_and_a_query_that_cannot_says_so() {
         .file("sql/sorted.sql", "SELECT * FROM ingest ORDER BY cpu_usage_percent DESC, service_name, timestamp");
     p.simulate(&["--days", "14", "--services", "a,b,c,d,e,f,g,h", "--out", "metrics"]);
     p.pipeline(&["run", "pipelines/s.yaml", "--until", "ingest"]).ok();
-    p.pipeline(&["run", "pipelines/s.yaml", "--memory", "24MiB"]).ok();
+    // One job: the SQL stage's pool is the whole budget (with more, each job slot gets a part).
+    p.pipeline(&["run", "pipelines/s.yaml", "--memory", "24MiB", "--jobs", "1"]).ok();
     let t = common::read_parquet(&p.entry_dir("sorted", &["-p", "pipelines/s.yaml"]).join("output.parquet"));
     assert!(t.num_rows() > 200_000, "{}", t.num_rows());
     let cpu = common::f64_column(&t, "cpu_usage_percent");
@@ -257,6 +272,6 @@ fn a_sort_larger_than_memory_spills_and_a_query_that_cannot_says_so() {
     // Less than a sort needs to merge: a clear failure, nothing cached.
     p.pipeline(&["run", "pipelines/s.yaml", "--memory", "1MiB", "--force", "--only", "sorted"])
         .code(1)
-        .stderr_has("more memory than run --memory allows (1.0 MiB)")
+        .stderr_has("more memory than its share of run --memory allows (1.0 MiB")
         .stderr_has("raise --memory");
 }

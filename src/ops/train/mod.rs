@@ -36,6 +36,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
@@ -187,6 +188,12 @@ impl Stage for Train {
             key["max_train_rows"] = json!(m);
         }
         key
+    }
+
+    /// The table as f64 rows, and the training copies each model makes of it (the forest's
+    /// sample and smartcore's matrix; the LSTM-CNN's standardised rows and its tensor).
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds(3 * input_bytes)
     }
 
     fn describe(&self) -> String {
