@@ -124,10 +124,8 @@ impl Train {
             }
             other => return Err(p.error(spec, Some("model"), format!("unknown model `{other}` (known: random_forest, lstm_cnn)"))),
         };
-        if let Some(f) = &params.features {
-            if f.is_empty() || f.iter().any(|name| name.trim().is_empty() || name == "*") {
-                return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
-            }
+        if params.features.as_ref().is_some_and(|f| f.is_empty() || f.iter().any(|name| name.trim().is_empty() || name == "*")) {
+            return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
         }
         if params.max_train_rows.is_some_and(|m| m < 2) {
             return Err(p.error(spec, Some("max_train_rows"), "must be at least 2 (or left out to train on every row)"));
