@@ -83,7 +83,8 @@ impl Table {
             bail!("no feature matches `{w}`{why}; the table's features are {}", self.features.join(", "));
         }
         let columns: Vec<usize> = (0..self.nf()).filter(|&c| wanted.iter().any(|w| matches(w, &self.features[c]))).collect();
-        Ok(self.with_features(&columns))
+        let (features, x) = self.project(&columns);
+        Ok(Table { features, x, ..self })
     }
 
     /// The table as `meta`'s model reads it: its features, in its order, whatever else the
@@ -96,13 +97,17 @@ impl Table {
         Ok(Cow::Owned(self.with_features(&columns)))
     }
 
-    fn with_features(&self, columns: &[usize]) -> Table {
-        let nf = self.nf();
+    /// The names and row-major values of `columns` (feature positions), in that order.
+    fn project(&self, columns: &[usize]) -> (Vec<String>, Vec<f64>) {
         let mut x = Vec::with_capacity(self.len() * columns.len());
-        for row in self.x.chunks_exact(nf) {
+        for row in self.x.chunks_exact(self.nf()) {
             x.extend(columns.iter().map(|&c| row[c]));
         }
-        let features = columns.iter().map(|&c| self.features[c].clone()).collect();
+        (columns.iter().map(|&c| self.features[c].clone()).collect(), x)
+    }
+
+    fn with_features(&self, columns: &[usize]) -> Table {
+        let (features, x) = self.project(columns);
         Table {
             features,
             x,
