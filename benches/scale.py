@@ -3,14 +3,14 @@
 scale: per stage wall time, peak RSS and rows/s, each stage in its own process.
 
 usage: benches/scale.py [--rows 1000000] [--services 200] [--stages ingest,features,...]
-                        [--models] [--keep DIR]
+                        [--models] [--max-train-rows 200000] [--keep DIR]
 
 Rows come from `pipeline simulate` (the World Cup trace, 06:00-22:00, 1,920 rows per service
 and day), as many days as N rows need. Stages run in order with `pipeline run --only STAGE`, so
 each one's peak RSS is its own (os.wait4 of that process). Without --models the run stops after
-the splits (the models have no row cap yet, and at 1M rows x 200 services they take hours on
-2 cores); with --models they run small (10 trees, 2 folds, 1 epoch). PIPELINE_BIN picks the
-binary (e.g. an older build, for before/after figures).
+the splits; with --models the demand forest and the LSTM-CNN train too, small (10 trees,
+1 epoch) and on a sample of --max-train-rows rows (their `max_train_rows`). PIPELINE_BIN picks
+the binary (e.g. an older build, for before/after figures).
 """
 import argparse
 import math
@@ -28,6 +28,8 @@ ROWS_PER_SERVICE_DAY = 16 * 120
 
 DATA_STAGES = ["ingest", "features", "labels", "split_temporal", "split_shuffled"]
 MODEL_STAGES = ["train_random_forest_demand", "train_lstm_cnn"]
+# What the demand forest reads, beyond the data stages.
+DEMAND_STAGES = ["labels_demand", "split_temporal_demand"]
 
 
 def run(cmd, cwd):
@@ -50,11 +52,27 @@ def stage_rows(project, stage, sets):
     return None
 
 
+def cap_models(pipeline, rows):
+    """Give the model stages `max_train_rows: rows` (after their `model:` line)."""
+    with open(pipeline) as f:
+        lines = f.read().split("\n")
+    stage = None
+    for i, line in enumerate(lines):
+        if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+            stage = line.strip()[:-1]
+        if stage in MODEL_STAGES and line.startswith("    model: "):
+            lines.insert(i + 1, f"    max_train_rows: {rows}")
+            stage = None
+    with open(pipeline, "w") as f:
+        f.write("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--services", type=int, default=200)
     ap.add_argument("--models", action="store_true", help="also train both models, small")
+    ap.add_argument("--max-train-rows", type=int, default=200_000, help="the models' max_train_rows")
     ap.add_argument("--stages", help="comma-separated stages instead of the defaults")
     ap.add_argument("--keep", help="build the project here and keep it")
     a = ap.parse_args()
@@ -64,6 +82,7 @@ def main():
     for d in ["pipelines", "sql"]:
         shutil.copytree(os.path.join(ROOT, d), os.path.join(project, d), dirs_exist_ok=True)
     shutil.copytree(os.path.join(ROOT, "data", "traces"), os.path.join(project, "data", "traces"), dirs_exist_ok=True)
+    cap_models(os.path.join(project, "pipelines", "train.yaml"), a.max_train_rows)
     days = math.ceil(a.rows / (a.services * ROWS_PER_SERVICE_DAY))
     services = ",".join(f"svc{i:03d}" for i in range(a.services))
     metrics = os.path.join(project, "metrics")
@@ -71,7 +90,7 @@ def main():
         wall, rss, _ = run([BIN, "simulate", "--days", str(days), "--services", services, "--out", metrics, "--layout", "s3"], project)
         print(f"simulate: {days} days x {a.services} services in {wall:.1f} s")
 
-    stages = a.stages.split(",") if a.stages else DATA_STAGES + (MODEL_STAGES if a.models else [])
+    stages = a.stages.split(",") if a.stages else DATA_STAGES + (DEMAND_STAGES + MODEL_STAGES if a.models else [])
     sets = ["--set", "metrics_uri=metrics", "--set", "rf_trees=10", "--set", "cv_folds=2", "--set", "lstm_epochs=1"]
     print(f"binary: {BIN}")
     print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")

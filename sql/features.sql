@@ -1,5 +1,6 @@
 -- Features of the old system, exactly (../shared/docs/seed-semantics.md): 18 core metrics as read,
--- 15 engineered ones, and a 0/1 column per service. Every window is over ROWS of one service
+-- 15 engineered ones. The 0/1 column per service is the models' input layer's (src/models/table.rs),
+-- so this table stays as narrow with 200 services as with 2. Every window is over ROWS of one service
 -- ordered by time (not a time range), so a window may straddle the night gap, as before.
 -- Values a window cannot produce (first row, single-row std) become 0.
 SELECT
@@ -52,9 +53,7 @@ SELECT
       + CAST(response_time_ms > 500 AS DOUBLE)
       + CAST(error_rate > 0.05 AS DOUBLE)
       + node_cpu_pressure_flag
-      + node_memory_pressure_flag AS system_pressure,
-
-    ${one_hot}
+      + node_memory_pressure_flag AS system_pressure
 FROM ingest
 WINDOW
     by_time AS (PARTITION BY service_name ORDER BY timestamp),

@@ -59,11 +59,22 @@ pub fn writer_properties(schema: &Schema) -> Result<WriterProperties> {
 
 /// A whole Parquet file as one batch (stages whose algorithms need every row at once).
 pub fn read_table(path: &Path) -> Result<RecordBatch> {
+    read_columns(path, |_| true)
+}
+
+/// The columns of a Parquet file that `keep` names (by their names, in the file's order), as one
+/// batch: the others are never decoded.
+pub fn read_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::arrow::array::RecordBatchReader;
+    use datafusion::parquet::arrow::ProjectionMask;
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let schema = builder.schema().clone();
-    let batches: Vec<RecordBatch> = builder.build()?.collect::<Result<_, _>>()?;
+    let roots: Vec<usize> = builder.schema().fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).build()?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
     Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)
 }
 

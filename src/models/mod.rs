@@ -38,8 +38,9 @@ pub struct ModelMeta {
     pub tool_version: String,
 }
 
-/// The one-hot service columns' prefix (the default pipeline's `one_hot: { prefix: service_ }`),
-/// which tells a server and a prediction which services a model knows.
+/// The one-hot service columns' prefix (the models' input layer's, see [`table::Table`], or a
+/// SQL stage's `one_hot: { prefix: service_ }`), which tells a server and a prediction which
+/// services a model knows.
 pub const SERVICE_PREFIX: &str = "service_";
 
 impl ModelMeta {

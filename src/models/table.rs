@@ -6,12 +6,15 @@ use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 
-use super::ModelMeta;
+use super::{ModelMeta, SERVICE_PREFIX};
 
 pub const TARGET: &str = "target_replicas";
 /// Columns that are never features.
 pub const NOT_FEATURES: &[&str] = &["timestamp", "service_name", "replica_count", TARGET, "split"];
 
+/// The model's input layer: the table's numeric columns, then, unless the table has its own
+/// (`one_hot:` in a SQL stage), one 0/1 column `service_<name>` per service in the table, in
+/// name order. Kept out of the cached tables so they stay as narrow with 200 services as with 2.
 #[derive(Clone, Debug)]
 pub struct Table {
     /// Feature names in column order: the order every model keeps.
@@ -27,13 +30,47 @@ pub struct Table {
     pub batch: RecordBatch,
 }
 
+/// Whether feature `f` is one that `wanted` names: the name, or a prefix ending in `*`.
+fn matches(wanted: &str, f: &str) -> bool {
+    match wanted.strip_suffix('*') {
+        Some(prefix) => f.starts_with(prefix),
+        None => wanted == f,
+    }
+}
+
+/// The services of `rows`, sorted and once each.
+fn distinct(rows: &[String]) -> Vec<String> {
+    let mut names: Vec<&str> = rows.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(str::to_string).collect()
+}
+
 impl Table {
     pub fn load(path: &std::path::Path) -> Result<Table> {
         let batch = crate::io::table::read_table(path)?;
         Table::from_batch(batch).with_context(|| format!("reading {}", path.display()))
     }
 
+    /// The table with only the features `wanted` names (as [`Table::select`]), reading from the
+    /// file only those columns and the keys: a model on 4 features of 40 holds a tenth.
+    pub fn load_features(path: &std::path::Path, wanted: &[String]) -> Result<Table> {
+        let keep = |name: &str| NOT_FEATURES.contains(&name) || wanted.iter().any(|w| matches(w, name));
+        let batch = crate::io::table::read_columns(path, keep)?;
+        let one_hot = wanted.iter().any(|w| matches(w, SERVICE_PREFIX) || w.starts_with(SERVICE_PREFIX));
+        match Table::build(batch, one_hot).and_then(|t| t.select(wanted)) {
+            Ok(t) => Ok(t),
+            // A name that matches nothing: say so with the whole table's features, not the few read.
+            Err(_) => Table::load(path)?.select(wanted),
+        }
+    }
+
     pub fn from_batch(batch: RecordBatch) -> Result<Table> {
+        Table::build(batch, true)
+    }
+
+    /// `one_hot`: add the service columns when the table has none.
+    fn build(batch: RecordBatch, one_hot: bool) -> Result<Table> {
         let schema = batch.schema();
         let col = |name: &str| batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"));
         let f64s = |name: &str| -> Result<Vec<f64>> {
@@ -48,24 +85,33 @@ impl Table {
         let y = f64s(TARGET)?;
         let replicas = f64s("replica_count")?;
         let services = datafusion::arrow::compute::cast(col("service_name")?, &DataType::Utf8)?;
-        let services = services.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect();
+        let services: Vec<String> = services.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect();
         let timestamps = datafusion::arrow::compute::cast(col("timestamp")?, &DataType::Int64)?;
         let timestamps = timestamps.as_primitive::<Int64Type>().values().to_vec();
-        let features: Vec<String> = schema
+        let mut features: Vec<String> = schema
             .fields()
             .iter()
             .filter(|f| !NOT_FEATURES.contains(&f.name().as_str()) && f.data_type().is_numeric())
             .map(|f| f.name().clone())
             .collect();
+        let columns = features.len();
+        let one_hot = if !one_hot || features.iter().any(|f| f.starts_with(SERVICE_PREFIX)) { Vec::new() } else { distinct(&services) };
+        features.extend(one_hot.iter().map(|s| format!("{SERVICE_PREFIX}{s}")));
         if features.is_empty() {
             bail!("the table has no feature columns");
         }
         let n = batch.num_rows();
         let nf = features.len();
         let mut x = vec![0.0; n * nf];
-        for (j, name) in features.iter().enumerate() {
+        for (j, name) in features[..columns].iter().enumerate() {
             for (i, v) in f64s(name).with_context(|| format!("feature `{name}`"))?.into_iter().enumerate() {
                 x[i * nf + j] = v;
+            }
+        }
+        if !one_hot.is_empty() {
+            for (i, s) in services.iter().enumerate() {
+                let k = one_hot.binary_search(s).expect("every service is among the distinct ones");
+                x[i * nf + columns + k] = 1.0;
             }
         }
         Ok(Table { features, x, y, test, services, timestamps, replicas, batch })
@@ -74,10 +120,6 @@ impl Table {
     /// Keeps the features `wanted` names, in the table's order; a name ending in `*` matches
     /// every feature it begins (`service_*`). A name that matches nothing is refused.
     pub fn select(self, wanted: &[String]) -> Result<Table> {
-        let matches = |w: &str, f: &str| match w.strip_suffix('*') {
-            Some(prefix) => f.starts_with(prefix),
-            None => w == f,
-        };
         if let Some(w) = wanted.iter().find(|w| !self.features.iter().any(|f| matches(w, f))) {
             let why = if NOT_FEATURES.contains(&w.as_str()) { " (keys, replica_count and the target are never features)" } else { "" };
             bail!("no feature matches `{w}`{why}; the table's features are {}", self.features.join(", "));
@@ -183,21 +225,39 @@ mod tests {
     use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
     use std::sync::Arc;
 
-    fn table() -> Table {
+    /// Two rows of two services; `one_hot`: with the SQL stage's one-hot columns.
+    fn batch(one_hot: bool) -> RecordBatch {
         let f = |v: [f64; 2]| Arc::new(Float64Array::from(v.to_vec())) as ArrayRef;
-        let batch = RecordBatch::try_from_iter(vec![
+        let mut columns = vec![
             ("timestamp", Arc::new(TimestampMicrosecondArray::from(vec![0, 30_000_000])) as ArrayRef),
             ("service_name", Arc::new(StringArray::from(vec!["web", "api"])) as ArrayRef),
             ("replica_count", Arc::new(Int64Array::from(vec![2, 1])) as ArrayRef),
             ("cpu_usage_percent", f([60.0, 40.0])),
             ("request_count_per_second", f([40.0, 0.0])),
-            ("service_api", f([0.0, 1.0])),
-            ("service_web", f([1.0, 0.0])),
+        ];
+        if one_hot {
+            columns.extend([("service_api", f([0.0, 1.0])), ("service_web", f([1.0, 0.0]))]);
+        }
+        columns.extend([
             ("target_replicas", Arc::new(Int64Array::from(vec![3, 1])) as ArrayRef),
             ("split", Arc::new(StringArray::from(vec!["train", "test"])) as ArrayRef),
-        ])
-        .unwrap();
-        Table::from_batch(batch).unwrap()
+        ]);
+        RecordBatch::try_from_iter(columns).unwrap()
+    }
+
+    fn table() -> Table {
+        Table::from_batch(batch(true)).unwrap()
+    }
+
+    #[test]
+    fn a_table_without_one_hot_columns_gets_them_in_the_models_input() {
+        let (sql, model) = (table(), Table::from_batch(batch(false)).unwrap());
+        assert_eq!(model.features, sql.features);
+        assert_eq!(model.x, sql.x);
+        assert_eq!(model.batch.num_columns(), 7, "the cached table stays narrow");
+        // One service: its column is all ones.
+        let one = Table::from_batch(batch(false).slice(1, 1)).unwrap();
+        assert_eq!((one.features.last().map(String::as_str), one.row(0)), (Some("service_api"), &[40.0, 0.0, 1.0][..]));
     }
 
     #[test]
@@ -206,6 +266,21 @@ mod tests {
         assert_eq!(t.features, ["cpu_usage_percent", "request_count_per_second", "service_api", "service_web"]);
         assert_eq!(t.row(1), [40.0, 0.0, 1.0, 0.0]);
         assert_eq!((t.y.clone(), t.replicas.clone(), t.test.clone()), (vec![3.0, 1.0], vec![2.0, 1.0], vec![false, true]));
+    }
+
+    #[test]
+    fn load_features_reads_only_the_named_columns_and_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.parquet");
+        let b = batch(false);
+        crate::io::table::write_parquet(&path, b.schema(), &[b]).unwrap();
+        let t = Table::load_features(&path, &["service_*".into(), "request_count_per_second".into()]).unwrap();
+        assert_eq!(t.features, ["request_count_per_second", "service_api", "service_web"]);
+        assert_eq!((t.row(0), t.batch.num_columns()), (&[40.0, 0.0, 1.0][..], 6));
+        let t = Table::load_features(&path, &["cpu_usage_percent".into()]).unwrap();
+        assert_eq!((t.features.clone(), t.y.clone()), (vec!["cpu_usage_percent".to_string()], vec![3.0, 1.0]));
+        let e = Table::load_features(&path, &["cpu".into()]).unwrap_err().to_string();
+        assert!(e.contains("no feature matches `cpu`") && e.contains("request_count_per_second, service_api"), "{e}");
     }
 
     #[test]

@@ -214,10 +214,9 @@ impl Stage for Train {
             };
             let job = Job { model, bounds, max_train_rows, lineage, out_dir, progress, claim };
             job.progress.message("loading");
-            let data = Table::load(&input)?;
             let data = match &features {
-                Some(f) => data.select(f).context("`features`")?,
-                None => data,
+                Some(f) => Table::load_features(&input, f).context("`features`")?,
+                None => Table::load(&input)?,
             };
             match &job.model {
                 Model::RandomForest { params, cv_folds } => random_forest::train(&job, &data, params, *cv_folds),
