@@ -46,13 +46,9 @@ impl Model {
     /// window of earlier rows of that service in the table.
     pub fn predict_rows(&self, table: &Table, rows: &[usize]) -> Result<Vec<Option<f64>>> {
         let table = table.for_model(self.meta())?;
-        let nf = table.nf();
         match self {
             Model::RandomForest { forest, .. } => {
-                let mut x = Vec::with_capacity(rows.len() * nf);
-                for &r in rows {
-                    x.extend_from_slice(table.row(r));
-                }
+                let x = table.matrix(rows);
                 let threads = crate::io::threads::available();
                 Ok(forest.predict_batch(&x, threads).into_iter().map(Some).collect())
             }
@@ -65,7 +61,7 @@ impl Model {
                     by_last[window.last()] = Some(w);
                 }
                 let found: Vec<&sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| &all[w])).collect();
-                let x_scaled = net.scaler.transform(&table.x);
+                let x_scaled = net.scaler.transform(&table.dense());
                 let (found_rows, _) = sequences::index(&found, &table.y);
                 let _torch = super::torch_runtime::exclusive();
                 super::torch_runtime::set_threads(crate::io::threads::available());

@@ -14,13 +14,20 @@ pub const NOT_FEATURES: &[&str] = &["timestamp", "service_name", "replica_count"
 
 /// The model's input layer: the table's numeric columns, then, unless the table has its own
 /// (`one_hot:` in a SQL stage), one 0/1 column `service_<name>` per service in the table, in
-/// name order. Kept out of the cached tables so they stay as narrow with 200 services as with 2.
+/// name order. Kept out of the cached tables so they stay as narrow with 200 services as with 2,
+/// and out of the table's own matrix (a row's service is one index) so it holds 4 features of
+/// 200 services in 4 columns: the 0/1 values are written only into the matrices models take
+/// ([`Table::matrix`], [`Table::dense`]).
 #[derive(Clone, Debug)]
 pub struct Table {
     /// Feature names in column order: the order every model keeps.
     pub features: Vec<String>,
-    /// Row-major `rows × features`.
-    pub x: Vec<f64>,
+    /// Row-major `rows × stored` values of the first `stored` features.
+    x: Vec<f64>,
+    stored: usize,
+    /// Each row's position among the one-hot features after them (`features[stored..]`),
+    /// [`NO_SERVICE`] for a service that has none; empty when there are none.
+    hot: Vec<u32>,
     pub y: Vec<f64>,
     pub test: Vec<bool>,
     pub services: Vec<String>,
@@ -29,6 +36,8 @@ pub struct Table {
     pub replicas: Vec<f64>,
     pub batch: RecordBatch,
 }
+
+const NO_SERVICE: u32 = u32::MAX;
 
 /// Whether feature `f` is one that `wanted` names: the name, or a prefix ending in `*`.
 fn matches(wanted: &str, f: &str) -> bool {
@@ -101,20 +110,18 @@ impl Table {
             bail!("the table has no feature columns");
         }
         let n = batch.num_rows();
-        let nf = features.len();
-        let mut x = vec![0.0; n * nf];
+        let mut x = vec![0.0; n * columns];
         for (j, name) in features[..columns].iter().enumerate() {
             for (i, v) in f64s(name).with_context(|| format!("feature `{name}`"))?.into_iter().enumerate() {
-                x[i * nf + j] = v;
+                x[i * columns + j] = v;
             }
         }
-        if !one_hot.is_empty() {
-            for (i, s) in services.iter().enumerate() {
-                let k = one_hot.binary_search(s).expect("every service is among the distinct ones");
-                x[i * nf + columns + k] = 1.0;
-            }
-        }
-        Ok(Table { features, x, y, test, services, timestamps, replicas, batch })
+        let hot = if one_hot.is_empty() {
+            Vec::new()
+        } else {
+            services.iter().map(|s| one_hot.binary_search(s).expect("every service is among the distinct ones") as u32).collect()
+        };
+        Ok(Table { features, x, stored: columns, hot, y, test, services, timestamps, replicas, batch })
     }
 
     /// Keeps the features `wanted` names, in the table's order; a name ending in `*` matches
@@ -125,8 +132,8 @@ impl Table {
             bail!("no feature matches `{w}`{why}; the table's features are {}", self.features.join(", "));
         }
         let columns: Vec<usize> = (0..self.nf()).filter(|&c| wanted.iter().any(|w| matches(w, &self.features[c]))).collect();
-        let (features, x) = self.project(&columns);
-        Ok(Table { features, x, ..self })
+        let (features, x, stored, hot) = self.project(&columns);
+        Ok(Table { features, x, stored, hot, ..self })
     }
 
     /// The table as `meta`'s model reads it: its features, in its order, whatever else the
@@ -139,20 +146,80 @@ impl Table {
         Ok(Cow::Owned(self.with_features(&columns)))
     }
 
-    /// The names and row-major values of `columns` (feature positions), in that order.
-    fn project(&self, columns: &[usize]) -> (Vec<String>, Vec<f64>) {
-        let mut x = Vec::with_capacity(self.len() * columns.len());
-        for row in self.x.chunks_exact(self.nf()) {
-            x.extend(columns.iter().map(|&c| row[c]));
+    /// The features `columns` (positions), in that order: names, stored values, how many are
+    /// stored and the rows' one-hot positions. The one-hot columns that end `columns` stay
+    /// one-hot; any before a stored one are written out.
+    fn project(&self, columns: &[usize]) -> (Vec<String>, Vec<f64>, usize, Vec<u32>) {
+        let stored = columns.iter().rposition(|&c| c < self.stored).map_or(0, |p| p + 1);
+        let mut x = Vec::with_capacity(self.len() * stored);
+        for i in 0..self.len() {
+            x.extend(columns[..stored].iter().map(|&c| self.value(i, c)));
         }
-        (columns.iter().map(|&c| self.features[c].clone()).collect(), x)
+        let hot = if stored == columns.len() {
+            Vec::new()
+        } else {
+            let mut position = vec![NO_SERVICE; self.nf() - self.stored];
+            for (q, &c) in columns[stored..].iter().enumerate() {
+                position[c - self.stored] = q as u32;
+            }
+            self.hot.iter().map(|&k| if k == NO_SERVICE { NO_SERVICE } else { position[k as usize] }).collect()
+        };
+        (columns.iter().map(|&c| self.features[c].clone()).collect(), x, stored, hot)
+    }
+
+    /// Row `i`'s value of feature `c`.
+    fn value(&self, i: usize, c: usize) -> f64 {
+        if c < self.stored {
+            self.x[i * self.stored + c]
+        } else {
+            f64::from(u8::from(self.hot[i] as usize == c - self.stored))
+        }
+    }
+
+    /// Appends row `i`'s features, in order, to `out`.
+    pub fn extend_row(&self, i: usize, out: &mut Vec<f64>) {
+        out.extend_from_slice(&self.x[i * self.stored..(i + 1) * self.stored]);
+        if self.stored < self.nf() {
+            let start = out.len();
+            out.resize(start + self.nf() - self.stored, 0.0);
+            if self.hot[i] != NO_SERVICE {
+                out[start + self.hot[i] as usize] = 1.0;
+            }
+        }
+    }
+
+    /// Row `i`'s features.
+    pub fn row(&self, i: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.nf());
+        self.extend_row(i, &mut out);
+        out
+    }
+
+    /// The row-major `rows × features` matrix of `rows`.
+    pub fn matrix(&self, rows: &[usize]) -> Vec<f64> {
+        let mut out = Vec::with_capacity(rows.len() * self.nf());
+        for &i in rows {
+            self.extend_row(i, &mut out);
+        }
+        out
+    }
+
+    /// The row-major `rows × features` matrix of every row (borrowed when nothing is one-hot).
+    pub fn dense(&self) -> Cow<'_, [f64]> {
+        if self.stored == self.nf() {
+            Cow::Borrowed(&self.x)
+        } else {
+            Cow::Owned(self.matrix(&(0..self.len()).collect::<Vec<_>>()))
+        }
     }
 
     fn with_features(&self, columns: &[usize]) -> Table {
-        let (features, x) = self.project(columns);
+        let (features, x, stored, hot) = self.project(columns);
         Table {
             features,
             x,
+            stored,
+            hot,
             y: self.y.clone(),
             test: self.test.clone(),
             services: self.services.clone(),
@@ -203,10 +270,6 @@ impl Table {
         Ok((fields, columns))
     }
 
-    pub fn row(&self, i: usize) -> &[f64] {
-        &self.x[i * self.nf()..(i + 1) * self.nf()]
-    }
-
     pub fn service_refs(&self) -> Vec<&str> {
         self.services.iter().map(String::as_str).collect()
     }
@@ -253,11 +316,13 @@ mod tests {
     fn a_table_without_one_hot_columns_gets_them_in_the_models_input() {
         let (sql, model) = (table(), Table::from_batch(batch(false)).unwrap());
         assert_eq!(model.features, sql.features);
-        assert_eq!(model.x, sql.x);
+        assert_eq!(model.dense(), sql.dense());
+        assert_eq!(model.matrix(&[1, 0]), sql.matrix(&[1, 0]));
+        assert_eq!((model.stored, sql.stored), (2, 4), "the one-hot values are not stored");
         assert_eq!(model.batch.num_columns(), 7, "the cached table stays narrow");
         // One service: its column is all ones.
         let one = Table::from_batch(batch(false).slice(1, 1)).unwrap();
-        assert_eq!((one.features.last().map(String::as_str), one.row(0)), (Some("service_api"), &[40.0, 0.0, 1.0][..]));
+        assert_eq!((one.features.last().map(String::as_str), one.row(0)), (Some("service_api"), vec![40.0, 0.0, 1.0]));
     }
 
     #[test]
@@ -276,7 +341,7 @@ mod tests {
         crate::io::table::write_parquet(&path, b.schema(), &[b]).unwrap();
         let t = Table::load_features(&path, &["service_*".into(), "request_count_per_second".into()]).unwrap();
         assert_eq!(t.features, ["request_count_per_second", "service_api", "service_web"]);
-        assert_eq!((t.row(0), t.batch.num_columns()), (&[40.0, 0.0, 1.0][..], 6));
+        assert_eq!((t.row(0), t.batch.num_columns()), (vec![40.0, 0.0, 1.0], 6));
         let t = Table::load_features(&path, &["cpu_usage_percent".into()]).unwrap();
         assert_eq!((t.features.clone(), t.y.clone()), (vec!["cpu_usage_percent".to_string()], vec![3.0, 1.0]));
         let e = Table::load_features(&path, &["cpu".into()]).unwrap_err().to_string();
@@ -310,6 +375,11 @@ mod tests {
         let t = table();
         let view = t.for_model(&meta).unwrap();
         assert_eq!(view.row(0), [1.0, 60.0, 0.0]);
+        // With the one-hot in the input layer: a service column before a stored one is written
+        // out, the one after stays an index.
+        let narrow = Table::from_batch(batch(false)).unwrap();
+        let view = narrow.for_model(&meta).unwrap();
+        assert_eq!((view.row(0), view.row(1), view.stored), (vec![1.0, 60.0, 0.0], vec![0.0, 40.0, 1.0], 2));
         assert!(matches!(t.select(&["service_*".into()]).unwrap().for_model(&meta), Err(e) if e.to_string().contains("missing cpu_usage_percent")));
     }
 }

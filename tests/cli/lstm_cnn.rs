@@ -57,7 +57,7 @@ fn trains_keeps_history_and_reloads_to_identical_predictions() {
     let table = autoscale::models::table::Table::load(&split).unwrap();
     let features: Vec<String> = meta.features.clone();
     assert_eq!(table.features, features);
-    let (ts, x) = (&table.timestamps, &table.x);
+    let (ts, x) = (&table.timestamps, &table.dense());
     let windows = sequences::windows(&table.service_refs(), ts, &table.test, 12, 0.2);
     let test_w: Vec<&sequences::Window> = windows.iter().filter(|w| w.part == Part::Test).collect();
     let x_scaled = model.scaler.transform(x);

@@ -10,6 +10,12 @@ use crate::models::metrics;
 use crate::models::random_forest::{self, Params};
 use crate::pipeline::progress::StageProgress;
 
+/// The row-major features and the targets of the table's rows that `pick` selects.
+fn table_rows(data: &Table, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
+    let picked: Vec<usize> = (0..data.len()).filter(|&i| pick(i)).collect();
+    (data.matrix(&picked), picked.iter().map(|&i| data.y[i]).collect())
+}
+
 /// The rows of a row-major matrix (and their targets) that `pick` selects.
 fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
     let mut xs = Vec::new();
@@ -31,9 +37,9 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     for i in job.sample(available, |i| data.services[i].as_str(), rf.seed) {
         picked[i] = true;
     }
-    let (xtr, ytr) = rows(&data.x, &data.y, nf, |i| picked[i]);
+    let (xtr, ytr) = table_rows(data, |i| picked[i]);
     let sampled = crate::models::sample::note(ytr.len(), n_available, "rows");
-    let (xte, yte) = rows(&data.x, &data.y, nf, |i| data.test[i]);
+    let (xte, yte) = table_rows(data, |i| data.test[i]);
     if ytr.is_empty() || yte.is_empty() {
         bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());
     }
