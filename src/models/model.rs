@@ -61,7 +61,7 @@ impl Model {
                     by_last[window.last()] = Some(w);
                 }
                 let found: Vec<&sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| &all[w])).collect();
-                let x_scaled = net.scaler.transform(&table.dense());
+                let x_scaled = table.scaled(&net.scaler);
                 let (found_rows, _) = sequences::index(&found, &table.y);
                 let _torch = super::torch_runtime::exclusive();
                 super::torch_runtime::set_threads(crate::io::threads::available());

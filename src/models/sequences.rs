@@ -18,14 +18,20 @@ impl Scaler {
     /// Fits on the rows `pick` selects of a row-major matrix. A constant feature gets std 1,
     /// so it scales to zero instead of dividing by zero.
     pub fn fit(features: &[String], x: &[f64], pick: impl Fn(usize) -> bool) -> Scaler {
+        let nf = features.len().max(1);
+        Scaler::fit_rows(features, (0..x.len() / nf).filter(|&i| pick(i)).map(|i| &x[i * nf..(i + 1) * nf]))
+    }
+
+    /// Fits on `rows`, each a row of `features`' values.
+    pub fn fit_rows<R: AsRef<[f64]>>(features: &[String], rows: impl Iterator<Item = R>) -> Scaler {
         let nf = features.len();
-        let n_rows = x.len() / nf.max(1);
         let (mut mean, mut m2, mut n) = (vec![0.0; nf], vec![0.0; nf], 0.0);
         // Welford: one pass, stable for large means (memory is in bytes).
-        for i in (0..n_rows).filter(|&i| pick(i)) {
+        for row in rows {
+            let row = row.as_ref();
             n += 1.0;
             for j in 0..nf {
-                let v = x[i * nf + j];
+                let v = row[j];
                 let d = v - mean[j];
                 mean[j] += d / n;
                 m2[j] += d * (v - mean[j]);

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 
+use super::sequences::Scaler;
 use super::{ModelMeta, SERVICE_PREFIX};
 
 pub const TARGET: &str = "target_replicas";
@@ -211,6 +212,24 @@ impl Table {
         } else {
             Cow::Owned(self.matrix(&(0..self.len()).collect::<Vec<_>>()))
         }
+    }
+
+    /// A scaler fitted on the rows `pick` selects, read row by row (no dense copy).
+    pub fn fit_scaler(&self, pick: impl Fn(usize) -> bool) -> Scaler {
+        Scaler::fit_rows(&self.features, (0..self.len()).filter(|&i| pick(i)).map(|i| self.row(i)))
+    }
+
+    /// Every row standardised by `scaler`, row-major f32 (what the LSTM-CNN computes in).
+    pub fn scaled(&self, scaler: &Scaler) -> Vec<f32> {
+        let nf = self.nf();
+        let mut out = vec![0f32; self.len() * nf];
+        let mut row = Vec::with_capacity(nf);
+        for (i, o) in out.chunks_exact_mut(nf.max(1)).enumerate() {
+            row.clear();
+            self.extend_row(i, &mut row);
+            scaler.transform_into(&row, o);
+        }
+        out
     }
 
     fn with_features(&self, columns: &[usize]) -> Table {

@@ -8,7 +8,7 @@ use super::{latency_us, write_predictions, Fitted, Job};
 use crate::models::table::Table;
 use crate::models::lstm_cnn::{self, Epoch, Params, TrainingObserver, Windows};
 use crate::models::metrics;
-use crate::models::sequences::{self, Part, Scaler};
+use crate::models::sequences::{self, Part};
 
 struct Observer<'a> {
     job: &'a Job,
@@ -43,12 +43,8 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let sampled = crate::models::sample::note(train_w.len(), n_available, "windows");
     // As the old code: fitted on the training windows' rows, never on validation or test rows.
     let in_training = sequences::rows_of(&train_w, data.y.len());
-    let x = data.dense();
-    let scaler = Scaler::fit(&data.features, &x, |i| in_training[i]);
-    let x_scaled = scaler.transform(&x);
-    // Single-window latency from raw rows (scaling included), as a server would call it.
-    let raw: Vec<Vec<f64>> = test_w.iter().take(200).map(|w| w.rows.iter().flat_map(|&r| x[r * nf..(r + 1) * nf].iter().copied()).collect()).collect();
-    drop(x);
+    let scaler = data.fit_scaler(|i| in_training[i]);
+    let x_scaled = data.scaled(&scaler);
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
@@ -67,6 +63,8 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let yte: Vec<f64> = test_w.iter().map(|w| data.y[w.last()]).collect();
     let (lo, hi) = job.bounds;
     let test = metrics::score(&yte, &predicted, lo, hi);
+    // Single-window latency from raw rows (scaling included), as a server would call it.
+    let raw: Vec<Vec<f64>> = test_w.iter().take(200).map(|w| data.matrix(&w.rows)).collect();
     let single_us = {
         let _torch = crate::models::torch_runtime::exclusive();
         crate::models::torch_runtime::set_threads(1);
