@@ -133,12 +133,12 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
     let cpu = table.column_f64("cpu_usage_percent").context("the replay needs CPU usage")?;
     let mut scored: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &r in rows {
-        scored.entry(table.services[r].as_str()).or_default().push(r);
+        scored.entry(table.service(r)).or_default().push(r);
     }
     let mut history: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for i in 0..table.len() {
-        if scored.contains_key(table.services[i].as_str()) {
-            history.entry(table.services[i].as_str()).or_default().push(i);
+        if scored.contains_key(table.service(i)) {
+            history.entry(table.service(i)).or_default().push(i);
         }
     }
     let bounded = |v: f64| metrics::replicas(v, p.min_replicas, p.max_replicas);

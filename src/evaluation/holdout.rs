@@ -98,7 +98,7 @@ impl Holdout {
 impl Scored {
     /// Accuracy of model `m` on the scored rows: overall, per service and as actions.
     pub fn accuracy(&self, table: &Table, m: usize, bounds: (f64, f64)) -> HoldoutScores {
-        score_rows(&self.rows, &table.services, &table.y, &table.replicas, &self.predictions[m], bounds)
+        score_rows(&self.rows, &table.service_refs(), &table.y, &table.replicas, &self.predictions[m], bounds)
     }
 
     /// Under-provisioned minutes of a policy over every replayed service.

@@ -79,13 +79,13 @@ pub struct HoldoutScores {
 }
 
 /// Scores predictions on the given rows: overall, per service and as actions.
-pub fn score_rows(rows: &[usize], services: &[String], actual: &[f64], current: &[f64], predicted: &[f64], bounds: (f64, f64)) -> HoldoutScores {
+pub fn score_rows(rows: &[usize], services: &[impl AsRef<str>], actual: &[f64], current: &[f64], predicted: &[f64], bounds: (f64, f64)) -> HoldoutScores {
     let (lo, hi) = bounds;
     let take = |v: &[f64], pick: &[usize]| pick.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let overall = metrics::score(&take(actual, rows), &take(predicted, rows), lo, hi);
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &r in rows {
-        by.entry(services[r].as_str()).or_default().push(r);
+        by.entry(services[r].as_ref()).or_default().push(r);
     }
     let per_service = by.into_iter().map(|(s, rs)| (s.to_string(), metrics::score(&take(actual, &rs), &take(predicted, &rs), lo, hi))).collect();
     let mut confusion = Confusion::default();

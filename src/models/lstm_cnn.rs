@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::sequences::Scaler;
+use super::sequences::{ScaledRows, Scaler};
 use super::torch_runtime::{self, DeviceChoice};
 use super::{ModelDir, ModelMeta};
 use crate::io::fs::write_atomic;
@@ -423,9 +423,33 @@ impl Windows<'_> {
 
 /// The inputs `[b, steps, features]` of the windows whose row indices are `rows` `[b, steps]`,
 /// gathered from the row matrix `x` `[rows, features]`.
-fn gather(x: &Tensor, rows: &Tensor) -> Tensor {
-    let (b, steps) = (rows.size()[0], rows.size()[1]);
-    x.index_select(0, &rows.reshape([-1])).view([b, steps, -1])
+/// [`ScaledRows`] on the device: the stored values, and each row's service with the services'
+/// standardised one-hot vectors.
+struct Inputs {
+    values: Tensor,
+    one_hot: Option<(Tensor, Tensor)>,
+}
+
+impl Inputs {
+    fn new(x: &ScaledRows, device: Device) -> Inputs {
+        let values = Tensor::from_slice(&x.values).view([x.rows as i64, x.stored as i64]).to(device);
+        let one_hot = (x.features > x.stored).then(|| {
+            let width = (x.features - x.stored) as i64;
+            (Tensor::from_slice(&x.services).to(device), Tensor::from_slice(&x.one_hot).view([-1, width]).to(device))
+        });
+        Inputs { values, one_hot }
+    }
+
+    /// The windows `rows` `[b, steps]` index: `[b, steps, features]`.
+    fn gather(&self, rows: &Tensor) -> Tensor {
+        let (b, steps) = (rows.size()[0], rows.size()[1]);
+        let flat = rows.reshape([-1]);
+        let mut x = self.values.index_select(0, &flat);
+        if let Some((services, one_hot)) = &self.one_hot {
+            x = Tensor::cat(&[x, one_hot.index_select(0, &services.index_select(0, &flat))], 1);
+        }
+        x.view([b, steps, -1])
+    }
 }
 
 /// A trained (or loaded) network with what it needs to read raw rows.
@@ -452,8 +476,8 @@ pub trait TrainingObserver {
 }
 
 /// Trains on `train` and stops early on `val`, both windows over `x`, the table's rows
-/// standardised (`[rows, features]` flattened).
-pub fn fit(x: &[f32], train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer: &dyn TrainingObserver) -> Result<Trained> {
+/// standardised.
+pub fn fit(x: &ScaledRows, train: &Windows, val: &Windows, scaler: Scaler, p: &Params, observer: &dyn TrainingObserver) -> Result<Trained> {
     let nf = scaler.features.len() as i64;
     let steps = p.sequence_length as i64;
     if train.len() < 2 || val.is_empty() {
@@ -467,7 +491,7 @@ pub fn fit(x: &[f32], train: &Windows, val: &Windows, scaler: Scaler, p: &Params
     let net = Net::new(&vs.root(), nf, p);
     let mut opt = nn::Adam::default().eps(1e-7).build(&vs, p.learning_rate)?;
 
-    let x = Tensor::from_slice(x).view([-1, nf]).to(device);
+    let x = Inputs::new(x, device);
     let (rtr, ytr) = train.to_device(steps, device);
     let (rva, yva) = val.to_device(steps, device);
     let mut order: Vec<i64> = (0..train.len() as i64).collect();
@@ -488,7 +512,7 @@ pub fn fit(x: &[f32], train: &Windows, val: &Windows, scaler: Scaler, p: &Params
                 continue;
             }
             let idx = Tensor::from_slice(batch).to(device);
-            let (xb, yb) = (gather(&x, &rtr.index_select(0, &idx)), ytr.index_select(0, &idx));
+            let (xb, yb) = (x.gather(&rtr.index_select(0, &idx)), ytr.index_select(0, &idx));
             let pred = net.forward_t(&xb, true);
             let loss = pred.huber_loss(&yb, Reduction::Mean, p.huber_delta);
             opt.backward_step(&loss);
@@ -546,14 +570,14 @@ pub fn fit(x: &[f32], train: &Windows, val: &Windows, scaler: Scaler, p: &Params
 
 /// Huber loss and MAE over a whole set of windows, in inference mode and in slices that bound
 /// memory.
-fn evaluate(net: &Net, x: &Tensor, rows: &Tensor, y: &Tensor, delta: f64) -> (f64, f64) {
+fn evaluate(net: &Net, x: &Inputs, rows: &Tensor, y: &Tensor, delta: f64) -> (f64, f64) {
     tch::no_grad(|| {
         let n = rows.size()[0];
         let (mut loss, mut mae) = (0.0, 0.0);
         let mut start = 0;
         while start < n {
             let len = (n - start).min(4096);
-            let pred = net.forward_t(&gather(x, &rows.narrow(0, start, len)), false);
+            let pred = net.forward_t(&x.gather(&rows.narrow(0, start, len)), false);
             let yb = y.narrow(0, start, len);
             loss += pred.huber_loss(&yb, Reduction::Sum, delta).double_value(&[]);
             mae += (&pred - &yb).abs().sum(Kind::Double).double_value(&[]);
@@ -599,19 +623,19 @@ impl LstmCnn {
     }
 
     /// Predictions for windows over standardised rows: `rows` `[n, steps]` (flattened) indexes
-    /// `x_scaled` `[rows, features]`, gathered a block at a time.
-    pub fn predict_windows(&self, x_scaled: &[f32], rows: &[i64]) -> Vec<f64> {
-        let (steps, nf) = (self.params.sequence_length as i64, self.scaler.features.len() as i64);
+    /// `x_scaled`'s rows, gathered a block at a time.
+    pub fn predict_windows(&self, x_scaled: &ScaledRows, rows: &[i64]) -> Vec<f64> {
+        let steps = self.params.sequence_length as i64;
         let n = rows.len() as i64 / steps;
         let mut out = Vec::with_capacity(n as usize);
         let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
         tch::no_grad(|| {
-            let x = Tensor::from_slice(x_scaled).view([-1, nf]).to(self.device);
+            let x = Inputs::new(x_scaled, self.device);
             let rows = Tensor::from_slice(rows).view([n, steps]).to(self.device);
             let mut start = 0;
             while start < n {
                 let len = (n - start).min(4096);
-                let p = net.forward(&gather(&x, &rows.narrow(0, start, len))).to_kind(Kind::Double).to(Device::Cpu);
+                let p = net.forward(&x.gather(&rows.narrow(0, start, len))).to_kind(Kind::Double).to(Device::Cpu);
                 out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
                 start += len;
             }

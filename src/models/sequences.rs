@@ -43,8 +43,13 @@ impl Scaler {
 
     /// Standardises one row into `out` (f32: what the network computes in).
     pub fn transform_into(&self, row: &[f64], out: &mut [f32]) {
-        for j in 0..row.len() {
-            out[j] = ((row[j] - self.mean[j]) / self.std[j]) as f32;
+        self.transform_part(0, row, out)
+    }
+
+    /// Standardises `part`, the features from position `offset` on, into `out`.
+    pub fn transform_part(&self, offset: usize, part: &[f64], out: &mut [f32]) {
+        for j in 0..part.len() {
+            out[j] = ((part[j] - self.mean[offset + j]) / self.std[offset + j]) as f32;
         }
     }
 
@@ -55,6 +60,28 @@ impl Scaler {
             self.transform_into(row, o);
         }
         out
+    }
+}
+
+/// A table's rows standardised for the network, with the one-hot columns kept as each row's
+/// service: `values` `[rows, stored]` (the first `stored` features) and, for the rest, row
+/// `services[i]` of `one_hot` `[services + 1, features - stored]`, the standardised 0/1 vector
+/// of each service (the last: none). A window's input is the two side by side, the numbers
+/// a dense `[rows, features]` matrix would hold, at a fraction of its size with many services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledRows {
+    pub rows: usize,
+    pub features: usize,
+    pub values: Vec<f32>,
+    pub stored: usize,
+    pub services: Vec<i64>,
+    pub one_hot: Vec<f32>,
+}
+
+impl ScaledRows {
+    /// Rows with every feature stored: `x` is `[rows, nf]`.
+    pub fn dense(x: Vec<f32>, nf: usize) -> ScaledRows {
+        ScaledRows { rows: x.len() / nf.max(1), features: nf, values: x, stored: nf, services: Vec::new(), one_hot: Vec::new() }
     }
 }
 

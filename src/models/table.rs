@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
 
-use super::sequences::Scaler;
+use super::sequences::{ScaledRows, Scaler};
 use super::{ModelMeta, SERVICE_PREFIX};
 
 pub const TARGET: &str = "target_replicas";
@@ -31,7 +31,9 @@ pub struct Table {
     hot: Vec<u32>,
     pub y: Vec<f64>,
     pub test: Vec<bool>,
-    pub services: Vec<String>,
+    /// The table's services, sorted, and each row's position among them.
+    service_names: Vec<String>,
+    service_ids: Vec<u32>,
     /// Microseconds since the epoch.
     pub timestamps: Vec<i64>,
     pub replicas: Vec<f64>,
@@ -48,12 +50,22 @@ fn matches(wanted: &str, f: &str) -> bool {
     }
 }
 
-/// The services of `rows`, sorted and once each.
-fn distinct(rows: &[String]) -> Vec<String> {
-    let mut names: Vec<&str> = rows.iter().map(String::as_str).collect();
+/// The distinct values of a string column, sorted, and each row's position among them.
+fn service_ids(column: &ArrayRef) -> Result<(Vec<String>, Vec<u32>)> {
+    let column = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
+    let column = column.as_string::<i32>();
+    let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let ids: Vec<u32> = column.iter().map(|s| {
+        let next = seen.len() as u32;
+        *seen.entry(s.unwrap_or("")).or_insert(next)
+    }).collect();
+    let mut names: Vec<(&str, u32)> = seen.into_iter().collect();
     names.sort_unstable();
-    names.dedup();
-    names.into_iter().map(str::to_string).collect()
+    let mut position = vec![0u32; names.len()];
+    for (p, &(_, id)) in names.iter().enumerate() {
+        position[id as usize] = p as u32;
+    }
+    Ok((names.into_iter().map(|(n, _)| n.to_string()).collect(), ids.into_iter().map(|id| position[id as usize]).collect()))
 }
 
 impl Table {
@@ -94,8 +106,7 @@ impl Table {
         let test = col("split")?.as_string::<i32>().iter().map(|s| s == Some("test")).collect::<Vec<_>>();
         let y = f64s(TARGET)?;
         let replicas = f64s("replica_count")?;
-        let services = datafusion::arrow::compute::cast(col("service_name")?, &DataType::Utf8)?;
-        let services: Vec<String> = services.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect();
+        let (service_names, service_ids) = service_ids(col("service_name")?)?;
         let timestamps = datafusion::arrow::compute::cast(col("timestamp")?, &DataType::Int64)?;
         let timestamps = timestamps.as_primitive::<Int64Type>().values().to_vec();
         let mut features: Vec<String> = schema
@@ -105,8 +116,10 @@ impl Table {
             .map(|f| f.name().clone())
             .collect();
         let columns = features.len();
-        let one_hot = if !one_hot || features.iter().any(|f| f.starts_with(SERVICE_PREFIX)) { Vec::new() } else { distinct(&services) };
-        features.extend(one_hot.iter().map(|s| format!("{SERVICE_PREFIX}{s}")));
+        let one_hot = one_hot && !features.iter().any(|f| f.starts_with(SERVICE_PREFIX));
+        if one_hot {
+            features.extend(service_names.iter().map(|s| format!("{SERVICE_PREFIX}{s}")));
+        }
         if features.is_empty() {
             bail!("the table has no feature columns");
         }
@@ -117,12 +130,8 @@ impl Table {
                 x[i * columns + j] = v;
             }
         }
-        let hot = if one_hot.is_empty() {
-            Vec::new()
-        } else {
-            services.iter().map(|s| one_hot.binary_search(s).expect("every service is among the distinct ones") as u32).collect()
-        };
-        Ok(Table { features, x, stored: columns, hot, y, test, services, timestamps, replicas, batch })
+        let hot = if one_hot { service_ids.clone() } else { Vec::new() };
+        Ok(Table { features, x, stored: columns, hot, y, test, service_names, service_ids, timestamps, replicas, batch })
     }
 
     /// Keeps the features `wanted` names, in the table's order; a name ending in `*` matches
@@ -219,17 +228,32 @@ impl Table {
         Scaler::fit_rows(&self.features, (0..self.len()).filter(|&i| pick(i)).map(|i| self.row(i)))
     }
 
-    /// Every row standardised by `scaler`, row-major f32 (what the LSTM-CNN computes in).
-    pub fn scaled(&self, scaler: &Scaler) -> Vec<f32> {
-        let nf = self.nf();
-        let mut out = vec![0f32; self.len() * nf];
-        let mut row = Vec::with_capacity(nf);
-        for (i, o) in out.chunks_exact_mut(nf.max(1)).enumerate() {
-            row.clear();
-            self.extend_row(i, &mut row);
-            scaler.transform_into(&row, o);
+    /// Every row standardised by `scaler` (f32: what the LSTM-CNN computes in), the one-hot
+    /// columns as each row's service (see [`ScaledRows`]).
+    pub fn scaled(&self, scaler: &Scaler) -> ScaledRows {
+        let stored = self.stored;
+        let mut values = vec![0f32; self.len() * stored];
+        if stored > 0 {
+            for (i, o) in values.chunks_exact_mut(stored).enumerate() {
+                scaler.transform_into(&self.x[i * stored..(i + 1) * stored], o);
+            }
         }
-        out
+        let hot = self.nf() - stored;
+        if hot == 0 {
+            return ScaledRows { rows: self.len(), features: stored, values, stored, services: Vec::new(), one_hot: Vec::new() };
+        }
+        // Row q: service q's 0/1 vector standardised; the last row: no service (all zeros).
+        let mut one_hot = vec![0f32; (hot + 1) * hot];
+        let mut vector = vec![0.0; hot];
+        for (q, o) in one_hot.chunks_exact_mut(hot).enumerate() {
+            vector.fill(0.0);
+            if q < hot {
+                vector[q] = 1.0;
+            }
+            scaler.transform_part(stored, &vector, o);
+        }
+        let services = self.hot.iter().map(|&k| if k == NO_SERVICE { hot as i64 } else { i64::from(k) }).collect();
+        ScaledRows { rows: self.len(), features: self.nf(), values, stored, services, one_hot }
     }
 
     fn with_features(&self, columns: &[usize]) -> Table {
@@ -241,7 +265,8 @@ impl Table {
             hot,
             y: self.y.clone(),
             test: self.test.clone(),
-            services: self.services.clone(),
+            service_names: self.service_names.clone(),
+            service_ids: self.service_ids.clone(),
             timestamps: self.timestamps.clone(),
             replicas: self.replicas.clone(),
             batch: self.batch.clone(),
@@ -289,8 +314,13 @@ impl Table {
         Ok((fields, columns))
     }
 
+    /// Row `i`'s service.
+    pub fn service(&self, i: usize) -> &str {
+        &self.service_names[self.service_ids[i] as usize]
+    }
+
     pub fn service_refs(&self) -> Vec<&str> {
-        self.services.iter().map(String::as_str).collect()
+        self.service_ids.iter().map(|&k| self.service_names[k as usize].as_str()).collect()
     }
 
     /// A numeric column that is not a feature (request rate, CPU) for the replay.
@@ -339,6 +369,7 @@ mod tests {
         assert_eq!(model.matrix(&[1, 0]), sql.matrix(&[1, 0]));
         assert_eq!((model.stored, sql.stored), (2, 4), "the one-hot values are not stored");
         assert_eq!(model.batch.num_columns(), 7, "the cached table stays narrow");
+        assert_eq!((model.service(0), model.service_refs()), ("web", vec!["web", "api"]));
         // One service: its column is all ones.
         let one = Table::from_batch(batch(false).slice(1, 1)).unwrap();
         assert_eq!((one.features.last().map(String::as_str), one.row(0)), (Some("service_api"), vec![40.0, 0.0, 1.0]));
@@ -350,6 +381,20 @@ mod tests {
         assert_eq!(t.features, ["cpu_usage_percent", "request_count_per_second", "service_api", "service_web"]);
         assert_eq!(t.row(1), [40.0, 0.0, 1.0, 0.0]);
         assert_eq!((t.y.clone(), t.replicas.clone(), t.test.clone()), (vec![3.0, 1.0], vec![2.0, 1.0], vec![false, true]));
+    }
+
+    #[test]
+    fn scaled_rows_hold_what_the_dense_matrix_standardised_holds() {
+        let t = Table::from_batch(batch(false)).unwrap();
+        let scaler = t.fit_scaler(|_| true);
+        let dense = scaler.transform(&t.dense());
+        let s = t.scaled(&scaler);
+        assert_eq!((s.rows, s.features, s.stored, s.services.clone()), (2, 4, 2, vec![1, 0]));
+        for i in 0..2 {
+            let service = s.services[i] as usize;
+            let row = [&s.values[i * 2..i * 2 + 2], &s.one_hot[service * 2..service * 2 + 2]].concat();
+            assert_eq!(row, &dense[i * 4..i * 4 + 4]);
+        }
     }
 
     #[test]

@@ -61,10 +61,14 @@ fn trains_keeps_history_and_reloads_to_identical_predictions() {
     let windows = sequences::windows(&table.service_refs(), ts, &table.test, 12, 0.2);
     let test_w: Vec<&sequences::Window> = windows.iter().filter(|w| w.part == Part::Test).collect();
     let x_scaled = model.scaler.transform(x);
-    // Stacked windows and windows gathered from the rows: the same numbers.
+    // Stacked windows of the dense rows, and windows gathered from the rows with the one-hot
+    // columns as each row's service: the same numbers.
     let again = model.predict_scaled(&sequences::stack(&test_w, &x_scaled, features.len()));
     let (rows, _) = sequences::index(&test_w, &vec![0.0; ts.len()]);
-    assert_eq!(model.predict_windows(&x_scaled, &rows), again);
+    let scaled = table.scaled(&model.scaler);
+    assert!(scaled.stored < features.len(), "the one-hot columns are not stored");
+    assert_eq!(model.predict_windows(&scaled, &rows), again);
+    assert_eq!(model.predict_windows(&sequences::ScaledRows::dense(x_scaled.clone(), features.len()), &rows), again);
     let stage = common::read_parquet(&dir.join("output.parquet"));
     let stored = common::f64_column(&stage, "prediction");
     assert_eq!(again.len(), stored.len());

@@ -98,7 +98,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
         let batch = model.predict_rows(&split, &all).unwrap();
         let mut by_key: std::collections::HashMap<(String, i64), Option<f64>> = Default::default();
         for i in all {
-            by_key.insert((split.services[i].clone(), split.timestamps[i]), batch[i]);
+            by_key.insert((split.service(i).to_string(), split.timestamps[i]), batch[i]);
         }
         let PolicySpec::Proactive(reactive) = loaded.policy.clone() else { panic!("{kind} was published with the proactive policy") };
         let predictor = Predictor::new(Some(loaded), open.clone());

@@ -39,7 +39,7 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let part = |want: Part| windows.iter().filter(|w| w.part == want).collect::<Vec<_>>();
     let (train_w, val_w, test_w) = (part(Part::Train), part(Part::Validation), part(Part::Test));
     let n_available = train_w.len();
-    let train_w: Vec<_> = job.sample((0..train_w.len()).collect(), |w| data.services[train_w[w].last()].as_str(), p.seed).into_iter().map(|w| train_w[w]).collect();
+    let train_w: Vec<_> = job.sample((0..train_w.len()).collect(), |w| data.service(train_w[w].last()), p.seed).into_iter().map(|w| train_w[w]).collect();
     let sampled = crate::models::sample::note(train_w.len(), n_available, "windows");
     // As the old code: fitted on the training windows' rows, never on validation or test rows.
     let in_training = sequences::rows_of(&train_w, data.y.len());

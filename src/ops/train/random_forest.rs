@@ -34,7 +34,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     let available: Vec<usize> = (0..data.len()).filter(|&i| !data.test[i]).collect();
     let n_available = available.len();
     let mut picked = vec![false; data.len()];
-    for i in job.sample(available, |i| data.services[i].as_str(), rf.seed) {
+    for i in job.sample(available, |i| data.service(i), rf.seed) {
         picked[i] = true;
     }
     let (xtr, ytr) = table_rows(data, |i| picked[i]);
