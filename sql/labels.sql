@@ -15,6 +15,9 @@
 -- holdout_fraction of its time, so the hold-out does not shape its own labels. A service whose
 -- CPU does not rise with load gets the 'hpa' label.
 -- All are clipped to [min_replicas, max_replicas].
+-- The windows read `features` in its order (service, time), so they stream; the small per-service
+-- tables come first in their joins, so the joins hold them, not the rows (labels_demand on 10M
+-- rows held 8 GB when the capacity was joined before the windows).
 WITH span AS (
     SELECT service_name, min(date_part('epoch', timestamp)) AS first_s, max(date_part('epoch', timestamp)) AS last_s
     FROM features
@@ -25,13 +28,13 @@ capacity AS (
         f.service_name,
         regr_slope(f.cpu_usage_percent, f.request_count_per_second / f.replica_count) AS cpu_per_rps,
         greatest(regr_intercept(f.cpu_usage_percent, f.request_count_per_second / f.replica_count), 0.0) AS idle_cpu
-    FROM features f
-    JOIN span s ON f.service_name = s.service_name
+    FROM span s
+    JOIN features f ON f.service_name = s.service_name
     WHERE f.replica_count > 0
       AND date_part('epoch', f.timestamp) <= s.first_s + (s.last_s - s.first_s) * (1.0 - ${holdout_fraction})
     GROUP BY f.service_name
 ),
-future AS (
+ahead AS (
     SELECT
         f.*,
         lead(f.timestamp, ${horizon}) OVER by_time IS NOT NULL AS full_horizon,
@@ -39,15 +42,20 @@ future AS (
         rolling_max(f.cpu_usage_percent) OVER ahead AS future_cpu_max,
         rolling_max(f.ram_usage_percent) OVER ahead AS future_ram_max,
         rolling_quantile(f.response_time_ms, 0.95) OVER ahead AS future_rt_p95,
-        rolling_max(f.request_count_per_second) OVER once_ready AS future_rps_max,
-        CASE WHEN c.cpu_per_rps > 0 AND ${target_cpu} > c.idle_cpu
-             THEN (${target_cpu} * (1 + ${hpa_tolerance}) - c.idle_cpu) / c.cpu_per_rps END AS rps_per_pod
+        rolling_max(f.request_count_per_second) OVER once_ready AS future_rps_max
     FROM features f
-    LEFT JOIN capacity c ON f.service_name = c.service_name
     WINDOW
         by_time AS (PARTITION BY f.service_name ORDER BY f.timestamp),
         ahead AS (PARTITION BY f.service_name ORDER BY f.timestamp ROWS BETWEEN 1 FOLLOWING AND ${horizon} FOLLOWING),
         once_ready AS (PARTITION BY f.service_name ORDER BY f.timestamp ROWS BETWEEN ${lead_start} FOLLOWING AND ${horizon_end} FOLLOWING)
+),
+future AS (
+    SELECT
+        a.*,
+        CASE WHEN c.cpu_per_rps > 0 AND ${target_cpu} > c.idle_cpu
+             THEN (${target_cpu} * (1 + ${hpa_tolerance}) - c.idle_cpu) / c.cpu_per_rps END AS rps_per_pod
+    FROM capacity c
+    RIGHT JOIN ahead a ON a.service_name = c.service_name
 ),
 labelled AS (
     SELECT

@@ -18,7 +18,7 @@ pub const NOT_FEATURES: &[&str] = &["timestamp", "service_name", "replica_count"
 /// name order. Kept out of the cached tables so they stay as narrow with 200 services as with 2,
 /// and out of the table's own matrix (a row's service is one index) so it holds 4 features of
 /// 200 services in 4 columns: the 0/1 values are written only into the matrices models take
-/// ([`Table::matrix`], [`Table::dense`]).
+/// ([`Table::matrix`], [`Table::dense`]; [`Table::scaled`] keeps them as the service).
 #[derive(Clone, Debug)]
 pub struct Table {
     /// Feature names in column order: the order every model keeps.
