@@ -48,9 +48,8 @@ impl Model {
         let table = table.for_model(self.meta())?;
         match self {
             Model::RandomForest { forest, .. } => {
-                let x = table.matrix(rows);
                 let threads = crate::io::threads::available();
-                Ok(forest.predict_batch(&x, threads).into_iter().map(Some).collect())
+                Ok(table.map_chunks(rows, |x| forest.predict_batch(x, threads)).into_iter().map(Some).collect())
             }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;

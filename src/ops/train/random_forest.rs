@@ -39,7 +39,8 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     }
     let (xtr, ytr) = table_rows(data, |i| picked[i]);
     let sampled = crate::models::sample::note(ytr.len(), n_available, "rows");
-    let (xte, yte) = table_rows(data, |i| data.test[i]);
+    let test_rows = data.test_rows();
+    let yte: Vec<f64> = test_rows.iter().map(|&i| data.y[i]).collect();
     if ytr.is_empty() || yte.is_empty() {
         bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());
     }
@@ -50,10 +51,11 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     let fitted = random_forest::fit(&xtr, &ytr, nf, rf, threads)?;
     let train_seconds = t0.elapsed().as_secs_f64();
     let t_batch = std::time::Instant::now();
-    let predicted = fitted.forest.predict_batch(&xte, job.claim.fair_share());
+    let predicted = data.map_chunks(&test_rows, |x| fitted.forest.predict_batch(x, job.claim.fair_share()));
     let batch_seconds = t_batch.elapsed().as_secs_f64();
     let test = metrics::score(&yte, &predicted, lo, hi);
-    let single_us = latency_us(yte.len().min(2000), |r| fitted.forest.predict_row(&xte[r * nf..(r + 1) * nf]));
+    let xs = data.matrix(&test_rows[..yte.len().min(2000)]);
+    let single_us = latency_us(yte.len().min(2000), |r| fitted.forest.predict_row(&xs[r * nf..(r + 1) * nf]));
 
     let cv = if folds >= 2 { Some(cross_validate(&xtr, &ytr, nf, rf, folds, job)?) } else { None };
 
@@ -75,7 +77,6 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     );
     crate::models::save_forest(&job.out_dir, &meta, &fitted.forest)?;
     write_importances(&job.out_dir, &data.features, &fitted.importances)?;
-    let test_rows = data.test_rows();
     write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &test_rows, &predicted, job.bounds)?;
     Ok(Fitted {
         note: job.note(&test, train_seconds, single_us) + &sampled.map(|s| format!("; {s}")).unwrap_or_default(),
