@@ -421,8 +421,6 @@ impl Windows<'_> {
     }
 }
 
-/// The inputs `[b, steps, features]` of the windows whose row indices are `rows` `[b, steps]`,
-/// gathered from the row matrix `x` `[rows, features]`.
 /// [`ScaledRows`] on the device: the stored values, and each row's service with the services'
 /// standardised one-hot vectors.
 struct Inputs {
