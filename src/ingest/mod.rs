@@ -4,6 +4,7 @@
 pub mod date_filter;
 pub mod fingerprint;
 pub mod parse;
+pub mod runs;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -27,11 +28,13 @@ pub struct Merged {
     pub rows_per_service: BTreeMap<String, u64>,
 }
 
-/// Order rows by (service, timestamp, file order, line) and keep the first of each
-/// (service, timestamp): a double write is quarantined as a duplicate of the row it repeats.
-/// The files' row data is released column by column as the table is built (only their
-/// rejects, notes and counts are left), so the rows are never held twice over.
-pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
+/// A row's place in the merged order: (service rank, timestamp, piece, row in the piece).
+pub(crate) type Place = (u32, i64, u32, u32);
+
+/// Every row of `files` in (service, timestamp, piece, row) order, services ranked by name.
+/// Pieces must come in file order, and a file's pieces in line order, so that the order breaks
+/// ties by file, then by line.
+pub(crate) fn sorted(files: &[ParsedFile]) -> (Vec<String>, Vec<Place>) {
     // Rank services by name once, so sorting compares integers.
     let mut names: Vec<&str> = files.iter().flat_map(|f| f.names.iter().map(String::as_str)).collect();
     names.sort_unstable();
@@ -41,13 +44,31 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
         .map(|f| f.names.iter().map(|n| names.binary_search(&n.as_str()).unwrap() as u32).collect())
         .collect();
     let total: usize = files.iter().map(ParsedFile::rows).sum();
-    // (service rank, timestamp, file, row): file order then line order breaks ties.
-    let mut order: Vec<(u32, i64, u32, u32)> = Vec::with_capacity(total);
+    let mut order: Vec<Place> = Vec::with_capacity(total);
     for (fi, f) in files.iter().enumerate() {
         order.extend((0..f.rows()).map(|r| (rank[fi][f.services[r] as usize], f.timestamps[r], fi as u32, r as u32)));
     }
     order.sort_unstable();
-    let mut keep: Vec<(u32, i64, u32, u32)> = Vec::with_capacity(order.len());
+    (names.into_iter().map(String::from).collect(), order)
+}
+
+/// Why a row with the same service and timestamp as an earlier one (at `first`, "file:line")
+/// is set aside.
+pub(crate) fn duplicate_reason(same_values: bool, first: &str) -> String {
+    if same_values {
+        format!("duplicate of {first}")
+    } else {
+        format!("same service and timestamp as {first} with different values; kept the first")
+    }
+}
+
+/// Order rows by (service, timestamp, file order, line) and keep the first of each
+/// (service, timestamp): a double write is quarantined as a duplicate of the row it repeats.
+/// The files' row data is released column by column as the table is built (only their
+/// rejects, notes and counts are left), so the rows are never held twice over.
+pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
+    let (names, order) = sorted(files);
+    let mut keep: Vec<Place> = Vec::with_capacity(order.len());
     let mut rejects = Vec::new();
     for &cur in &order {
         let (s, t, fi, ri) = cur;
@@ -57,15 +78,10 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
         {
             let (f, p) = (&files[fi as usize], &files[pf as usize]);
             let same = (0..NUMERIC.len()).all(|k| p.values[k][pr as usize] == f.values[k][ri as usize]);
-            let first = format!("{}:{}", p.file, p.lines[pr as usize]);
             rejects.push(Reject {
                 file: f.file.clone(),
                 line: f.lines[ri as usize],
-                reason: if same {
-                    format!("duplicate of {first}")
-                } else {
-                    format!("same service and timestamp as {first} with different values; kept the first")
-                },
+                reason: duplicate_reason(same, &format!("{}:{}", p.file, p.lines[pr as usize])),
                 raw: String::new(),
             });
             continue;
@@ -75,23 +91,31 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
     let duplicates = rejects.len() as u64;
     let mut rows_per_service = BTreeMap::new();
     for &(s, ..) in &keep {
-        *rows_per_service.entry(names[s as usize].to_string()).or_insert(0) += 1;
+        *rows_per_service.entry(names[s as usize].clone()).or_insert(0) += 1;
     }
     drop(order);
+    for f in files.iter_mut() {
+        f.lines = Vec::new();
+    }
+    let columns = gather(files, &keep, &names);
+    let table = RecordBatch::try_new(metrics::schema(), columns)?;
+    Ok(Merged { table, rejects, duplicates, rows_per_service })
+}
+
+/// The rows at `keep` as the table's columns (timestamp, service, then `NUMERIC`). Each column
+/// is gathered on its own, on all cores; its parsed values are released as it is done.
+pub(crate) fn gather(files: &mut [ParsedFile], keep: &[Place], names: &[String]) -> Vec<ArrayRef> {
     let ts = TimestampMicrosecondArray::from_iter_values(keep.iter().map(|k| k.1));
-    let svc: StringArray = keep.iter().map(|k| Some(names[k.0 as usize])).collect();
+    let svc: StringArray = keep.iter().map(|k| Some(names[k.0 as usize].as_str())).collect();
     for f in files.iter_mut() {
         f.timestamps = Vec::new();
-        f.lines = Vec::new();
         f.services = Vec::new();
     }
-    // Each column is gathered on its own, on all cores; its parsed values go as it is done.
     let parsed: Vec<(Kind, Vec<Vec<f64>>)> = NUMERIC
         .iter()
         .enumerate()
         .map(|(k, (_, kind))| (*kind, files.iter_mut().map(|f| std::mem::take(&mut f.values[k])).collect()))
         .collect();
-    let keep = &keep;
     let gathered = crate::io::threads::map_on_threads(parsed, crate::io::threads::available(), |(kind, parts)| {
         let it = keep.iter().map(|&(_, _, f, r)| parts[f as usize][r as usize]);
         let array: ArrayRef = if kind == Kind::Count {
@@ -103,8 +127,7 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
     });
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
     columns.extend(gathered);
-    let table = RecordBatch::try_new(metrics::schema(), columns)?;
-    Ok(Merged { table, rejects, duplicates, rows_per_service })
+    columns
 }
 
 pub fn quarantine_schema() -> SchemaRef {

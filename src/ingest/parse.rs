@@ -68,7 +68,9 @@ impl ParsedFile {
         }
         take_or_append(&mut self.lines, &mut other.lines);
         take_or_append(&mut self.rejects, &mut other.rejects);
+        self.notes.append(&mut other.notes);
         self.zoned_timestamps += other.zoned_timestamps;
+        self.out_of_order += other.out_of_order;
     }
 }
 
@@ -141,22 +143,54 @@ pub enum FileError {
 
 /// Parse one file's bytes on up to `threads` threads. `Err` means the whole file is unusable.
 pub fn parse_file(name: &str, bytes: &[u8], threads: usize) -> Result<ParsedFile, FileError> {
-    let mut parts = parse_reader(name, bytes, threads)?.into_iter();
-    let mut out = parts.next().unwrap_or_default();
-    for p in parts {
-        out.append(p);
+    let mut out: Option<ParsedFile> = None;
+    parse_reader(name, bytes, threads, &mut |piece| match &mut out {
+        Some(out) => out.append(piece),
+        None => out = Some(piece),
+    })?;
+    Ok(out.unwrap_or_default())
+}
+
+/// [`parse_file`] reading `reader` block by block and handing each piece the threads parsed to
+/// `sink` as soon as it is parsed, in file order, so a file is never held whole, read or parsed.
+/// The last piece carries the file's notes and out-of-order count (it may have no rows).
+/// `.gz` names are unpacked as they are read.
+pub fn parse_reader(name: &str, reader: impl Read, threads: usize, sink: &mut dyn FnMut(ParsedFile)) -> Result<(), FileError> {
+    parse_blocks(name, reader, threads, BLOCK_BYTES, sink)
+}
+
+/// Counts rows earlier than the previous row of their service, in file order, across pieces.
+#[derive(Default)]
+struct OrderCheck {
+    names: Vec<String>,
+    last: Vec<i64>,
+    out_of_order: u64,
+}
+
+impl OrderCheck {
+    fn see(&mut self, p: &ParsedFile) {
+        let slot: Vec<usize> = p
+            .names
+            .iter()
+            .map(|n| {
+                self.names.iter().position(|m| m == n).unwrap_or_else(|| {
+                    self.names.push(n.clone());
+                    self.last.push(i64::MIN);
+                    self.names.len() - 1
+                })
+            })
+            .collect();
+        for (s, t) in p.services.iter().zip(&p.timestamps) {
+            let l = &mut self.last[slot[*s as usize]];
+            if *t < *l {
+                self.out_of_order += 1;
+            }
+            *l = (*l).max(*t);
+        }
     }
-    Ok(out)
 }
 
-/// [`parse_file`] reading `reader` block by block, returning the pieces the threads parsed, in
-/// file order: they are never copied into one, `merge` takes them as they are. The file's notes
-/// and out-of-order count are on the first piece. `.gz` names are unpacked as they are read.
-pub fn parse_reader(name: &str, reader: impl Read, threads: usize) -> Result<Vec<ParsedFile>, FileError> {
-    parse_blocks(name, reader, threads, BLOCK_BYTES)
-}
-
-fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> Result<Vec<ParsedFile>, FileError> {
+fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize, sink: &mut dyn FnMut(ParsedFile)) -> Result<(), FileError> {
     let mut reader: Box<dyn Read + '_> =
         if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
     let read_error = |source: std::io::Error| {
@@ -164,7 +198,8 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
         if name.ends_with(".gz") { FileError::Gzip { file, source } } else { FileError::Read { file, source } }
     };
     let mut out = ParsedFile { file: name.to_string(), values: vec![Vec::new(); NUMERIC.len()], ..Default::default() };
-    let mut parts: Vec<ParsedFile> = Vec::new();
+    let mut order = OrderCheck::default();
+    let mut anything = false;
     let mut buf: Vec<u8> = Vec::new();
     let mut want = block;
     let mut cols: Option<Columns> = None;
@@ -180,7 +215,8 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
             }
             if eof && buf[skip..].iter().all(u8::is_ascii_whitespace) {
                 out.notes.push(format!("{name}: empty file, nothing to read"));
-                return Ok(vec![out]);
+                sink(out);
+                return Ok(());
             }
         }
         // Whole lines only; a line longer than a block waits for the next read.
@@ -206,7 +242,11 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
         if !body.is_empty() {
             let (pieces, after) = parse_block(name, body, next_line, cols.as_ref().expect("header read"), threads, torn_tail);
             next_line = after;
-            parts.extend(pieces);
+            for p in pieces {
+                order.see(&p);
+                anything |= p.rows() > 0 || !p.rejects.is_empty();
+                sink(p);
+            }
         }
         drop(text);
         buf.drain(..cut);
@@ -215,39 +255,12 @@ fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize) -> 
             break;
         }
     }
-    // Rows earlier than the previous row of their service, in file order.
-    let (mut names, mut last): (Vec<&str>, Vec<i64>) = (Vec::new(), Vec::new());
-    for p in &parts {
-        let slot: Vec<usize> = p
-            .names
-            .iter()
-            .map(|n| {
-                names.iter().position(|m| m == n).unwrap_or_else(|| {
-                    names.push(n);
-                    last.push(i64::MIN);
-                    names.len() - 1
-                })
-            })
-            .collect();
-        for (s, t) in p.services.iter().zip(&p.timestamps) {
-            let l = &mut last[slot[*s as usize]];
-            if *t < *l {
-                out.out_of_order += 1;
-            }
-            *l = (*l).max(*t);
-        }
-    }
-    if parts.iter().all(|p| p.rows() == 0 && p.rejects.is_empty()) {
+    if !anything {
         out.notes.push(format!("{name}: header only, no rows"));
     }
-    match parts.first_mut() {
-        Some(first) => {
-            first.notes = std::mem::take(&mut out.notes);
-            first.out_of_order = out.out_of_order;
-        }
-        None => parts.push(out),
-    }
-    Ok(parts)
+    out.out_of_order = order.out_of_order;
+    sink(out);
+    Ok(())
 }
 
 /// Where the columns are, from the header line; notes columns outside the schema.
@@ -476,7 +489,8 @@ pub(crate) mod tests {
         }
         text.push_str("2025-10-06T07:00:00,order,1,2");
         let whole = parse_file("m.csv", text.as_bytes(), 1).unwrap();
-        let blocks = parse_blocks("m.csv", text.as_bytes(), 2, 256).unwrap();
+        let mut blocks = Vec::new();
+        parse_blocks("m.csv", text.as_bytes(), 2, 256, &mut |p| blocks.push(p)).unwrap();
         assert!(blocks.len() > 10, "{} pieces", blocks.len());
         let mut joined = blocks.into_iter();
         let mut b = joined.next().unwrap();

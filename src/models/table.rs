@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 
 use anyhow::{bail, Context, Result};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 
 use super::sequences::{ScaledRows, Scaler};
 use super::{ModelMeta, SERVICE_PREFIX};
@@ -37,7 +37,18 @@ pub struct Table {
     /// Microseconds since the epoch.
     pub timestamps: Vec<i64>,
     pub replicas: Vec<f64>,
-    pub batch: RecordBatch,
+    /// The Arrow types of the key columns as stored, for the tables of predictions.
+    keys: KeyTypes,
+}
+
+/// The types the key columns (timestamp, service, replicas, target) had in the split: a table of
+/// predictions writes them back as they were, from the values the table keeps anyway.
+#[derive(Clone, Debug)]
+struct KeyTypes {
+    timestamp: DataType,
+    service: DataType,
+    replicas: DataType,
+    target: DataType,
 }
 
 const NO_SERVICE: u32 = u32::MAX;
@@ -50,65 +61,95 @@ fn matches(wanted: &str, f: &str) -> bool {
     }
 }
 
-/// The distinct values of a string column, sorted, and each row's position among them.
-fn service_ids(column: &ArrayRef) -> Result<(Vec<String>, Vec<u32>)> {
-    let column = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
-    let column = column.as_string::<i32>();
-    let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    let ids: Vec<u32> = column.iter().map(|s| {
-        let next = seen.len() as u32;
-        *seen.entry(s.unwrap_or("")).or_insert(next)
-    }).collect();
-    let mut names: Vec<(&str, u32)> = seen.into_iter().collect();
-    names.sort_unstable();
-    let mut position = vec![0u32; names.len()];
-    for (p, &(_, id)) in names.iter().enumerate() {
-        position[id as usize] = p as u32;
+/// Services as they are met, batch after batch: each row's id in order of first sight, then
+/// (`finish`) the names sorted and each row's position among them.
+#[derive(Default)]
+struct ServiceIds {
+    seen: std::collections::HashMap<String, u32>,
+    ids: Vec<u32>,
+}
+
+impl ServiceIds {
+    fn extend(&mut self, column: &ArrayRef) -> Result<()> {
+        let column = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
+        let mut last: Option<(&str, u32)> = None;
+        for s in column.as_string::<i32>().iter() {
+            let s = s.unwrap_or("");
+            let id = match last {
+                Some((name, id)) if name == s => id,
+                _ => {
+                    let next = self.seen.len() as u32;
+                    *self.seen.entry(s.to_string()).or_insert(next)
+                }
+            };
+            last = Some((s, id));
+            self.ids.push(id);
+        }
+        Ok(())
     }
-    Ok((names.into_iter().map(|(n, _)| n.to_string()).collect(), ids.into_iter().map(|id| position[id as usize]).collect()))
+
+    fn finish(self) -> (Vec<String>, Vec<u32>) {
+        let mut names: Vec<(String, u32)> = self.seen.into_iter().collect();
+        names.sort_unstable();
+        let mut position = vec![0u32; names.len()];
+        for (p, (_, id)) in names.iter().enumerate() {
+            position[*id as usize] = p as u32;
+        }
+        let ids = self.ids.into_iter().map(|id| position[id as usize]).collect();
+        (names.into_iter().map(|(n, _)| n).collect(), ids)
+    }
 }
 
 impl Table {
     pub fn load(path: &std::path::Path) -> Result<Table> {
-        let batch = crate::io::table::read_table(path)?;
-        Table::from_batch(batch).with_context(|| format!("reading {}", path.display()))
+        Table::read(path, |_| true, true)
     }
 
     /// The table with only the features `wanted` names (as [`Table::select`]), reading from the
     /// file only those columns and the keys: a model on 4 features of 40 holds a tenth.
     pub fn load_features(path: &std::path::Path, wanted: &[String]) -> Result<Table> {
         let keep = |name: &str| NOT_FEATURES.contains(&name) || wanted.iter().any(|w| matches(w, name));
-        let batch = crate::io::table::read_columns(path, keep)?;
         let one_hot = wanted.iter().any(|w| matches(w, SERVICE_PREFIX) || w.starts_with(SERVICE_PREFIX));
-        match Table::build(batch, one_hot).and_then(|t| t.select(wanted)) {
+        match Table::read(path, keep, one_hot).and_then(|t| t.select(wanted)) {
             Ok(t) => Ok(t),
             // A name that matches nothing: say so with the whole table's features, not the few read.
             Err(_) => Table::load(path)?.select(wanted),
         }
     }
 
-    pub fn from_batch(batch: RecordBatch) -> Result<Table> {
-        Table::build(batch, true)
+    /// The columns of a Parquet file that `keep` names, read batch by batch into the table's
+    /// own vectors: no Arrow copy of the table is held, nor two while batches are joined.
+    fn read(path: &std::path::Path, keep: impl Fn(&str) -> bool, one_hot: bool) -> Result<Table> {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        use datafusion::parquet::arrow::ProjectionMask;
+        let opened = || -> Result<Table> {
+            let file = std::fs::File::open(path)?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+            let roots: Vec<usize> = builder.schema().fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+            let reader = builder.with_projection(mask).build()?;
+            let schema = datafusion::arrow::array::RecordBatchReader::schema(&reader);
+            Table::build(&schema, rows, reader.map(|b| b.map_err(anyhow::Error::from)), one_hot)
+        };
+        opened().with_context(|| format!("reading {}", path.display()))
     }
 
-    /// `one_hot`: add the service columns when the table has none.
-    fn build(batch: RecordBatch, one_hot: bool) -> Result<Table> {
-        let schema = batch.schema();
-        let col = |name: &str| batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"));
-        let f64s = |name: &str| -> Result<Vec<f64>> {
-            let c = datafusion::arrow::compute::cast(col(name)?, &DataType::Float64)?;
-            let c = c.as_primitive::<Float64Type>();
-            if c.null_count() > 0 {
-                bail!("column `{name}` has {} missing values", c.null_count());
-            }
-            Ok(c.values().to_vec())
+    pub fn from_batch(batch: RecordBatch) -> Result<Table> {
+        Table::build(&batch.schema(), batch.num_rows(), std::iter::once(Ok(batch.clone())), true)
+    }
+
+    /// `one_hot`: add the service columns when the table has none. `rows`: how many the batches
+    /// hold, so each vector is sized once.
+    fn build(schema: &Schema, rows: usize, batches: impl Iterator<Item = Result<RecordBatch>>, one_hot: bool) -> Result<Table> {
+        let field = |name: &str| schema.field_with_name(name).map_err(|_| anyhow::anyhow!("the table has no column `{name}`"));
+        let keys = KeyTypes {
+            timestamp: field("timestamp")?.data_type().clone(),
+            service: field("service_name")?.data_type().clone(),
+            replicas: field("replica_count")?.data_type().clone(),
+            target: field(TARGET)?.data_type().clone(),
         };
-        let test = col("split")?.as_string::<i32>().iter().map(|s| s == Some("test")).collect::<Vec<_>>();
-        let y = f64s(TARGET)?;
-        let replicas = f64s("replica_count")?;
-        let (service_names, service_ids) = service_ids(col("service_name")?)?;
-        let timestamps = datafusion::arrow::compute::cast(col("timestamp")?, &DataType::Int64)?;
-        let timestamps = timestamps.as_primitive::<Int64Type>().values().to_vec();
+        field("split")?;
         let mut features: Vec<String> = schema
             .fields()
             .iter()
@@ -116,6 +157,35 @@ impl Table {
             .map(|f| f.name().clone())
             .collect();
         let columns = features.len();
+        let (mut x, mut y, mut test, mut replicas, mut timestamps) =
+            (Vec::with_capacity(rows * columns), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let mut services = ServiceIds { ids: Vec::with_capacity(rows), ..Default::default() };
+        for batch in batches {
+            let batch = batch?;
+            let col = |name: &str| batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"));
+            let f64s = |name: &str| -> Result<ArrayRef> {
+                let c = datafusion::arrow::compute::cast(col(name)?, &DataType::Float64)?;
+                if c.null_count() > 0 {
+                    bail!("column `{name}` has {} missing values", c.null_count());
+                }
+                Ok(c)
+            };
+            test.extend(col("split")?.as_string::<i32>().iter().map(|s| s == Some("test")));
+            y.extend_from_slice(f64s(TARGET)?.as_primitive::<Float64Type>().values());
+            replicas.extend_from_slice(f64s("replica_count")?.as_primitive::<Float64Type>().values());
+            services.extend(col("service_name")?)?;
+            let ts = datafusion::arrow::compute::cast(col("timestamp")?, &DataType::Int64)?;
+            timestamps.extend_from_slice(ts.as_primitive::<Int64Type>().values());
+            let start = x.len();
+            x.resize(start + batch.num_rows() * columns, 0.0);
+            for (j, name) in features.iter().enumerate() {
+                let values = f64s(name).with_context(|| format!("feature `{name}`"))?;
+                for (i, v) in values.as_primitive::<Float64Type>().values().iter().enumerate() {
+                    x[start + i * columns + j] = *v;
+                }
+            }
+        }
+        let (service_names, service_ids) = services.finish();
         let one_hot = one_hot && !features.iter().any(|f| f.starts_with(SERVICE_PREFIX));
         if one_hot {
             features.extend(service_names.iter().map(|s| format!("{SERVICE_PREFIX}{s}")));
@@ -123,15 +193,8 @@ impl Table {
         if features.is_empty() {
             bail!("the table has no feature columns");
         }
-        let n = batch.num_rows();
-        let mut x = vec![0.0; n * columns];
-        for (j, name) in features[..columns].iter().enumerate() {
-            for (i, v) in f64s(name).with_context(|| format!("feature `{name}`"))?.into_iter().enumerate() {
-                x[i * columns + j] = v;
-            }
-        }
         let hot = if one_hot { service_ids.clone() } else { Vec::new() };
-        Ok(Table { features, x, stored: columns, hot, y, test, service_names, service_ids, timestamps, replicas, batch })
+        Ok(Table { features, x, stored: columns, hot, y, test, service_names, service_ids, timestamps, replicas, keys })
     }
 
     /// Keeps the features `wanted` names, in the table's order; a name ending in `*` matches
@@ -279,7 +342,7 @@ impl Table {
             service_ids: self.service_ids.clone(),
             timestamps: self.timestamps.clone(),
             replicas: self.replicas.clone(),
-            batch: self.batch.clone(),
+            keys: self.keys.clone(),
         }
     }
 
@@ -310,16 +373,26 @@ impl Table {
         v
     }
 
-    /// The key columns (timestamp, service, replicas, target) of `rows`: the left side of every
-    /// predictions table.
+    /// The key columns (timestamp, service, replicas, target) of `rows`, in the types the split
+    /// stored them in: the left side of every predictions table.
     pub fn key_columns(&self, rows: &[usize]) -> Result<(Vec<Field>, Vec<ArrayRef>)> {
-        let take = UInt64Array::from_iter_values(rows.iter().map(|&i| i as u64));
+        use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+        use datafusion::arrow::compute::cast;
+        let timestamps: ArrayRef = std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(|&i| self.timestamps[i])));
+        let services: ArrayRef = std::sync::Arc::new(rows.iter().map(|&i| Some(self.service(i))).collect::<StringArray>());
+        let replicas: ArrayRef = std::sync::Arc::new(Float64Array::from_iter_values(rows.iter().map(|&i| self.replicas[i])));
+        let target: ArrayRef = std::sync::Arc::new(Float64Array::from_iter_values(rows.iter().map(|&i| self.y[i])));
+        let k = &self.keys;
         let mut fields = Vec::new();
         let mut columns = Vec::new();
-        for name in ["timestamp", "service_name", "replica_count", TARGET] {
-            let c = self.batch.column_by_name(name).with_context(|| format!("no column `{name}`"))?;
-            fields.push(Field::new(name, c.data_type().clone(), true));
-            columns.push(datafusion::arrow::compute::take(c, &take, None)?);
+        for (name, values, ty) in [
+            ("timestamp", timestamps, &k.timestamp),
+            ("service_name", services, &k.service),
+            ("replica_count", replicas, &k.replicas),
+            (TARGET, target, &k.target),
+        ] {
+            fields.push(Field::new(name, ty.clone(), true));
+            columns.push(cast(&values, ty)?);
         }
         Ok((fields, columns))
     }
@@ -333,11 +406,10 @@ impl Table {
         self.service_ids.iter().map(|&k| self.service_names[k as usize].as_str()).collect()
     }
 
-    /// A numeric column that is not a feature (request rate, CPU) for the replay.
+    /// A stored feature's values (request rate, CPU) for the replay.
     pub fn column_f64(&self, name: &str) -> Result<Vec<f64>> {
-        let c = self.batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"))?;
-        let c = datafusion::arrow::compute::cast(c, &DataType::Float64)?;
-        Ok(c.as_primitive::<Float64Type>().iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+        let c = self.features[..self.stored].iter().position(|f| f == name).with_context(|| format!("the table has no column `{name}`"))?;
+        Ok((0..self.len()).map(|i| self.x[i * self.stored + c]).collect())
     }
 }
 
@@ -379,7 +451,6 @@ mod tests {
         assert_eq!(model.matrix(&[1, 0]), sql.matrix(&[1, 0]));
         assert_eq!(model.map_chunks(&[1, 0], |x| x.to_vec()), sql.matrix(&[1, 0]));
         assert_eq!((model.stored, sql.stored), (2, 4), "the one-hot values are not stored");
-        assert_eq!(model.batch.num_columns(), 7, "the cached table stays narrow");
         assert_eq!((model.service(0), model.service_refs()), ("web", vec!["web", "api"]));
         // One service: its column is all ones.
         let one = Table::from_batch(batch(false).slice(1, 1)).unwrap();
@@ -416,7 +487,7 @@ mod tests {
         crate::io::table::write_parquet(&path, b.schema(), &[b]).unwrap();
         let t = Table::load_features(&path, &["service_*".into(), "request_count_per_second".into()]).unwrap();
         assert_eq!(t.features, ["request_count_per_second", "service_api", "service_web"]);
-        assert_eq!((t.row(0), t.batch.num_columns()), (vec![40.0, 0.0, 1.0], 6));
+        assert_eq!((t.row(0), t.stored), (vec![40.0, 0.0, 1.0], 1));
         let t = Table::load_features(&path, &["cpu_usage_percent".into()]).unwrap();
         assert_eq!((t.features.clone(), t.y.clone()), (vec!["cpu_usage_percent".to_string()], vec![3.0, 1.0]));
         let e = Table::load_features(&path, &["cpu".into()]).unwrap_err().to_string();

@@ -119,9 +119,10 @@ impl Stage for Ingest {
         Ok(files.iter().map(MetricsFile::input).collect())
     }
 
-    /// Every parsed file until they are merged: about twice the CSV text.
+    /// Its parsed rows, up to one sorted run: past that they go to disk in runs. A `.csv.gz`
+    /// unpacks to about six times its size, hence the generous factor on small inputs.
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
-        MemoryNeed::Holds(2 * input_bytes)
+        MemoryNeed::Holds(input_bytes.saturating_mul(16).min(ingest::runs::RUN_BYTES))
     }
 
     fn describe(&self) -> String {
@@ -147,47 +148,53 @@ impl Stage for Ingest {
         let source = Arc::new(source);
         // One big file gets every thread; many files share them.
         let threads_per_file = if files.len() == 1 { ctx.threads } else { 1 };
+        // Pieces go to one thread that gathers them into sorted runs as they are parsed, so the
+        // parsed rows held are one run's, whatever the number and size of the files.
+        let names: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
+        let run_rows = ingest::runs::run_rows(ctx.memory);
+        let spill = crate::artifacts::layout::Layout::of(&ctx.pipeline.root).spill();
+        let (pieces, mut arriving) = tokio::sync::mpsc::channel::<ParsedFile>(ctx.threads.max(2));
+        let gathering = tokio::task::spawn_blocking(move || {
+            let mut runs = ingest::runs::Runs::new(names, run_rows, spill);
+            while let Some(piece) = arriving.blocking_recv() {
+                runs.push(piece)?;
+            }
+            anyhow::Ok(runs)
+        });
         // Fetch a few files at once (S3 latency), parse on blocking threads (CPU).
-        let parsed: Vec<Vec<ParsedFile>> = futures::stream::iter(files.iter().cloned())
+        let parsing: Result<Vec<()>> = futures::stream::iter(files.iter().cloned())
             .map(|f| {
                 let source = source.clone();
                 let progress = ctx.progress.clone();
+                let pieces = pieces.clone();
                 async move {
                     let reader = source.reader(&f).await?;
                     let name = f.display.clone();
                     let threads = threads_per_file;
-                    let parsed = tokio::task::spawn_blocking(move || ingest::parse_reader(&name, reader, threads))
-                        .await
-                        .context("parser thread")??;
+                    tokio::task::spawn_blocking(move || {
+                        // A send fails only once the gathering thread has failed; its error is the one reported.
+                        ingest::parse_reader(&name, reader, threads, &mut |piece| drop(pieces.blocking_send(piece)))
+                    })
+                    .await
+                    .context("parser thread")??;
                     progress.inc(1);
-                    anyhow::Ok(parsed)
+                    anyhow::Ok(())
                 }
             })
-            .buffered(ctx.threads.max(2) * 2)
+            .buffer_unordered(ctx.threads.max(2))
             .try_collect()
-            .await?;
-
+            .await;
+        drop(pieces);
+        let runs = gathering.await.context("ingest's gathering thread")?;
+        parsing?;
+        let runs = runs?;
         tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
-        ctx.progress.message("merging");
-        // A big file comes as several pieces; merge reads them as consecutive files.
-        let parsed: Vec<ParsedFile> = parsed.into_iter().flatten().collect();
-        let merged = tokio::task::spawn_blocking(move || {
-            let mut parsed = parsed;
-            let merged = ingest::merge(&mut parsed);
-            (parsed, merged)
-        })
-        .await?;
-        let (parsed, merged) = merged;
-        let merged = merged?;
 
-        let invalid: u64 = parsed.iter().map(|f| f.rejects.len() as u64).sum();
-        let kept = merged.table.num_rows() as u64;
-        let seen = kept + invalid + merged.duplicates;
-        let mut rejects: Vec<ingest::Reject> = parsed.iter().flat_map(|f| f.rejects.iter().cloned()).collect();
-        rejects.extend(merged.rejects.iter().cloned());
+        let invalid = runs.invalid().count() as u64;
+        let seen = runs.rows() + invalid;
         if seen > 0 && invalid as f64 / seen as f64 > self.params.max_bad_fraction {
             let examples: Vec<String> =
-                rejects.iter().take(3).map(|r| format!("  {}:{}: {}", r.file, r.line, r.reason)).collect();
+                runs.invalid().take(3).map(|r| format!("  {}:{}: {}", r.file, r.line, r.reason)).collect();
             bail!(
                 "{invalid} of {seen} rows ({:.1}%) break the data contract, over max_bad_fraction = {}; first ones:\n{}",
                 100.0 * invalid as f64 / seen as f64,
@@ -195,18 +202,22 @@ impl Stage for Ingest {
                 examples.join("\n")
             );
         }
-        if kept == 0 {
+        if runs.rows() == 0 {
             bail!("no valid rows in {} file(s) from {}", files.len(), source.display);
         }
 
-        tracing::debug!("ingest: merged in {:.2}s", t0.elapsed().as_secs_f64());
-        crate::io::table::write_parquet(&ctx.output_path(), merged.table.schema(), std::slice::from_ref(&merged.table))?;
-        tracing::debug!("ingest: written in {:.2}s", t0.elapsed().as_secs_f64());
+        ctx.progress.message("merging");
+        let out = ctx.output_path();
+        let done = tokio::task::spawn_blocking(move || runs.finish(&out)).await.context("ingest's merge thread")??;
+        tracing::debug!("ingest: merged and written in {:.2}s ({} sorted runs on disk)", t0.elapsed().as_secs_f64(), done.spilled_runs);
+        let kept = done.rows;
+        let mut rejects = done.invalid;
+        let duplicates = done.duplicates.len() as u64;
+        rejects.extend(done.duplicates);
         crate::io::table::write_parquet(&ctx.out_dir.join("quarantine.parquet"), ingest::quarantine_schema(), &[ingest::quarantine_batch(&rejects)?])?;
 
-        let mut notes: Vec<String> = parsed.iter().flat_map(|f| f.notes.iter().cloned()).collect();
-        let zoned: u64 = parsed.iter().map(|f| f.zoned_timestamps).sum();
-        let out_of_order: u64 = parsed.iter().map(|f| f.out_of_order).sum();
+        let mut notes = done.notes;
+        let (zoned, out_of_order) = (done.zoned_timestamps, done.out_of_order);
         if zoned > 0 {
             notes.push(format!("{zoned} timestamps carried a zone and were converted to UTC"));
         }
@@ -214,16 +225,15 @@ impl Stage for Ingest {
             notes.push(format!("{out_of_order} rows were out of order in their file and have been sorted"));
         }
         let new_services: Vec<&String> =
-            merged.rows_per_service.keys().filter(|s| !KNOWN_SERVICES.contains(&s.as_str())).collect();
+            done.rows_per_service.keys().filter(|s| !KNOWN_SERVICES.contains(&s.as_str())).collect();
         if !new_services.is_empty() {
             notes.push(format!("new service{}: {}", if new_services.len() > 1 { "s" } else { "" },
                 new_services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
         }
         if !rejects.is_empty() {
             notes.push(format!(
-                "{} rows quarantined ({invalid} invalid, {} duplicates); see `pipeline inspect {} --table quarantine`",
+                "{} rows quarantined ({invalid} invalid, {duplicates} duplicates); see `pipeline inspect {} --table quarantine`",
                 rejects.len(),
-                merged.duplicates,
                 ctx.name
             ));
         }
@@ -235,10 +245,11 @@ impl Stage for Ingest {
                 "rows": kept,
                 "quarantined": rejects.len(),
                 "invalid": invalid,
-                "duplicates": merged.duplicates,
+                "duplicates": duplicates,
                 "out_of_order": out_of_order,
                 "zoned_timestamps": zoned,
-                "rows_per_service": merged.rows_per_service,
+                "rows_per_service": done.rows_per_service,
+                "sorted_runs_on_disk": done.spilled_runs,
                 "notes": notes,
             }),
             notes,
