@@ -129,3 +129,45 @@ fn a_file_in_other_units_is_a_contract_violation_naming_the_column() {
         .stderr_has("column `ram_request`: 268435456 is not MiB per pod (it looks like bytes)")
         .stderr_has("column `error_rate`: 1.5 is not a fraction 0–1 (it looks like a percentage)");
 }
+
+#[test]
+fn a_table_past_its_memory_is_merged_from_sorted_runs_on_disk_to_the_same_table() {
+    // Two simulated days, with one day's first rows written again in another file: identical
+    // ones, and one with other values.
+    let p = Project::new();
+    let day = std::fs::read_dir(p.path().join("data/metrics")).unwrap();
+    let mut files: Vec<std::path::PathBuf> = walk(day);
+    files.sort();
+    let first = std::fs::read_to_string(&files[0]).unwrap_or_else(|_| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(&files[0]).unwrap()), &mut text).unwrap();
+        text
+    });
+    let mut again: Vec<String> = first.lines().take(40).map(String::from).collect();
+    let (rest, flag) = again[39].rsplit_once(',').unwrap();
+    again[39] = format!("{rest},{}", if flag == "0" { 1 } else { 0 });
+    p.write("data/metrics/2099/01/rewritten.csv", &(again.join("\n") + "\n"));
+
+    let read = |name: &str| common::read_parquet(&p.entry_dir("ingest", &[]).join(name));
+    // 1 MiB for ingest: runs of 4,096 rows, so the ~11,500 rows are merged from three.
+    p.pipeline(&["run", "--until", "ingest", "--memory", "1MiB"]).ok().stdout_has("39 duplicates");
+    let spilled = common::json(&p.entry_dir("ingest", &[]).join("meta.json"));
+    let (table, quarantine) = (read("output.parquet"), read("quarantine.parquet"));
+    p.pipeline(&["run", "--until", "ingest", "--force"]).ok();
+    let in_memory = common::json(&p.entry_dir("ingest", &[]).join("meta.json"));
+    assert!(spilled.to_string().contains("\"sorted_runs_on_disk\":3"), "{spilled}");
+    assert!(in_memory.to_string().contains("\"sorted_runs_on_disk\":0"), "{in_memory}");
+    assert_eq!(table, read("output.parquet"));
+    assert_eq!(quarantine, read("quarantine.parquet"));
+    let reasons = common::str_column(&quarantine, "reason");
+    assert_eq!(reasons.iter().filter(|r| r.starts_with("duplicate of data/metrics/2025")).count(), 38, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| r.contains("with different values; kept the first")).count(), 1, "{reasons:?}");
+    assert!(!p.path().join("artifacts/spill").read_dir().unwrap().any(|_| true), "the runs are removed");
+}
+
+fn walk(dir: std::fs::ReadDir) -> Vec<std::path::PathBuf> {
+    dir.flatten()
+        .flat_map(|e| if e.path().is_dir() { walk(std::fs::read_dir(e.path()).unwrap()) } else { vec![e.path()] })
+        .filter(|p| p.to_string_lossy().contains(".csv"))
+        .collect()
+}
