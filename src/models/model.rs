@@ -56,12 +56,12 @@ impl Model {
                 // Every row's window: the `len` rows of its service up to it, in time order.
                 let all = sequences::windows(&table.service_refs(), &table.timestamps, &vec![false; table.len()], len, 0.0);
                 let mut by_last = vec![None; table.len()];
-                for (w, window) in all.iter().enumerate() {
-                    by_last[window.last()] = Some(w);
+                for (w, window) in all.windows.iter().enumerate() {
+                    by_last[all.last(window)] = Some(w);
                 }
-                let found: Vec<&sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| &all[w])).collect();
+                let found: Vec<sequences::Window> = rows.iter().filter_map(|&r| by_last[r].map(|w| all.windows[w])).collect();
                 let x_scaled = table.scaled(&net.scaler);
-                let (found_rows, _) = sequences::index(&found, &table.y);
+                let (found_rows, _) = all.index(&found, &table.y);
                 let _torch = super::torch_runtime::exclusive();
                 super::torch_runtime::set_threads(crate::io::threads::available());
                 let mut predicted = net.predict_windows(&x_scaled, &found_rows).into_iter();

@@ -92,76 +92,99 @@ pub enum Part {
     Test,
 }
 
-/// One window: the table rows it covers, in time order (the last is the labelled one).
-#[derive(Debug, Clone, PartialEq)]
+/// One window: `len` consecutive rows of one service in time order (the last is the labelled
+/// one), as the position of its last row in [`WindowSet`]'s order. 8 bytes, where a list of
+/// its rows took 120: a table of 10M rows has 10M windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    pub rows: Vec<usize>,
+    end: u32,
     pub part: Part,
 }
 
-impl Window {
-    pub fn last(&self) -> usize {
-        *self.rows.last().expect("a window has rows")
+/// A table's windows: every row by service and time (`order`), and the windows over it.
+#[derive(Debug, Clone)]
+pub struct WindowSet {
+    order: Vec<u32>,
+    len: usize,
+    pub windows: Vec<Window>,
+}
+
+impl WindowSet {
+    /// The table rows `w` covers, in time order.
+    pub fn rows(&self, w: &Window) -> &[u32] {
+        let end = w.end as usize;
+        &self.order[end + 1 - self.len..=end]
+    }
+
+    /// The row whose label `w` predicts.
+    pub fn last(&self, w: &Window) -> usize {
+        self.order[w.end as usize] as usize
+    }
+
+    /// The windows of `part`.
+    pub fn part(&self, part: Part) -> Vec<Window> {
+        self.windows.iter().copied().filter(|w| w.part == part).collect()
+    }
+
+    /// Which of `n` table rows `windows` cover (what a scaler of the training part is fitted on).
+    pub fn rows_of(&self, windows: &[Window], n: usize) -> Vec<bool> {
+        let mut covered = vec![false; n];
+        for w in windows {
+            for &r in self.rows(w) {
+                covered[r as usize] = true;
+            }
+        }
+        covered
+    }
+
+    /// The windows as row indices `[n, len]` (flattened) into the table, with the label of each
+    /// window's last row: what the network gathers its inputs from, a mini-batch at a time, so
+    /// memory holds every row once rather than once per window that covers it.
+    pub fn index(&self, windows: &[Window], y: &[f64]) -> (Vec<i64>, Vec<f32>) {
+        let rows = windows.iter().flat_map(|w| self.rows(w).iter().map(|&r| i64::from(r))).collect();
+        let labels = windows.iter().map(|w| y[self.last(w)] as f32).collect();
+        (rows, labels)
+    }
+
+    /// The windows' rows stacked into one block `[n, len, nf]` (flattened): a single window's
+    /// input, or a few; training and evaluation gather from [`WindowSet::index`] instead.
+    pub fn stack(&self, windows: &[Window], x_scaled: &[f32], nf: usize) -> Vec<f32> {
+        let mut xs = Vec::with_capacity(windows.len() * self.len * nf);
+        for w in windows {
+            for &r in self.rows(w) {
+                let r = r as usize;
+                xs.extend_from_slice(&x_scaled[r * nf..(r + 1) * nf]);
+            }
+        }
+        xs
     }
 }
 
 /// Windows of `len` consecutive rows per service. `test[i]` marks the test rows; of each
 /// service's training windows the last `validation_fraction` (in time) become validation.
-pub fn windows(services: &[&str], timestamps: &[i64], test: &[bool], len: usize, validation_fraction: f64) -> Vec<Window> {
-    let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+pub fn windows(services: &[&str], timestamps: &[i64], test: &[bool], len: usize, validation_fraction: f64) -> WindowSet {
+    let mut by: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
     for (i, s) in services.iter().enumerate() {
-        by.entry(s).or_default().push(i);
+        by.entry(s).or_default().push(i as u32);
     }
-    let mut out = Vec::new();
+    let mut order: Vec<u32> = Vec::with_capacity(services.len());
+    let mut out = Vec::with_capacity(services.len());
     for rows in by.values_mut() {
-        rows.sort_by_key(|&i| timestamps[i]);
-        let first = out.len();
-        for end in len.saturating_sub(1)..rows.len() {
-            let span = rows[end + 1 - len..=end].to_vec();
-            let part = if test[rows[end]] { Part::Test } else { Part::Train };
-            out.push(Window { rows: span, part });
+        rows.sort_by_key(|&i| timestamps[i as usize]);
+        let (base, first) = (order.len(), out.len());
+        order.extend_from_slice(rows);
+        for end in len.max(1) - 1..rows.len() {
+            let part = if test[rows[end] as usize] { Part::Test } else { Part::Train };
+            out.push(Window { end: (base + end) as u32, part });
         }
         let train: Vec<usize> = (first..out.len()).filter(|&w| out[w].part == Part::Train).collect();
         let n_val = (train.len() as f64 * validation_fraction).round() as usize;
         for &w in &train[train.len() - n_val..] {
             out[w].part = Part::Validation;
         }
+        *rows = Vec::new();
     }
-    out
-}
-
-/// Which of `n` table rows the windows cover (what a scaler of the training part is fitted on).
-pub fn rows_of(windows: &[&Window], n: usize) -> Vec<bool> {
-    let mut covered = vec![false; n];
-    for w in windows {
-        for &r in &w.rows {
-            covered[r] = true;
-        }
-    }
-    covered
-}
-
-/// The windows' standardised rows as one `[n, len, features]` f32 block, and their targets.
-/// The windows as row indices `[n, len]` (flattened) into the table, with the label of each
-/// window's last row: what the network gathers its inputs from, a mini-batch at a time, so
-/// memory holds every row once rather than once per window that covers it.
-pub fn index(windows: &[&Window], y: &[f64]) -> (Vec<i64>, Vec<f32>) {
-    let rows = windows.iter().flat_map(|w| w.rows.iter().map(|&r| r as i64)).collect();
-    let labels = windows.iter().map(|w| y[w.last()] as f32).collect();
-    (rows, labels)
-}
-
-/// The windows' rows stacked into one block `[n, len, nf]` (flattened): a single window's
-/// input, or a few; training and evaluation gather from [`index`] instead.
-pub fn stack(windows: &[&Window], x_scaled: &[f32], nf: usize) -> Vec<f32> {
-    let len = windows.first().map_or(0, |w| w.rows.len());
-    let mut xs = Vec::with_capacity(windows.len() * len * nf);
-    for w in windows {
-        for &r in &w.rows {
-            xs.extend_from_slice(&x_scaled[r * nf..(r + 1) * nf]);
-        }
-    }
-    xs
+    WindowSet { order, len: len.max(1), windows: out }
 }
 
 #[cfg(test)]
@@ -176,8 +199,15 @@ mod tests {
         let test = [false; 8];
         let w = windows(&s, &t, &test, 3, 0.0);
         // a has rows (by time) 5,2,4,0,7 → 3 windows; b has 1,3,6 → 1 window.
-        let rows: Vec<Vec<usize>> = w.iter().map(|w| w.rows.clone()).collect();
-        assert_eq!(rows, vec![vec![5, 2, 4], vec![2, 4, 0], vec![4, 0, 7], vec![1, 3, 6]]);
+        let rows: Vec<&[u32]> = w.windows.iter().map(|x| w.rows(x)).collect();
+        assert_eq!(rows, [&[5, 2, 4], &[2, 4, 0], &[4, 0, 7], &[1, 3, 6]]);
+        assert_eq!(w.windows.iter().map(|x| w.last(x)).collect::<Vec<_>>(), [4, 0, 7, 6]);
+        // Indices for the network, and the same rows stacked.
+        let y: Vec<f64> = (0..8).map(f64::from).collect();
+        let (index, labels) = w.index(&w.windows[1..3], &y);
+        assert_eq!((index, labels), (vec![2, 4, 0, 4, 0, 7], vec![0.0, 7.0]));
+        let x: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        assert_eq!(w.stack(&w.windows[3..], &x, 1), [1.0, 3.0, 6.0]);
     }
 
     #[test]
@@ -188,14 +218,14 @@ mod tests {
         let test: Vec<bool> = (0..n).map(|i| i >= 16).collect();
         let w = windows(&s, &t, &test, 4, 0.25);
         // 17 windows end at rows 3..=19: 4 test (16..=19), 13 training of which round(3.25)=3 validation.
-        let parts: Vec<Part> = w.iter().map(|w| w.part).collect();
+        let parts: Vec<Part> = w.windows.iter().map(|w| w.part).collect();
         assert_eq!(parts.iter().filter(|p| **p == Part::Test).count(), 4);
         assert_eq!(parts.iter().filter(|p| **p == Part::Validation).count(), 3);
-        assert_eq!(w[10].part, Part::Validation);
-        assert_eq!(w[9].part, Part::Train);
+        assert_eq!(w.windows[10].part, Part::Validation);
+        assert_eq!(w.windows[9].part, Part::Train);
         // The first test window reaches back before the cut.
-        assert_eq!(w[13].rows, vec![13, 14, 15, 16]);
-        assert_eq!(w[13].part, Part::Test);
+        assert_eq!(w.rows(&w.windows[13]), [13, 14, 15, 16]);
+        assert_eq!(w.windows[13].part, Part::Test);
     }
 
     #[test]
@@ -205,9 +235,9 @@ mod tests {
         let t: Vec<i64> = (0..n as i64).collect();
         let test: Vec<bool> = (0..n).map(|i| i >= 16).collect();
         let w = windows(&s, &t, &test, 4, 0.25);
-        let train: Vec<&Window> = w.iter().filter(|w| w.part == Part::Train).collect();
+        let train = w.part(Part::Train);
         // Training windows end at rows 3..=12; rows 13..=15 only feed validation windows.
-        let covered = rows_of(&train, n);
+        let covered = w.rows_of(&train, n);
         assert_eq!(covered.iter().filter(|c| **c).count(), 13);
         assert!(covered[12] && !covered[13] && !covered[16]);
         let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
@@ -218,7 +248,7 @@ mod tests {
     #[test]
     fn a_service_shorter_than_a_window_gives_none() {
         let w = windows(&["a", "a"], &[0, 1], &[false, false], 3, 0.2);
-        assert!(w.is_empty());
+        assert!(w.windows.is_empty());
     }
 
     #[test]

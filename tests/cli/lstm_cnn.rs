@@ -59,12 +59,12 @@ fn trains_keeps_history_and_reloads_to_identical_predictions() {
     assert_eq!(table.features, features);
     let (ts, x) = (&table.timestamps, &table.dense());
     let windows = sequences::windows(&table.service_refs(), ts, &table.test, 12, 0.2);
-    let test_w: Vec<&sequences::Window> = windows.iter().filter(|w| w.part == Part::Test).collect();
+    let test_w = windows.part(Part::Test);
     let x_scaled = model.scaler.transform(x);
     // Stacked windows of the dense rows, and windows gathered from the rows with the one-hot
     // columns as each row's service: the same numbers.
-    let again = model.predict_scaled(&sequences::stack(&test_w, &x_scaled, features.len()));
-    let (rows, _) = sequences::index(&test_w, &vec![0.0; ts.len()]);
+    let again = model.predict_scaled(&windows.stack(&test_w, &x_scaled, features.len()));
+    let (rows, _) = windows.index(&test_w, &vec![0.0; ts.len()]);
     let scaled = table.scaled(&model.scaler);
     assert!(scaled.stored < features.len(), "the one-hot columns are not stored");
     assert_eq!(model.predict_windows(&scaled, &rows), again);
@@ -77,7 +77,7 @@ fn trains_keeps_history_and_reloads_to_identical_predictions() {
     }
     // One window from raw rows gives the batch answer too.
     let nf = features.len();
-    let raw: Vec<f64> = test_w[0].rows.iter().flat_map(|&r| x[r * nf..(r + 1) * nf].to_vec()).collect();
+    let raw: Vec<f64> = windows.rows(&test_w[0]).iter().flat_map(|&r| x[r as usize * nf..(r as usize + 1) * nf].to_vec()).collect();
     assert!((model.predict_raw(&raw).unwrap() - stored[0]).abs() < 1e-5);
 
     // Cached on the second run; inspect shows the metrics.

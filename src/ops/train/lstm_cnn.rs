@@ -36,21 +36,21 @@ impl TrainingObserver for Observer<'_> {
 pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let nf = data.nf();
     let windows = sequences::windows(&data.service_refs(), &data.timestamps, &data.test, p.sequence_length, p.validation_fraction);
-    let part = |want: Part| windows.iter().filter(|w| w.part == want).collect::<Vec<_>>();
-    let (train_w, val_w, test_w) = (part(Part::Train), part(Part::Validation), part(Part::Test));
+    let (train_w, val_w, test_w) = (windows.part(Part::Train), windows.part(Part::Validation), windows.part(Part::Test));
     let n_available = train_w.len();
-    let train_w: Vec<_> = job.sample((0..train_w.len()).collect(), |w| data.service(train_w[w].last()), p.seed).into_iter().map(|w| train_w[w]).collect();
+    let train_w: Vec<_> =
+        job.sample((0..train_w.len()).collect(), |w| data.service(windows.last(&train_w[w])), p.seed).into_iter().map(|w| train_w[w]).collect();
     let sampled = crate::models::sample::note(train_w.len(), n_available, "windows");
     // As the old code: fitted on the training windows' rows, never on validation or test rows.
-    let in_training = sequences::rows_of(&train_w, data.y.len());
+    let in_training = windows.rows_of(&train_w, data.y.len());
     let scaler = data.fit_scaler(|i| in_training[i]);
     let x_scaled = data.scaled(&scaler);
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
-    let (rtr, ytr) = sequences::index(&train_w, &data.y);
-    let (rva, yva) = sequences::index(&val_w, &data.y);
-    let (rte, _) = sequences::index(&test_w, &data.y);
+    let (rtr, ytr) = windows.index(&train_w, &data.y);
+    let (rva, yva) = windows.index(&val_w, &data.y);
+    let (rte, _) = windows.index(&test_w, &data.y);
 
     job.progress.set_length(p.epochs as u64, "epochs");
     job.progress.message(&format!("{} train / {} validation windows of {} × {nf}", train_w.len(), val_w.len(), p.sequence_length));
@@ -60,11 +60,12 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let t_batch = std::time::Instant::now();
     let predicted = model.predict_windows(&x_scaled, &rte);
     let batch_seconds = t_batch.elapsed().as_secs_f64();
-    let yte: Vec<f64> = test_w.iter().map(|w| data.y[w.last()]).collect();
+    let yte: Vec<f64> = test_w.iter().map(|w| data.y[windows.last(w)]).collect();
     let (lo, hi) = job.bounds;
     let test = metrics::score(&yte, &predicted, lo, hi);
     // Single-window latency from raw rows (scaling included), as a server would call it.
-    let raw: Vec<Vec<f64>> = test_w.iter().take(200).map(|w| data.matrix(&w.rows)).collect();
+    let raw: Vec<Vec<f64>> =
+        test_w.iter().take(200).map(|w| data.matrix(&windows.rows(w).iter().map(|&r| r as usize).collect::<Vec<_>>())).collect();
     let single_us = {
         let _torch = crate::models::torch_runtime::exclusive();
         crate::models::torch_runtime::set_threads(1);
@@ -97,7 +98,7 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     );
     model.save(&job.out_dir, &meta)?;
     write_history(&job.out_dir, &trained.history)?;
-    let rows: Vec<usize> = test_w.iter().map(|w| w.last()).collect();
+    let rows: Vec<usize> = test_w.iter().map(|w| windows.last(w)).collect();
     write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &rows, &predicted, job.bounds)?;
     let mut note = format!("{}; best epoch {} of {last} on {}", job.note(&test, trained.seconds, single_us), trained.best_epoch, model.device());
     if let Some(s) = sampled {
