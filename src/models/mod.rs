@@ -11,6 +11,7 @@ pub mod lstm_cnn;
 pub mod metrics;
 pub mod model;
 pub mod random_forest;
+pub mod row_keys;
 pub mod sample;
 pub mod sequences;
 pub mod table;

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 
+use super::row_keys::{RowFilter, ServiceIds};
 use super::sequences::{ScaledRows, Scaler};
 use super::{ModelMeta, SERVICE_PREFIX};
 
@@ -61,87 +62,72 @@ fn matches(wanted: &str, f: &str) -> bool {
     }
 }
 
-/// Services as they are met, batch after batch: each row's id in order of first sight, then
-/// (`finish`) the names sorted and each row's position among them.
-#[derive(Default)]
-struct ServiceIds {
-    seen: std::collections::HashMap<String, u32>,
-    ids: Vec<u32>,
-}
-
-impl ServiceIds {
-    fn extend(&mut self, column: &ArrayRef) -> Result<()> {
-        let column = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
-        let mut last: Option<(&str, u32)> = None;
-        for s in column.as_string::<i32>().iter() {
-            let s = s.unwrap_or("");
-            let id = match last {
-                Some((name, id)) if name == s => id,
-                _ => {
-                    let next = self.seen.len() as u32;
-                    *self.seen.entry(s.to_string()).or_insert(next)
-                }
-            };
-            last = Some((s, id));
-            self.ids.push(id);
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> (Vec<String>, Vec<u32>) {
-        let mut names: Vec<(String, u32)> = self.seen.into_iter().collect();
-        names.sort_unstable();
-        let mut position = vec![0u32; names.len()];
-        for (p, (_, id)) in names.iter().enumerate() {
-            position[*id as usize] = p as u32;
-        }
-        let ids = self.ids.into_iter().map(|id| position[id as usize]).collect();
-        (names.into_iter().map(|(n, _)| n).collect(), ids)
-    }
-}
-
 impl Table {
     pub fn load(path: &std::path::Path) -> Result<Table> {
-        Table::read(path, |_| true, true)
+        Table::read(path, |_| true, true, None)
     }
 
     /// The table with only the features `wanted` names (as [`Table::select`]), reading from the
     /// file only those columns and the keys: a model on 4 features of 40 holds a tenth.
     pub fn load_features(path: &std::path::Path, wanted: &[String]) -> Result<Table> {
+        Table::load_some(path, Some(wanted), None)
+    }
+
+    /// The features `wanted` names (all when `None`) of the rows `rows` keeps (all when `None`).
+    pub fn load_some(path: &std::path::Path, wanted: Option<&[String]>, rows: Option<&RowFilter>) -> Result<Table> {
+        let Some(wanted) = wanted else { return Table::read(path, |_| true, true, rows) };
         let keep = |name: &str| NOT_FEATURES.contains(&name) || wanted.iter().any(|w| matches(w, name));
         let one_hot = wanted.iter().any(|w| matches(w, SERVICE_PREFIX) || w.starts_with(SERVICE_PREFIX));
-        match Table::read(path, keep, one_hot).and_then(|t| t.select(wanted)) {
+        match Table::read(path, keep, one_hot, rows).and_then(|t| t.select(wanted)) {
             Ok(t) => Ok(t),
             // A name that matches nothing: say so with the whole table's features, not the few read.
-            Err(_) => Table::load(path)?.select(wanted),
+            Err(_) => Table::read(path, |_| true, true, rows)?.select(wanted),
         }
     }
 
-    /// The columns of a Parquet file that `keep` names, read batch by batch into the table's
-    /// own vectors: no Arrow copy of the table is held, nor two while batches are joined.
-    fn read(path: &std::path::Path, keep: impl Fn(&str) -> bool, one_hot: bool) -> Result<Table> {
+    /// The columns of a Parquet file that `keep` names, of the rows `rows` keeps, read batch by
+    /// batch into the table's own vectors: no Arrow copy of the table is held, nor two while
+    /// batches are joined.
+    fn read(path: &std::path::Path, keep: impl Fn(&str) -> bool, one_hot: bool, rows: Option<&RowFilter>) -> Result<Table> {
+        use datafusion::arrow::compute::filter_record_batch;
         use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use datafusion::parquet::arrow::ProjectionMask;
         let opened = || -> Result<Table> {
             let file = std::fs::File::open(path)?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-            let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+            let in_file = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
             let roots: Vec<usize> = builder.schema().fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
             let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
             let reader = builder.with_projection(mask).build()?;
             let schema = datafusion::arrow::array::RecordBatchReader::schema(&reader);
-            Table::build(&schema, rows, reader.map(|b| b.map_err(anyhow::Error::from)), one_hot)
+            let batches = reader.map(|b| b.map_err(anyhow::Error::from));
+            match rows {
+                None => Table::build(&schema, in_file, batches, one_hot, &[]),
+                Some(filter) => {
+                    if filter.keep.len() != in_file {
+                        bail!("the row filter has {} rows, the file {in_file}", filter.keep.len());
+                    }
+                    let mut offset = 0;
+                    let kept = batches.map(|b| {
+                        let b = b?;
+                        let mask = datafusion::arrow::array::BooleanArray::from(filter.keep[offset..offset + b.num_rows()].to_vec());
+                        offset += b.num_rows();
+                        Ok(filter_record_batch(&b, &mask)?)
+                    });
+                    Table::build(&schema, filter.rows(), kept, one_hot, &filter.services)
+                }
+            }
         };
         opened().with_context(|| format!("reading {}", path.display()))
     }
 
     pub fn from_batch(batch: RecordBatch) -> Result<Table> {
-        Table::build(&batch.schema(), batch.num_rows(), std::iter::once(Ok(batch.clone())), true)
+        Table::build(&batch.schema(), batch.num_rows(), std::iter::once(Ok(batch.clone())), true, &[])
     }
 
     /// `one_hot`: add the service columns when the table has none. `rows`: how many the batches
-    /// hold, so each vector is sized once.
-    fn build(schema: &Schema, rows: usize, batches: impl Iterator<Item = Result<RecordBatch>>, one_hot: bool) -> Result<Table> {
+    /// hold, so each vector is sized once. `services`: names known beyond the batches' own.
+    fn build(schema: &Schema, rows: usize, batches: impl Iterator<Item = Result<RecordBatch>>, one_hot: bool, services: &[String]) -> Result<Table> {
         let field = |name: &str| schema.field_with_name(name).map_err(|_| anyhow::anyhow!("the table has no column `{name}`"));
         let keys = KeyTypes {
             timestamp: field("timestamp")?.data_type().clone(),
@@ -159,7 +145,9 @@ impl Table {
         let columns = features.len();
         let (mut x, mut y, mut test, mut replicas, mut timestamps) =
             (Vec::with_capacity(rows * columns), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
-        let mut services = ServiceIds { ids: Vec::with_capacity(rows), ..Default::default() };
+        let known = services;
+        let mut services = ServiceIds::with_capacity(rows);
+        services.know(known);
         for batch in batches {
             let batch = batch?;
             let col = |name: &str| batch.column_by_name(name).with_context(|| format!("the table has no column `{name}`"));
@@ -492,6 +480,24 @@ mod tests {
         assert_eq!((t.features.clone(), t.y.clone()), (vec!["cpu_usage_percent".to_string()], vec![3.0, 1.0]));
         let e = Table::load_features(&path, &["cpu".into()]).unwrap_err().to_string();
         assert!(e.contains("no feature matches `cpu`") && e.contains("request_count_per_second, service_api"), "{e}");
+    }
+
+    #[test]
+    fn a_row_filter_reads_those_rows_and_keeps_every_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.parquet");
+        let b = batch(false);
+        crate::io::table::write_parquet(&path, b.schema(), &[b.clone(), b]).unwrap();
+        let keys = crate::models::row_keys::RowKeys::read(&path).unwrap();
+        assert_eq!((keys.len(), keys.service(0), keys.service(1), keys.test.clone()), (4, "web", "api", vec![false, true, false, true]));
+        // Only `web`'s second row: `api` keeps its one-hot column, with no row of its own.
+        let t = Table::load_some(&path, None, Some(&keys.keep(vec![false, false, true, false]))).unwrap();
+        let whole = Table::load(&path).unwrap();
+        assert_eq!((t.len(), t.features.clone(), t.row(0)), (1, whole.features.clone(), whole.row(2)));
+        assert_eq!((t.service(0), t.y.clone(), t.test.clone()), ("web", vec![3.0], vec![false]));
+        let t = Table::load_some(&path, Some(&["request_count_per_second".into()]), Some(&keys.keep(vec![true, true, false, false]))).unwrap();
+        assert_eq!((t.features.clone(), t.row(1)), (vec!["request_count_per_second".to_string()], vec![0.0]));
+        assert!(Table::load_some(&path, None, Some(&keys.keep(vec![true]))).is_err(), "a filter of another file");
     }
 
     #[test]

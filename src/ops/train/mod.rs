@@ -41,6 +41,7 @@ use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
 use crate::models::random_forest::Params as RfParams;
+use crate::models::row_keys::{RowFilter, RowKeys};
 use crate::models::table::Table;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
@@ -212,12 +213,11 @@ impl Stage for Train {
                 Model::LstmCnn(p) => cores.reserve(p.threads),
                 Model::RandomForest { .. } => cores.claim_when_free(|| progress.message("waiting for a core (another training holds them all)")),
             };
-            let job = Job { model, bounds, max_train_rows, lineage, out_dir, progress, claim };
+            let mut job = Job { model, bounds, max_train_rows, lineage, out_dir, progress, claim, sampled_from: None };
             job.progress.message("loading");
-            let data = match &features {
-                Some(f) => Table::load_features(&input, f).context("`features`")?,
-                None => Table::load(&input)?,
-            };
+            let rows = job.forest_sample(&input)?;
+            let data = Table::load_some(&input, features.as_deref(), rows.as_ref());
+            let data = if features.is_some() { data.context("`features`")? } else { data? };
             match &job.model {
                 Model::RandomForest { params, cv_folds } => random_forest::train(&job, &data, params, *cv_folds),
                 Model::LstmCnn(params) => lstm_cnn::train(&job, &data, params),
@@ -237,6 +237,8 @@ struct Job {
     out_dir: std::path::PathBuf,
     progress: crate::pipeline::progress::StageProgress,
     claim: crate::pipeline::cores::Claim,
+    /// The training rows of the split, when the table was read with only a sample of them.
+    sampled_from: Option<usize>,
 }
 
 impl Job {
@@ -250,6 +252,26 @@ impl Job {
             }
             _ => candidates,
         }
+    }
+
+    /// The rows a forest with `max_train_rows` reads: its sample of the training rows (the
+    /// same rows [`Job::sample`] picks from the whole table) and every test row, chosen from
+    /// the split's service and split columns alone. `None`: every row.
+    fn forest_sample(&mut self, input: &std::path::Path) -> Result<Option<RowFilter>> {
+        let (Model::RandomForest { params, .. }, Some(max)) = (&self.model, self.max_train_rows) else { return Ok(None) };
+        let keys = RowKeys::read(input)?;
+        let available: Vec<usize> = (0..keys.len()).filter(|&i| !keys.test[i]).collect();
+        if available.len() <= max {
+            return Ok(None);
+        }
+        self.sampled_from = Some(available.len());
+        let mut keep = keys.test.clone();
+        for i in self.sample(available, |i| keys.service(i), params.seed) {
+            keep[i] = true;
+        }
+        let filter = keys.keep(keep);
+        self.progress.message(&format!("loading {} sampled training rows and the test rows of {}", max, keys.len()));
+        Ok(Some(filter))
     }
 
     fn meta(&self, kind: &str, features: &[String], params: serde_json::Value, metrics: serde_json::Value) -> crate::models::ModelMeta {

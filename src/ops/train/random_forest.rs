@@ -32,7 +32,7 @@ fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f
 pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Result<Fitted> {
     let nf = data.nf();
     let available: Vec<usize> = (0..data.len()).filter(|&i| !data.test[i]).collect();
-    let n_available = available.len();
+    let n_available = job.sampled_from.unwrap_or(available.len());
     let mut picked = vec![false; data.len()];
     for i in job.sample(available, |i| data.service(i), rf.seed) {
         picked[i] = true;
