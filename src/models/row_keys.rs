@@ -58,34 +58,63 @@ impl ServiceIds {
     }
 }
 
-/// Every row's service and whether it is a test row, in file order: 5 bytes a row.
+/// Every row's service and whether it is a test row, in file order (5 bytes a row), and its
+/// timestamp when asked for (8 more).
 pub struct RowKeys {
     names: Vec<String>,
     ids: Vec<u32>,
     pub test: Vec<bool>,
+    /// Microseconds since the epoch; empty unless read with [`RowKeys::read_with_time`].
+    pub timestamps: Vec<i64>,
 }
 
 impl RowKeys {
     pub fn read(path: &std::path::Path) -> Result<RowKeys> {
+        RowKeys::read_columns(path, false)
+    }
+
+    pub fn read_with_time(path: &std::path::Path) -> Result<RowKeys> {
+        RowKeys::read_columns(path, true)
+    }
+
+    fn read_columns(path: &std::path::Path, time: bool) -> Result<RowKeys> {
+        use datafusion::arrow::datatypes::Int64Type;
         use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use datafusion::parquet::arrow::ProjectionMask;
         let read = || -> Result<RowKeys> {
             let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
             let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
             let position = |name: &str| builder.schema().index_of(name).map_err(|_| anyhow::anyhow!("the table has no column `{name}`"));
-            let roots = vec![position("service_name")?, position("split")?];
+            let mut roots = vec![position("service_name")?, position("split")?];
+            if time {
+                roots.push(position("timestamp")?);
+            }
             let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
             let mut services = ServiceIds::with_capacity(rows);
             let mut test = Vec::with_capacity(rows);
+            let mut timestamps = Vec::with_capacity(if time { rows } else { 0 });
             for batch in builder.with_projection(mask).build()? {
                 let batch = batch?;
                 services.extend(batch.column_by_name("service_name").context("service_name")?)?;
                 test.extend(batch.column_by_name("split").context("split")?.as_string::<i32>().iter().map(|s| s == Some("test")));
+                if time {
+                    let ts = datafusion::arrow::compute::cast(batch.column_by_name("timestamp").context("timestamp")?, &DataType::Int64)?;
+                    timestamps.extend_from_slice(ts.as_primitive::<Int64Type>().values());
+                }
             }
             let (names, ids) = services.finish();
-            Ok(RowKeys { names, ids, test })
+            Ok(RowKeys { names, ids, test, timestamps })
         };
         read().with_context(|| format!("reading the service and split of {}", path.display()))
+    }
+
+    /// Row `i`'s position among the file's services (sorted by name).
+    pub fn service_id(&self, i: usize) -> usize {
+        self.ids[i] as usize
+    }
+
+    pub fn services(&self) -> usize {
+        self.names.len()
     }
 
     pub fn len(&self) -> usize {

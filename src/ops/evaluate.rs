@@ -76,7 +76,8 @@ impl Evaluate {
 impl Stage for Evaluate {
     fn version(&self) -> u32 {
         // 2: replicas rounded half to even. 3: the replay with delays, baselines, the frontier.
-        3
+        // 4: the replay's history is the two weeks before the hold-out (holdout::HISTORY_SECONDS).
+        4
     }
 
     fn params(&self) -> serde_json::Value {

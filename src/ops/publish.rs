@@ -116,7 +116,8 @@ impl Stage for Publish {
     fn version(&self) -> u32 {
         // 2: exact accuracy on replicas rounded half to even. 3: the replay with delays.
         // 4: label rules recorded, exact accuracy compared only on the hold-out's labels.
-        4
+        // 5: the replay's history is the two weeks before the hold-out.
+        5
     }
 
     fn params(&self) -> serde_json::Value {
