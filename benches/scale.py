@@ -3,14 +3,15 @@
 scale: per stage wall time, peak RSS and rows/s, each stage in its own process.
 
 usage: benches/scale.py [--rows 1000000] [--services 200] [--stages ingest,features,...]
-                        [--models] [--max-train-rows 200000] [--keep DIR]
+                        [--models] [--max-train-rows 200000] [--keep DIR] [--before BIN]
 
 Rows come from `pipeline simulate` (the World Cup trace, 06:00-22:00, 1,920 rows per service
 and day), as many days as N rows need. Stages run in order with `pipeline run --only STAGE`, so
 each one's peak RSS is its own (os.wait4 of that process). Without --models the run stops after
 the splits; with --models the demand forest and the LSTM-CNN train too, small (10 trees,
 1 epoch) and on a sample of --max-train-rows rows (their `max_train_rows`). PIPELINE_BIN picks
-the binary (e.g. an older build, for before/after figures).
+the binary; --before BIN runs each stage with that binary too (e.g. a build of an older commit),
+just before ours on the same rows, and prints both and the ratio of their peak RSS.
 """
 import argparse
 import math
@@ -75,6 +76,7 @@ def main():
     ap.add_argument("--max-train-rows", type=int, default=200_000, help="the models' max_train_rows")
     ap.add_argument("--stages", help="comma-separated stages instead of the defaults")
     ap.add_argument("--keep", help="build the project here and keep it")
+    ap.add_argument("--before", help="another build of pipeline to run each stage with first, for before/after figures")
     a = ap.parse_args()
 
     project = a.keep or tempfile.mkdtemp(prefix="scale-")
@@ -92,13 +94,21 @@ def main():
 
     stages = a.stages.split(",") if a.stages else DATA_STAGES + (DEMAND_STAGES + MODEL_STAGES if a.models else [])
     sets = ["--set", "metrics_uri=metrics", "--set", "rf_trees=10", "--set", "cv_folds=2", "--set", "lstm_epochs=1"]
-    print(f"binary: {BIN}")
-    print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")
+    print(f"binary: {BIN}" + (f", before: {a.before}" if a.before else ""))
+    if a.before:
+        print(f"{'stage':<28} {'rows':>11} {'before s':>9} {'MiB':>7} {'after s':>8} {'MiB':>7} {'RSS after/before':>17} {'rows/s':>11}")
+    else:
+        print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")
     for stage in stages:
+        if a.before:
+            before_wall, before_rss, _ = run([a.before, "run", "--only", stage, "--force", *sets], project)
         wall, rss, _ = run([BIN, "run", "--only", stage, "--force", *sets], project)
         rows = stage_rows(project, stage, sets)
         rate = f"{rows / wall:,.0f}" if rows else "-"
-        print(f"{stage:<28} {rows or 0:>11,} {wall:>8.1f} {rss:>13,.0f} {rate:>11}", flush=True)
+        if a.before:
+            print(f"{stage:<28} {rows or 0:>11,} {before_wall:>9.1f} {before_rss:>7,.0f} {wall:>8.1f} {rss:>7,.0f} {rss / before_rss:>17.2f} {rate:>11}", flush=True)
+        else:
+            print(f"{stage:<28} {rows or 0:>11,} {wall:>8.1f} {rss:>13,.0f} {rate:>11}", flush=True)
     if not a.keep:
         shutil.rmtree(project, ignore_errors=True)
 
