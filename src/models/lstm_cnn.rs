@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::sequences::{ScaledRows, Scaler};
+use super::sequences::{ScaledRows, Scaler, Window, WindowSet};
 use super::torch_runtime::{self, DeviceChoice};
 use super::{ModelDir, ModelMeta};
 use crate::io::fs::write_atomic;
@@ -636,6 +636,24 @@ impl LstmCnn {
                 let p = net.forward(&x.gather(&rows.narrow(0, start, len))).to_kind(Kind::Double).to(Device::Cpu);
                 out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
                 start += len;
+            }
+        });
+        out
+    }
+
+    /// Predictions for `which` of `windows` over standardised rows, each block's row indices
+    /// made as it is predicted (10M test windows are 1 GB of indices at once).
+    pub fn predict_window_set(&self, x_scaled: &ScaledRows, windows: &WindowSet, which: &[Window]) -> Vec<f64> {
+        let steps = self.params.sequence_length as i64;
+        let mut out = Vec::with_capacity(which.len());
+        let net = self.net.lock().unwrap_or_else(|p| p.into_inner());
+        tch::no_grad(|| {
+            let x = Inputs::new(x_scaled, self.device);
+            for block in which.chunks(4096) {
+                let rows = windows.row_index(block);
+                let rows = Tensor::from_slice(&rows).view([block.len() as i64, steps]).to(self.device);
+                let p = net.forward(&x.gather(&rows)).to_kind(Kind::Double).to(Device::Cpu);
+                out.extend(Vec::<f64>::try_from(&p).expect("a 1-d double tensor"));
             }
         });
         out

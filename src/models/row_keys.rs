@@ -108,6 +108,11 @@ impl RowKeys {
         read().with_context(|| format!("reading the service and split of {}", path.display()))
     }
 
+    /// Each row's position among the file's services (sorted by name).
+    pub fn service_ids(&self) -> &[u32] {
+        &self.ids
+    }
+
     /// Row `i`'s position among the file's services (sorted by name).
     pub fn service_id(&self, i: usize) -> usize {
         self.ids[i] as usize

@@ -141,9 +141,25 @@ impl WindowSet {
     /// window's last row: what the network gathers its inputs from, a mini-batch at a time, so
     /// memory holds every row once rather than once per window that covers it.
     pub fn index(&self, windows: &[Window], y: &[f64]) -> (Vec<i64>, Vec<f32>) {
-        let rows = windows.iter().flat_map(|w| self.rows(w).iter().map(|&r| i64::from(r))).collect();
         let labels = windows.iter().map(|w| y[self.last(w)] as f32).collect();
-        (rows, labels)
+        (self.row_index(windows), labels)
+    }
+
+    /// The windows as row indices `[n, len]` (flattened), as [`WindowSet::index`] without labels.
+    pub fn row_index(&self, windows: &[Window]) -> Vec<i64> {
+        windows.iter().flat_map(|w| self.rows(w).iter().map(|&r| i64::from(r))).collect()
+    }
+
+    /// The same windows over a table of only the rows `keep` marks (row r becomes the number
+    /// of kept rows before it). Only windows whose rows are all kept may be used after.
+    pub fn restrict(&self, keep: &[bool]) -> WindowSet {
+        let mut position = Vec::with_capacity(keep.len());
+        let mut next = 0u32;
+        for &k in keep {
+            position.push(if k { next } else { u32::MAX });
+            next += u32::from(k);
+        }
+        WindowSet { order: self.order.iter().map(|&r| position[r as usize]).collect(), len: self.len, windows: self.windows.clone() }
     }
 
     /// The windows' rows stacked into one block `[n, len, nf]` (flattened): a single window's
@@ -160,12 +176,13 @@ impl WindowSet {
     }
 }
 
-/// Windows of `len` consecutive rows per service. `test[i]` marks the test rows; of each
-/// service's training windows the last `validation_fraction` (in time) become validation.
-pub fn windows(services: &[&str], timestamps: &[i64], test: &[bool], len: usize, validation_fraction: f64) -> WindowSet {
-    let mut by: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+/// Windows of `len` consecutive rows per service (`services[i]`: row i's name or id, in the
+/// names' order). `test[i]` marks the test rows; of each service's training windows the last
+/// `validation_fraction` (in time) become validation.
+pub fn windows<S: Ord + Copy>(services: &[S], timestamps: &[i64], test: &[bool], len: usize, validation_fraction: f64) -> WindowSet {
+    let mut by: std::collections::BTreeMap<S, Vec<u32>> = Default::default();
     for (i, s) in services.iter().enumerate() {
-        by.entry(s).or_default().push(i as u32);
+        by.entry(*s).or_default().push(i as u32);
     }
     let mut order: Vec<u32> = Vec::with_capacity(services.len());
     let mut out = Vec::with_capacity(services.len());
@@ -208,6 +225,18 @@ mod tests {
         assert_eq!((index, labels), (vec![2, 4, 0, 4, 0, 7], vec![0.0, 7.0]));
         let x: Vec<f32> = (0..8).map(|v| v as f32).collect();
         assert_eq!(w.stack(&w.windows[3..], &x, 1), [1.0, 3.0, 6.0]);
+    }
+
+    #[test]
+    fn restricted_windows_read_the_same_rows_of_the_smaller_table() {
+        let (s, t) = (["a"; 6], [0, 1, 2, 3, 4, 5]);
+        let w = windows(&s, &t, &[false; 6], 2, 0.0);
+        // Rows 0 and 1 dropped: the windows over rows 2..=5 keep their rows, renumbered.
+        let r = w.restrict(&[false, false, true, true, true, true]);
+        assert_eq!(r.rows(&r.windows[2]), [0, 1]);
+        assert_eq!((r.rows(&r.windows[4]), r.last(&r.windows[4])), (&[2u32, 3][..], 3));
+        let ids = [0u32; 6];
+        assert_eq!(windows(&ids, &t, &[false; 6], 2, 0.0).windows, w.windows, "ids group as names do");
     }
 
     #[test]

@@ -385,6 +385,11 @@ impl Table {
         Ok((fields, columns))
     }
 
+    /// Row `i`'s position among the table's services (sorted by name).
+    pub fn service_id(&self, i: usize) -> u32 {
+        self.service_ids[i]
+    }
+
     /// Row `i`'s service.
     pub fn service(&self, i: usize) -> &str {
         &self.service_names[self.service_ids[i] as usize]

@@ -166,8 +166,30 @@ fn max_train_rows_samples_training_windows_by_service() {
     let yaml = p.read("pipelines/train.yaml");
     assert!(yaml.contains(stage));
     p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    max_train_rows: 700\n")));
-    train(&p, &["--set", "lstm_epochs=1"]).ok().stdout_has("trained on a sample of 700 of ");
-    let meta = json(&p.entry_dir("train_lstm_cnn", &["--set", "lstm_epochs=1", "--set", "device=cpu"]).join("model.json"));
-    assert_eq!(meta["metrics"]["train_windows"], 700, "{}", meta["metrics"]);
-    assert!(meta["metrics"]["validation_windows"].as_u64().unwrap() > 700, "validation keeps every window: {}", meta["metrics"]);
+    train(&p, &["--set", "lstm_epochs=1"]).ok().stdout_has("trained on a sample of 700 of ").stdout_has(", validated on ");
+    let dir = p.entry_dir("train_lstm_cnn", &["--set", "lstm_epochs=1", "--set", "device=cpu"]);
+    let m = &json(&dir.join("model.json"))["metrics"];
+    assert_eq!(m["train_windows"], 700, "{m}");
+    let validation = m["validation_windows"].as_u64().unwrap();
+    assert!(validation > 0 && validation < 700, "validation sampled in the training sample's proportion: {m}");
+
+    // The stage read only the rows its windows cover; the model on the whole split predicts
+    // the test rows as the stage did, so those were the rows it read.
+    let split = p.path().join("split.parquet");
+    p.pipeline(&["export", "split_temporal", split.to_str().unwrap()]).ok();
+    let table = autoscale::models::table::Table::load(&split).unwrap();
+    let model = autoscale::models::model::Model::load(&dir, DeviceChoice::Cpu).unwrap();
+    let whole: std::collections::HashMap<(String, i64), f64> = table
+        .test_rows()
+        .into_iter()
+        .zip(model.predict_rows(&table, &table.test_rows()).unwrap())
+        .filter_map(|(r, pred)| Some(((table.service(r).to_string(), table.timestamps[r]), pred?)))
+        .collect();
+    let stage = common::read_parquet(&dir.join("output.parquet"));
+    let keys = common::str_column(&stage, "service_name").into_iter().zip(common::i64_column(&stage, "timestamp"));
+    let stored = common::f64_column(&stage, "prediction");
+    assert_eq!(stored.len(), whole.len());
+    for (key, s) in keys.zip(stored) {
+        assert!((whole[&key] - s).abs() < 1e-6, "{key:?}: {} on the whole split, {s} in the stage", whole[&key]);
+    }
 }

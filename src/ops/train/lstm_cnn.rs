@@ -1,14 +1,17 @@
 //! Training the LSTM-CNN: windows per service, a scaler fitted on the training windows, the
 //! network trained with early stopping, then scored on the test windows.
 
+use std::path::Path;
+
 use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::{latency_us, write_predictions, Fitted, Job};
-use crate::models::table::Table;
 use crate::models::lstm_cnn::{self, Epoch, Params, TrainingObserver, Windows};
 use crate::models::metrics;
-use crate::models::sequences::{self, Part};
+use crate::models::row_keys::RowKeys;
+use crate::models::sequences::{self, Part, Window, WindowSet};
+use crate::models::table::Table;
 
 struct Observer<'a> {
     job: &'a Job,
@@ -33,24 +36,82 @@ impl TrainingObserver for Observer<'_> {
     }
 }
 
-pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
+/// The windows the network trains, validates and is tested on, and how many there were to
+/// choose from.
+struct Parts {
+    train: Vec<Window>,
+    val: Vec<Window>,
+    test: Vec<Window>,
+    train_available: usize,
+    val_available: usize,
+}
+
+impl Parts {
+    /// Every test window; training windows sampled by service to `max_train_rows`; then the
+    /// validation windows in the same proportion (validating 8M windows an epoch to train on
+    /// 2M would cost four trainings), by service, with the next seed.
+    fn choose<'a>(job: &Job, windows: &WindowSet, service: impl Fn(usize) -> &'a str, p: &Params) -> Parts {
+        let (train_w, val_w, test) = (windows.part(Part::Train), windows.part(Part::Validation), windows.part(Part::Test));
+        let (train_available, val_available) = (train_w.len(), val_w.len());
+        let train: Vec<Window> = job.sample((0..train_w.len()).collect(), |w| service(windows.last(&train_w[w])), p.seed).into_iter().map(|w| train_w[w]).collect();
+        let val = if train.len() < train_available {
+            let keep = (val_available * train.len()).div_ceil(train_available.max(1));
+            let services: Vec<&str> = val_w.iter().map(|w| service(windows.last(w))).collect();
+            crate::models::sample::stratified(&services, keep, p.seed.wrapping_add(1)).into_iter().map(|w| val_w[w]).collect()
+        } else {
+            val_w
+        };
+        Parts { train, val, test, train_available, val_available }
+    }
+
+    fn sampled(&self) -> bool {
+        self.train.len() < self.train_available
+    }
+}
+
+/// Loads what the network needs and trains it. With `max_train_rows` the windows are chosen
+/// from the split's service, time and split columns first, and only the rows they cover are
+/// read: a 200,000-window sample of 40M training rows reads its rows, the validation sample's
+/// and the test rows, not 50M.
+pub(super) fn load_and_train(job: &Job, input: &Path, features: Option<&[String]>, p: &Params) -> Result<Fitted> {
+    let windows_of = |services: &[u32], timestamps: &[i64], test: &[bool]| sequences::windows(services, timestamps, test, p.sequence_length, p.validation_fraction);
+    if job.max_train_rows.is_some() {
+        let keys = RowKeys::read_with_time(input)?;
+        let windows = windows_of(keys.service_ids(), &keys.timestamps, &keys.test);
+        let parts = Parts::choose(job, &windows, |r| keys.service(r), p);
+        if parts.sampled() {
+            let chosen: Vec<Window> = parts.train.iter().chain(&parts.val).chain(&parts.test).copied().collect();
+            let keep = windows.rows_of(&chosen, keys.len());
+            let windows = windows.restrict(&keep);
+            let filter = keys.keep(keep);
+            drop(keys);
+            job.progress.message(&format!("loading the {} rows the chosen windows cover", filter.rows()));
+            let data = super::load(input, features, Some(&filter))?;
+            return train(job, &data, &windows, parts, p);
+        }
+    }
+    let data = super::load(input, features, None)?;
+    let ids: Vec<u32> = (0..data.len()).map(|i| data.service_id(i)).collect();
+    let windows = windows_of(&ids, &data.timestamps, &data.test);
+    let parts = Parts::choose(job, &windows, |r| data.service(r), p);
+    train(job, &data, &windows, parts, p)
+}
+
+fn train(job: &Job, data: &Table, windows: &WindowSet, parts: Parts, p: &Params) -> Result<Fitted> {
     let nf = data.nf();
-    let windows = sequences::windows(&data.service_refs(), &data.timestamps, &data.test, p.sequence_length, p.validation_fraction);
-    let (train_w, val_w, test_w) = (windows.part(Part::Train), windows.part(Part::Validation), windows.part(Part::Test));
-    let n_available = train_w.len();
-    let train_w: Vec<_> =
-        job.sample((0..train_w.len()).collect(), |w| data.service(windows.last(&train_w[w])), p.seed).into_iter().map(|w| train_w[w]).collect();
-    let sampled = crate::models::sample::note(train_w.len(), n_available, "windows");
+    let Parts { train: train_w, val: val_w, test: test_w, train_available, val_available } = parts;
+    let sampled = crate::models::sample::note(train_w.len(), train_available, "windows")
+        .map(|s| format!("{s}, validated on {} of {val_available} windows", val_w.len()));
     // As the old code: fitted on the training windows' rows, never on validation or test rows.
-    let in_training = windows.rows_of(&train_w, data.y.len());
+    let in_training = windows.rows_of(&train_w, data.len());
     let scaler = data.fit_scaler(|i| in_training[i]);
+    drop(in_training);
     let x_scaled = data.scaled(&scaler);
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
     let (rtr, ytr) = windows.index(&train_w, &data.y);
     let (rva, yva) = windows.index(&val_w, &data.y);
-    let (rte, _) = windows.index(&test_w, &data.y);
 
     job.progress.set_length(p.epochs as u64, "epochs");
     job.progress.message(&format!("{} train / {} validation windows of {} × {nf}", train_w.len(), val_w.len(), p.sequence_length));
@@ -58,7 +119,7 @@ pub(super) fn train(job: &Job, data: &Table, p: &Params) -> Result<Fitted> {
     let model = &trained.model;
 
     let t_batch = std::time::Instant::now();
-    let predicted = model.predict_windows(&x_scaled, &rte);
+    let predicted = model.predict_window_set(&x_scaled, windows, &test_w);
     let batch_seconds = t_batch.elapsed().as_secs_f64();
     let yte: Vec<f64> = test_w.iter().map(|w| data.y[windows.last(w)]).collect();
     let (lo, hi) = job.bounds;
