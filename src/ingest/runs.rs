@@ -103,7 +103,9 @@ impl Runs {
     }
 
     /// Rows set aside while parsing so far.
-    pub fn invalid(&self) -> impl Iterator<Item = &Reject> {
+    /// In file and line order, however the files' pieces arrived.
+    pub fn invalid(&mut self) -> impl Iterator<Item = &Reject> {
+        self.invalid.sort_by_key(|(id, r)| (*id, r.line));
         self.invalid.iter().map(|(_, r)| r)
     }
 

@@ -187,7 +187,7 @@ impl Stage for Ingest {
         drop(pieces);
         let runs = gathering.await.context("ingest's gathering thread")?;
         parsing?;
-        let runs = runs?;
+        let mut runs = runs?;
         tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
 
         let invalid = runs.invalid().count() as u64;

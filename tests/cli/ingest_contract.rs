@@ -149,13 +149,15 @@ fn a_table_past_its_memory_is_merged_from_sorted_runs_on_disk_to_the_same_table(
     p.write("data/metrics/2099/01/rewritten.csv", &(again.join("\n") + "\n"));
 
     let read = |name: &str| common::read_parquet(&p.entry_dir("ingest", &[]).join(name));
-    // 1 MiB for ingest: runs of 4,096 rows, so the ~11,500 rows are merged from three.
+    // 1 MiB for ingest: runs of at least 4,096 rows, so the ~11,500 rows are merged from two or
+    // three (a run closes at the first piece past 4,096 rows, and pieces arrive in any order).
     p.pipeline(&["run", "--until", "ingest", "--memory", "1MiB"]).ok().stdout_has("39 duplicates");
     let spilled = common::json(&p.entry_dir("ingest", &[]).join("meta.json"));
     let (table, quarantine) = (read("output.parquet"), read("quarantine.parquet"));
     p.pipeline(&["run", "--until", "ingest", "--force"]).ok();
     let in_memory = common::json(&p.entry_dir("ingest", &[]).join("meta.json"));
-    assert!(spilled.to_string().contains("\"sorted_runs_on_disk\":3"), "{spilled}");
+    let runs = spilled["summary"]["sorted_runs_on_disk"].as_u64().unwrap();
+    assert!((2..=3).contains(&runs), "{spilled}");
     assert!(in_memory.to_string().contains("\"sorted_runs_on_disk\":0"), "{in_memory}");
     assert_eq!(table, read("output.parquet"));
     assert_eq!(quarantine, read("quarantine.parquet"));
