@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod cache;
 pub mod cli;
 pub mod collect;
+pub mod engine;
 pub mod evaluation;
 pub mod features;
 pub mod ingest;

@@ -179,6 +179,15 @@ enum Command {
         #[arg(long, value_name = "URL", env = "PIPELINE_STORE", global = true)]
         store: Option<String>,
     },
+    /// Run a Ballista scheduler for the SQL stages of `--engine ballista://HOST:PORT`.
+    ///
+    /// With one or more `pipeline executor` processes this is a cluster that runs the SQL stages
+    /// of any pipeline (its rolling_* functions included); results stream back to the `pipeline
+    /// run` that sent them, which writes its cache as usual. The executors must read the stages'
+    /// files at the paths the run gives (a shared folder mounted at the same path).
+    Scheduler(cli::cluster::SchedulerArgs),
+    /// Run a Ballista executor: the tasks of the SQL stages its scheduler hands it.
+    Executor(cli::cluster::ExecutorArgs),
     /// Write a stage's cached output to a file; `.parquet` or `.csv` by extension.
     Export {
         stage: String,
@@ -225,6 +234,8 @@ fn main() -> ExitCode {
                 cli::gc::gc(cli::gc::Options { root, retention, dry_run, no_wait, store: cli::open_store(store.as_deref())? }).await
             }
             Command::Models { command, registry, store } => cli::models::models(&registry, cli::open_store(store.as_deref())?, command).await,
+            Command::Scheduler(args) => cli::cluster::scheduler(args).await,
+            Command::Executor(args) => cli::cluster::executor(args).await,
             Command::Export { stage, path, pipeline, table } => {
                 cli::export::export(pipeline, &stage, table.as_deref(), &path).await
             }

@@ -1,6 +1,7 @@
 //! One module per `pipeline` subcommand; each is a function from parsed arguments to an
 //! exit code.
 
+pub mod cluster;
 pub mod collect;
 pub mod dag;
 pub mod exit;
@@ -42,6 +43,10 @@ pub struct PipelineArgs {
     /// credentials and endpoint come from the AWS_* variables.
     #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
     pub store: Option<String>,
+    /// Run the SQL stages on a Ballista cluster: ballista://HOST:PORT (a `pipeline scheduler`),
+    /// ballista:standalone (one inside this process), or local (overrides the file's `engine:`).
+    #[arg(long, value_name = "URL", env = "PIPELINE_ENGINE")]
+    pub engine: Option<String>,
 }
 
 impl PipelineArgs {
@@ -54,6 +59,10 @@ impl PipelineArgs {
         if let Some(url) = &self.store {
             check_store_flag(url)?;
             p.store = Some(url.clone());
+        }
+        if let Some(engine) = &self.engine {
+            p.engine = crate::engine::Engine::parse(engine)
+                .map_err(|m| SpecError { file: "--engine".into(), loc: None, stage: None, field: None, message: m })?;
         }
         Ok(Arc::new(p))
     }

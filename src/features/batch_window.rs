@@ -165,7 +165,7 @@ pub struct BatchWindowExec {
 
 impl BatchWindowExec {
     /// The replacement for `node`, when it is a window node this operator can compute.
-    fn replacing(node: &Arc<dyn ExecutionPlan>) -> Option<BatchWindowExec> {
+    pub(crate) fn replacing(node: &Arc<dyn ExecutionPlan>) -> Option<BatchWindowExec> {
         let window = node.downcast_ref::<BoundedWindowAggExec>()?;
         if !matches!(window.input_order_mode, InputOrderMode::Sorted) {
             return None;
@@ -180,6 +180,11 @@ impl BatchWindowExec {
         }
         let columns = exprs.iter().map(Column::of).collect::<Option<Vec<_>>>()?;
         Some(BatchWindowExec { window: Arc::clone(node), columns, partition_by, metrics: ExecutionPlanMetricsSet::new() })
+    }
+
+    /// The window node this one computes (what travels to a Ballista executor).
+    pub(crate) fn window(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.window
     }
 }
 

@@ -50,6 +50,23 @@ pub(crate) fn session_with(threads: usize, batch_windows: bool) -> SessionContex
 }
 
 fn build(threads: usize, batch_windows: bool, runtime: Option<std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>>) -> SessionContext {
+    let ctx = SessionContext::new_with_state(state(config(threads), runtime, batch_windows).build());
+    for f in window_functions() {
+        ctx.register_udwf(std::sync::Arc::unwrap_or_clone(f));
+    }
+    ctx
+}
+
+/// The window functions SQL stages can call beyond DataFusion's.
+pub fn window_functions() -> Vec<std::sync::Arc<WindowUDF>> {
+    [rolling::Stat::Quantile, rolling::Stat::Max, rolling::Stat::Stddev]
+        .into_iter()
+        .map(|stat| std::sync::Arc::new(WindowUDF::from(rolling::Rolling::new(stat))))
+        .collect()
+}
+
+/// The settings stages plan with on `threads` partitions (see [`SORTED_TABLE_DEFAULTS`]).
+pub fn config(threads: usize) -> SessionConfig {
     // DATAFUSION_* environment variables tune the engine (e.g. DATAFUSION_EXECUTION_BATCH_SIZE).
     let mut config = SessionConfig::from_env()
         .unwrap_or_default()
@@ -64,6 +81,16 @@ fn build(threads: usize, batch_windows: bool, runtime: Option<std::sync::Arc<dat
             config = config.set_bool(key, *value);
         }
     }
+    config
+}
+
+/// A session state on `config` with the batch window operator (the window functions are
+/// registered on what is built from it: a builder's list would replace DataFusion's).
+pub fn state(
+    config: SessionConfig,
+    runtime: Option<std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
+    batch_windows: bool,
+) -> datafusion::execution::SessionStateBuilder {
     let mut state = datafusion::execution::SessionStateBuilder::new().with_config(config).with_default_features();
     if let Some(runtime) = runtime {
         state = state.with_runtime_env(runtime);
@@ -71,11 +98,7 @@ fn build(threads: usize, batch_windows: bool, runtime: Option<std::sync::Arc<dat
     if batch_windows {
         state = state.with_physical_optimizer_rule(std::sync::Arc::new(batch_window::BatchWindows));
     }
-    let ctx = SessionContext::new_with_state(state.build());
-    for stat in [rolling::Stat::Quantile, rolling::Stat::Max, rolling::Stat::Stddev] {
-        ctx.register_udwf(WindowUDF::from(rolling::Rolling::new(stat)));
-    }
-    ctx
+    state
 }
 
 #[cfg(test)]

@@ -187,6 +187,13 @@ impl Stage for Sql {
         let df = session.sql(&query).await.with_context(|| format!("in {}", self.rel))?;
         let plan = df.clone().create_physical_plan().await.with_context(|| format!("in {}", self.rel))?;
         let sorted_by = output_order(&plan);
+        let engine = &ctx.pipeline.engine;
+        if !engine.is_local() {
+            // Planned here too, for the order and types of what the cluster sends back.
+            let rows = self.run_on_cluster(ctx, &query, plan.schema()).await.with_context(|| format!("in {} on the engine {engine}", self.rel))?;
+            ctx.progress.set_rows(rows);
+            return Ok(StageOutput { rows, sorted_by, ..Default::default() });
+        }
         let options = crate::io::table::table_parquet_options(&plan.schema());
         // DataFusion's writer encodes row groups and columns in parallel; ours would use one core.
         let written = df
@@ -205,6 +212,31 @@ impl Stage for Sql {
             .unwrap_or(0);
         ctx.progress.set_rows(rows);
         Ok(StageOutput { rows, sorted_by, ..Default::default() })
+    }
+}
+
+impl Sql {
+    /// The query on a Ballista cluster, its result streamed into the entry's file as it comes
+    /// (cast to `schema`, the local plan's: Ballista reads strings as Utf8, not Utf8View).
+    async fn run_on_cluster(&self, ctx: &StageContext, query: &str, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<u64> {
+        use futures::StreamExt;
+        let session = crate::engine::cluster::client_session(&ctx.pipeline.engine, ctx.threads).await?;
+        for (name, entry) in &ctx.upstream {
+            register_entry(&session, name, entry).await?;
+        }
+        let mut stream = session.sql(query).await?.execute_stream().await?;
+        let mut writer = crate::io::table::TableWriter::create(&ctx.output_path(), schema.clone())?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<Result<Vec<_>, _>>()?;
+            writer.write(&datafusion::arrow::array::RecordBatch::try_new(schema.clone(), columns)?)?;
+        }
+        writer.finish()
     }
 }
 
@@ -254,12 +286,14 @@ fn read_options(entry: &crate::cache::Entry) -> ParquetReadOptions<'static> {
 
 /// Register a finished stage as a table named after it, and its side tables as `<stage>_<side>`.
 pub async fn register_entry(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry) -> Result<()> {
-    let path = entry.output();
+    // Absolute: a Ballista executor resolves the path in its own working folder.
+    let path = std::path::absolute(entry.output())?;
     session
         .register_parquet(name, path.to_string_lossy().as_ref(), read_options(entry))
         .await
         .with_context(|| format!("registering stage `{name}` ({})", path.display()))?;
     for (side, path) in entry.tables() {
+        let path = std::path::absolute(path)?;
         session
             .register_parquet(format!("{name}_{side}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
             .await?;

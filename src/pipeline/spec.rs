@@ -84,6 +84,9 @@ pub struct Pipeline {
     pub source: String,
     /// `s3://bucket/prefix` holding the cache and artifacts shared between machines.
     pub store: Option<String>,
+    /// Where the SQL stages run (`engine:`, `--engine`). Not part of any cache key: every
+    /// engine gives the same table.
+    pub engine: crate::engine::Engine,
 }
 
 impl Pipeline {
@@ -112,6 +115,7 @@ struct RawPipeline {
     #[serde(default)]
     params: IndexMap<Spanned<String>, Spanned<Value>>,
     store: Option<Spanned<String>>,
+    engine: Option<Spanned<String>>,
     stages: IndexMap<Spanned<String>, Spanned<IndexMap<Spanned<String>, Spanned<Value>>>>,
 }
 
@@ -278,6 +282,17 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         }
     };
 
+    let engine = match raw.engine {
+        None => crate::engine::Engine::Local,
+        Some(v) => {
+            let loc = Loc::of(&v);
+            match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("engine"), m.to_string()))? {
+                Value::String(s) => crate::engine::Engine::parse(&s).map_err(|m| err(Some(loc), None, Some("engine"), m))?,
+                _ => return Err(err(Some(loc), None, Some("engine"), "must be `local` or a ballista://HOST:PORT URL".into())),
+            }
+        }
+    };
+
     let name = raw.name.unwrap_or_else(|| {
         file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into())
     });
@@ -289,6 +304,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         stages,
         source: source.to_string(),
         store,
+        engine,
     };
     check_graph(&pipeline)?;
     Ok(pipeline)

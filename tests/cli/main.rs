@@ -7,6 +7,7 @@
 
 mod common;
 
+mod ballista;
 mod closed_loop;
 mod collect;
 mod crash;
