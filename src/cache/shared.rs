@@ -14,6 +14,16 @@ fn entry_rel(key: CacheKey) -> String {
     format!("{STORE_ENTRIES}/{}", key.hex())
 }
 
+impl Entry {
+    /// The URL of one of the entry's files (`output.parquet`, a side table) in `store`, where
+    /// `Cache::share` put it.
+    pub fn url_in(&self, store: &crate::store::Store, file: &std::path::Path) -> Result<String> {
+        let key = CacheKey::parse(&self.meta.key).context("a cache entry with a malformed key")?;
+        let name = file.file_name().context("an entry file has a name")?.to_string_lossy();
+        Ok(store.url_of(&format!("{}/{name}", entry_rel(key))))
+    }
+}
+
 impl Cache {
     /// The entry for `key`: the local one, else the shared store's, copied down and checked
     /// file by file against its checksums before it is used.

@@ -15,6 +15,10 @@ pub struct SchedulerArgs {
     /// The host name executors and clients reach this scheduler by [default: the bind address].
     #[arg(long, value_name = "HOST")]
     pub external_host: Option<String>,
+    /// An executor silent this long is dead: its tasks run again elsewhere, and a stage left
+    /// with no executor at all fails after the same wait. Longer than executors' --heartbeat.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(2..))]
+    pub executor_timeout: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -37,10 +41,14 @@ pub struct ExecutorArgs {
     /// Folder for shuffle files [default: a temporary folder].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<String>,
+    /// How often to tell the scheduler this executor is alive; keep it well under the
+    /// scheduler's --executor-timeout.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat: u64,
 }
 
 pub async fn scheduler(args: SchedulerArgs) -> Result<u8> {
-    cluster::scheduler(args.bind, args.external_host).await?;
+    cluster::scheduler(args.bind, args.external_host, args.executor_timeout).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -59,6 +67,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<u8> {
         external_host: args.external_host,
         vcores: args.concurrent_tasks.unwrap_or_else(crate::io::threads::available),
         work_dir: args.work_dir,
+        heartbeat_seconds: args.heartbeat,
     })
     .await?;
     Ok(exit::SUCCESS)

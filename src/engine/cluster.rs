@@ -17,7 +17,7 @@ use super::Engine;
 /// What the scheduler plans a stage's query with: the client's settings (which Ballista sends
 /// with the query), our window functions and the batch window operator.
 fn planning_state(config: SessionConfig) -> datafusion::common::Result<SessionState> {
-    let mut state = crate::features::state(config, None, true).build();
+    let mut state = crate::features::state(config, Some(super::objects::runtime(None)?), true).build();
     for f in crate::features::window_functions() {
         datafusion::execution::FunctionRegistry::register_udwf(&mut state, f)?;
     }
@@ -42,12 +42,18 @@ pub async fn client_session(engine: &Engine, threads: usize) -> Result<SessionCo
 }
 
 /// `pipeline scheduler`: plans stages' queries and hands their tasks to executors.
-pub async fn scheduler(bind: SocketAddr, external_host: Option<String>) -> Result<()> {
-    let mut config = ballista_scheduler::config::SchedulerConfig::default();
-    config.bind_host = bind.ip().to_string();
-    config.bind_port = bind.port();
-    config.external_host = external_host.unwrap_or_else(|| bind.ip().to_string());
-    config.override_physical_codec = Some(Arc::new(PlanCodec::default()));
+pub async fn scheduler(bind: SocketAddr, external_host: Option<String>, executor_timeout_seconds: u64) -> Result<()> {
+    let config = ballista_scheduler::config::SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: external_host.unwrap_or_else(|| bind.ip().to_string()),
+        override_physical_codec: Some(Arc::new(PlanCodec::default())),
+        executor_timeout_seconds,
+        // A stage whose last executor died fails after the same wait instead of hanging.
+        no_executors_grace_period_seconds: executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: (executor_timeout_seconds / 3).clamp(1, 15),
+        ..Default::default()
+    };
     let config = config.with_override_session_builder(Arc::new(planning_state));
     let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
         .await
@@ -69,6 +75,7 @@ pub struct ExecutorOptions {
     pub vcores: usize,
     /// Where shuffle files go; a temporary folder when unset.
     pub work_dir: Option<String>,
+    pub heartbeat_seconds: u64,
 }
 
 /// `pipeline executor`: runs the tasks its scheduler hands it, with our functions and nodes.
@@ -77,20 +84,26 @@ pub async fn executor(o: ExecutorOptions) -> Result<()> {
     for f in crate::features::window_functions() {
         registry.window_functions.insert(f.name().to_string(), f);
     }
-    let mut config = ballista_executor::executor_process::ExecutorProcessConfig::default();
-    config.bind_host = o.bind.ip().to_string();
-    config.port = o.bind.port();
-    config.grpc_port = o.grpc_port;
-    config.external_host = o.external_host;
-    config.scheduler_host = o.scheduler.0.clone();
-    config.scheduler_port = o.scheduler.1;
-    // Executors may start before their scheduler (a deployment starts both at once).
-    config.scheduler_connect_timeout_seconds = 60;
-    config.vcores = o.vcores.max(1);
-    config.work_dir = o.work_dir;
-    config.print_thread_info = false;
-    config.override_function_registry = Some(Arc::new(registry));
-    config.override_physical_codec = Some(Arc::new(PlanCodec::default()));
+    let spill = o.work_dir.clone();
+    let config = ballista_executor::executor_process::ExecutorProcessConfig {
+        bind_host: o.bind.ip().to_string(),
+        port: o.bind.port(),
+        grpc_port: o.grpc_port,
+        external_host: o.external_host,
+        scheduler_host: o.scheduler.0.clone(),
+        scheduler_port: o.scheduler.1,
+        // Executors may start before their scheduler (a deployment starts both at once).
+        scheduler_connect_timeout_seconds: 60,
+        vcores: o.vcores.max(1),
+        // Tables in the shared store are read where the task runs.
+        override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| super::objects::runtime(spill.as_deref()))),
+        work_dir: o.work_dir,
+        print_thread_info: false,
+        executor_heartbeat_interval_seconds: o.heartbeat_seconds,
+        override_function_registry: Some(Arc::new(registry)),
+        override_physical_codec: Some(Arc::new(PlanCodec::default())),
+        ..Default::default()
+    };
     tracing::info!("Ballista executor on {} for the scheduler at {}:{}", o.bind, o.scheduler.0, o.scheduler.1);
     ballista_executor::executor_process::start_executor_process(Arc::new(config))
         .await

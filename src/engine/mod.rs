@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod codec;
+pub mod objects;
 
 use std::fmt;
 

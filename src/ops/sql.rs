@@ -221,8 +221,10 @@ impl Sql {
     async fn run_on_cluster(&self, ctx: &StageContext, query: &str, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<u64> {
         use futures::StreamExt;
         let session = crate::engine::cluster::client_session(&ctx.pipeline.engine, ctx.threads).await?;
+        // With a shared store the cluster reads the upstream entries there (the run put them there
+        // when they finished); without one, its executors must see this machine's paths.
         for (name, entry) in &ctx.upstream {
-            register_entry(&session, name, entry).await?;
+            register_entry_in(&session, name, entry, ctx.store.as_ref()).await?;
         }
         let mut stream = session.sql(query).await?.execute_stream().await?;
         let mut writer = crate::io::table::TableWriter::create(&ctx.output_path(), schema.clone())?;
@@ -286,17 +288,29 @@ fn read_options(entry: &crate::cache::Entry) -> ParquetReadOptions<'static> {
 
 /// Register a finished stage as a table named after it, and its side tables as `<stage>_<side>`.
 pub async fn register_entry(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry) -> Result<()> {
-    // Absolute: a Ballista executor resolves the path in its own working folder.
-    let path = std::path::absolute(entry.output())?;
+    register_entry_in(session, name, entry, None).await
+}
+
+/// `register_entry`, reading the entry's copy in `store` when there is one.
+async fn register_entry_in(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry, store: Option<&crate::store::Store>) -> Result<()> {
+    let location = |path: std::path::PathBuf| -> Result<String> {
+        match store {
+            Some(store) => entry.url_in(store, &path),
+            // Absolute: a Ballista executor resolves the path in its own working folder.
+            None => Ok(std::path::absolute(path)?.to_string_lossy().into_owned()),
+        }
+    };
+    let output = location(entry.output())?;
     session
-        .register_parquet(name, path.to_string_lossy().as_ref(), read_options(entry))
+        .register_parquet(name, &output, read_options(entry))
         .await
-        .with_context(|| format!("registering stage `{name}` ({})", path.display()))?;
+        .with_context(|| format!("registering stage `{name}` ({output})"))?;
     for (side, path) in entry.tables() {
-        let path = std::path::absolute(path)?;
+        let path = location(path)?;
         session
-            .register_parquet(format!("{name}_{side}"), path.to_string_lossy().as_ref(), ParquetReadOptions::default())
-            .await?;
+            .register_parquet(format!("{name}_{side}"), &path, ParquetReadOptions::default())
+            .await
+            .with_context(|| format!("registering `{name}_{side}` ({path})"))?;
     }
     Ok(())
 }

@@ -265,6 +265,7 @@ async fn run_stage(
         threads,
         cores,
         memory,
+        store: cache.store().cloned(),
     };
     let t0 = Instant::now();
     let result = planned.stage.run(&ctx).await;

@@ -44,6 +44,8 @@ pub struct StageContext {
     pub cores: super::cores::Cores,
     /// Bytes of `run --memory` reserved for this stage: a SQL stage's pool, past which it spills.
     pub memory: u64,
+    /// The shared store the run's entries also go to (`--store`), where a cluster reads them.
+    pub store: Option<crate::store::Store>,
 }
 
 impl StageContext {

@@ -134,11 +134,11 @@ impl Server {
             bail!("{} decisions for {} rows", items.len(), rows.len());
         }
         // A row the server refused comes back as `{"error": ...}`: said once, counted as a fallback.
-        if let Some(e) = items.iter().find_map(|d| d["error"].as_str()) {
-            if self.last_error.as_deref() != Some(e) {
-                tracing::warn!("the scaler at {} refused a row: {e}", self.url);
-                self.last_error = Some(e.to_string());
-            }
+        if let Some(e) = items.iter().find_map(|d| d["error"].as_str())
+            && self.last_error.as_deref() != Some(e)
+        {
+            tracing::warn!("the scaler at {} refused a row: {e}", self.url);
+            self.last_error = Some(e.to_string());
         }
         Ok(items
             .iter()

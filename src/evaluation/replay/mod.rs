@@ -121,6 +121,8 @@ impl Params {
                 return bad(name, format!("must be a number of at least 0 (it is {v})"));
             }
         }
+        // Written so that a NaN fails too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.max_replicas >= self.min_replicas.max(1.0)) {
             return bad("max_replicas", format!("({}) must be at least min_replicas and 1", self.max_replicas));
         }

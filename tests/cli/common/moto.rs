@@ -8,15 +8,18 @@ use std::time::{Duration, Instant};
 pub struct Moto {
     child: Child,
     port: u16,
+    /// The server's request log (one line per request, as werkzeug writes it).
+    log: tempfile::NamedTempFile,
 }
 
 impl Moto {
     pub fn start() -> Moto {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(super::tool("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("moto_server must be installed (pip install 'moto[server]'); .ci/run installs it");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -24,7 +27,7 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Moto { child, port }
+        Moto { child, port, log }
     }
 
     pub fn endpoint(&self) -> String {
@@ -65,6 +68,11 @@ for dirpath, _, files in os.walk(root):
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_ENDPOINT_URL", self.endpoint()),
         ]
+    }
+
+    /// The requests served so far whose line contains `needle` (`GET /bucket/key`, say).
+    pub fn requests(&self, needle: &str) -> usize {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default().lines().filter(|l| l.contains(needle)).count()
     }
 
     /// Stop the server now (its buckets are gone with it).
