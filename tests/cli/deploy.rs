@@ -93,11 +93,47 @@ fn the_collector_feeds_what_the_server_and_the_cronjob_read() {
     assert_eq!(metrics_uri.trim_end_matches('/'), out.trim_end_matches('/'));
 }
 
+/// The value of `--flag=value` among a container's args.
+fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
+    args.iter().find_map(|a| a.strip_prefix(&format!("{name}=")))
+}
+
+#[test]
+fn the_executors_reach_the_scheduler_and_report_well_within_its_timeout() {
+    let cluster = docs("ballista.yaml");
+    assert_eq!(kinds(&cluster), ["Deployment", "Service", "Deployment"]);
+    let (scheduler, service, executor) = (&cluster[0], &cluster[1], &cluster[2]);
+    let container = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0].clone();
+    let (s, e) = (container(scheduler), container(executor));
+    let (s_args, e_args) = (args(&s), args(&e));
+    assert_eq!((s_args[0], e_args[0]), ("scheduler", "executor"));
+    for (command, list) in [("scheduler", &s_args), ("executor", &e_args)] {
+        let help = Project::empty().pipeline(&[command, "--help"]).ok().stdout();
+        for a in &list[1..] {
+            let name = a.split('=').next().unwrap();
+            assert!(help.contains(name), "`pipeline {command}` has no flag {name}");
+        }
+    }
+    // One scheduler, behind the Service the executors name.
+    assert_eq!(scheduler["spec"]["replicas"], 1);
+    assert_eq!(service["spec"]["selector"], scheduler["spec"]["template"]["metadata"]["labels"]);
+    let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
+    let bind_port: u64 = flag(&s_args, "--bind").unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(bind_port, port);
+    assert_eq!(flag(&e_args, "--scheduler"), Some(format!("{}:{port}", service["metadata"]["name"].as_str().unwrap()).as_str()));
+    // The address an executor advertises is its pod's, from the downward API.
+    assert_eq!(flag(&e_args, "--external-host"), Some("$(POD_IP)"));
+    assert!(e["env"].as_array().unwrap().iter().any(|v| v["name"] == "POD_IP" && v["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"));
+    let heartbeat: u64 = flag(&e_args, "--heartbeat").unwrap().parse().unwrap();
+    let timeout: u64 = flag(&s_args, "--executor-timeout").unwrap().parse().unwrap();
+    assert!(heartbeat * 3 <= timeout, "a live executor reports at least three times per timeout");
+}
+
 #[test]
 fn manifests_validate_against_the_kubernetes_schemas() {
     // kubernetes-validate (PyPI, installed by scripts/setup.sh) carries the API's JSON schemas,
     // so this needs no cluster; KEDA's CRD is not among them (its fields are checked above).
-    let files: Vec<String> = ["collector.yaml", "server.yaml", "cronjob.yaml", "keda-scaledobject.yaml"]
+    let files: Vec<String> = ["collector.yaml", "server.yaml", "cronjob.yaml", "keda-scaledobject.yaml", "ballista.yaml"]
         .iter()
         .map(|f| repo().join("deploy").join(f).to_string_lossy().into_owned())
         .collect();
@@ -108,7 +144,15 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         .expect("kubernetes-validate must be installed (scripts/setup.sh installs it)");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
-    for object in ["deployment/autoscale-collector", "deployment/autoscale-server", "service/autoscale-server", "cronjob/autoscale-train"] {
+    for object in [
+        "deployment/autoscale-collector",
+        "deployment/autoscale-server",
+        "service/autoscale-server",
+        "cronjob/autoscale-train",
+        "deployment/autoscale-scheduler",
+        "service/autoscale-scheduler",
+        "deployment/autoscale-executor",
+    ] {
         assert!(text.contains(&format!("passed for resource {object}")), "{object} not validated:\n{text}");
     }
     // A typo is caught: the check can fail.
