@@ -342,6 +342,13 @@ impl Table {
         self.y.len()
     }
 
+    /// Free the feature values once a model holds its own copy of them (the LSTM-CNN's scaled
+    /// f32 rows): the keys, targets and services stay, for the table of predictions. Reading a
+    /// feature value afterwards is a bug.
+    pub fn release_values(&mut self) {
+        self.x = Vec::new();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }

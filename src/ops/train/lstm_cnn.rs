@@ -87,17 +87,17 @@ pub(super) fn load_and_train(job: &Job, input: &Path, features: Option<&[String]
             drop(keys);
             job.progress.message(&format!("loading the {} rows the chosen windows cover", filter.rows()));
             let data = super::load(input, features, Some(&filter))?;
-            return train(job, &data, &windows, parts, p);
+            return train(job, data, &windows, parts, p);
         }
     }
     let data = super::load(input, features, None)?;
     let ids: Vec<u32> = (0..data.len()).map(|i| data.service_id(i)).collect();
     let windows = windows_of(&ids, &data.timestamps, &data.test);
     let parts = Parts::choose(job, &windows, |r| data.service(r), p);
-    train(job, &data, &windows, parts, p)
+    train(job, data, &windows, parts, p)
 }
 
-fn train(job: &Job, data: &Table, windows: &WindowSet, parts: Parts, p: &Params) -> Result<Fitted> {
+fn train(job: &Job, mut data: Table, windows: &WindowSet, parts: Parts, p: &Params) -> Result<Fitted> {
     let nf = data.nf();
     let Parts { train: train_w, val: val_w, test: test_w, train_available, val_available } = parts;
     let sampled = crate::models::sample::note(train_w.len(), train_available, "windows")
@@ -110,6 +110,11 @@ fn train(job: &Job, data: &Table, windows: &WindowSet, parts: Parts, p: &Params)
     if test_w.is_empty() {
         bail!("no test windows: each service needs test rows and at least {} rows in all", p.sequence_length);
     }
+    // Raw rows for the single-decision latency, as a server would send them; then the f64
+    // values go (at 10M rows they were half of the stage's memory: x_scaled holds them as f32).
+    let raw: Vec<Vec<f64>> =
+        test_w.iter().take(200).map(|w| data.matrix(&windows.rows(w).iter().map(|&r| r as usize).collect::<Vec<_>>())).collect();
+    data.release_values();
     let (rtr, ytr) = windows.index(&train_w, &data.y);
     let (rva, yva) = windows.index(&val_w, &data.y);
 
@@ -124,9 +129,7 @@ fn train(job: &Job, data: &Table, windows: &WindowSet, parts: Parts, p: &Params)
     let yte: Vec<f64> = test_w.iter().map(|w| data.y[windows.last(w)]).collect();
     let (lo, hi) = job.bounds;
     let test = metrics::score(&yte, &predicted, lo, hi);
-    // Single-window latency from raw rows (scaling included), as a server would call it.
-    let raw: Vec<Vec<f64>> =
-        test_w.iter().take(200).map(|w| data.matrix(&windows.rows(w).iter().map(|&r| r as usize).collect::<Vec<_>>())).collect();
+    // Single-window latency from raw rows (scaling included).
     let single_us = {
         let _torch = crate::models::torch_runtime::exclusive();
         crate::models::torch_runtime::set_threads(1);
@@ -160,7 +163,7 @@ fn train(job: &Job, data: &Table, windows: &WindowSet, parts: Parts, p: &Params)
     model.save(&job.out_dir, &meta)?;
     write_history(&job.out_dir, &trained.history)?;
     let rows: Vec<usize> = test_w.iter().map(|w| windows.last(w)).collect();
-    write_predictions(data, &job.out_dir.join(crate::cache::OUTPUT), &rows, &predicted, job.bounds)?;
+    write_predictions(&data, &job.out_dir.join(crate::cache::OUTPUT), &rows, &predicted, job.bounds)?;
     let mut note = format!("{}; best epoch {} of {last} on {}", job.note(&test, trained.seconds, single_us), trained.best_epoch, model.device());
     if let Some(s) = sampled {
         note.push_str(&format!("; {s}"));
