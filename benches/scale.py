@@ -8,8 +8,9 @@ usage: benches/scale.py [--rows 1000000] [--services 200] [--stages ingest,featu
 Rows come from `pipeline simulate` (the World Cup trace, 06:00-22:00, 1,920 rows per service
 and day), as many days as N rows need. Stages run in order with `pipeline run --only STAGE`, so
 each one's peak RSS is its own (os.wait4 of that process). Without --models the run stops after
-the splits; with --models the demand forest and the LSTM-CNN train too, small (10 trees,
-1 epoch) and on a sample of --max-train-rows rows (their `max_train_rows`). PIPELINE_BIN picks
+the splits; with --models the rest of the default pipeline runs too (the other labels and
+splits, the four forests and the LSTM-CNN, evaluate, report, publish), the models small (10
+trees, 1 epoch) and on a sample of --max-train-rows rows (their `max_train_rows`). PIPELINE_BIN picks
 the binary; --before BIN runs each stage with that binary too (e.g. a build of an older commit),
 just before ours on the same rows, and prints both and the ratio of their peak RSS.
 """
@@ -28,9 +29,10 @@ BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline")
 ROWS_PER_SERVICE_DAY = 16 * 120
 
 DATA_STAGES = ["ingest", "features", "labels", "split_temporal", "split_shuffled"]
-MODEL_STAGES = ["train_random_forest_demand", "train_lstm_cnn"]
-# What the demand forest reads, beyond the data stages.
-DEMAND_STAGES = ["labels_demand", "split_temporal_demand"]
+# With --models, the rest of the default pipeline, in an order its dependencies allow.
+LABEL_STAGES = ["service_summary", "labels_hpa", "split_temporal_hpa", "labels_demand", "split_temporal_demand"]
+MODEL_STAGES = ["train_random_forest", "train_random_forest_temporal", "train_random_forest_hpa", "train_random_forest_demand", "train_lstm_cnn"]
+SCORE_STAGES = ["evaluate", "report", "publish"]
 
 
 def run(cmd, cwd):
@@ -46,7 +48,8 @@ def run(cmd, cwd):
 
 
 def stage_rows(project, stage, sets):
-    out = subprocess.run([BIN, "inspect", stage, "--rows", "0", *sets], cwd=project, capture_output=True, text=True, check=True).stdout
+    # A stage with no table (report) has no rows to count.
+    out = subprocess.run([BIN, "inspect", stage, "--rows", "0", *sets], cwd=project, capture_output=True, text=True).stdout
     for line in out.splitlines():
         if line.startswith("rows:"):
             return int(line.split()[1].replace(",", ""))
@@ -92,23 +95,26 @@ def main():
         wall, rss, _ = run([BIN, "simulate", "--days", str(days), "--services", services, "--out", metrics, "--layout", "s3"], project)
         print(f"simulate: {days} days x {a.services} services in {wall:.1f} s")
 
-    stages = a.stages.split(",") if a.stages else DATA_STAGES + (DEMAND_STAGES + MODEL_STAGES if a.models else [])
+    stages = a.stages.split(",") if a.stages else DATA_STAGES + (LABEL_STAGES + MODEL_STAGES + SCORE_STAGES if a.models else [])
     sets = ["--set", "metrics_uri=metrics", "--set", "rf_trees=10", "--set", "cv_folds=2", "--set", "lstm_epochs=1"]
     print(f"binary: {BIN}" + (f", before: {a.before}" if a.before else ""))
     if a.before:
         print(f"{'stage':<28} {'rows':>11} {'before s':>9} {'MiB':>7} {'after s':>8} {'MiB':>7} {'RSS after/before':>17} {'rows/s':>11}")
     else:
         print(f"{'stage':<28} {'rows':>11} {'wall s':>8} {'peak RSS MiB':>13} {'rows/s':>11}")
+    peak, total = (0.0, ""), 0.0
     for stage in stages:
         if a.before:
             before_wall, before_rss, _ = run([a.before, "run", "--only", stage, "--force", *sets], project)
         wall, rss, _ = run([BIN, "run", "--only", stage, "--force", *sets], project)
         rows = stage_rows(project, stage, sets)
+        peak, total = max(peak, (rss, stage)), total + wall
         rate = f"{rows / wall:,.0f}" if rows else "-"
         if a.before:
             print(f"{stage:<28} {rows or 0:>11,} {before_wall:>9.1f} {before_rss:>7,.0f} {wall:>8.1f} {rss:>7,.0f} {rss / before_rss:>17.2f} {rate:>11}", flush=True)
         else:
             print(f"{stage:<28} {rows or 0:>11,} {wall:>8.1f} {rss:>13,.0f} {rate:>11}", flush=True)
+    print(f"run: {total:.1f} s in {len(stages)} stages, peak RSS {peak[0]:,.0f} MiB ({peak[1]})")
     if not a.keep:
         shutil.rmtree(project, ignore_errors=True)
 

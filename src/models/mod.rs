@@ -16,6 +16,7 @@ pub mod sample;
 pub mod sequences;
 pub mod table;
 pub mod torch_runtime;
+pub mod window_stream;
 
 use std::path::Path;
 

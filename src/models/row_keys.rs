@@ -134,6 +134,11 @@ impl RowKeys {
         &self.names[self.ids[i] as usize]
     }
 
+    /// The file's services, sorted.
+    pub fn service_names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The rows `keep` marks, with every service of the file known.
     pub fn keep(&self, keep: Vec<bool>) -> RowFilter {
         RowFilter { keep, services: self.names.clone() }
@@ -147,6 +152,11 @@ pub struct RowFilter {
 }
 
 impl RowFilter {
+    /// The rows `keep` marks of a file whose services are `services`.
+    pub fn new(keep: Vec<bool>, services: Vec<String>) -> RowFilter {
+        RowFilter { keep, services }
+    }
+
     pub fn rows(&self) -> usize {
         self.keep.iter().filter(|&&k| k).count()
     }

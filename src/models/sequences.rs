@@ -101,6 +101,14 @@ pub struct Window {
     pub part: Part,
 }
 
+impl Window {
+    /// Whether this window ends on the row after `previous`'s last one in the by-service order:
+    /// for two windows of one service, the next window in time.
+    pub fn follows(&self, previous: &Window) -> bool {
+        self.end == previous.end + 1
+    }
+}
+
 /// A table's windows: every row by service and time (`order`), and the windows over it.
 #[derive(Debug, Clone)]
 pub struct WindowSet {

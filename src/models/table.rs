@@ -10,6 +10,8 @@ use super::row_keys::{RowFilter, ServiceIds};
 use super::sequences::{ScaledRows, Scaler};
 use super::{ModelMeta, SERVICE_PREFIX};
 
+mod chunks;
+
 pub const TARGET: &str = "target_replicas";
 /// Columns that are never features.
 pub const NOT_FEATURES: &[&str] = &["timestamp", "service_name", "replica_count", TARGET, "split"];
@@ -54,6 +56,13 @@ struct KeyTypes {
 
 const NO_SERVICE: u32 = u32::MAX;
 
+/// The columns a table of the features `wanted` names reads, and whether it adds the one-hot
+/// service columns.
+fn columns_for(wanted: &[String]) -> (impl Fn(&str) -> bool + '_, bool) {
+    let keep = |name: &str| NOT_FEATURES.contains(&name) || wanted.iter().any(|w| matches(w, name));
+    (keep, wanted.iter().any(|w| matches(w, SERVICE_PREFIX) || w.starts_with(SERVICE_PREFIX)))
+}
+
 /// Whether feature `f` is one that `wanted` names: the name, or a prefix ending in `*`.
 fn matches(wanted: &str, f: &str) -> bool {
     match wanted.strip_suffix('*') {
@@ -76,8 +85,7 @@ impl Table {
     /// The features `wanted` names (all when `None`) of the rows `rows` keeps (all when `None`).
     pub fn load_some(path: &std::path::Path, wanted: Option<&[String]>, rows: Option<&RowFilter>) -> Result<Table> {
         let Some(wanted) = wanted else { return Table::read(path, |_| true, true, rows) };
-        let keep = |name: &str| NOT_FEATURES.contains(&name) || wanted.iter().any(|w| matches(w, name));
-        let one_hot = wanted.iter().any(|w| matches(w, SERVICE_PREFIX) || w.starts_with(SERVICE_PREFIX));
+        let (keep, one_hot) = columns_for(wanted);
         match Table::read(path, keep, one_hot, rows).and_then(|t| t.select(wanted)) {
             Ok(t) => Ok(t),
             // A name that matches nothing: say so with the whole table's features, not the few read.

@@ -144,16 +144,20 @@ impl Train {
 }
 
 /// The given rows with their keys, actual target and prediction: a train stage's table.
-fn write_predictions(data: &Table, path: &std::path::Path, rows: &[usize], predicted: &[f64], (lo, hi): (f64, f64)) -> Result<()> {
+fn write_predictions(data: &Table, path: &std::path::Path, rows: &[usize], predicted: &[f64], bounds: (f64, f64)) -> Result<()> {
+    let batch = prediction_batch(data, rows, predicted, bounds)?;
+    crate::io::table::write_parquet(path, batch.schema(), &[batch])?;
+    Ok(())
+}
+
+/// `rows` of `data` with their keys, actual target and prediction, as a train stage's table has them.
+fn prediction_batch(data: &Table, rows: &[usize], predicted: &[f64], (lo, hi): (f64, f64)) -> Result<RecordBatch> {
     let (mut fields, mut columns) = data.key_columns(rows)?;
     fields.push(Field::new("prediction", DataType::Float64, false));
     columns.push(Arc::new(Float64Array::from(predicted.to_vec())));
     fields.push(Field::new("predicted_replicas", DataType::Float64, false));
     columns.push(Arc::new(Float64Array::from_iter_values(predicted.iter().map(|p| metrics::replicas(*p, lo, hi)))));
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    crate::io::table::write_parquet(path, schema, &[batch])?;
-    Ok(())
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
 /// What a model-specific trainer hands back to the stage.
@@ -169,7 +173,9 @@ impl Stage for Train {
         // 3: the LSTM-CNN's second convolution padded `same`, Keras initialisation, the scaler
         // fitted on the training windows; predictions rounded half to even in the metrics.
         // 4: with max_train_rows the LSTM-CNN validates on a sample in the same proportion.
-        4
+        // 5: the LSTM-CNN samples windows in runs of consecutive ones; its latency is measured on
+        // validation windows.
+        5
     }
 
     fn params(&self) -> serde_json::Value {
