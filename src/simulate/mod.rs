@@ -123,7 +123,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let node_mib: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.ram_request).sum::<f64>() * 0.6;
 
     let mut rng = Rng::new(opts.seed, 0);
-    let mut services: Vec<Service> = profiles.iter().map(|p| Service::new(p.clone(), start as f64)).collect();
+    let mut services: Vec<Service> = profiles.iter().enumerate().map(|(i, p)| Service::new(p.clone(), start as f64, opts.seed, i as u64)).collect();
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
     let mut summary = Summary::default();
     let (mut cpu_pressure, mut mem_pressure) = (false, false);
@@ -153,12 +153,13 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 }
                 let p = &svc.profile;
                 let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
-                let sample = svc.step(now, STEP_S, trace.at(offset), &mut rng);
+                let sample = svc.step(now, STEP_S, trace.at(offset));
                 cores += sample.cpu_cores;
                 mib += sample.ram_mib;
                 summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
+                // Drawn every step, written or not, so the timestamps are the same whoever scales.
+                let ts = ((wake + i as f64 * 0.035 + rng.uniform() * 0.02) * 1e6).round() as i64;
                 if collect || feed {
-                    let ts = ((wake + i as f64 * 0.035 + rng.uniform() * 0.02) * 1e6).round() as i64;
                     line.clear();
                     write_row(&mut line, ts, &svc.profile, &sample, &mut windows[i], weekend, cpu_pressure, mem_pressure);
                     if feed {

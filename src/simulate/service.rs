@@ -100,8 +100,28 @@ pub struct Sample {
     pub needed_cpu_percent: f64,
 }
 
+/// A service's own random streams. Demand noise has a stream of its own, drawn once a step, so
+/// every scaler given the same seed faces the same load to the request: what a policy's pods do
+/// (each pod draws its memory) shifts neither its own load nor another service's.
+struct Streams {
+    load: Rng,
+    /// CPU, latency and error noise: three draws a step, whatever the pods.
+    readings: Rng,
+    /// Per-pod memory and OOM kills: as many draws as there are pods.
+    pods: Rng,
+}
+
+impl Streams {
+    fn new(seed: u64, index: u64) -> Streams {
+        // Stream 0 is the collector's (wake-up jitter); each service takes the next three.
+        let at = |k: u64| Rng::new(seed, 1 + 3 * index + k);
+        Streams { load: at(0), readings: at(1), pods: at(2) }
+    }
+}
+
 pub struct Service {
     pub profile: Profile,
+    rng: Streams,
     /// Replicas a decision server asked for at the last step; `None`: the internal HPA decides.
     pub wanted: Option<u32>,
     pods: Vec<Pod>,
@@ -115,9 +135,10 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(profile: Profile, now: f64) -> Service {
+    /// The `index`-th service of a simulation seeded with `seed`.
+    pub fn new(profile: Profile, now: f64, seed: u64, index: u64) -> Service {
         let pods = (0..profile.min_replicas).map(|_| Pod { ready_at: now, mem_since: now }).collect();
-        Service { profile, wanted: None, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
+        Service { profile, rng: Streams::new(seed, index), wanted: None, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
     }
 
     /// Pods asked for, ready or starting.
@@ -133,11 +154,11 @@ impl Service {
     }
 
     /// Advance by `dt` seconds under `load` (normalised trace value) and report.
-    pub fn step(&mut self, now: f64, dt: f64, load: f64, rng: &mut Rng) -> Sample {
+    pub fn step(&mut self, now: f64, dt: f64, load: f64) -> Sample {
         let p = self.profile.clone();
         self.autoscale(now);
         // Demand: the trace, a floor so nights are not dead, and AR(1) multiplicative noise.
-        self.noise = 0.85 * self.noise + 0.15 * rng.normal() * 0.6;
+        self.noise = 0.85 * self.noise + 0.15 * self.rng.load.normal() * 0.6;
         let demand = p.peak_rps * (0.04 + 0.96 * load) * self.noise.exp();
         let ready = self.pods.iter().filter(|pod| pod.ready_at <= now).count() as f64;
         let capacity = ready * p.pod_capacity_rps;
@@ -152,7 +173,7 @@ impl Service {
 
         let cpu_cap = 100.0 * p.cpu_limit / p.cpu_request;
         let util = if ready > 0.0 { served / capacity } else { 0.0 };
-        let cpu_percent = (3.0 + 95.0 * util + rng.normal() * 1.5).clamp(0.5, cpu_cap);
+        let cpu_percent = (3.0 + 95.0 * util + self.rng.readings.normal() * 1.5).clamp(0.5, cpu_cap);
         self.last_cpu = cpu_percent;
 
         // Memory per pod: idle + load + leak since its last restart; over the limit, OOM-kill.
@@ -161,8 +182,8 @@ impl Service {
         for pod in &mut self.pods {
             let hours = ((now - pod.mem_since) / 3600.0).max(0.0);
             let mut mib = p.ram_idle_mib + p.ram_per_rps_mib * per_pod_rps + p.ram_leak_mib_per_hour * hours;
-            mib *= 1.0 + 0.02 * rng.normal();
-            if mib > p.ram_limit && rng.uniform() < 0.5 {
+            mib *= 1.0 + 0.02 * self.rng.pods.normal();
+            if mib > p.ram_limit && self.rng.pods.uniform() < 0.5 {
                 self.restarts += 1;
                 pod.mem_since = now;
                 pod.ready_at = now + p.startup_s;
@@ -176,9 +197,9 @@ impl Service {
         // Queueing: latency grows like rho/(1-rho) and by the time the backlog takes to drain.
         let wait_ms = if capacity > 0.0 { 1000.0 * self.backlog / capacity } else { 30_000.0 };
         let mean_ms = p.base_latency_ms * (1.0 + 0.6 * rho / (1.0 - rho)) + wait_ms;
-        let p95_ms = (mean_ms * (1.9 + 0.15 * rng.normal().abs())).min(30_000.0);
+        let p95_ms = (mean_ms * (1.9 + 0.15 * self.rng.readings.normal().abs())).min(30_000.0);
         let queue = (rho * rho / (1.0 - rho)).min(50.0) + self.backlog;
-        let error_rate = (p.base_error_rate * (1.0 + 0.5 * rng.normal()).max(0.1)
+        let error_rate = (p.base_error_rate * (1.0 + 0.5 * self.rng.readings.normal()).max(0.1)
             + if rho > 0.92 { (rho - 0.92) * 1.5 } else { 0.0 }
             + if demand > 0.0 { dropped / (demand * dt) } else { 0.0 })
         .clamp(0.0, 1.0);

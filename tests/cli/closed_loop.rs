@@ -84,6 +84,18 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
     for dir in ["closed/1-server", "closed/2-hpa-60", "closed/3-server"] {
         assert_eq!(common::count(&p.path().join(dir)), 1, "{dir} has the day's files");
     }
+    // Every scaler faced the same load: each row's time, service and request rate are the same
+    // whoever set the replicas (the replicas, and so CPU and latency, differ).
+    let day = |dir: &str| {
+        let month = p.path().join(dir).join("2025/10");
+        std::fs::read_to_string(std::fs::read_dir(month).unwrap().next().unwrap().unwrap().path()).unwrap()
+    };
+    let load = |dir: &str| -> Vec<String> {
+        day(dir).lines().map(|l| l.split(',').enumerate().filter(|(i, _)| [0, 1, 8].contains(i)).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
+    };
+    assert_eq!(load("closed/1-server"), load("closed/2-hpa-60"));
+    assert_eq!(load("closed/1-server"), load("closed/3-server"));
+    assert_ne!(day("closed/2-hpa-60"), day("closed/3-server"), "holding and the HPA scale differently");
     let minutes = |r: &serde_json::Value, what: &str| r["total"][what].as_f64().unwrap();
     let margin = |r: &serde_json::Value| r["margin"]["minutes"].as_f64().unwrap();
     // Every step asked the server once per service, and the forest answered every one.
