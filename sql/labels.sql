@@ -10,7 +10,8 @@
 -- ceil(peak request rate of the rows lead_start .. horizon_end ahead / what one pod serves at
 -- the top of the HPA's tolerance band, target_cpu × (1 + hpa_tolerance)): the pods the HPA
 -- itself would not do without at that load, so on steady load the forecast adds none. lead_start is the first row after a pod's start-up (2 for 60 s at 30 s rows);
--- horizon_end = lead_start + horizon - 1. What one pod serves comes from the service's CPU
+-- horizon_end is the window's last row (the default pipeline's demand labels: 6, 2.5 minutes;
+-- the HPA's scale-down hold keeps each decision 5 minutes on top). What one pod serves comes from the service's CPU
 -- against its requests per pod, fitted (least squares) on the rows before the last
 -- holdout_fraction of its time, so the hold-out does not shape its own labels. A service whose
 -- CPU does not rise with load gets the 'hpa' label.

@@ -68,8 +68,8 @@ pub async fn models(registry: &Path, store: Option<Store>, cmd: ModelsCommand) -
             println!("features:   {}", meta["features"].as_array().map_or(0, |f| f.len()));
             println!("label rule: {}", info.label_rule());
             let policy = match &info.policy {
-                Some(crate::evaluation::policy::PolicySpec::Proactive(r)) => format!("its forecast as a floor under the reactive HPA at {:.0} % CPU", r.target),
-                _ => "its prediction is the replica count (published before policies were recorded)".to_string(),
+                Some(p) => p.describe(),
+                None => "its prediction is the replica count (published before policies were recorded)".to_string(),
             };
             println!("policy:     {policy}");
             println!("hold-out:   {}", info.holdout);

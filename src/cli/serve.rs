@@ -78,11 +78,17 @@ pub struct GuardrailArgs {
     /// an unknown service, a model warming up); a promoted version brings its own.
     #[arg(long, default_value_t = 60.0)]
     pub hpa_target: f64,
+    /// Hold each decision this many seconds against a lower one (scale-down stabilisation).
+    /// Leave it at 0 when an HPA acts on the decisions (KEDA's does, 300 s by default), as the
+    /// replay that chose the policy held once; set it when your client applies decisions as
+    /// they come.
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub stabilization_seconds: f64,
 }
 
 impl From<GuardrailArgs> for Guardrails {
     fn from(g: GuardrailArgs) -> Guardrails {
-        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step, hpa_target: g.hpa_target }
+        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step, hpa_target: g.hpa_target, stabilization_seconds: g.stabilization_seconds }
     }
 }
 

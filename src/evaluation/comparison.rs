@@ -5,8 +5,9 @@
 //!
 //! A forecast and the HPA under it share the work: with a good forecast the HPA can aim at a
 //! higher utilisation. So each forecasting policy runs with the HPA at `hpa_target` and at
-//! every higher `floor_targets` value (60, 65, …, 80 %), and keeps the one that puts it furthest below the frontier
-//! (the target publish records and serve applies). Lower targets are not tried: buying pods by
+//! every higher `floor_targets` value (60, 65, …, 80 %), and with no floor at all (`forecast_alone`),
+//! and keeps the one that puts it furthest below the frontier (the target publish records and
+//! serve applies). Lower targets are not tried: buying pods by
 //! running the HPA colder is the frontier's own trade, not the forecast's merit. The target is
 //! chosen on the hold-out it is scored on: one number of a handful.
 
@@ -26,8 +27,8 @@ pub struct Compared {
     /// Per policy, summed over the services that could be replayed.
     pub totals: BTreeMap<String, Score>,
     pub frontier: Frontier,
-    /// The HPA target each forecasting policy runs with.
-    pub targets: BTreeMap<String, f64>,
+    /// The HPA target each forecasting policy runs with (none: the forecast alone).
+    pub targets: BTreeMap<String, Option<f64>>,
     /// What the reader should know (a baseline that had too little history).
     pub notes: Vec<String>,
 }
@@ -72,22 +73,23 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
     }
     let frontier = Frontier::new(points);
 
-    // The HPA target under each forecast: the one furthest below the frontier (ties: closest
-    // to hpa_target), never below hpa_target.
+    // The HPA target under each forecast, or none (the forecast alone): the one furthest below
+    // the frontier, never below hpa_target. Ties go to the first tried: hpa_target, the hotter
+    // floors in order, then no floor, so a forecast loses its safety net only for a gain.
     let mut targets = BTreeMap::new();
     // Every replayable service has the same forecasts in the same order.
     for (k, (name, _)) in replayable.first().map(|(s, _)| s.forecasts.as_slice()).unwrap_or_default().iter().enumerate() {
-        let mut best: Option<(f64, f64)> = None;
-        let tried = std::iter::once(p.hpa_target).chain(p.floor_targets.iter().copied().filter(|&t| t > p.hpa_target));
+        let mut best: Option<(f64, Option<f64>)> = None;
+        let hotter = p.floor_targets.iter().copied().filter(|&t| t > p.hpa_target);
+        let tried = std::iter::once(p.hpa_target).chain(hotter).map(Some).chain(p.forecast_alone.then_some(None));
         for target in tried {
             let score = total(&|s: &Prepared| Policy::Proactive { target, forecast: &s.forecasts[k].1 });
             let Some(margin) = frontier.margin(&score) else { continue };
-            let better = best.is_none_or(|(m, t)| margin.minutes > m || (margin.minutes == m && (target - p.hpa_target).abs() < (t - p.hpa_target).abs()));
-            if better {
+            if best.is_none_or(|(m, _)| margin.minutes > m) {
                 best = Some((margin.minutes, target));
             }
         }
-        targets.insert(name.clone(), best.map_or(p.hpa_target, |b| b.1));
+        targets.insert(name.clone(), best.map_or(Some(p.hpa_target), |b| b.1));
     }
 
     let mut services = Vec::new();

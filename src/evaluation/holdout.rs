@@ -103,8 +103,9 @@ pub struct Scored {
     pub totals: BTreeMap<String, replay::Score>,
     /// The reactive HPA at each frontier target, summed over services.
     pub frontier: Frontier,
-    /// The HPA target each forecasting policy (`<name>+hpa`, the baselines) runs best with.
-    pub targets: BTreeMap<String, f64>,
+    /// The HPA target each forecasting policy (`<name>+hpa`, the baselines) runs best with
+    /// (none: the forecast alone).
+    pub targets: BTreeMap<String, Option<f64>>,
     /// What the replay wants the reader to know.
     pub notes: Vec<String>,
 }

@@ -18,6 +18,31 @@ pub enum PolicySpec {
     /// `max(reactive HPA, the model's forecast)`, scale-down stabilised: the forecast only adds
     /// pods ahead of the HPA.
     Proactive(Reactive),
+    /// The model's forecast alone, scale-down stabilised as the HPA is; the reactive HPA with
+    /// these settings decides only where the model gives no forecast (a service it does not
+    /// know, an LSTM-CNN warming up). Publish records it when it lies further below the HPA's
+    /// frontier than the forecast over any HPA floor: a floor reacts to every burst of CPU the
+    /// forecast already provisioned for, and the stabilisation holds what it adds for minutes.
+    Forecast(Reactive),
+}
+
+impl PolicySpec {
+    /// The policy of a forecast replayed with its HPA floor at `target`, or with none.
+    pub fn of_forecast(floor: Option<f64>, p: &replay::Params) -> PolicySpec {
+        match floor {
+            Some(target) => PolicySpec::Proactive(Reactive { target, ..Reactive::of(p) }),
+            None => PolicySpec::Forecast(Reactive::of(p)),
+        }
+    }
+
+    /// How the output becomes replicas, in a phrase (`pipeline models`, the run summary).
+    pub fn describe(&self) -> String {
+        match self {
+            PolicySpec::AsPredicted => "its prediction is the replica count".into(),
+            PolicySpec::Proactive(r) => format!("its forecast as a floor under the reactive HPA at {:.0} % CPU", r.target),
+            PolicySpec::Forecast(r) => format!("its forecast alone, scale-down stabilised over {:.0} s (the reactive HPA at {:.0} % CPU where it has none)", r.stabilization_seconds, r.target),
+        }
+    }
 }
 
 /// The reactive HPA's settings.
@@ -80,6 +105,15 @@ pub struct OnlineHpa {
     stabilizer: Stabilizer,
 }
 
+/// A forecast's part in a decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Forecast {
+    /// Pods under which the HPA does not go (0: the HPA alone).
+    Floor(f64),
+    /// The pods to set, whatever the HPA says.
+    Alone(f64),
+}
+
 /// What the policy decided for one row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recommendation {
@@ -92,14 +126,20 @@ pub struct Recommendation {
 }
 
 impl OnlineHpa {
-    pub fn decide(&mut self, now: f64, cpu: f64, replicas: f64, floor: f64, r: &Reactive, (lo, hi): (f64, f64)) -> Recommendation {
+    /// `floor`: `Floor(pods)` under the HPA (0 for the HPA alone), or `Alone(pods)`, a forecast
+    /// that decides by itself (the HPA still sees the row, so its window stays whole).
+    pub fn decide(&mut self, now: f64, cpu: f64, replicas: f64, forecast: Forecast, r: &Reactive, (lo, hi): (f64, f64)) -> Recommendation {
         self.seen.push_back((now, cpu));
         while self.seen.front().is_some_and(|(t, _)| now - t >= r.window_seconds.max(1e-9)) && self.seen.len() > 1 {
             self.seen.pop_front();
         }
         let utilization = self.seen.iter().map(|s| s.1).sum::<f64>() / self.seen.len() as f64;
         let reactive = r.recommend(utilization, replicas, replicas).clamp(lo, hi);
-        let wanted = reactive.max(floor).clamp(lo, hi);
+        let wanted = match forecast {
+            Forecast::Floor(pods) => reactive.max(pods),
+            Forecast::Alone(pods) => pods,
+        }
+        .clamp(lo, hi);
         let replicas = self.stabilizer.apply(now, wanted, replicas, r.stabilization_seconds);
         Recommendation { reactive, utilization, replicas }
     }
@@ -118,18 +158,34 @@ mod tests {
         let mut h = OnlineHpa::default();
         let r = reactive();
         // 3 pods at 90 %: ceil(3 × 90 / 60) = 5.
-        assert_eq!(h.decide(0.0, 90.0, 3.0, 0.0, &r, (1.0, 10.0)).replicas, 5.0);
+        assert_eq!(h.decide(0.0, 90.0, 3.0, Forecast::Floor(0.0), &r, (1.0, 10.0)).replicas, 5.0);
         // Next row 30 % on 5 pods: the window (90, 30) averages 60 %: within the tolerance.
-        let d = h.decide(30.0, 30.0, 5.0, 0.0, &r, (1.0, 10.0));
+        let d = h.decide(30.0, 30.0, 5.0, Forecast::Floor(0.0), &r, (1.0, 10.0));
         assert_eq!((d.utilization, d.reactive, d.replicas), (60.0, 5.0, 5.0));
         // Then 30 % alone: the HPA wants 3, but 5 was recommended within 5 minutes.
-        let d = h.decide(60.0, 30.0, 5.0, 0.0, &r, (1.0, 10.0));
+        let d = h.decide(60.0, 30.0, 5.0, Forecast::Floor(0.0), &r, (1.0, 10.0));
         assert_eq!((d.reactive, d.replicas), (3.0, 5.0));
         // A forecast of 7 pods lifts the decision above the HPA at once.
-        assert_eq!(h.decide(90.0, 30.0, 5.0, 7.0, &r, (1.0, 10.0)).replicas, 7.0);
+        assert_eq!(h.decide(90.0, 30.0, 5.0, Forecast::Floor(7.0), &r, (1.0, 10.0)).replicas, 7.0);
         // Six minutes on at 30 %, the window has forgotten the 7: ceil(7 × 30 / 60) = 4.
-        let d = h.decide(460.0, 30.0, 7.0, 0.0, &r, (1.0, 10.0));
+        let d = h.decide(460.0, 30.0, 7.0, Forecast::Floor(0.0), &r, (1.0, 10.0));
         assert_eq!((d.reactive, d.replicas), (4.0, 4.0));
+    }
+
+    #[test]
+    fn a_forecast_alone_sets_the_replicas_and_is_held_for_the_stabilisation() {
+        let mut h = OnlineHpa::default();
+        let r = reactive();
+        // 3 pods at 90 %: the HPA would want 5; the forecast says 3, and decides.
+        let d = h.decide(0.0, 90.0, 3.0, Forecast::Alone(3.0), &r, (1.0, 10.0));
+        assert_eq!((d.reactive, d.replicas), (5.0, 3.0));
+        // Up at once, down only to the highest forecast of the last 5 minutes.
+        assert_eq!(h.decide(30.0, 30.0, 3.0, Forecast::Alone(7.0), &r, (1.0, 10.0)).replicas, 7.0);
+        assert_eq!(h.decide(60.0, 30.0, 7.0, Forecast::Alone(2.0), &r, (1.0, 10.0)).replicas, 7.0);
+        assert_eq!(h.decide(331.0, 30.0, 7.0, Forecast::Alone(2.0), &r, (1.0, 10.0)).replicas, 2.0);
+        // Within the bounds.
+        assert_eq!(h.decide(360.0, 30.0, 2.0, Forecast::Alone(0.0), &r, (1.0, 10.0)).replicas, 2.0, "2 was asked for at 331 s");
+        assert_eq!(h.decide(700.0, 30.0, 2.0, Forecast::Alone(40.0), &r, (1.0, 10.0)).replicas, 10.0);
     }
 
     #[test]
@@ -140,5 +196,10 @@ mod tests {
         assert_eq!(json["target"], 60.0);
         assert_eq!(serde_json::from_value::<PolicySpec>(json).unwrap(), p);
         assert_eq!(serde_json::from_str::<PolicySpec>(r#"{"kind":"as_predicted"}"#).unwrap(), PolicySpec::AsPredicted);
+        let alone = PolicySpec::of_forecast(None, &replay::Params::default());
+        let json = serde_json::to_value(&alone).unwrap();
+        assert_eq!((json["kind"].as_str(), json["target"].as_f64()), (Some("forecast"), Some(60.0)), "the HPA's settings for where it has no forecast");
+        assert_eq!(serde_json::from_value::<PolicySpec>(json).unwrap(), alone);
+        assert_eq!(PolicySpec::of_forecast(Some(75.0), &replay::Params::default()), PolicySpec::Proactive(Reactive { target: 75.0, ..reactive() }));
     }
 }

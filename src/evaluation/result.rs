@@ -58,9 +58,10 @@ pub struct Evaluation {
     /// Each policy against the frontier at its own pod-hours.
     #[serde(default)]
     pub margins: BTreeMap<String, Margin>,
-    /// The HPA target each forecasting policy ran with (the one furthest below the frontier).
+    /// The HPA target each forecasting policy ran with (the one furthest below the frontier;
+    /// none: the forecast alone).
     #[serde(default)]
-    pub hpa_targets: BTreeMap<String, f64>,
+    pub hpa_targets: BTreeMap<String, Option<f64>>,
     pub replay_services: Vec<ServiceReplay>,
     /// The service with the most load: the one `replay.png` shows.
     pub busy_service: Option<String>,

@@ -32,7 +32,7 @@ use serde_json::json;
 use super::parse_params;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
-use crate::evaluation::policy::{PolicySpec, Reactive};
+use crate::evaluation::policy::PolicySpec;
 use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
@@ -187,7 +187,7 @@ impl Stage for Publish {
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
                     }),
-                    policy: Some(PolicySpec::Proactive(Reactive { target: scored.targets.get("new+hpa").copied().unwrap_or(rp.hpa_target), ..Reactive::of(&rp) })),
+                    policy: Some(PolicySpec::of_forecast(scored.targets.get("new+hpa").copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;

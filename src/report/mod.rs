@@ -104,14 +104,20 @@ pub fn policy_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// What a policy of the replay is; `target`: the HPA target under a forecast.
-pub fn policy_kind(policy: &str, target: Option<f64>) -> String {
-    let hpa = target.map_or("HPA".to_string(), |t| format!("HPA at {t:.0}%"));
+/// What a policy of the replay is, in words. `target`: the HPA floor a forecasting policy ran
+/// with (`Some(None)`: the forecast alone, stabilised; `None`: not recorded).
+pub fn policy_kind(policy: &str, target: Option<Option<f64>>) -> String {
+    let under = match target {
+        Some(None) => "stabilised, no HPA floor: ".to_string(),
+        Some(Some(t)) => format!("HPA at {t:.0}% + "),
+        None => "HPA + ".to_string(),
+    };
     match policy {
         "recorded" => "the replica counts in the data".into(),
         "hpa" => "reactive HPA".into(),
-        "seasonal_naive" => format!("{hpa} + the same window a day (or week) before"),
-        "holt_winters" => format!("{hpa} + Holt-Winters forecast of the load"),
-        p if p.ends_with("+hpa") => format!("{hpa} + the model's forecast"),
+        "seasonal_naive" => format!("{under}the same window a day (or week) before"),
+        "holt_winters" => format!("{under}Holt-Winters forecast of the load"),
+        p if p.ends_with("+hpa") => format!("{under}the model's forecast"),
         _ => "the model's prediction as replicas".into(),
     }
 }
@@ -141,8 +147,8 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         row("exact accuracy", true, &|m| m.holdout.overall.exact_accuracy),
         row("within-1 accuracy", true, &|m| m.holdout.overall.within_1_accuracy),
         row("action agreement", true, &|m| m.holdout.confusion.agreement()),
-        row("under-provisioned minutes (replay, with the HPA floor)", false, &|m| m.proactive_replay.under_provisioned_minutes),
-        row("pod-hours (replay, with the HPA floor)", false, &|m| m.proactive_replay.pod_hours),
+        row("under-provisioned minutes (replay, as it would serve)", false, &|m| m.proactive_replay.under_provisioned_minutes),
+        row("pod-hours (replay, as it would serve)", false, &|m| m.proactive_replay.pod_hours),
         row("training seconds", false, &|m| m.training_seconds.unwrap_or(nan)),
         row("single prediction µs", false, &|m| m.single_prediction_us.unwrap_or(nan)),
     ];
@@ -254,8 +260,12 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
         100.0 * model.holdout.overall.exact_accuracy
     );
     if margin.beats_hpa() {
-        let target = eval.hpa_targets.get(&policy).map_or(String::new(), |t| format!(" at a {t:.0}% target"));
-        (Some(stage.to_string()), format!("Serve {stage} ({}) as a floor under the reactive HPA{target}: {facts}.", model.kind))
+        let how = match eval.hpa_targets.get(&policy) {
+            Some(None) => "alone (stabilised; no HPA floor did better)".to_string(),
+            Some(Some(t)) => format!("as a floor under the reactive HPA at a {t:.0}% target"),
+            None => "as a floor under the reactive HPA".to_string(),
+        };
+        (Some(stage.to_string()), format!("Serve {stage} ({}) {how}: {facts}.", model.kind))
     } else {
         (
             None,

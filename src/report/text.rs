@@ -164,7 +164,7 @@ scale-down stabilisation {:.0} s",
     let _ = writeln!(o, "\n  Method: {}", wrap(&r.replay_method, 96, "  "));
 
     if !r.label_rules.is_empty() {
-        let _ = writeln!(o, "\n6. LABEL RULES: the model furthest below the HPA frontier per rule (with the HPA floor)");
+        let _ = writeln!(o, "\n6. LABEL RULES: the model furthest below the HPA frontier per rule (as it would serve)");
         for (rule, model) in &r.label_rules {
             let _ = writeln!(o, "  {rule:<6} {model}");
         }

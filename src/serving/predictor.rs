@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::features::{self, History, RawRow};
-use crate::evaluation::policy::{OnlineHpa, PolicySpec, Reactive, Recommendation};
+use crate::evaluation::policy::{Forecast, OnlineHpa, PolicySpec, Reactive, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
 use crate::models::SERVICE_PREFIX;
@@ -36,18 +36,28 @@ pub struct Guardrails {
     pub max_step: u32,
     /// The reactive HPA's target CPU % when no model decides (a model's version brings its own).
     pub hpa_target: f64,
+    /// Hold each decision this long against a lower one. 0 by default: what acts on decisions
+    /// (KEDA's HPA, `pipeline simulate --scaler`) already holds scale-downs for its window, and
+    /// a second hold here made every pod wait out both, ten minutes where the replay had five.
+    pub stabilization_seconds: f64,
 }
 
 impl Default for Guardrails {
     fn default() -> Guardrails {
-        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0 }
+        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0, stabilization_seconds: 0.0 }
     }
 }
 
 impl Guardrails {
     /// The reactive HPA that decides when no model does.
     fn reactive(&self) -> Reactive {
-        Reactive { target: self.hpa_target, ..Reactive::of(&crate::evaluation::replay::Params::default()) }
+        self.held(Reactive { target: self.hpa_target, ..Reactive::of(&crate::evaluation::replay::Params::default()) })
+    }
+
+    /// A policy's HPA settings with this server's hold: the replay's stabilisation is the
+    /// actuator's, applied once downstream, not again here.
+    fn held(&self, r: Reactive) -> Reactive {
+        Reactive { stabilization_seconds: self.stabilization_seconds, ..r }
     }
 
     fn bounds(&self) -> (f64, f64) {
@@ -148,7 +158,7 @@ impl Predictor {
         let now = row.timestamp as f64 / 1e6;
         let cpu = row.get("cpu_usage_percent");
         let reactive = match model.as_ref().map(|m| &m.policy) {
-            Some(PolicySpec::Proactive(r)) => r.clone(),
+            Some(PolicySpec::Proactive(r) | PolicySpec::Forecast(r)) => self.guard.held(r.clone()),
             _ => self.guard.reactive(),
         };
         let (lo, hi) = self.guard.bounds();
@@ -157,12 +167,13 @@ impl Predictor {
             Some(loaded) => self.output(loaded, state, row).map(|output| crate::models::metrics::replicas(output, lo, hi)),
         };
         // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
-        // only a proactive policy's forecast is its floor.
-        let floor = match (&model, &forecast) {
-            (Some(loaded), Ok(f)) if matches!(loaded.policy, PolicySpec::Proactive(_)) => *f,
-            _ => 0.0,
+        // a proactive policy's forecast is its floor, a forecast policy's decides alone.
+        let part = match (model.as_ref().map(|m| &m.policy), &forecast) {
+            (Some(PolicySpec::Proactive(_)), Ok(f)) => Forecast::Floor(*f),
+            (Some(PolicySpec::Forecast(_)), Ok(f)) => Forecast::Alone(*f),
+            _ => Forecast::Floor(0.0),
         };
-        let rec = state.hpa.decide(now, cpu, current, floor, &reactive, (lo, hi));
+        let rec = state.hpa.decide(now, cpu, current, part, &reactive, (lo, hi));
         let decision = match (model, forecast) {
             (_, Err((kind, reason))) => return Ok(self.reactive_only(row, rec, &reactive, kind, &reason, confidence)),
             (None, Ok(_)) => unreachable!("a forecast needs a model"),
@@ -173,6 +184,10 @@ impl Predictor {
                         "forecast {forecast} pods; reactive HPA {} (CPU {:.1}% over {:.0} s, target {:.0}%)",
                         rec.reactive, rec.utilization, r.window_seconds, r.target
                     );
+                    self.decision(row, current, rec.replicas, confidence, Some(why))
+                }
+                PolicySpec::Forecast(_) => {
+                    let why = format!("forecast {forecast} pods; reactive HPA {} (not applied: the forecast decides)", rec.reactive);
                     self.decision(row, current, rec.replicas, confidence, Some(why))
                 }
             },
@@ -351,7 +366,7 @@ mod tests {
 
     #[test]
     fn without_a_model_the_reactive_hpa_decides() {
-        let p = Predictor::new(None, Guardrails { max_step: 10, ..Guardrails::default() });
+        let p = Predictor::new(None, Guardrails { max_step: 10, stabilization_seconds: 300.0, ..Guardrails::default() });
         let at = |ts: &str, cpu: f64, replicas: f64| {
             let mut r = row(&[("cpu_usage_percent", cpu), ("replica_count", replicas)]);
             r.timestamp = crate::metrics::parse_timestamp(ts).unwrap().0;
@@ -366,6 +381,18 @@ mod tests {
         assert_eq!(o.decision.predicted_replicas, 5);
         let o = at("2025-10-13T10:06:30", 20.0, 5.0);
         assert_eq!(o.decision.predicted_replicas, 2, "{}", o.decision.reasoning);
+
+        // By default the server does not hold: the actuator's HPA does (KEDA, the simulator).
+        let p = Predictor::new(None, Guardrails { max_step: 10, ..Guardrails::default() });
+        let at = |ts: &str, cpu: f64, replicas: f64| {
+            let mut r = row(&[("cpu_usage_percent", cpu), ("replica_count", replicas)]);
+            r.timestamp = crate::metrics::parse_timestamp(ts).unwrap().0;
+            p.decide(&r).unwrap().decision.predicted_replicas
+        };
+        assert_eq!(at("2025-10-13T10:00:00", 90.0, 3.0), 5);
+        // 20 % over the window (90, 20) averages 55 %: within the tolerance; then 20 % alone.
+        assert_eq!(at("2025-10-13T10:00:30", 20.0, 5.0), 5);
+        assert_eq!(at("2025-10-13T10:01:00", 20.0, 5.0), 2);
     }
 
     #[test]

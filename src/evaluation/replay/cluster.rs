@@ -88,7 +88,7 @@ pub fn simulate(series: &Series, cap: &Capacity, policy: &Policy, p: &Params) ->
             let decides = !matches!(policy, Policy::Given(_));
             if decides && now >= next_sync {
                 let (target, floor) = match policy {
-                    Policy::Reactive { target } => (*target, 0.0),
+                    Policy::Reactive { target } => (Some(*target), 0.0),
                     Policy::Proactive { target, forecast } => (*target, forecast[i]),
                     Policy::Given(_) => unreachable!("given counts are applied per row"),
                 };
@@ -217,15 +217,32 @@ mod tests {
         let p = Params::default();
         // The forecast asks for 2 pods from 2:00, two minutes before the load.
         let forecast: Vec<f64> = (0..20).map(|i| if i >= 4 { 2.0 } else { 1.0 }).collect();
-        let o = simulate(&s, &cap(), &Policy::Proactive { target: 60.0, forecast: &forecast }, &p);
+        let o = simulate(&s, &cap(), &Policy::Proactive { target: Some(60.0), forecast: &forecast }, &p);
         assert_eq!(o.rows[4].replicas, 2.0);
         assert_eq!(o.score.under_provisioned_minutes, 0.0, "{:?}", o.rows);
         let hpa = simulate(&s, &cap(), &Policy::Reactive { target: 60.0 }, &p);
         assert!(hpa.score.under_provisioned_minutes >= 2.0);
         // A forecast below what the HPA wants changes nothing.
         let low = vec![1.0; 20];
-        let l = simulate(&s, &cap(), &Policy::Proactive { target: 60.0, forecast: &low }, &p);
+        let l = simulate(&s, &cap(), &Policy::Proactive { target: Some(60.0), forecast: &low }, &p);
         assert_eq!(l.rows, hpa.rows);
+    }
+
+    #[test]
+    fn a_forecast_alone_is_all_that_scales_and_is_held_like_the_hpa() {
+        let s = step(40, 8, 30.0, 120.0);
+        let p = Params::default();
+        // Without a floor, a forecast that misses the load leaves it under-provisioned.
+        let low = vec![1.0; 40];
+        let l = simulate(&s, &cap(), &Policy::Proactive { target: None, forecast: &low }, &p);
+        assert!(l.rows.iter().all(|r| r.replicas == 1.0), "{:?}", l.rows);
+        assert!(close(l.score.under_provisioned_minutes, 16.0), "{:?}", l.score);
+        // 2 pods from 2:00 to 4:00, then 1: held until five minutes after the last 2 (at 3:45).
+        let brief: Vec<f64> = (0..40).map(|i| if (4..8).contains(&i) { 2.0 } else { 1.0 }).collect();
+        let b = simulate(&s, &cap(), &Policy::Proactive { target: None, forecast: &brief }, &p);
+        let replicas: Vec<f64> = b.rows.iter().map(|r| r.replicas).collect();
+        assert_eq!(replicas[3..6], [1.0, 2.0, 2.0]);
+        assert!(replicas[8..18].iter().all(|&r| r == 2.0) && replicas[18..].iter().all(|&r| r == 1.0), "{replicas:?}");
     }
 
     #[test]

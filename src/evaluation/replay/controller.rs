@@ -51,12 +51,13 @@ impl Controller {
     }
 
     /// The HPA's recommendation at `now` for a target CPU %, with `floor` pods asked for besides
-    /// (a forecast; 0 for the plain HPA); then the stabilised replica count.
-    pub fn decide(&mut self, now: f64, current: f64, target: f64, floor: f64, p: &Params) -> f64 {
-        let hpa = Reactive { target, ..Reactive::of(p) };
-        let reactive = match self.measured(now, p) {
-            Some((u, ready)) => hpa.recommend(u, ready, current),
-            None => current,
+    /// (a forecast; 0 for the plain HPA), or `floor` alone without a target; then the
+    /// stabilised replica count.
+    pub fn decide(&mut self, now: f64, current: f64, target: Option<f64>, floor: f64, p: &Params) -> f64 {
+        let reactive = match (target, self.measured(now, p)) {
+            (None, _) => floor,
+            (Some(target), Some((u, ready))) => Reactive { target, ..Reactive::of(p) }.recommend(u, ready, current),
+            (Some(_), None) => current,
         };
         let wanted = reactive.max(floor).clamp(p.min_replicas, p.max_replicas);
         self.stabilizer.apply(now, wanted, current, p.scale_down_stabilization_seconds)

@@ -67,6 +67,9 @@ pub struct Params {
     /// request) an HPA aiming at 91 % or more sees nothing to correct, which the replay's
     /// unbounded utilisation does not show and `pipeline simulate --scaler` did.
     pub floor_targets: Vec<f64>,
+    /// Also try each forecast alone, with no HPA floor (the HPA then decides only where the
+    /// model has no forecast). False keeps a floor under every forecast.
+    pub forecast_alone: bool,
     /// Forecasting baselines provision for the peak of this long after the start-up delay.
     pub forecast_horizon_seconds: f64,
 }
@@ -87,6 +90,7 @@ impl Default for Params {
             hpa_sync_seconds: 15.0,
             frontier_targets: (0..9).map(|k| 40.0 + 5.0 * k as f64).collect(),
             floor_targets: (0..5).map(|k| 60.0 + 5.0 * k as f64).collect(),
+            forecast_alone: true,
             forecast_horizon_seconds: 300.0,
         }
     }
@@ -172,8 +176,9 @@ pub enum Policy<'a> {
     Given(&'a [f64]),
     /// The reactive HPA at a target CPU %.
     Reactive { target: f64 },
-    /// `max(reactive HPA at target, forecast[row])`, scale-down stabilised.
-    Proactive { target: f64, forecast: &'a [f64] },
+    /// `max(reactive HPA at target, forecast[row])`, scale-down stabilised; without a target,
+    /// the forecast alone, stabilised the same way.
+    Proactive { target: Option<f64>, forecast: &'a [f64] },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
