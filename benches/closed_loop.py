@@ -11,7 +11,9 @@ each with `pipeline serve`, and for each trace (World Cup 1998 in June, NAB elb_
 NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler`: the services follow
 the server's decisions (new pods ready after --startup seconds, scale-down stabilised over
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
-minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it).
+minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it),
+also as a share of the minutes a scaler could avoid (less those that even max replicas could
+not serve).
 Run `cargo build --release` first; derived traces stay in the temporary folder, the licence
 notes of the originals are in ../shared/traces. `--work DIR` keeps the project copy there and
 reuses it, so a second run after changing one stage (pipelines/ and sql/ are copied again)
@@ -81,8 +83,8 @@ def main():
             s = json.load(open(summary))
             labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in models]
             for label, r in zip(labels, s["runs"]):
-                t, m = r["total"], r.get("margin")
-                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"]))
+                t, m, a = r["total"], r.get("margin"), r.get("avoidable_margin")
+                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], a and a["percent"]))
             shutil.rmtree(os.path.join(work, "closed"), ignore_errors=True)
     finally:
         for _, proc, _ in servers:
@@ -92,10 +94,12 @@ def main():
     print(f"trained on the bundled week in {trained:.0f} s ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
     for m, policy in policies.items():
         print(f"served {m}: {policy}")
-    print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8}")
-    for name, policy, ph, um, slow, fb, mm, mp in rows:
-        margin = f"{mm:>10.1f} {mp:>7.0f}%" if mm is not None else f"{'-':>10} {'-':>8}"
-        print(f"{name:<22} {policy:<22} {ph:>9.1f} {um:>14.1f} {slow:>9.1f} {fb:>9} {margin}")
+    print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11}")
+    for name, policy, ph, um, cap, slow, fb, mm, mp, ap in rows:
+        margin = f"{mm:>10.1f} {mp:>7.0f}% {ap:>10.0f}%" if mm is not None else f"{'-':>10} {'-':>8} {'-':>11}"
+        print(f"{name:<22} {policy:<22} {ph:>9.1f} {um:>14.1f} {cap:>10.1f} {slow:>9.1f} {fb:>9} {margin}")
+    print("beyond max: minutes even all max replicas were under-provisioned (every policy's, out of reach);")
+    print("% avoidable: the margin as a share of the HPA's minutes less those")
 
 
 if __name__ == "__main__":

@@ -129,9 +129,19 @@ fn print_comparison(c: &Comparison) {
     for p in &c.frontier.points {
         println!("  hpa:{:<4} {:>9.1} pod-hours {:>9.1} min", p.target, p.pod_hours, p.under_provisioned_minutes);
     }
+    if c.capacity_bound_minutes > 0.0 {
+        println!(
+            "{:.1} of those minutes, every scaler's, the load needed more than {:.0} % even of all max replicas: no policy avoids them (raise maxReplicas)",
+            c.capacity_bound_minutes, c.target_utilization
+        );
+    }
     for r in &c.runs {
         let margin = r.margin.as_ref().map_or("no frontier to compare with".to_string(), |m| m.describe());
+        let avoidable = match &r.avoidable_margin {
+            Some(m) if c.capacity_bound_minutes > 0.0 && m.hpa_minutes > 0.0 => format!("; {:.0}% of the minutes a scaler could avoid", m.percent),
+            _ => String::new(),
+        };
         let unanswered = if r.failed_batches > 0 { format!(" ({} steps unanswered)", r.failed_batches) } else { String::new() };
-        println!("{}: {margin}{unanswered}", r.scaler);
+        println!("{}: {margin}{avoidable}{unanswered}", r.scaler);
     }
 }

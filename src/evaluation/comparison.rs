@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 
-use super::holdout::{ReplayRow, ReplayRows, ServiceReplay};
+use super::holdout::{ReplayTrace, ServiceReplay};
 use super::replay::frontier::{Frontier, Point};
 use super::replay::{self, forecast, Capacity, Policy, Score, Series};
 use crate::models::metrics;
@@ -23,7 +23,6 @@ use crate::models::table::Table;
 
 pub struct Compared {
     pub services: Vec<ServiceReplay>,
-    pub rows: ReplayRows,
     /// Per policy, summed over the services that could be replayed.
     pub totals: BTreeMap<String, Score>,
     pub frontier: Frontier,
@@ -48,8 +47,8 @@ struct Prepared {
 }
 
 /// `predictions[m][table row]` for each of `names`, scored on `rows` (the hold-out rows all
-/// models predict).
-pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f64>], p: &replay::Params) -> Result<Compared> {
+/// models predict); each service's replay of each policy goes to `trace`.
+pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f64>], p: &replay::Params, trace: &mut dyn FnMut(ReplayTrace) -> Result<()>) -> Result<Compared> {
     let prepared = prepare(table, rows, names, predictions, p)?;
     let replayable: Vec<(&Prepared, &Capacity)> = prepared.iter().filter_map(|s| Some((s, s.capacity.as_ref()?))).collect();
     let total = |policy: &dyn Fn(&Prepared) -> Policy| {
@@ -93,7 +92,6 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
     }
 
     let mut services = Vec::new();
-    let mut out_rows = Vec::new();
     let mut totals: BTreeMap<String, Score> = BTreeMap::new();
     for s in &prepared {
         let mut policies = BTreeMap::new();
@@ -103,16 +101,7 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
             run.extend(s.forecasts.iter().map(|(name, f)| (name.as_str(), Policy::Proactive { target: targets[name], forecast: f })));
             for (policy, how) in run {
                 let o = replay::simulate(&s.series, cap, &how, p);
-                for (i, row) in o.rows.iter().enumerate() {
-                    out_rows.push(ReplayRow {
-                        timestamp: s.series.timestamps[i],
-                        service: s.service.clone(),
-                        policy: policy.to_string(),
-                        replicas: row.replicas,
-                        ready: row.ready,
-                        utilization: row.utilization,
-                    });
-                }
+                trace(ReplayTrace { service: &s.service, policy, timestamps: &s.series.timestamps, steps: &o.rows })?;
                 totals.entry(policy.to_string()).or_default().add(&o.score);
                 policies.insert(policy.to_string(), o.score);
             }
@@ -125,7 +114,7 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
     if !short.is_empty() {
         notes.push(format!("holt_winters needs two days of rows before the hold-out; for {} it is the reactive HPA alone", short.join(", ")));
     }
-    Ok(Compared { services, rows: out_rows, totals, frontier, targets, notes })
+    Ok(Compared { services, totals, frontier, targets, notes })
 }
 
 /// Per service: its capacity (fitted on the rows before the hold-out), its hold-out series,

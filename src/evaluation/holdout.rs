@@ -1,18 +1,18 @@
 //! The scoring core evaluate and publish share: a temporal split's hold-out, each model's
 //! predictions on it, and every policy replayed on the rows all of them predict.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::comparison;
 use super::replay::frontier::Frontier;
-use super::replay::{self, Capacity};
+use super::replay::{self, Capacity, RowState};
 use super::{score_rows, HoldoutScores};
 use crate::models::model::Model;
-use crate::models::row_keys::RowKeys;
+use crate::models::row_keys::{RowFilter, RowKeys};
 use crate::models::table::Table;
 
 /// How far before a service's first hold-out row evaluate reads: the replay fits capacity and
@@ -24,10 +24,11 @@ use crate::models::table::Table;
 pub const HISTORY_SECONDS: i64 = 14 * 86_400;
 pub const CONTEXT_ROWS: usize = 512;
 
-/// The rows evaluate reads: every row from [`HISTORY_SECONDS`] before the service's first
-/// hold-out row on, and the [`CONTEXT_ROWS`] latest before that; a service with no hold-out
-/// rows is not replayed, so none of its rows.
-fn history(keys: &RowKeys) -> Vec<bool> {
+/// The rows of each service with hold-out rows from `seconds` before its first hold-out row on,
+/// and the [`CONTEXT_ROWS`] latest before that; a service with no hold-out rows is not replayed,
+/// so none of its rows. With [`HISTORY_SECONDS`]: what the replay fits and forecasts on; with 0:
+/// the hold-out and the windows reaching back across the cut, what the models predict on.
+fn reach(keys: &RowKeys, seconds: i64) -> Vec<bool> {
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
     let ts = &keys.timestamps;
@@ -36,7 +37,7 @@ fn history(keys: &RowKeys) -> Vec<bool> {
         let s = keys.service_id(i);
         first_test[s] = first_test[s].min(ts[i]);
     }
-    let cut = |s: usize| first_test[s].saturating_sub(HISTORY_SECONDS * 1_000_000);
+    let cut = |s: usize| first_test[s].saturating_sub(seconds * 1_000_000);
     let mut keep: Vec<bool> = (0..keys.len()).map(|i| keys.test[i] || (first_test[keys.service_id(i)] != i64::MAX && ts[i] >= cut(keys.service_id(i)))).collect();
     // The latest rows before each service's cut, a bounded heap per service.
     let mut latest: Vec<BinaryHeap<Reverse<(i64, usize)>>> = vec![BinaryHeap::new(); keys.services()];
@@ -56,13 +57,39 @@ fn history(keys: &RowKeys) -> Vec<bool> {
     keep
 }
 
-/// The hold-out rows of a temporal split, with the training rows before them (the LSTM-CNN's
-/// windows reach back across the cut, and the replay fits each service's capacity on them):
-/// at most two weeks of them.
+/// The hold-out rows of a temporal split and two weeks before them, as the replay and the
+/// scores read them; the models predict on every feature of the hold-out and the windows
+/// before it, read a group of services at a time.
 pub struct Holdout {
+    /// The keys, target, request rate and CPU (the replay fits capacity and forecasts on them):
+    /// a few columns of a 90-day table's two weeks and hold-out, where every feature of them
+    /// held most of evaluate's memory.
     pub table: Table,
     /// Table rows in the hold-out.
     pub test: Vec<usize>,
+    path: PathBuf,
+    /// The rows the models read, one filter per group of services that fits the stage's memory
+    /// (a service is never split: its windows run across its rows).
+    groups: Vec<Option<RowFilter>>,
+}
+
+/// The columns the replay reads besides the keys.
+const REPLAY_COLUMNS: [&str; 2] = ["request_count_per_second", "cpu_usage_percent"];
+
+/// Rows of every feature held at once to predict, at most: 1.2 GB of 38 columns.
+const PREDICT_ROWS: usize = 4_000_000;
+/// What a row read to predict holds: its features, the LSTM-CNN's scaled copy and a forest's
+/// block of them (38 columns: 300 bytes each time).
+const PREDICT_ROW_BYTES: u64 = 1024;
+
+/// One policy's replay of one service, step by step (what evaluate writes as `replay.parquet`),
+/// handed on as each is replayed rather than gathered: a 10M-row hold-out times a dozen
+/// policies would be most of evaluate's memory.
+pub struct ReplayTrace<'a> {
+    pub service: &'a str,
+    pub policy: &'a str,
+    pub timestamps: &'a [i64],
+    pub steps: &'a [RowState],
 }
 
 /// One policy's replay of one service.
@@ -77,19 +104,6 @@ pub struct ServiceReplay {
     pub frontier: Vec<(f64, replay::Score)>,
 }
 
-/// One row of one policy's replay: what it asked for and what served.
-#[derive(Debug, Clone)]
-pub struct ReplayRow {
-    pub timestamp: i64,
-    pub service: String,
-    pub policy: String,
-    pub replicas: f64,
-    pub ready: f64,
-    pub utilization: f64,
-}
-
-pub type ReplayRows = Vec<ReplayRow>;
-
 /// Named predictions scored on the rows every one of them predicts.
 pub struct Scored {
     /// Table rows that every model predicted.
@@ -98,7 +112,6 @@ pub struct Scored {
     /// `predictions[m][table row]`, NaN where model m gave none.
     pub predictions: Vec<Vec<f64>>,
     pub services: Vec<ServiceReplay>,
-    pub replay_rows: ReplayRows,
     /// Per policy (`recorded`, `hpa` and each name), summed over services.
     pub totals: BTreeMap<String, replay::Score>,
     /// The reactive HPA at each frontier target, summed over services.
@@ -111,34 +124,95 @@ pub struct Scored {
 }
 
 impl Holdout {
-    /// The hold-out of `path` and each service's history before it (see [`history`]).
-    pub fn load(path: &Path, stage: &str) -> Result<Holdout> {
+    /// What evaluating a split of `input_bytes` holds: its key and replay columns (a tenth of
+    /// it at most) and the largest group of services' features it reads at once.
+    pub fn memory(input_bytes: u64) -> u64 {
+        input_bytes / 10 + PREDICT_ROWS as u64 * PREDICT_ROW_BYTES
+    }
+
+    /// The hold-out of `path` and each service's history before it (see [`reach`]); the models
+    /// will read the features of as many services at a time as fit in `memory` bytes.
+    pub fn load(path: &Path, stage: &str, memory: u64) -> Result<Holdout> {
         let keys = RowKeys::read_with_time(path)?;
         if !keys.test.iter().any(|&t| t) {
             bail!("`{stage}` has no test rows to evaluate on");
         }
-        let keep = history(&keys);
-        let table = if keep.iter().all(|&k| k) { Table::load(path)? } else { Table::load_some(path, None, Some(&keys.keep(keep)))? };
+        let filter = |keep: Vec<bool>| if keep.iter().all(|&k| k) { None } else { Some(keys.keep(keep)) };
+        let replayed: Vec<String> = REPLAY_COLUMNS.iter().map(|c| c.to_string()).collect();
+        let table = Table::load_some(path, Some(&replayed), filter(reach(&keys, HISTORY_SECONDS)).as_ref())
+            .with_context(|| format!("`{stage}`: the replay needs {}", REPLAY_COLUMNS.join(" and ")))?;
         let test = table.test_rows();
-        Ok(Holdout { table, test })
+        // Services in groups of what the models read that fit in memory.
+        let budget = usize::try_from(memory.saturating_sub(memory / 4) / PREDICT_ROW_BYTES).unwrap_or(usize::MAX).clamp(1, PREDICT_ROWS);
+        let read = reach(&keys, 0);
+        let mut rows = vec![0usize; keys.services()];
+        for i in (0..keys.len()).filter(|&i| read[i]) {
+            rows[keys.service_id(i)] += 1;
+        }
+        let mut group_of = vec![0usize; keys.services()];
+        let (mut groups, mut filled) = (1, 0);
+        for (s, &n) in rows.iter().enumerate() {
+            if filled > 0 && filled + n > budget {
+                (groups, filled) = (groups + 1, 0);
+            }
+            group_of[s] = groups - 1;
+            filled += n;
+        }
+        let groups = (0..groups).map(|g| filter((0..keys.len()).map(|i| read[i] && group_of[keys.service_id(i)] == g).collect())).collect();
+        Ok(Holdout { table, test, path: path.to_path_buf(), groups })
     }
 
-    /// `model`'s prediction for each hold-out row, `None` where it has none (a window not full).
-    pub fn predict(&self, model: &Model) -> Result<Vec<Option<f64>>> {
-        model.predict_rows(&self.table, &self.test)
+    /// Each model's prediction for each hold-out row (in [`Holdout::test`]'s order), `None`
+    /// where it has none (a window not full): every feature is read once per group of services
+    /// and every model predicts on it.
+    pub fn predict(&self, models: &[&Model], progress: &dyn Fn(&str)) -> Result<Vec<Vec<Option<f64>>>> {
+        // Each service's hold-out rows, in order: a group's hold-out rows of a service are the same rows.
+        let mut slots: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (k, &r) in self.test.iter().enumerate() {
+            slots.entry(self.table.service(r)).or_default().push(k);
+        }
+        let mut out = vec![vec![None; self.test.len()]; models.len()];
+        if self.groups.len() > 1 {
+            tracing::debug!("{}: reading the features of {} groups of services in turn, to fit the stage's memory", self.path.display(), self.groups.len());
+        }
+        for (g, filter) in self.groups.iter().enumerate() {
+            if self.groups.len() > 1 {
+                progress(&format!("predicting the hold-out: services, group {} of {}", g + 1, self.groups.len()));
+            }
+            let part = Table::load_some(&self.path, None, filter.as_ref())?;
+            let test = part.test_rows();
+            let mut next: HashMap<&str, usize> = HashMap::new();
+            let mut at = Vec::with_capacity(test.len());
+            for &r in &test {
+                let service = part.service(r);
+                let n = next.entry(service).or_insert(0);
+                let Some(&k) = slots.get(service).and_then(|s| s.get(*n)) else {
+                    bail!("{}: {service} has more hold-out rows among the features than among the keys", self.path.display());
+                };
+                at.push(k);
+                *n += 1;
+            }
+            for (m, model) in models.iter().enumerate() {
+                for (&k, p) in at.iter().zip(model.predict_rows(&part, &test)?) {
+                    out[m][k] = p;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Replays and scores `predictions` (one per name, as [`Holdout::predict`] gives them) on
-    /// the hold-out rows that all of them predict.
-    pub fn score(&self, names: Vec<String>, predictions: &[Vec<Option<f64>>], p: &replay::Params) -> Result<Scored> {
+    /// the hold-out rows that all of them predict, handing each service's replay of each policy
+    /// to `trace`.
+    pub fn score(&self, names: Vec<String>, predictions: &[Vec<Option<f64>>], p: &replay::Params, trace: &mut dyn FnMut(ReplayTrace) -> Result<()>) -> Result<Scored> {
         let rows: Vec<usize> =
             (0..self.test.len()).filter(|&k| predictions.iter().all(|m| m[k].is_some())).map(|k| self.test[k]).collect();
         if rows.is_empty() {
             bail!("no hold-out row has a prediction from every model (services shorter than a window?)");
         }
         let predictions: Vec<Vec<f64>> = predictions.iter().map(|m| self.table.spread(&self.test, m)).collect();
-        let c = comparison::compare(&self.table, &rows, &names, &predictions, p)?;
-        Ok(Scored { rows, names, predictions, services: c.services, replay_rows: c.rows, totals: c.totals, frontier: c.frontier, targets: c.targets, notes: c.notes })
+        let c = comparison::compare(&self.table, &rows, &names, &predictions, p, trace)?;
+        Ok(Scored { rows, names, predictions, services: c.services, totals: c.totals, frontier: c.frontier, targets: c.targets, notes: c.notes })
     }
 }
 
@@ -184,7 +258,7 @@ mod tests {
         // api: one row a week, hold-out at the end; batch: no hold-out at all.
         rows.extend((0..10).map(|k| ("api", k * 7 * DAY, if k == 9 { "test" } else { "train" })));
         rows.extend((0..5).map(|k| ("batch", k * DAY, "train")));
-        let keep = history(&keys(&rows));
+        let keep = reach(&keys(&rows), HISTORY_SECONDS);
         let kept = |service: &str| rows.iter().zip(&keep).filter(|(r, k)| r.0 == service && **k).map(|(r, _)| r.1).collect::<Vec<i64>>();
         let web = kept("web");
         // From 14 days before the hold-out (row 672), and the CONTEXT_ROWS rows before that.
@@ -194,6 +268,10 @@ mod tests {
         assert!(kept("batch").is_empty(), "a service without hold-out rows is not replayed");
         // A table shorter than two weeks is read whole.
         let short: Vec<(&str, i64, &str)> = (0..40).map(|k| ("web", k * DAY / 4, if k >= 32 { "test" } else { "train" })).collect();
-        assert!(history(&keys(&short)).iter().all(|&k| k));
+        assert!(reach(&keys(&short), HISTORY_SECONDS).iter().all(|&k| k));
+        // What the models read: the hold-out and a window's reach before it.
+        let models = reach(&keys(&rows), 0);
+        let web: Vec<i64> = rows.iter().zip(&models).filter(|(r, k)| r.0 == "web" && **k).map(|(r, _)| r.1).collect();
+        assert_eq!((web.len(), web[0]), (96 + CONTEXT_ROWS, (1344 - CONTEXT_ROWS as i64) * half_hour));
     }
 }

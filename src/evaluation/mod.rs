@@ -7,7 +7,7 @@ pub mod policy;
 pub mod replay;
 mod result;
 
-pub use holdout::{Holdout, ReplayRow, ReplayRows, Scored, ServiceReplay};
+pub use holdout::{Holdout, ReplayTrace, Scored, ServiceReplay};
 pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
 
 use std::collections::BTreeMap;

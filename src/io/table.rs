@@ -62,6 +62,14 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
     read_columns(path, |_| true)
 }
 
+/// A Parquet file's batches, one at a time: for a file read to pick a few of its rows.
+pub fn read_batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?.build()?;
+    Ok(reader.map(|b| b.map_err(anyhow::Error::from)))
+}
+
 /// The columns of a Parquet file that `keep` names (by their names, in the file's order), as one
 /// batch: the others are never decoded.
 pub fn read_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch> {

@@ -22,10 +22,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
 use crate::evaluation::replay::frontier::Margin;
-use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayRow, ReplayRows, Scored, EVALUATION};
+use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayTrace, Scored, EVALUATION};
 use crate::models::metrics;
 use crate::models::model::Model;
 use crate::models::table::Table;
@@ -84,6 +85,12 @@ impl Stage for Evaluate {
         json!({ "replay": self.replay, "models": self.models })
     }
 
+    /// The replay's few columns of the hold-out and two weeks, and the features of a group of
+    /// services at a time (as many as this leaves room for, see `Holdout::load`).
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds(crate::evaluation::Holdout::memory(input_bytes))
+    }
+
     fn describe(&self) -> String {
         format!("{} models on the hold-out + replay", self.models.len())
     }
@@ -99,20 +106,22 @@ impl Stage for Evaluate {
         let holdout_rule = self.holdout_rule.clone();
         let out_dir = ctx.out_dir.clone();
         let progress = ctx.progress.clone();
+        let memory = ctx.memory;
         let eval = tokio::task::spawn_blocking(move || -> Result<Evaluation> {
             progress.message("loading the hold-out");
-            let holdout = Holdout::load(&holdout_path, &holdout_stage)?;
-            let mut predictions = Vec::new();
+            let holdout = Holdout::load(&holdout_path, &holdout_stage, memory)?;
             let mut loaded = Vec::new();
             for (info, dir) in infos.iter().zip(&model_dirs) {
-                progress.message(&format!("predicting the hold-out with {}", info.stage));
-                let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{}`", info.stage))?;
-                predictions.push(holdout.predict(&model).with_context(|| format!("`{}` on the hold-out", info.stage))?);
-                loaded.push(model);
+                loaded.push(Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading the model of `{}`", info.stage))?);
             }
+            progress.message("predicting the hold-out");
+            let predictions = holdout.predict(&loaded.iter().collect::<Vec<_>>(), &|m| progress.message(m)).context("predicting the hold-out")?;
             progress.message("replaying the hold-out");
             let names: Vec<String> = infos.iter().map(|i| i.stage.clone()).collect();
-            let scored = holdout.score(names, &predictions, &rp)?;
+            // Each service's replay goes to disk as it is replayed.
+            let mut replay = ReplayWriter::create(&out_dir.join("replay.parquet"))?;
+            let scored = holdout.score(names, &predictions, &rp, &mut |t| replay.write(t))?;
+            replay.finish()?;
             let (table, rows, totals) = (&holdout.table, &scored.rows, &scored.totals);
             let bounds = (rp.min_replicas, rp.max_replicas);
             let mut models = Vec::new();
@@ -180,7 +189,6 @@ impl Stage for Evaluate {
             };
             crate::io::fs::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;
             write_predictions(&out_dir.join(crate::cache::OUTPUT), table, &scored, bounds)?;
-            write_replay(&out_dir.join("replay.parquet"), &scored.replay_rows)?;
             Ok(eval)
         })
         .await??;
@@ -223,27 +231,44 @@ fn write_predictions(path: &std::path::Path, table: &Table, scored: &Scored, (lo
     Ok(())
 }
 
-fn write_replay(path: &std::path::Path, rows: &ReplayRows) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("timestamp", DataType::Int64, false),
-        Field::new("service_name", DataType::Utf8, false),
-        Field::new("policy", DataType::Utf8, false),
-        Field::new("replicas", DataType::Float64, false),
-        Field::new("ready", DataType::Float64, false),
-        Field::new("utilization", DataType::Float64, false),
-    ]));
-    let f64s = |f: fn(&ReplayRow) -> f64| Arc::new(Float64Array::from_iter_values(rows.iter().map(f))) as _;
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.timestamp))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.service.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.policy.as_str()))),
-            f64s(|r| r.replicas),
-            f64s(|r| r.ready),
-            f64s(|r| r.utilization),
-        ],
-    )?;
-    crate::io::table::write_parquet(path, schema, &[batch])?;
-    Ok(())
+/// `replay.parquet`: every policy's replicas, ready pods and utilisation, step by step, one
+/// batch per service and policy.
+struct ReplayWriter {
+    schema: Arc<Schema>,
+    writer: crate::io::table::TableWriter,
+}
+
+impl ReplayWriter {
+    fn create(path: &std::path::Path) -> Result<ReplayWriter> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("timestamp", DataType::Int64, false),
+            Field::new("service_name", DataType::Utf8, false),
+            Field::new("policy", DataType::Utf8, false),
+            Field::new("replicas", DataType::Float64, false),
+            Field::new("ready", DataType::Float64, false),
+            Field::new("utilization", DataType::Float64, false),
+        ]));
+        Ok(ReplayWriter { writer: crate::io::table::TableWriter::create(path, schema.clone())?, schema })
+    }
+
+    fn write(&mut self, t: ReplayTrace) -> Result<()> {
+        let n = t.steps.len();
+        let f64s = |f: fn(&crate::evaluation::replay::RowState) -> f64| Arc::new(Float64Array::from_iter_values(t.steps.iter().map(f))) as _;
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            vec![
+                Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(t.timestamps[..n].iter().copied())),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(t.service, n))),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(t.policy, n))),
+                f64s(|r| r.replicas),
+                f64s(|r| r.ready),
+                f64s(|r| r.utilization),
+            ],
+        )?;
+        self.writer.write(&batch)
+    }
+
+    fn finish(self) -> Result<u64> {
+        self.writer.finish()
+    }
 }

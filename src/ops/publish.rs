@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::parse_params;
+use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::evaluation::policy::PolicySpec;
@@ -124,6 +125,12 @@ impl Stage for Publish {
         json!({ "replay": self.replay, "rule": self.rule, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
     }
 
+    /// The replay's few columns of the hold-out and two weeks, and the features of a group of
+    /// services at a time (as many as this leaves room for, see `Holdout::load`).
+    fn memory(&self, input_bytes: u64) -> MemoryNeed {
+        MemoryNeed::Holds(crate::evaluation::Holdout::memory(input_bytes))
+    }
+
     fn describe(&self) -> String {
         "register models; promote the better".into()
     }
@@ -138,9 +145,10 @@ impl Stage for Publish {
         let pipeline = ctx.pipeline.name.clone();
         let (holdout_rule, label_rules) = (self.holdout_rule.clone(), self.label_rules.clone());
         let progress = ctx.progress.clone();
+        let memory = ctx.memory;
         let out = ctx.output_path();
         let decisions = tokio::task::spawn_blocking(move || -> Result<Vec<Decision>> {
-            let holdout = Holdout::load(&holdout, &holdout_stage)?;
+            let holdout = Holdout::load(&holdout, &holdout_stage, memory)?;
             let mut decisions = Vec::new();
             for (stage, dir, key) in models {
                 progress.message(&format!("publishing {stage}"));
@@ -153,18 +161,19 @@ impl Stage for Publish {
                     None => None,
                 };
                 let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Model::load(d, DeviceChoice::Cpu)));
+                // Both scored on the rows both can predict; a serving model that cannot be read
+                // or cannot predict these rows is replaced.
+                let mut names = vec!["new".to_string()];
+                let mut preds = holdout.predict(&[&model], &|m| progress.message(m))?;
                 let old_pred = match &serving_model {
-                    Some((_, Ok(m))) => Some(holdout.predict(m)),
+                    Some((_, Ok(m))) => Some(holdout.predict(&[m], &|_| {}).map(|mut p| p.remove(0))),
                     _ => None,
                 };
-                // Both scored on the rows both can predict.
-                let mut names = vec!["new".to_string()];
-                let mut preds = vec![holdout.predict(&model)?];
                 if let Some(Ok(o)) = &old_pred {
                     names.push("serving".into());
                     preds.push(o.clone());
                 }
-                let scored = holdout.score(names, &preds, &rp)?;
+                let scored = holdout.score(names, &preds, &rp, &mut |_| Ok(()))?;
                 let rows = scored.rows.len();
                 let exact = |m: usize| scored.accuracy(&holdout.table, m, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
                 // What would serve: the model's forecast as a floor under the reactive HPA.

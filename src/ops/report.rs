@@ -179,20 +179,33 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
 
     // The replay of the busiest service.
     if let Some(service) = &r.replay_service {
-        let replay = crate::io::table::read_table(&eval_dir.join("replay.parquet"))?;
-        let s = replay.column_by_name("service_name").context("replay has no service_name")?.as_string::<i32>();
-        let pol = replay.column_by_name("policy").context("replay has no policy")?.as_string::<i32>();
-        let t = replay.column_by_name("timestamp").context("replay has no timestamp")?.as_primitive::<Int64Type>();
-        let reps = replay.column_by_name("replicas").context("replay has no replicas")?.as_primitive::<Float64Type>();
-        let util = replay.column_by_name("utilization").context("replay has no utilization")?.as_primitive::<Float64Type>();
-        let start = (0..replay.num_rows()).filter(|&i| s.value(i) == service).map(|i| t.value(i)).min().unwrap_or(0);
-        let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
+        // Batch by batch, keeping the service's rows: the file holds every service and policy.
         let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| p.strip_suffix("+hpa") == Some(m.as_str()));
-        for i in (0..replay.num_rows()).filter(|&i| s.value(i) == service && shown(pol.value(i))) {
-            let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace { policy: pol.value(i).to_string(), hours: vec![], replicas: vec![], utilization: vec![] });
-            tr.hours.push((t.value(i) - start) as f64 / 3.6e9);
-            tr.replicas.push(reps.value(i));
-            tr.utilization.push(util.value(i));
+        let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
+        let mut start = i64::MAX;
+        for batch in crate::io::table::read_batches(&eval_dir.join("replay.parquet"))? {
+            let replay = batch?;
+            let s = replay.column_by_name("service_name").context("replay has no service_name")?.as_string::<i32>();
+            let pol = replay.column_by_name("policy").context("replay has no policy")?.as_string::<i32>();
+            let t = replay.column_by_name("timestamp").context("replay has no timestamp")?.as_primitive::<Int64Type>();
+            let reps = replay.column_by_name("replicas").context("replay has no replicas")?.as_primitive::<Float64Type>();
+            let util = replay.column_by_name("utilization").context("replay has no utilization")?.as_primitive::<Float64Type>();
+            for i in (0..replay.num_rows()).filter(|&i| s.value(i) == service) {
+                start = start.min(t.value(i));
+                if !shown(pol.value(i)) {
+                    continue;
+                }
+                let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace { policy: pol.value(i).to_string(), hours: vec![], replicas: vec![], utilization: vec![] });
+                // Microseconds for now, hours from the service's start once it is known.
+                tr.hours.push(t.value(i) as f64);
+                tr.replicas.push(reps.value(i));
+                tr.utilization.push(util.value(i));
+            }
+        }
+        for tr in traces.values_mut() {
+            for h in &mut tr.hours {
+                *h = (*h - start as f64) / 3.6e9;
+            }
         }
         let mut traces: Vec<plots::PolicyTrace> = traces.into_values().collect();
         traces.sort_by(|a, b| report::policy_order(&a.policy, &b.policy));

@@ -31,6 +31,9 @@ pub struct Tally {
     pub pod_hours: f64,
     /// Minutes the load needed more than the target utilisation of the ready pods.
     pub under_provisioned_minutes: f64,
+    /// Of those, the minutes the load needed more even of all `max_replicas` pods: the same for
+    /// every scaler on one load and seed, out of any policy's reach (raise `maxReplicas`).
+    pub capacity_bound_minutes: f64,
     pub slow_minutes: f64,
     pub error_minutes: f64,
     /// Answers a decision server gave, and how many of them were fallbacks or missing.
@@ -45,6 +48,9 @@ impl Tally {
         if s.needed_cpu_percent > target_utilization {
             self.under_provisioned_minutes += minutes;
         }
+        if s.needed_cpu_percent_at_max > target_utilization {
+            self.capacity_bound_minutes += minutes;
+        }
         if s.p95_ms > SLOW_MS {
             self.slow_minutes += minutes;
         }
@@ -56,6 +62,7 @@ impl Tally {
     fn merge(&mut self, o: &Tally) {
         self.pod_hours += o.pod_hours;
         self.under_provisioned_minutes += o.under_provisioned_minutes;
+        self.capacity_bound_minutes += o.capacity_bound_minutes;
         self.slow_minutes += o.slow_minutes;
         self.error_minutes += o.error_minutes;
         self.decisions += o.decisions;
@@ -73,6 +80,11 @@ impl Tally {
     fn score(&self) -> Score {
         Score { pod_hours: self.pod_hours, under_provisioned_minutes: self.under_provisioned_minutes, ..Score::default() }
     }
+
+    /// Scored on the minutes a scaler could have avoided.
+    fn avoidable_score(&self) -> Score {
+        Score { under_provisioned_minutes: self.under_provisioned_minutes - self.capacity_bound_minutes, ..self.score() }
+    }
 }
 
 /// One `--scaler`'s run.
@@ -86,6 +98,10 @@ pub struct PolicyRun {
     pub total: Tally,
     /// Against the internal HPA's frontier at the same pod-hours (positive: beats it).
     pub margin: Option<Margin>,
+    /// The same margin as a share of the minutes a scaler could avoid: both sides less the
+    /// capacity-bound minutes, which no policy can remove and which dilute `margin.percent`
+    /// on a load whose peaks pass what `max_replicas` can serve.
+    pub avoidable_margin: Option<Margin>,
     /// Steps whose whole batch the server did not answer.
     pub failed_batches: u64,
 }
@@ -95,6 +111,8 @@ pub struct PolicyRun {
 pub struct Comparison {
     pub target_utilization: f64,
     pub frontier: Frontier,
+    /// Minutes even `max_replicas` pods could not serve under the target (every scaler's).
+    pub capacity_bound_minutes: f64,
     pub runs: Vec<PolicyRun>,
 }
 
@@ -127,19 +145,23 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
             }
         };
         let total = Tally::total(summary.tallies.values());
-        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, failed_batches });
+        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, avoidable_margin: None, failed_batches });
     }
     let mut points = Vec::new();
+    let mut capacity_bound_minutes = 0.0;
     for target in FRONTIER_TARGETS {
         let summary = run(opts, Decider::Hpa(Some(target)), None, target_utilization)?;
         let t = Tally::total(summary.tallies.values());
         points.push(Point { target, pod_hours: t.pod_hours, under_provisioned_minutes: t.under_provisioned_minutes });
+        capacity_bound_minutes = t.capacity_bound_minutes;
     }
     let frontier = Frontier::new(points);
+    let avoidable = Frontier::new(frontier.points.iter().map(|p| Point { under_provisioned_minutes: p.under_provisioned_minutes - capacity_bound_minutes, ..p.clone() }).collect());
     for r in &mut runs {
         r.margin = frontier.margin(&r.total.score());
+        r.avoidable_margin = avoidable.margin(&r.total.avoidable_score());
     }
-    Ok(Comparison { target_utilization, frontier, runs })
+    Ok(Comparison { target_utilization, frontier, capacity_bound_minutes, runs })
 }
 
 #[cfg(test)]
@@ -149,16 +171,21 @@ mod tests {
     #[test]
     fn a_step_counts_as_what_the_ready_pods_went_through() {
         let mut t = Tally::default();
-        let sample = |needed: f64, p95: f64, errors: f64| Sample { replicas: 4, ready: 3, needed_cpu_percent: needed, p95_ms: p95, error_rate: errors, ..Sample::default() };
-        t.add(&sample(69.0, 120.0, 0.002), 30.0, 70.0);
-        t.add(&sample(71.0, 650.0, 0.05), 30.0, 70.0);
+        let sample = |needed: f64, at_max: f64, p95: f64, errors: f64| Sample { replicas: 4, ready: 3, needed_cpu_percent: needed, needed_cpu_percent_at_max: at_max, p95_ms: p95, error_rate: errors, ..Sample::default() };
+        t.add(&sample(69.0, 30.0, 120.0, 0.002), 30.0, 70.0);
+        t.add(&sample(71.0, 40.0, 650.0, 0.05), 30.0, 70.0);
         // Starting pods cost pod-hours too: 4 pods for a minute.
-        assert_eq!(t, Tally { pod_hours: 4.0 / 60.0, under_provisioned_minutes: 0.5, slow_minutes: 0.5, error_minutes: 0.5, decisions: 0, fallbacks: 0 });
+        assert_eq!(t, Tally { pod_hours: 4.0 / 60.0, under_provisioned_minutes: 0.5, capacity_bound_minutes: 0.0, slow_minutes: 0.5, error_minutes: 0.5, decisions: 0, fallbacks: 0 });
+        // A load past what all of max_replicas serve is under-provisioned and out of reach.
+        t.add(&sample(120.0, 75.0, 900.0, 0.05), 30.0, 70.0);
+        assert_eq!((t.under_provisioned_minutes, t.capacity_bound_minutes), (1.0, 0.5));
         let both = Tally::total([&t, &t]);
-        assert_eq!((both.under_provisioned_minutes, both.pod_hours), (1.0, 8.0 / 60.0));
+        assert_eq!((both.under_provisioned_minutes, both.capacity_bound_minutes, both.pod_hours), (2.0, 1.0, 12.0 / 60.0));
         // Scored against a frontier as the replay's policies are.
-        let f = Frontier::new(vec![Point { target: 40.0, pod_hours: 1.0, under_provisioned_minutes: 0.0 }, Point { target: 80.0, pod_hours: 0.0, under_provisioned_minutes: 2.0 }]);
+        let f = Frontier::new(vec![Point { target: 40.0, pod_hours: 1.0, under_provisioned_minutes: 0.0 }, Point { target: 80.0, pod_hours: 0.0, under_provisioned_minutes: 4.0 }]);
         let m = f.margin(&both.score()).unwrap();
-        assert!((m.hpa_minutes - (2.0 - 2.0 * 8.0 / 60.0)).abs() < 1e-12 && m.beats_hpa(), "{m:?}");
+        assert!((m.hpa_minutes - (4.0 - 4.0 * 12.0 / 60.0)).abs() < 1e-12 && m.beats_hpa(), "{m:?}");
+        // Out of reach for both sides, the same minutes are a larger share of what was avoidable.
+        assert!((both.avoidable_score().under_provisioned_minutes - 1.0).abs() < 1e-12);
     }
 }

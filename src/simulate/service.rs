@@ -98,6 +98,9 @@ pub struct Sample {
     /// above 100 % when it is more than they can serve): what under-provisioning is judged on.
     pub ready: u32,
     pub needed_cpu_percent: f64,
+    /// The same with every one of `max_replicas` ready: over the target, no scaler could have
+    /// kept up (the cap, not the policy, is short).
+    pub needed_cpu_percent_at_max: f64,
 }
 
 /// A service's own random streams. Demand noise has a stream of its own, drawn once a step, so
@@ -217,6 +220,7 @@ impl Service {
             ram_mib: ram_total,
             ready: ready as u32,
             needed_cpu_percent: if ready > 0.0 { 3.0 + 95.0 * demand / capacity } else { f64::INFINITY },
+            needed_cpu_percent_at_max: 3.0 + 95.0 * demand / (p.max_replicas.max(1) as f64 * p.pod_capacity_rps),
         }
     }
 

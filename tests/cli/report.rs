@@ -93,6 +93,23 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
 
     // Nothing changed: everything cached, the promoted versions untouched.
     run_all(&p).ok().stdout_has("0 ran");
+
+    // Evaluate given a sliver of memory reads the features a service at a time: the same evaluation.
+    let evaluated = || {
+        let mut args = vec!["inspect", "evaluate", "--rows", "0"];
+        args.extend_from_slice(QUICK);
+        let out = p.pipeline(&args).ok().stdout();
+        let file = out.lines().find_map(|l| l.strip_prefix("file:")).expect("inspect names the entry's file").trim().to_string();
+        let dir = p.path().join(file).parent().unwrap().to_path_buf();
+        (std::fs::read(dir.join("evaluation.json")).unwrap(), std::fs::read(dir.join("replay.parquet")).unwrap())
+    };
+    let whole = evaluated();
+    let mut sliver = vec!["-v", "run", "--no-progress", "--only", "evaluate", "--force", "--memory", "1MiB"];
+    sliver.extend_from_slice(QUICK);
+    p.pipeline(&sliver).ok().stderr_has("groups of services in turn");
+    let grouped = evaluated();
+    assert!(grouped.0 == whole.0, "evaluation.json differs when read a service at a time");
+    assert!(grouped.1 == whole.1, "replay.parquet differs when read a service at a time");
     let complete = std::fs::read_link(&latest).unwrap();
 
     // A quick partial run after a change leaves `latest` (and its report) where it was.
