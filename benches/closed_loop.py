@@ -83,15 +83,16 @@ def main():
             s = json.load(open(summary))
             labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in models]
             for label, r in zip(labels, s["runs"]):
-                t, m, a = r["total"], r.get("margin"), r.get("avoidable_margin")
-                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], a and a["percent"]))
+                t, m, av = r["total"], r.get("margin"), r.get("avoidable_margin")
+                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], av and av["percent"]))
             shutil.rmtree(os.path.join(work, "closed"), ignore_errors=True)
     finally:
         for _, proc, _ in servers:
             proc.kill()
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"trained on the bundled week in {trained:.0f} s ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
+    how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
+    print(f"trained on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
     for m, policy in policies.items():
         print(f"served {m}: {policy}")
     print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11}")
