@@ -62,25 +62,28 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
     read_columns(path, |_| true)
 }
 
-/// A Parquet file's batches, one at a time: for a file read to pick a few of its rows.
-pub fn read_batches(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+/// A reader of the columns of a Parquet file that `keep` names: the others are never decoded.
+fn projected(path: &Path, keep: impl Fn(&str) -> bool) -> Result<datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?.build()?;
-    Ok(reader.map(|b| b.map_err(anyhow::Error::from)))
-}
-
-/// The columns of a Parquet file that `keep` names (by their names, in the file's order), as one
-/// batch: the others are never decoded.
-pub fn read_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use datafusion::arrow::array::RecordBatchReader;
     use datafusion::parquet::arrow::ProjectionMask;
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let roots: Vec<usize> = builder.schema().fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder.with_projection(mask).build()?;
+    Ok(builder.with_projection(mask).build()?)
+}
+
+/// The columns of a Parquet file that `keep` names, a batch at a time: for a file read to pick
+/// a few of its rows.
+pub fn read_batches(path: &Path, keep: impl Fn(&str) -> bool) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    Ok(projected(path, keep)?.map(|b| b.map_err(anyhow::Error::from)))
+}
+
+/// The columns of a Parquet file that `keep` names (by their names, in the file's order), as one
+/// batch: the others are never decoded.
+pub fn read_columns(path: &Path, keep: impl Fn(&str) -> bool) -> Result<RecordBatch> {
+    use datafusion::arrow::array::RecordBatchReader;
+    let reader = projected(path, keep)?;
     let schema = reader.schema();
     let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
     Ok(datafusion::arrow::compute::concat_batches(&schema, &batches)?)

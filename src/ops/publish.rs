@@ -164,10 +164,18 @@ impl Stage for Publish {
                 // Both scored on the rows both can predict; a serving model that cannot be read
                 // or cannot predict these rows is replaced.
                 let mut names = vec!["new".to_string()];
-                let mut preds = holdout.predict(&[&model], &|m| progress.message(m))?;
-                let old_pred = match &serving_model {
-                    Some((_, Ok(m))) => Some(holdout.predict(&[m], &|_| {}).map(|mut p| p.remove(0))),
-                    _ => None,
+                let report = |m: &str| progress.message(m);
+                // One read of the features for both; only if that fails, the new model alone (its
+                // own failure then stops the stage, the serving one's is why it is replaced).
+                let (mut preds, old_pred) = match &serving_model {
+                    Some((_, Ok(old))) => match holdout.predict(&[&model, old], &report) {
+                        Ok(mut both) => {
+                            let old = both.pop();
+                            (both, old.map(Ok))
+                        }
+                        Err(e) => (holdout.predict(&[&model], &report)?, Some(Err(e))),
+                    },
+                    _ => (holdout.predict(&[&model], &report)?, None),
                 };
                 if let Some(Ok(o)) = &old_pred {
                     names.push("serving".into());

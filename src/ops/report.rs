@@ -183,7 +183,8 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
         let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| p.strip_suffix("+hpa") == Some(m.as_str()));
         let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
         let mut start = i64::MAX;
-        for batch in crate::io::table::read_batches(&eval_dir.join("replay.parquet"))? {
+        let read = |c: &str| ["service_name", "policy", "timestamp", "replicas", "utilization"].contains(&c);
+        for batch in crate::io::table::read_batches(&eval_dir.join("replay.parquet"), read)? {
             let replay = batch?;
             let s = replay.column_by_name("service_name").context("replay has no service_name")?.as_string::<i32>();
             let pol = replay.column_by_name("policy").context("replay has no policy")?.as_string::<i32>();
