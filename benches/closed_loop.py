@@ -2,7 +2,7 @@
 """Benchmark: each promoted policy in closed loop on a simulated cluster, against the internal
 HPA's frontier, on load it was not trained on.
 
-usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--traces ../shared/traces]
+usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
@@ -13,7 +13,8 @@ the server's decisions (new pods ready after --startup seconds, scale-down stabi
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
 minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it),
 also as a share of the minutes a scaler could avoid (less those that even max replicas could
-not serve).
+not serve). `--load F` multiplies every service's load (`pipeline simulate --load`): above 1.4
+the traces' busy hours outgrow the services' maxReplicas.
 Run `cargo build --release` first; derived traces stay in the temporary folder, the licence
 notes of the originals are in ../shared/traces. `--work DIR` keeps the project copy there and
 reuses it, so a second run after changing one stage (pipelines/ and sql/ are copied again)
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("--lstm-epochs", type=int, default=10)
     ap.add_argument("--rf-trees", type=int, default=50)
     ap.add_argument("--startup", type=int, default=60)
+    ap.add_argument("--load", type=float, default=1.0, help="every service's load times this in the unseen days")
     ap.add_argument("--traces", default=DEFAULT_TRACES)
     ap.add_argument("--models", default=",".join(MODELS), help="the served models, comma-separated")
     ap.add_argument("--work", help="keep the trained project here and reuse it (default: a temporary folder)")
@@ -73,7 +75,7 @@ def main():
             # trace's day starts at the same simulated time.
             servers = [(m, *serve(work, m)) for m in models]
             summary = os.path.join(work, "summary.json")
-            args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--pod-startup-seconds", str(a.startup), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
+            args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--pod-startup-seconds", str(a.startup), "--load", str(a.load), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             for _, _, url in servers:
                 args += ["--scaler", url]
             pipeline(args, work, ok=(0, 1))
@@ -92,7 +94,7 @@ def main():
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
     how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
-    print(f"trained on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace, pods ready {a.startup} s after they are asked for")
+    print(f"trained on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load, pods ready {a.startup} s after they are asked for")
     for m, policy in policies.items():
         print(f"served {m}: {policy}")
     print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11}")

@@ -50,6 +50,11 @@ pub struct SimulateArgs {
     /// Scale down only to the highest decision of this many seconds, as the HPA does.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     stabilization_seconds: f64,
+    /// Every service's load times this: 1 puts the trace's 99th percentile at the load a
+    /// busy hour brings each service (about 70 % of its maxReplicas at its HPA target); 1.5 asks
+    /// what a policy does when traffic outgrows the cluster.
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    load: f64,
     /// CPU % of the ready pods' request over which a service counts as under-provisioned.
     #[arg(long, default_value_t = closed_loop::DEFAULT_TARGET_UTILIZATION, value_name = "PERCENT")]
     target_utilization: f64,
@@ -62,6 +67,9 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     if a.pod_startup_seconds.is_some_and(|s| !(0.0..=3600.0).contains(&s)) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
         anyhow::bail!("--pod-startup-seconds and --stabilization-seconds must be within 0..3600");
     }
+    if !(a.load > 0.0 && a.load <= 100.0) {
+        anyhow::bail!("--load must be a factor above 0 and at most 100 (1: the profiles' own load), not {}", a.load);
+    }
     let opts = Options {
         days: a.days,
         out: a.out,
@@ -73,6 +81,7 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
         gzip: a.gzip,
         pod_startup_seconds: a.pod_startup_seconds,
         stabilization_seconds: a.stabilization_seconds,
+        load: a.load,
     };
     let t0 = std::time::Instant::now();
     if a.scaler.is_empty() {

@@ -41,6 +41,8 @@ pub struct Options {
     pub pod_startup_seconds: Option<f64>,
     /// Scale down only to the highest decision of this window.
     pub stabilization_seconds: f64,
+    /// Every service's load times this (1: the trace's 99th percentile at its profile's peak).
+    pub load: f64,
 }
 
 /// Who sets the replicas while the simulation runs.
@@ -112,6 +114,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             p.startup_s = s;
         }
         p.stabilization_s = opts.stabilization_seconds;
+        p.peak_rps *= opts.load;
         if let Decider::Hpa(Some(t)) = decider {
             p.target_cpu = t;
         }

@@ -45,10 +45,13 @@ fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
 
 #[test]
 fn on_flat_load_the_forecast_costs_what_the_hpa_costs() {
+    // A service of a few pods: half a pod on average is a tenth of its pod-hours, so "about"
+    // is 10 %, and no forecast may buy its pods at a worse rate than the HPA's frontier.
     let (_p, eval) = evaluated(trace(4, |h| 500.0 + 20.0 * (h * 7.0).sin()));
     let hpa = eval["replay"]["hpa"]["pod_hours"].as_f64().unwrap();
     for policy in ["train_random_forest_demand+hpa", "seasonal_naive", "holt_winters"] {
         let pods = eval["replay"][policy]["pod_hours"].as_f64().unwrap_or_else(|| panic!("no {policy}: {}", eval["replay"]));
-        assert!(pods <= 1.05 * hpa, "{policy}: {pods:.1} pod-hours against the HPA's {hpa:.1}");
+        assert!(pods <= 1.1 * hpa, "{policy}: {pods:.1} pod-hours against the HPA's {hpa:.1}");
+        assert!(margin(&eval, policy) > -1.0, "{policy} above the HPA's frontier: {}", eval["margins"][policy]);
     }
 }

@@ -60,6 +60,15 @@ fn a_missing_trace_says_where_it_was_looked_for() {
 }
 
 #[test]
+fn a_load_factor_must_be_positive() {
+    let p = Project::empty();
+    for bad in ["--load=0", "--load=-1", "--load=NaN"] {
+        p.pipeline(&["simulate", "--days", "1", bad, "--out", "d"]).code(1).stderr_has("--load must be a factor above 0");
+    }
+    assert!(!p.path().join("d").exists(), "nothing is written for a bad factor");
+}
+
+#[test]
 fn rows_look_like_the_collector_wrote_them() {
     let p = Project::empty();
     p.simulate(&["--days", "1", "--layout", "flat", "--services", "frontend,payments", "--out", "d"]);
