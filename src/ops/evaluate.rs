@@ -197,7 +197,7 @@ impl Stage for Evaluate {
             .iter()
             .map(|m| {
                 format!(
-                    "{}: hold-out RMSE {:.3}, exact {:.1}%; with the HPA floor {:.0} min under-provisioned at {:.1} pod-hours ({})",
+                    "{}: hold-out RMSE {:.3}, exact {:.1}%; under its policy {:.0} min under-provisioned at {:.1} pod-hours ({})",
                     m.info.stage,
                     m.holdout.overall.rmse,
                     100.0 * m.holdout.overall.exact_accuracy,

@@ -184,7 +184,8 @@ impl Stage for Publish {
                 let scored = holdout.score(names, &preds, &rp, &mut |_| Ok(()))?;
                 let rows = scored.rows.len();
                 let exact = |m: usize| scored.accuracy(&holdout.table, m, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
-                // What would serve: the model's forecast as a floor under the reactive HPA.
+                // What would serve: the model's forecast under the policy the replay chose for it (an HPA
+                // floor at some target, or the forecast alone).
                 let margin = |name: &str| scored.totals.get(&format!("{name}+hpa")).and_then(|s| scored.frontier.margin(s));
                 let (new_margin, new_exact) = (margin("new"), exact(0));
                 // Exact accuracy means something only against the labels the model learned.
@@ -218,9 +219,9 @@ impl Stage for Publish {
                             Some((sv, _)) => format!("kept serving {sv}"),
                             None => "serve answers with the reactive HPA".to_string(),
                         };
-                        (false, format!("{instead}: {v} with the HPA floor does not beat the reactive HPA on {rows} hold-out rows ({against_hpa})"))
+                        (false, format!("{instead}: {v} under its policy does not beat the reactive HPA on {rows} hold-out rows ({against_hpa})"))
                     }
-                    (None, _) => (true, format!("first {kind} version; with the HPA floor it is {against_hpa}")),
+                    (None, _) => (true, format!("first {kind} version; under its policy it is {against_hpa}")),
                     (Some((sv, _)), Some((_, Err(e)))) => (true, format!("serving {sv} cannot be loaded ({e:#}); replaced")),
                     (Some((sv, _)), _) => match old_pred {
                         Some(Err(e)) => (true, format!("serving {sv} cannot score this hold-out ({e:#}); replaced")),
