@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The `pipeline` binary with the CPU libtorch it links, for every deploy/ manifest:
-#   docker build -t ghcr.io/example/autoscale-pipeline:latest .
+#   docker build -t ghcr.io/example/autoscale-pipeline:0.1.0 .
 # The runtime image finds libtorch through the loader's cache (ldconfig), not through the build
 # machine's paths baked into the binary, so it runs wherever it is copied.
 

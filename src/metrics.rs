@@ -62,12 +62,12 @@ pub const NUMERIC: [(&str, Kind); 21] = [
 /// reads a row (the collector, the simulator, ingest's checks, the server). README.md's data
 /// contract table is this table (a test keeps them equal).
 pub const CONTRACT: [(&str, &str, &str); 23] = [
-    ("timestamp", "ISO 8601", "when the row was taken, the collector's wall clock in its time zone, no offset"),
+    ("timestamp", "ISO 8601", "when the row was taken: UTC without an offset, or the wall clock with its offset (`2026-10-25T02:30:00+01:00`)"),
     ("service_name", "text", "the Deployment (and ingress backend Service) name"),
     ("cpu_usage_percent", "% of request", "CPU used by the ready pods over their summed CPU request, as the HPA computes utilisation (above 100 up to limit/request)"),
     ("cpu_usage_percent_last_5_min", "% of request", "mean of the service's last 10 rows (this one included)"),
     ("cpu_usage_percent_slope", "% per row", "least-squares slope over the same 10 rows"),
-    ("ram_usage_percent", "% of limit", "working-set memory of the pods over their summed memory limit (where the OOM killer acts)"),
+    ("ram_usage_percent", "% of limit", "working-set memory of the pods over their summed memory limit (where the OOM killer acts), or over their request where they have no limit"),
     ("ram_usage_percent_last_5_min", "% of limit", "mean of the last 10 rows"),
     ("ram_usage_percent_slope", "% per row", "least-squares slope over the last 10 rows"),
     ("request_count_per_second", "requests/s", "requests reaching the service through the ingress, all pods together"),
@@ -77,9 +77,9 @@ pub const CONTRACT: [(&str, &str, &str); 23] = [
     ("is_holiday", "0/1", "the day is in the collector's holiday list"),
     ("is_weekend", "0/1", "Saturday or Sunday in the collector's time zone"),
     ("cpu_request", "cores per pod", "CPU request of one pod, all containers"),
-    ("cpu_limit", "cores per pod", "CPU limit of one pod, all containers"),
+    ("cpu_limit", "cores per pod", "CPU limit of one pod, all containers; its CPU request where the pod has no limit"),
     ("ram_request", "MiB per pod", "memory request of one pod, all containers"),
-    ("ram_limit", "MiB per pod", "memory limit of one pod, all containers"),
+    ("ram_limit", "MiB per pod", "memory limit of one pod, all containers; its memory request where the pod has no limit"),
     ("queue_length", "requests", "requests waiting or in flight"),
     ("error_rate", "fraction 0–1", "share of requests answered 5xx"),
     ("pod_restart_count", "restarts", "container restarts of the service's pods"),
@@ -94,8 +94,8 @@ pub fn column_names() -> Vec<&'static str> {
     names
 }
 
-/// The typed table that ingest writes: naive timestamps in microseconds (the wall clock the
-/// collector wrote), `replica_count` as an integer, every other metric as Float64.
+/// The typed table that ingest writes: timestamps in microseconds, UTC (a row's offset applied),
+/// `replica_count` as an integer, every other metric as Float64.
 pub fn schema() -> SchemaRef {
     let mut fields = vec![
         Field::new(TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, None), false),
@@ -218,9 +218,9 @@ fn shorten(s: &str) -> String {
 }
 
 /// Parse what Python's `datetime.isoformat()` writes, with or without microseconds, with a
-/// space or `T`, and with an optional zone (`Z`, `+02:00`), which is converted to UTC.
-/// Returns microseconds since the epoch of the naive (wall-clock or UTC) time and whether a
-/// zone was present.
+/// space or `T`, and with an optional zone (`Z`, `+02:00`). The contract: a timestamp without
+/// a zone is UTC; one with a zone is converted to UTC. Returns microseconds since the epoch
+/// (UTC) and whether a zone was present.
 pub fn parse_timestamp(raw: &str) -> Result<(i64, bool), ValueError> {
     use chrono::{DateTime, NaiveDateTime};
     let t = raw.trim();

@@ -60,6 +60,15 @@ impl Promoted {
     pub fn current(&self) -> Option<&Promotion> {
         self.history.last()
     }
+
+    /// Every version it names is a folder name of the registry (`v3`), never a path: the
+    /// file may come from a shared store, and its versions are joined to the registry's folder.
+    pub fn check(&self) -> Result<()> {
+        for p in &self.history {
+            crate::io::fs::check_name(&p.version).map_err(|e| anyhow::anyhow!("it names the version {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 pub struct Registry {
@@ -130,7 +139,11 @@ impl Registry {
     pub fn promoted(&self, model: &str) -> Result<Promoted> {
         let path = self.model_dir(model).join("promoted.json");
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{} is damaged", path.display())),
+            Ok(b) => {
+                let promoted: Promoted = serde_json::from_slice(&b).with_context(|| format!("{} is damaged", path.display()))?;
+                promoted.check().with_context(|| format!("{} is damaged", path.display()))?;
+                Ok(promoted)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Promoted::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }

@@ -27,6 +27,12 @@ pub async fn pull_registry(store: &Store, registry: &Registry) -> Result<()> {
     let mut promoted = BTreeSet::new();
     for rel in &remote {
         let parts: Vec<&str> = rel.split('/').collect();
+        // Each part becomes a local folder or file name: one that would leave the registry is
+        // refused, named, and the rest is fetched.
+        if let Some(bad) = parts.iter().find_map(|p| crate::io::fs::check_name(p).err()) {
+            tracing::warn!("{}: {bad}; not fetched", store.url_of(&format!("models/{rel}")));
+            continue;
+        }
         match parts.as_slice() {
             [model, PROMOTED] => {
                 promoted.insert(model.to_string());
@@ -53,6 +59,7 @@ pub async fn pull_registry(store: &Store, registry: &Registry) -> Result<()> {
     for model in promoted {
         let Some(bytes) = store.get(&format!("models/{model}/{PROMOTED}")).await? else { continue };
         let theirs: Promoted = serde_json::from_slice(&bytes).with_context(|| format!("{} is damaged", store.url_of(&format!("models/{model}/{PROMOTED}"))))?;
+        theirs.check().with_context(|| format!("{} is damaged", store.url_of(&format!("models/{model}/{PROMOTED}"))))?;
         let ours = registry.promoted(&model)?;
         // Promotions only ever append: keep ours when it extends theirs (made here, not yet
         // shared), else the store's is the newer word.
@@ -160,5 +167,16 @@ mod tests {
         pull_registry(&store, &registry).await.unwrap();
         assert!(registry.version_dir("random_forest", "v1").join("model.json").is_file());
         assert!(!registry.version_dir("random_forest", "v2").exists(), "a half-uploaded version must not be fetched");
+
+        // A promotion naming a path instead of a version is refused, named, and not written.
+        let evil = Promoted { history: vec![Promotion { version: "../../../escaped".into(), at: "now".into(), reason: "x".into() }] };
+        store.put("models/random_forest/promoted.json", serde_json::to_vec(&evil).unwrap()).await.unwrap();
+        let e = format!("{:#}", pull_registry(&store, &registry).await.unwrap_err());
+        assert!(e.contains("promoted.json is damaged") && e.contains("../../../escaped"), "{e}");
+        assert!(!registry.root().join("random_forest/promoted.json").exists());
+        // The same file already in the registry (copied by hand): refused when read.
+        std::fs::write(registry.root().join("random_forest/promoted.json"), serde_json::to_vec(&evil).unwrap()).unwrap();
+        let e = format!("{:#}", registry.serving_dir("random_forest").unwrap_err());
+        assert!(e.contains("is not a file name"), "{e}");
     }
 }

@@ -42,6 +42,12 @@ impl Cache {
                 return Ok(None);
             }
         };
+        if let Err(e) = meta.check_names() {
+            // Refused before anything touches the disk; the rebuild shares a good entry over it.
+            tracing::warn!("{} names a {e}: refused; the stage will be rebuilt and shared again", store.url_of(&format!("{rel}/{META}")));
+            store.delete(&format!("{rel}/{META}")).await?;
+            return Ok(None);
+        }
         let pending = self.begin(key)?;
         for (name, sum) in &meta.files {
             let local = pending.dir.join(name);
@@ -62,6 +68,11 @@ impl Cache {
                 store.delete(&format!("{rel}/{META}")).await?;
                 return Ok(None);
             }
+        }
+        // A `pipeline status` or `inspect` beside this process may have fetched it meanwhile.
+        if let Some(e) = self.lookup(key)? {
+            self.abandon(pending);
+            return Ok(Some(e));
         }
         tracing::info!("stage `{}`: reusing {} from the store", meta.stage, store.url_of(&rel));
         // Every file was just checked against meta.files: no need to read them again.
@@ -129,6 +140,18 @@ mod tests {
         assert!(c.lookup(key).unwrap().is_none(), "nothing half-fetched is left behind");
         a.share(&built, true).await.unwrap();
         assert!(c.fetch(key).await.unwrap().is_some(), "shared again, fetched again");
+
+        // A meta.json whose names leave the entry's folder is refused before anything is written.
+        let (_f_dir, f) = machine(&store);
+        for (field, value) in [("files", serde_json::json!({ "../../escaped": { "bytes": 1, "blake3": "x" } })), ("stage", serde_json::json!("../../escaped")), ("pipeline", serde_json::json!("/tmp"))] {
+            let mut bad = serde_json::to_value(&built.meta).unwrap();
+            bad[field] = value;
+            store.put(&format!("cache/entries/{}/{META}", key.hex()), serde_json::to_vec(&bad).unwrap()).await.unwrap();
+            assert!(f.fetch(key).await.unwrap().is_none(), "{field}");
+            assert!(!f.root().join("escaped").exists() && !f.root().join("escaped.json").exists(), "{field}: written outside the entry");
+            assert!(!store.exists(&format!("cache/entries/{}/{META}", key.hex())).await.unwrap(), "{field}: hidden, so a rebuild shares over it");
+        }
+        a.share(&built, true).await.unwrap();
 
         // A forced rebuild on A (after a code change) replaces the store's copy too.
         let p = a.begin(key).unwrap();

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::key::{CacheKey, KeyParts};
-use crate::io::fs::{checksum, sync_dir, write_atomic, FileSum};
+use crate::io::fs::{check_name, checksum, sync_dir, write_atomic, FileSum};
 use crate::io::table::SortKey;
 use crate::store::Store;
 
@@ -39,6 +39,20 @@ pub struct EntryMeta {
     /// The order `output.parquet` is sorted in.
     #[serde(default)]
     pub sorted_by: Vec<SortKey>,
+}
+
+impl EntryMeta {
+    /// Every name here that becomes a local path (its files; its pipeline and stage, which name
+    /// the stage's last-key file) is one path component: a `meta.json` from a shared store, or
+    /// a damaged one, must not write or read outside its folder.
+    pub fn check_names(&self) -> Result<(), String> {
+        check_name(&self.pipeline).map_err(|e| format!("pipeline {e}"))?;
+        check_name(&self.stage).map_err(|e| format!("stage {e}"))?;
+        for name in self.files.keys() {
+            check_name(name).map_err(|e| format!("file {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// A complete entry on disk.
@@ -146,6 +160,10 @@ impl Cache {
                 return Ok(None);
             }
         };
+        if let Err(e) = meta.check_names() {
+            self.quarantine(&dir, &format!("meta.json names a {e}"))?;
+            return Ok(None);
+        }
         for (name, sum) in &meta.files {
             let p = dir.join(name);
             match checksum(&p) {

@@ -9,9 +9,15 @@ use crate::engine::cluster::{self, ExecutorOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct SchedulerArgs {
-    /// Address to listen on; stages reach it as --engine ballista://HOST:PORT.
-    #[arg(long, default_value = "0.0.0.0:50050", value_name = "HOST:PORT")]
+    /// Address to listen on; stages reach it as --engine ballista://HOST:PORT. Other than
+    /// loopback only with --insecure.
+    #[arg(long, default_value = "127.0.0.1:50050", value_name = "HOST:PORT")]
     pub bind: SocketAddr,
+    /// Bind an address other machines can reach. Ballista has no authentication: anyone who
+    /// reaches the port can run queries with this process's S3 credentials, so put a
+    /// NetworkPolicy in front (deploy/ballista.yaml does).
+    #[arg(long)]
+    pub insecure: bool,
     /// The host name executors and clients reach this scheduler by [default: the bind address].
     #[arg(long, value_name = "HOST")]
     pub external_host: Option<String>,
@@ -27,8 +33,13 @@ pub struct ExecutorArgs {
     #[arg(long, default_value = "localhost:50050", value_name = "HOST:PORT")]
     pub scheduler: String,
     /// Address of the data port (Arrow Flight): where the scheduler's clients fetch results.
-    #[arg(long, default_value = "0.0.0.0:50051", value_name = "HOST:PORT")]
+    /// Other than loopback only with --insecure.
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "HOST:PORT")]
     pub bind: SocketAddr,
+    /// Bind an address other machines can reach (both ports). Ballista has no
+    /// authentication: put a NetworkPolicy in front (deploy/ballista.yaml does).
+    #[arg(long)]
+    pub insecure: bool,
     /// The control port (gRPC) on the same host.
     #[arg(long, default_value_t = 50052, value_name = "PORT")]
     pub grpc_port: u16,
@@ -47,12 +58,29 @@ pub struct ExecutorArgs {
     pub heartbeat: u64,
 }
 
+/// Ballista 55 has no authentication hook: a port others can reach is refused unless the
+/// operator says the network around it is guarded.
+fn check_bind(command: &str, bind: SocketAddr, insecure: bool) -> Result<()> {
+    if bind.ip().is_loopback() || insecure {
+        return Ok(());
+    }
+    Err(super::usage_error(
+        command,
+        "--bind",
+        format!(
+            "{bind} is reachable from other machines, and Ballista has no authentication: anyone who reaches it can run queries with this process's S3 credentials. Bind 127.0.0.1, or give --insecure with a NetworkPolicy in front (see deploy/ballista.yaml)"
+        ),
+    ))
+}
+
 pub async fn scheduler(args: SchedulerArgs) -> Result<u8> {
+    check_bind("scheduler", args.bind, args.insecure)?;
     cluster::scheduler(args.bind, args.external_host, args.executor_timeout).await?;
     Ok(exit::SUCCESS)
 }
 
 pub async fn executor(args: ExecutorArgs) -> Result<u8> {
+    check_bind("executor", args.bind, args.insecure)?;
     let scheduler = match args.scheduler.rsplit_once(':') {
         Some((host, port)) => match port.parse() {
             Ok(port) => (host.to_string(), port),

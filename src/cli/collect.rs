@@ -46,15 +46,22 @@ pub struct CollectArgs {
     /// ... to this day, inclusive.
     #[arg(long, value_name = "DAY", requires = "from")]
     pub to: Option<NaiveDate>,
-    /// Seconds to wait for Prometheus' answer to one query.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    /// On SIGTERM or ctrl-c, the step in progress is dropped and the day so far written within
+    /// this (a flush already under way finishes first); past it the rows since the last flush
+    /// are lost, and the exit code says so. Keep the pod's terminationGracePeriodSeconds above
+    /// it plus one flush.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = super::parse_seconds)]
+    pub stop_timeout: f64,
+    /// Time to wait for Prometheus' answer to one query (10, 10s).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_seconds)]
     pub timeout: f64,
 }
 
 /// `--flush-every`: minutes when bare (as it always was), else a duration; in minutes.
 fn flush_minutes(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(m) if m > 0.0 && m.is_finite() => Ok(m),
+        Ok(m) if m > 0.0 && m * 60.0 <= super::MAX_SECONDS => Ok(m),
+        Ok(m) if m > 0.0 => Err(format!("`{text}` minutes is longer than a year")),
         _ => super::parse_seconds(text).map(|s| s / 60.0),
     }
 }
@@ -94,7 +101,16 @@ pub async fn collect(a: CollectArgs) -> Result<u8> {
     let Some(out) = a.out else {
         return Err(usage("--out", "the live loop writes day files: give --out DIR or s3://bucket/prefix (or --once for one row per service on standard output)".into()));
     };
-    live(collector, &out, Duration::from_secs_f64(a.every), Duration::from_secs_f64(a.flush_every * 60.0)).await
+    let timing = Timing { every: Duration::from_secs_f64(a.every), flush_every: Duration::from_secs_f64(a.flush_every * 60.0), stop_timeout: Duration::from_secs_f64(a.stop_timeout) };
+    live(collector, &out, timing).await
+}
+
+/// The live loop's clock: rows every `every`, written every `flush_every`, and at most
+/// `stop_timeout` to write them once asked to stop.
+struct Timing {
+    every: Duration,
+    flush_every: Duration,
+    stop_timeout: Duration,
 }
 
 /// A query Prometheus rejects is a mistake in collect.yaml: say which file.
@@ -129,7 +145,8 @@ async fn backfill(collector: &mut Collector, from: NaiveDate, to: NaiveDate, out
     Ok(exit::SUCCESS)
 }
 
-async fn live(mut collector: Collector, out: &str, every: Duration, flush_every: Duration) -> Result<u8> {
+async fn live(mut collector: Collector, out: &str, timing: Timing) -> Result<u8> {
+    let Timing { every, flush_every, stop_timeout } = timing;
     let mut files = DayFiles::open(out)?;
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -145,7 +162,12 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
             _ = &mut stop => break,
             _ = tick.tick() => {}
         }
-        match collector.collect(Utc::now()).await {
+        // A step waiting on a slow Prometheus must not eat the time left to write the day.
+        let step = tokio::select! {
+            _ = &mut stop => break,
+            step = collector.collect(Utc::now()) => step,
+        };
+        match step {
             Ok(rows) => {
                 written += rows.len() as u64;
                 backlog.extend(rows);
@@ -165,11 +187,19 @@ async fn live(mut collector: Collector, out: &str, every: Duration, flush_every:
             }
         }
     }
-    drain(&mut files, &mut backlog).await;
-    if !backlog.is_empty() {
-        bail!("{} rows could not be written to {out}; see the warnings above", backlog.len() + files.pending());
+    let last_write = async {
+        drain(&mut files, &mut backlog).await;
+        if !backlog.is_empty() {
+            bail!("{} rows could not be written to {out}; see the warnings above", backlog.len() + files.pending());
+        }
+        files.flush().await
+    };
+    match tokio::time::timeout(stop_timeout, last_write).await {
+        Ok(written) => written?,
+        Err(_) => bail!(
+            "the day so far was not written to {out} within --stop-timeout {stop_timeout:?}: the rows since the last flush (at most --flush-every) are lost"
+        ),
     }
-    files.flush().await?;
     eprintln!("collected {written} rows; {skipped} steps skipped (Prometheus did not answer)");
     if written == 0 && skipped > 0 {
         bail!("Prometheus at {} never answered", collector.prometheus().url());

@@ -144,7 +144,12 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// A duration as people write it on a command line: `30`, `30s`, `2m`, `1h` (seconds out).
+/// The longest duration a flag takes: past it a value is a typo, and every value up to it
+/// is a valid `std::time::Duration` (`Duration::from_secs_f64` panics past u64 seconds).
+pub const MAX_SECONDS: f64 = 366.0 * 86_400.0;
+
+/// A duration as people write it on a command line: `30`, `30s`, `2m`, `1h` (seconds out),
+/// more than 0 and at most a year.
 pub fn parse_seconds(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let (number, scale) = match t.char_indices().last() {
@@ -153,8 +158,9 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
         Some((i, 'h')) => (&t[..i], 3600.0),
         _ => (t, 1.0),
     };
-    match number.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v * scale),
+    match number.trim().parse::<f64>().map(|v| v * scale) {
+        Ok(v) if v > 0.0 && v <= MAX_SECONDS => Ok(v),
+        Ok(v) if v > MAX_SECONDS => Err(format!("`{text}` is longer than a year: write e.g. 30, 30s, 5m or 1h")),
         _ => Err(format!("`{text}` is not a duration: write e.g. 30, 30s, 5m or 1h")),
     }
 }
@@ -169,6 +175,11 @@ mod tests {
         assert_eq!(super::parse_seconds("5m"), Ok(300.0));
         assert_eq!(super::parse_seconds("1h"), Ok(3600.0));
         assert!(super::parse_seconds("0").is_err());
+        // Nothing that would overflow a Duration gets through.
+        for huge in ["1e308h", "inf", "NaN", "1e300", "400d", "9999999999h"] {
+            assert!(super::parse_seconds(huge).is_err(), "{huge}");
+        }
+        assert_eq!(super::parse_seconds("8784h"), Ok(366.0 * 86_400.0));
         assert!(super::parse_seconds("soon").unwrap_err().contains("not a duration"));
     }
 }

@@ -32,6 +32,8 @@ pub struct PredictArgs {
 }
 
 pub fn predict(o: PredictArgs) -> Result<u8> {
+    let guardrails: crate::serving::predictor::Guardrails = o.guardrails.into();
+    guardrails.check().map_err(|(flags, why)| super::usage_error("predict", flags, why))?;
     let name = if o.input == Path::new("-") { "standard input".to_string() } else { o.input.display().to_string() };
     let text = read_input(&o.input).with_context(|| format!("reading {name}"))?;
     let rows = parse_rows(&name, &text)?;
@@ -40,7 +42,7 @@ pub fn predict(o: PredictArgs) -> Result<u8> {
         bail!("no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)", o.model.model, o.model.registry.display());
     };
     tracing::info!(model = %loaded.name, version = %loaded.version, "model loaded");
-    let predictor = Predictor::new(Some(loaded), o.guardrails.into());
+    let predictor = Predictor::new(Some(loaded), guardrails);
     let mut decisions = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let outcome = predictor.decide(row).map_err(|e| invalid(&name, rows.len(), i, e.to_string()))?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::{exit, load_plan, PipelineArgs};
+use super::{exit, PipelineArgs};
 use crate::artifacts::models::Registry;
 use crate::artifacts::{runs, shared};
 use crate::pipeline::run::{self, Outcome, RunOptions, RunReport};
@@ -61,7 +61,17 @@ impl RunArgs {
 
 /// Runs the pipeline; `json_logs` turns the progress bars off (they would interleave with the events).
 pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
-    let (plan, cache) = load_plan(&flags.pipeline).await?;
+    let pipeline = flags.pipeline.load()?;
+    // One run per project at a time: two would race on the same cache entries and models. Taken
+    // before planning, since planning fetches the shared store's entries into the cache.
+    let _lock = match flags.dry_run {
+        true => None,
+        false => Some(crate::artifacts::lock::RunLock::acquire(&pipeline.root, !flags.no_wait, |holder| {
+            eprintln!("waiting for another `pipeline run` on this project to finish ({holder})");
+        })?),
+    };
+    let cache = super::cache_for(&pipeline)?;
+    let plan = Arc::new(crate::pipeline::plan::plan(pipeline, crate::ops::build, &cache).await?);
     let opts = flags.options(json_logs);
     if flags.dry_run {
         let will_run = run::to_run(&plan, &opts)?;
@@ -77,10 +87,6 @@ pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
         }
         return Ok(exit::SUCCESS);
     }
-    // One run per project at a time: two would race on the same cache entries and models.
-    let _lock = crate::artifacts::lock::RunLock::acquire(&plan.pipeline.root, !flags.no_wait, |holder| {
-        eprintln!("waiting for another `pipeline run` on this project to finish ({holder})");
-    })?;
     let root = &plan.pipeline.root;
     if let Some(store) = cache.store() {
         shared::pull_registry(store, &Registry::of_project(root))

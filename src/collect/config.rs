@@ -135,6 +135,11 @@ impl Config {
             .time_zone
             .parse()
             .map_err(|_| bad(Some("time_zone".into()), format!("`{}` is not an IANA zone (e.g. UTC, Europe/Paris)", raw.time_zone)))?;
+        // Both go into every query: names Kubernetes could have, refused here otherwise.
+        crate::serving::features::check_service_name(&raw.namespace).map_err(|e| bad(Some("namespace".into()), format!("the namespace {e}")))?;
+        for (i, s) in raw.services.iter().enumerate() {
+            crate::serving::features::check_service_name(s).map_err(|e| bad(Some(format!("services[{i}]")), format!("the service {e}")))?;
+        }
         let holidays = raw
             .holidays
             .iter()
@@ -143,16 +148,40 @@ impl Config {
         Ok(Config { file: file.to_path_buf(), namespace: raw.namespace, services: raw.services, discover: raw.discover, pods: raw.pods, time_zone, holidays, columns })
     }
 
-    /// A query with its placeholders filled for one service.
+    /// A query with its placeholders filled for one service. The placeholders sit inside PromQL
+    /// strings (`deployment="${service}"`, `pod=~"${pods}"`), so each value is escaped for one:
+    /// whatever a name holds, it stays a string (and a literal in the regex) and never becomes
+    /// PromQL.
     pub fn expand(&self, query: &str, service: &str) -> String {
-        let pods = self.pods.replace("${service}", &regex_escape(service));
-        query.replace("${pods}", &pods).replace("${service}", service).replace("${namespace}", &self.namespace)
+        let pods = self.pods.replace("${service}", &promql_string(&regex_escape(service)));
+        query.replace("${pods}", &pods).replace("${service}", &promql_string(service)).replace("${namespace}", &promql_string(&self.namespace))
     }
 }
 
-/// Kubernetes names are `[a-z0-9-.]`; only the dot means something in a regex.
+/// A regex (RE2, what Prometheus matches with) that matches `name` literally.
 fn regex_escape(name: &str) -> String {
-    name.replace('.', "\\\\.")
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The inside of a double-quoted PromQL string holding `text`.
+fn promql_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -172,6 +201,20 @@ mod tests {
     }
 
     #[test]
+    fn values_stay_strings_in_promql() {
+        let mut c = Config::load(None).unwrap();
+        let q = c.expand(&c.columns[4].query, "shop.api");
+        assert!(q.contains(r#"deployment="shop.api""#), "{q}");
+        let cpu = c.expand(&c.columns[0].query, "shop.api");
+        assert!(cpu.contains(r#"pod=~"shop\\.api-[a-z0-9]+-[a-z0-9]+""#), "{cpu}");
+        // A value that tries to close the string stays inside it.
+        c.namespace = "x\"} or vector(1) #".into();
+        let q = c.expand(&c.columns[4].query, r#"a"\b"#);
+        assert_eq!(q, r#"sum(kube_deployment_status_replicas{namespace="x\"} or vector(1) #", deployment="a\"\\b"})"#);
+        assert_eq!(regex_escape("a.b+c(d)"), r"a\.b\+c\(d\)");
+    }
+
+    #[test]
     fn mistakes_name_the_field() {
         let base = DEFAULT.replace("time_zone: UTC", "time_zone: Mars/Olympus");
         let e = Config::parse(Path::new("c.yaml"), &base).unwrap_err().to_string();
@@ -182,6 +225,10 @@ mod tests {
         assert!(e.contains("derived by the collector"), "{e}");
         let e = Config::parse(Path::new("c.yaml"), "pods: x\nservices: [a]\ncolumns: {}\n").unwrap_err().to_string();
         assert!(e.contains("field `columns.cpu_usage_percent`: missing"), "{e}");
+        let e = Config::parse(Path::new("c.yaml"), &DEFAULT.replace("namespace: default", "namespace: 'a\"} or x'")).unwrap_err().to_string();
+        assert!(e.contains("field `namespace`") && e.contains("not a Kubernetes"), "{e}");
+        let e = Config::parse(Path::new("c.yaml"), &DEFAULT.replace("services: []", "services: [web, Web_2]")).unwrap_err().to_string();
+        assert!(e.contains("field `services[1]`"), "{e}");
         let e = Config::parse(Path::new("c.yaml"), "pods: [").unwrap_err().to_string();
         assert!(e.starts_with("c.yaml:"), "{e}");
     }

@@ -73,7 +73,7 @@ impl DayFiles {
     /// day's file if it exists. All or nothing: on an error the row is not added and the old
     /// day is still here, so the caller can try the same row again later.
     pub async fn push_row(&mut self, row: &Row) -> Result<()> {
-        let day = row.timestamp.date();
+        let day = row.timestamp.date_naive();
         if self.day != Some(day) {
             self.flush().await?;
             self.text = self.existing(day).await?;
@@ -145,7 +145,7 @@ mod tests {
     fn row(day: u32, hour: u32, service: &str) -> Row {
         let mut values = [Some(1.0); crate::metrics::NUMERIC.len()];
         values[0] = None;
-        Row { timestamp: NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, 0, 0).unwrap(), service: service.into(), values }
+        Row { timestamp: NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc().fixed_offset(), service: service.into(), values }
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ pub mod prometheus;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 
 use crate::metrics::{Kind, NUMERIC};
@@ -29,17 +29,25 @@ const PARALLEL_SERVICES: usize = 8;
 /// One metrics row; a value Prometheus did not have is `None` (an empty field in the file).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Wall clock in the collector's time zone.
-    pub timestamp: NaiveDateTime,
+    /// Wall clock in the collector's time zone, with that zone's offset at the time.
+    pub timestamp: DateTime<FixedOffset>,
     pub service: String,
     /// In [`NUMERIC`] order.
     pub values: [Option<f64>; NUMERIC.len()],
 }
 
+/// A row's timestamp as the contract writes it: the wall clock, then its offset unless it is
+/// UTC (`2026-10-25T02:30:00+02:00`, `2026-10-25T02:30:00+01:00`: the hour a DST fall-back
+/// repeats is two distinct times, not duplicates). A timestamp without an offset is UTC.
+pub fn format_timestamp(t: &DateTime<FixedOffset>) -> String {
+    let wall = isoformat(t.naive_local().and_utc().timestamp_micros());
+    if t.offset().local_minus_utc() == 0 { wall } else { format!("{wall}{}", t.format("%:z")) }
+}
+
 impl Row {
     /// The row as the collector writes it (the 23 columns' order, no newline).
     pub fn csv_line(&self) -> String {
-        let mut line = format!("{},{}", isoformat(self.timestamp.and_utc().timestamp_micros()), self.service);
+        let mut line = format!("{},{}", format_timestamp(&self.timestamp), self.service);
         for (v, (_, kind)) in self.values.iter().zip(NUMERIC) {
             line.push(',');
             if let Some(v) = v {
@@ -52,7 +60,7 @@ impl Row {
     /// The row as `POST /predict` takes it (an empty value is `null`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut row = serde_json::Map::new();
-        row.insert(crate::metrics::TIMESTAMP.into(), isoformat(self.timestamp.and_utc().timestamp_micros()).into());
+        row.insert(crate::metrics::TIMESTAMP.into(), format_timestamp(&self.timestamp).into());
         row.insert(crate::metrics::SERVICE.into(), self.service.clone().into());
         for (v, (name, _)) in self.values.iter().zip(NUMERIC) {
             row.insert(name.into(), v.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
@@ -106,7 +114,17 @@ impl Collector {
             None => self.prometheus.query(&query, at).await?,
             Some(end) => self.prometheus.query_range(&query, at, end, 3600.0).await?,
         };
-        let services = deployments(&found);
+        let mut services = deployments(&found);
+        // A label value becomes part of PromQL and of the rows: only names a Deployment can have.
+        services.retain(|s| match crate::serving::features::check_service_name(s) {
+            Ok(()) => true,
+            Err(e) => {
+                if self.warned.insert((s.clone(), "deployment", "name")) {
+                    tracing::warn!("the discover query found a `deployment` label that {e}; skipped");
+                }
+                false
+            }
+        });
         if services.is_empty() && self.warned.insert((String::new(), "services", "none")) {
             tracing::warn!("the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`", self.config.file.display());
         }
@@ -128,7 +146,7 @@ impl Collector {
             .buffered(PARALLEL_SERVICES)
             .collect()
             .await;
-        let local = at.with_timezone(&self.config.time_zone).naive_local();
+        let local = at.with_timezone(&self.config.time_zone).fixed_offset();
         let mut rows = Vec::new();
         for (service, answers) in sampled {
             let answers = answers?;
@@ -164,7 +182,7 @@ impl Collector {
                     .enumerate()
                     .map(|(k, series)| self.value(&service, k, series.iter().filter_map(|m| m.get(&t).map(|v| Some(*v))).collect()))
                     .collect();
-                let at = Utc.timestamp_opt(t, 0).single().expect("a time in range").with_timezone(&tz).naive_local();
+                let at = Utc.timestamp_opt(t, 0).single().expect("a time in range").with_timezone(&tz).fixed_offset();
                 if let Some(row) = self.row(&service, at, &queried) {
                     rows.push(row);
                 }
@@ -200,7 +218,7 @@ impl Collector {
 
     /// The row for the queried values, with the derived columns, or `None` when the service
     /// has no replica count (it did not exist at that time).
-    fn row(&mut self, service: &str, at: NaiveDateTime, queried: &[Option<f64>]) -> Option<Row> {
+    fn row(&mut self, service: &str, at: DateTime<FixedOffset>, queried: &[Option<f64>]) -> Option<Row> {
         let mut values = [None; NUMERIC.len()];
         for (k, name) in QUERIED.iter().enumerate() {
             values[numeric_index(name)] = queried[k];
@@ -222,7 +240,7 @@ impl Collector {
                 values[numeric_index(slope)] = Some(round(w.slope(), 4));
             }
         }
-        let date = at.date();
+        let date = at.date_naive();
         values[numeric_index("is_holiday")] = Some(f64::from(u8::from(self.config.holidays.contains(&date))));
         values[numeric_index("is_weekend")] = Some(f64::from(u8::from(matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun))));
         Some(Row { timestamp: at, service: service.to_string(), values })
@@ -260,10 +278,14 @@ mod tests {
         vec![Some(cpu), Some(40.0), Some(12.5), Some(80.0), Some(3.0), Some(0.5), Some(1.0), Some(256.0), Some(512.0), Some(0.0), Some(0.001), Some(0.0), Some(0.0), Some(1.0)]
     }
 
+    fn utc(t: chrono::NaiveDateTime) -> DateTime<FixedOffset> {
+        t.and_utc().fixed_offset()
+    }
+
     #[test]
     fn rows_carry_windows_calendar_and_the_collectors_format() {
         let mut c = collector();
-        let t = NaiveDate::from_ymd_opt(2025, 12, 25).unwrap().and_hms_opt(10, 0, 0).unwrap();
+        let t = utc(NaiveDate::from_ymd_opt(2025, 12, 25).unwrap().and_hms_opt(10, 0, 0).unwrap());
         c.row("web", t, &queried(10.0)).unwrap();
         let row = c.row("web", t + chrono::Duration::seconds(30), &queried(20.004)).unwrap();
         assert_eq!(
@@ -290,12 +312,29 @@ mod tests {
         assert_eq!(c.value("web", cpu, vec![Some(f64::INFINITY)]), None);
         let mut q = queried(10.0);
         q[QUERIED.iter().position(|n| *n == "replica_count").unwrap()] = None;
-        let t = NaiveDate::from_ymd_opt(2025, 12, 26).unwrap().and_hms_opt(0, 0, 0).unwrap();
+        let t = utc(NaiveDate::from_ymd_opt(2025, 12, 26).unwrap().and_hms_opt(0, 0, 0).unwrap());
         assert_eq!(c.row("web", t, &q), None, "no replica count: no row");
         let mut q = queried(10.0);
         q[cpu] = None;
         let line = c.row("web", t, &q).unwrap().csv_line();
         assert!(line.starts_with("2025-12-26T00:00:00,web,,,,40,"), "{line}");
+    }
+
+    #[test]
+    fn the_hour_a_fall_back_repeats_is_written_twice_with_its_offsets() {
+        let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let mut c = collector();
+        // 2025-10-26: 03:00 CEST becomes 02:00 CET; 02:30 happens twice.
+        let first = Utc.with_ymd_and_hms(2025, 10, 26, 0, 30, 0).unwrap().with_timezone(&paris).fixed_offset();
+        let second = Utc.with_ymd_and_hms(2025, 10, 26, 1, 30, 0).unwrap().with_timezone(&paris).fixed_offset();
+        let a = c.row("web", first, &queried(10.0)).unwrap().csv_line();
+        let b = c.row("web", second, &queried(10.0)).unwrap().csv_line();
+        assert!(a.starts_with("2025-10-26T02:30:00+02:00,web,"), "{a}");
+        assert!(b.starts_with("2025-10-26T02:30:00+01:00,web,"), "{b}");
+        // Read back as the contract reads them: an hour apart, in order.
+        let read = |line: &str| crate::metrics::parse_timestamp(line.split(',').next().unwrap()).unwrap().0;
+        assert_eq!(read(&b) - read(&a), 3_600_000_000);
+        assert_eq!(format_timestamp(&utc(NaiveDate::from_ymd_opt(2025, 10, 26).unwrap().and_hms_opt(1, 30, 0).unwrap())), "2025-10-26T01:30:00");
     }
 
     #[test]

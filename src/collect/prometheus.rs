@@ -17,6 +17,11 @@ pub enum QueryError {
     Rejected { kind: String, message: String, query: String },
 }
 
+/// The largest answer read from Prometheus. A column's query returns one series, a backfill
+/// a day of them at 30 s (2,880 samples, ~100 KiB); an answer past this is a query selecting
+/// thousands of series, and reading it whole would hold them all in memory.
+const MAX_ANSWER: usize = 32 << 20;
+
 /// One series: its labels and its samples (seconds since the epoch, value).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -90,9 +95,23 @@ impl Prometheus {
         let unreachable = |message: String| QueryError::Unreachable { url: self.url().to_string(), message };
         let mut url = self.base.join(path).map_err(|e| unreachable(e.to_string()))?;
         url.query_pairs_mut().append_pair("query", query).extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())));
-        let response = self.http.get(url).send().await.map_err(|e| unreachable(error_chain(&e)))?;
+        let mut response = self.http.get(url).send().await.map_err(|e| unreachable(error_chain(&e)))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| unreachable(error_chain(&e)))?;
+        let too_large = || QueryError::Rejected {
+            kind: "too_large".into(),
+            message: format!("the answer is over {} MiB: the query selects far more series than a column needs (aggregate it with sum or max)", MAX_ANSWER >> 20),
+            query: query.to_string(),
+        };
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(error_chain(&e)))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
         // Prometheus answers a bad query with 400/422 and a JSON error; anything else that is
         // not JSON (a proxy's 502, a restart's 503) is the server being away.
         let answer: Answer = match serde_json::from_slice(&body) {
@@ -169,6 +188,24 @@ mod tests {
         let s = parse_result("scalar", serde_json::json!([3, "4.25"])).unwrap();
         assert_eq!(s[0].samples, vec![(3.0, 4.25)]);
         assert!(parse_result("string", serde_json::json!([3, "x"])).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_answer_too_large_to_hold_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"status\":", 64 << 20).as_bytes()).await;
+            }
+        });
+        let p = Prometheus::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();
+        let e = p.query("up", 0.0).await.unwrap_err();
+        assert!(matches!(&e, QueryError::Rejected { kind, .. } if kind == "too_large"), "{e}");
+        assert!(e.to_string().contains("over 32 MiB"), "{e}");
     }
 
     #[test]

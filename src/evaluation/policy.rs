@@ -76,6 +76,11 @@ impl Reactive {
     }
 }
 
+/// Most rows an online window keeps, however close together they arrive: a row every 30 s fills
+/// a 60 s window with 3 and a 300 s one with 11; a client sending thousands a second must not
+/// grow them without end. Past it the oldest go first, so a flood shortens the window it covers.
+const WINDOW_ROWS: usize = 256;
+
 /// Scale-down stabilisation: up at once, down only to the highest recommendation of the window.
 #[derive(Debug, Default, Clone)]
 pub struct Stabilizer {
@@ -86,7 +91,7 @@ impl Stabilizer {
     /// The replicas to set at `now` (seconds) given what is wanted and what is set.
     pub fn apply(&mut self, now: f64, wanted: f64, current: f64, window_seconds: f64) -> f64 {
         self.recommendations.push_back((now, wanted));
-        while self.recommendations.front().is_some_and(|(t, _)| now - t > window_seconds) {
+        while self.recommendations.front().is_some_and(|(t, _)| now - t > window_seconds) || self.recommendations.len() > WINDOW_ROWS {
             self.recommendations.pop_front();
         }
         if wanted >= current {
@@ -130,7 +135,7 @@ impl OnlineHpa {
     /// that decides by itself (the HPA still sees the row, so its window stays whole).
     pub fn decide(&mut self, now: f64, cpu: f64, replicas: f64, forecast: Forecast, r: &Reactive, (lo, hi): (f64, f64)) -> Recommendation {
         self.seen.push_back((now, cpu));
-        while self.seen.front().is_some_and(|(t, _)| now - t >= r.window_seconds.max(1e-9)) && self.seen.len() > 1 {
+        while (self.seen.front().is_some_and(|(t, _)| now - t >= r.window_seconds.max(1e-9)) && self.seen.len() > 1) || self.seen.len() > WINDOW_ROWS {
             self.seen.pop_front();
         }
         let utilization = self.seen.iter().map(|s| s.1).sum::<f64>() / self.seen.len() as f64;
@@ -186,6 +191,16 @@ mod tests {
         // Within the bounds.
         assert_eq!(h.decide(360.0, 30.0, 2.0, Forecast::Alone(0.0), &r, (1.0, 10.0)).replicas, 2.0, "2 was asked for at 331 s");
         assert_eq!(h.decide(700.0, 30.0, 2.0, Forecast::Alone(40.0), &r, (1.0, 10.0)).replicas, 10.0);
+    }
+
+    #[test]
+    fn rows_in_a_flood_do_not_grow_the_windows() {
+        let mut h = OnlineHpa::default();
+        let r = reactive();
+        for i in 0..100_000 {
+            h.decide(i as f64 * 1e-6, 50.0, 3.0, Forecast::Floor(0.0), &r, (1.0, 10.0));
+        }
+        assert_eq!((h.seen.len(), h.stabilizer.recommendations.len()), (WINDOW_ROWS, WINDOW_ROWS));
     }
 
     #[test]

@@ -57,9 +57,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A name read from a file someone else may have written (a shared store's `meta.json` or
+/// `promoted.json`, a listing) that is about to be joined to a local folder: it must be one
+/// path component, so nothing it names lies outside that folder.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\', '\0'])
+        || Path::new(name).is_absolute()
+        || name.len() > 255;
+    if bad { Err(format!("`{}` is not a file name (one path component, not `.` or `..`)", name.escape_debug())) } else { Ok(()) }
+}
+
 /// Makes a rename in `dir` durable (best effort: not every filesystem can sync a folder).
 pub fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_leave_their_folder_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\\b", "nul\0", &"x".repeat(256)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["output.parquet", "v12", "random_forest", "..hidden", "a..b"] {
+            assert_eq!(check_name(good), Ok(()), "{good:?}");
+        }
+    }
+}
+

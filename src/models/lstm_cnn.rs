@@ -693,6 +693,7 @@ impl LstmCnn {
         let scaler_path = files.scaler();
         let scaler: Scaler = serde_json::from_slice(&std::fs::read(&scaler_path).with_context(|| format!("reading {}", scaler_path.display()))?)
             .with_context(|| format!("{} is not a scaler", scaler_path.display()))?;
+        scaler.check().map_err(|e| anyhow::anyhow!("{} is damaged: {e}", scaler_path.display()))?;
         if scaler.features != meta.features {
             bail!("{}: the scaler's features differ from model.json's", dir.display());
         }

@@ -41,6 +41,19 @@ impl Scaler {
         Scaler { features: features.to_vec(), mean, std }
     }
 
+    /// A scaler read from a file: one finite mean and one positive, finite std per feature,
+    /// else standardising a row would index past its vectors or divide by zero.
+    pub fn check(&self) -> Result<(), String> {
+        let nf = self.features.len();
+        if self.mean.len() != nf || self.std.len() != nf {
+            return Err(format!("{} features but {} means and {} stds", nf, self.mean.len(), self.std.len()));
+        }
+        if let Some(j) = (0..nf).find(|&j| !self.mean[j].is_finite() || !(self.std[j].is_finite() && self.std[j] > 0.0)) {
+            return Err(format!("feature `{}` has mean {} and std {}", self.features[j], self.mean[j], self.std[j]));
+        }
+        Ok(())
+    }
+
     /// Standardises one row into `out` (f32: what the network computes in).
     pub fn transform_into(&self, row: &[f64], out: &mut [f32]) {
         self.transform_part(0, row, out)
@@ -215,6 +228,18 @@ pub fn windows<S: Ord + Copy>(services: &[S], timestamps: &[i64], test: &[bool],
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scaler_from_a_file_is_checked_before_it_scales_anything() {
+        let f = |n: usize| (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>();
+        let good = Scaler { features: f(2), mean: vec![0.0, 1.0], std: vec![1.0, 2.0] };
+        assert_eq!(good.check(), Ok(()));
+        let short = Scaler { std: vec![1.0], ..good.clone() };
+        assert_eq!(short.check().unwrap_err(), "2 features but 2 means and 1 stds");
+        let zero = Scaler { std: vec![1.0, 0.0], ..good.clone() };
+        assert!(zero.check().unwrap_err().contains("`f1`"));
+        assert!(Scaler { mean: vec![f64::NAN, 0.0], ..good }.check().is_err());
+    }
 
     #[test]
     fn windows_never_cross_services_and_follow_time() {

@@ -110,9 +110,7 @@ impl RawRow {
             }
         };
         let service = text(crate::metrics::SERVICE)?.trim();
-        if service.is_empty() {
-            return Err(err(crate::metrics::SERVICE, "is empty".into()));
-        }
+        check_service_name(service).map_err(|m| err(crate::metrics::SERVICE, m))?;
         let (timestamp, _) = crate::metrics::parse_timestamp(text(crate::metrics::TIMESTAMP)?).map_err(|m| err(crate::metrics::TIMESTAMP, m.to_string()))?;
         let mut values = [0.0; NUMERIC.len()];
         for (i, (name, kind)) in NUMERIC.iter().enumerate() {
@@ -127,6 +125,35 @@ impl RawRow {
         }
         Ok(RawRow { timestamp, service: service.to_string(), values })
     }
+}
+
+/// A service is a Deployment, named as Kubernetes names it (a DNS-1123 subdomain: at most 253
+/// characters, lowercase letters, digits, `-` and `.`, each dot-separated part starting and
+/// ending with a letter or digit). Anything else is no service a cluster has, and a name is
+/// state the server keeps: refused before it is kept.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 253;
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX {
+        return Err(format!("is {} characters long; a Kubernetes name has at most {MAX}", name.len()));
+    }
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    if !name.split('.').all(part_ok) {
+        let shown: String = name.chars().take(60).collect();
+        return Err(format!(
+            "`{shown}{}` is not a Kubernetes Deployment name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
+            if shown.len() < name.len() { "…" } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// The recent rows of one service.
@@ -286,6 +313,21 @@ mod tests {
         let mut bad = ok.clone();
         bad["cpu_usage_percent"] = serde_json::json!("NaN");
         assert_eq!(RawRow::from_json(&bad).unwrap_err().field, "cpu_usage_percent");
+        for name in ["Product", "order_api", "-order", "order.", "a..b", "", " ", "ordér"] {
+            let mut bad = ok.clone();
+            bad["service_name"] = serde_json::json!(name);
+            assert_eq!(RawRow::from_json(&bad).unwrap_err().field, "service_name", "{name:?}");
+        }
+        for name in ["order", "order-v2", "shop.order", "0rder"] {
+            let mut good = ok.clone();
+            good["service_name"] = serde_json::json!(name);
+            assert!(RawRow::from_json(&good).is_ok(), "{name:?}");
+        }
+        let mut long = ok.clone();
+        long["service_name"] = serde_json::json!("a".repeat(254));
+        assert!(RawRow::from_json(&long).unwrap_err().message.contains("at most 253"));
+        long["service_name"] = serde_json::json!("a".repeat(253));
+        assert!(RawRow::from_json(&long).is_ok());
         let mut bad = ok;
         bad["timestamp"] = serde_json::json!("yesterday");
         assert_eq!(RawRow::from_json(&bad).unwrap_err().field, "timestamp");

@@ -17,13 +17,21 @@ struct ServiceGauges {
     confidence: f64,
     /// When the last decision was made, for its age at /scale.
     at: Instant,
+    /// The decision's place among all decisions: the smallest makes room at the bound.
+    seq: u64,
     /// scale_down, no_change, scale_up
     decisions: [u64; 3],
 }
 
 #[derive(Default)]
 struct State {
+    /// At most `Metrics::max_services`: the service whose last decision is oldest makes room
+    /// (its counters start again from zero if it comes back).
     services: BTreeMap<String, ServiceGauges>,
+    /// Services whose series were dropped to make room.
+    evicted: u64,
+    /// Decisions recorded so far.
+    seq: u64,
     fallbacks: BTreeMap<&'static str, u64>,
     buckets: [u64; BUCKETS.len()],
     latency_sum: f64,
@@ -33,9 +41,15 @@ struct State {
     pull_failures: u64,
 }
 
-#[derive(Default)]
 pub struct Metrics {
     state: Mutex<State>,
+    max_services: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new(super::predictor::MAX_SERVICES)
+    }
 }
 
 /// A label value as the text format wants it.
@@ -44,16 +58,31 @@ fn label(v: &str) -> String {
 }
 
 impl Metrics {
+    /// Series for at most `max_services` services (`--max-services`, as the predictor's state).
+    pub fn new(max_services: usize) -> Metrics {
+        Metrics { state: Mutex::new(State::default()), max_services: max_services.max(1) }
+    }
+
     pub fn record(&self, d: &Decision, fallback: Option<&'static str>, seconds: f64) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.seq += 1;
+        let seq = s.seq;
+        if !s.services.contains_key(&d.service_name) && s.services.len() >= self.max_services {
+            if let Some(oldest) = s.services.iter().min_by_key(|(_, g)| g.seq).map(|(k, _)| k.clone()) {
+                s.services.remove(&oldest);
+                s.evicted += 1;
+            }
+        }
         let g = s.services.entry(d.service_name.clone()).or_insert_with(|| ServiceGauges {
             predicted: 0.0,
             current: 0.0,
             confidence: 0.0,
             at: Instant::now(),
+            seq: 0,
             decisions: [0; 3],
         });
         g.at = Instant::now();
+        g.seq = seq;
         g.predicted = d.predicted_replicas as f64;
         g.current = d.current_replicas as f64;
         g.confidence = d.confidence;
@@ -121,6 +150,8 @@ impl Metrics {
         for (reason, n) in &s.fallbacks {
             let _ = writeln!(o, "autoscaler_fallbacks_total{{reason=\"{reason}\"}} {n}");
         }
+        let _ = writeln!(o, "# HELP autoscaler_services Services with state in this server (at most --max-services).\n# TYPE autoscaler_services gauge\nautoscaler_services {}", s.services.len());
+        let _ = writeln!(o, "# HELP autoscaler_evicted_services_total Services whose state made room for another at --max-services (their series start again if they come back).\n# TYPE autoscaler_evicted_services_total counter\nautoscaler_evicted_services_total {}", s.evicted);
         let _ = writeln!(o, "# HELP autoscaler_rejected_rows_total Rows refused as invalid (4xx).\n# TYPE autoscaler_rejected_rows_total counter\nautoscaler_rejected_rows_total {}", s.rejected);
         let _ = writeln!(o, "# HELP autoscaler_prometheus_failures_total Steps at which Prometheus did not answer (serve --prometheus).\n# TYPE autoscaler_prometheus_failures_total counter\nautoscaler_prometheus_failures_total {}", s.pull_failures);
         let name = "autoscaler_decision_latency_seconds";
@@ -130,5 +161,36 @@ impl Metrics {
         }
         let _ = writeln!(o, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", s.latency_count, s.latency_sum, s.latency_count);
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(service: &str) -> Decision {
+        Decision {
+            service_name: service.into(),
+            current_replicas: 3,
+            predicted_replicas: 4,
+            action: "scale_up".into(),
+            change: 1,
+            confidence: 1.0,
+            reasoning: String::new(),
+        }
+    }
+
+    #[test]
+    fn series_stay_within_the_service_bound() {
+        let m = Metrics::new(2);
+        for s in ["a", "b", "a", "c"] {
+            m.record(&decision(s), None, 1e-5);
+        }
+        assert_eq!(m.services(), 2);
+        assert!(m.last("b").is_none(), "b's last decision is the oldest");
+        assert!(m.last("a").is_some() && m.last("c").is_some());
+        let text = m.render(None);
+        assert!(text.contains("autoscaler_evicted_services_total 1"), "{text}");
+        assert!(text.contains("autoscaler_services 2"), "{text}");
     }
 }

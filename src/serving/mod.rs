@@ -2,6 +2,9 @@
 //! guardrails, Prometheus metrics and the HTTP server.
 
 pub mod features;
+pub mod listener;
 pub mod metrics;
 pub mod predictor;
 pub mod server;
+pub mod services;
+pub mod tls;

@@ -1,14 +1,16 @@
 //! The predictor: a promoted model, each service's recent rows, and the guardrails. It takes a
 //! raw 23-column row and answers with a [`Decision`], computing every feature itself.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::features::{self, History, RawRow};
+use super::features::{self, FieldError, History, RawRow};
+use super::services::Bounded;
 use crate::evaluation::policy::{Forecast, OnlineHpa, PolicySpec, Reactive, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
@@ -63,6 +65,24 @@ impl Guardrails {
     fn bounds(&self) -> (f64, f64) {
         (self.min_replicas as f64, self.max_replicas as f64)
     }
+
+    /// Settings no decision could keep, as (the flags at fault, why): checked before a server
+    /// starts or a row is read.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.max_replicas == 0 {
+            return Err(("--max-replicas", "must be at least 1".into()));
+        }
+        if self.min_replicas > self.max_replicas {
+            return Err(("--min-replicas/--max-replicas", format!("--min-replicas {} is above --max-replicas {}", self.min_replicas, self.max_replicas)));
+        }
+        if !(self.hpa_target > 0.0 && self.hpa_target <= 1000.0) {
+            return Err(("--hpa-target", format!("{} is not a CPU % the HPA can aim for (0 < target ≤ 1000)", self.hpa_target)));
+        }
+        if !(0.0..=86_400.0).contains(&self.stabilization_seconds) {
+            return Err(("--stabilization-seconds", format!("{} is not within 0..86400 seconds", self.stabilization_seconds)));
+        }
+        Ok(())
+    }
 }
 
 /// A loaded model and where it came from.
@@ -108,10 +128,16 @@ struct ServiceState {
 /// Holds at most this many recent feature rows per service (the longest window any model reads).
 const KEEP: usize = 64;
 
+/// Services kept by default (`serve --max-services`).
+pub const MAX_SERVICES: usize = 10_000;
+
 pub struct Predictor {
     model: RwLock<Option<Arc<Loaded>>>,
     guard: Guardrails,
-    services: Mutex<HashMap<String, ServiceState>>,
+    services: Bounded<ServiceState>,
+    /// Rows stamped further ahead of this machine's clock are refused; none: no clock to compare
+    /// with (`pipeline predict` replays files of any date).
+    max_clock_skew: Option<Duration>,
 }
 
 /// A decision and how it was reached, for metrics.
@@ -119,11 +145,31 @@ pub struct Outcome {
     pub decision: Decision,
     /// Why the model was not used, when it was not.
     pub fallback: Option<&'static str>,
+    /// A service whose state made room for this row's (at `--max-services`).
+    pub evicted: Option<String>,
 }
 
 impl Predictor {
     pub fn new(model: Option<Loaded>, guard: Guardrails) -> Predictor {
-        Predictor { model: RwLock::new(model.map(Arc::new)), guard, services: Mutex::new(HashMap::new()) }
+        Predictor { model: RwLock::new(model.map(Arc::new)), guard, services: Bounded::new(MAX_SERVICES), max_clock_skew: None }
+    }
+
+    /// Keeps at most `n` services: the one whose last row is oldest makes room for a new one.
+    pub fn max_services(mut self, n: usize) -> Predictor {
+        self.services = Bounded::new(n);
+        self
+    }
+
+    /// Refuses rows stamped more than `skew` ahead of this machine's clock (UTC), so one row
+    /// from the future cannot hold a service's clock there and refuse every row after it.
+    pub fn max_clock_skew(mut self, skew: Option<Duration>) -> Predictor {
+        self.max_clock_skew = skew;
+        self
+    }
+
+    /// How many services have state.
+    pub fn services(&self) -> usize {
+        self.services.len()
     }
 
     /// Swaps the model in; requests in flight finish with the one they started with.
@@ -137,13 +183,15 @@ impl Predictor {
 
     /// The decision for one row. The row joins its service's history whatever happens, unless
     /// it is older than the newest row already seen (then it is refused as invalid).
-    pub fn decide(&self, row: &RawRow) -> Result<Outcome, features::FieldError> {
+    pub fn decide(&self, row: &RawRow) -> Result<Outcome, FieldError> {
+        self.check_clock(row)?;
         let model = self.model();
         let current = row.replicas();
-        let mut services = self.services.lock().unwrap_or_else(|p| p.into_inner());
-        let state = services.entry(row.service.clone()).or_default();
+        let slot = self.services.get(&row.service);
+        let mut guard = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
         if state.history.last_timestamp.is_some_and(|t| row.timestamp <= t) {
-            return Err(features::FieldError {
+            return Err(FieldError {
                 field: crate::metrics::TIMESTAMP.into(),
                 message: format!("is not after the last row of `{}` already seen; send rows in time order", row.service),
             });
@@ -175,7 +223,7 @@ impl Predictor {
         };
         let rec = state.hpa.decide(now, cpu, current, part, &reactive, (lo, hi));
         let decision = match (model, forecast) {
-            (_, Err((kind, reason))) => return Ok(self.reactive_only(row, rec, &reactive, kind, &reason, confidence)),
+            (_, Err((kind, reason))) => return Ok(Outcome { evicted: slot.evicted, ..self.reactive_only(row, rec, &reactive, kind, &reason, confidence) }),
             (None, Ok(_)) => unreachable!("a forecast needs a model"),
             (Some(loaded), Ok(forecast)) => match &loaded.policy {
                 PolicySpec::AsPredicted => self.decision(row, current, forecast, confidence, None),
@@ -192,8 +240,25 @@ impl Predictor {
                 }
             },
         };
-        drop(services);
-        Ok(Outcome { decision, fallback: None })
+        Ok(Outcome { decision, fallback: None, evicted: slot.evicted })
+    }
+
+    /// A row stamped too far ahead is refused before it touches its service's state: taken,
+    /// it would move the service's clock and every row after it would be "not after the last".
+    fn check_clock(&self, row: &RawRow) -> Result<(), FieldError> {
+        let Some(skew) = self.max_clock_skew else { return Ok(()) };
+        let ahead = row.timestamp.saturating_sub(chrono::Utc::now().timestamp_micros());
+        if ahead as f64 > skew.as_secs_f64() * 1e6 {
+            return Err(FieldError {
+                field: crate::metrics::TIMESTAMP.into(),
+                message: format!(
+                    "is {:.0} s ahead of this server's clock (more than --max-clock-skew {:.0} s): refused, and the service's clock stays where it was; a timestamp without an offset is UTC, so a collector writing local time must add its offset",
+                    ahead as f64 / 1e6,
+                    skew.as_secs_f64()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The model's raw output for this row, or why there is none (a fallback kind and reason).
@@ -208,7 +273,7 @@ impl Predictor {
             Model::RandomForest { forest, .. } => {
                 let mut x = Vec::with_capacity(nf);
                 plan.extend(named, &row.service, &mut x);
-                Ok(forest.predict_row(&x))
+                finite(forest.predict_row(&x))
             }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;
@@ -219,23 +284,31 @@ impl Predictor {
                 for named in state.recent.iter().skip(state.recent.len() - len) {
                     plan.extend(named, &row.service, &mut window);
                 }
-                net.predict_raw(&window).map_err(|e| ("model_error", format!("the model failed: {e}")))
+                net.predict_raw(&window).map_err(|e| ("model_error", format!("the model failed: {e}"))).and_then(finite)
             }
         }
     }
 
     /// The policy's replicas within the guardrails, with the old predictor's reasons and `why`.
+    /// Replicas outside the bounds (a rolling update's surge pods counted by kube-state-metrics,
+    /// a Deployment scaled by hand) come back within them, however far that is.
     fn decision(&self, row: &RawRow, current: f64, wanted: f64, confidence: f64, why: Option<String>) -> Decision {
         let g = &self.guard;
         let (lo, hi) = g.bounds();
         let step = g.max_step as f64;
-        let predicted = wanted.clamp((current - step).max(lo), (current + step).min(hi).max(lo));
+        let stepped = wanted.clamp(current - step, current + step);
+        let predicted = stepped.clamp(lo, hi);
         let change = predicted - current;
         let action = crate::evaluation::Action::of(current, predicted);
         let mut reasons = reasons(row, action);
         reasons.extend(why);
-        if predicted != wanted {
+        if stepped != wanted && stepped == predicted {
             reasons.push(format!("the policy said {wanted}; limited to ±{} per decision", g.max_step));
+        }
+        if current > hi {
+            reasons.push(format!("{current} replicas are above --max-replicas {}, as during a rolling update's surge: decided within the bounds", g.max_replicas));
+        } else if current < lo {
+            reasons.push(format!("{current} replicas are below --min-replicas {}: decided within the bounds", g.min_replicas));
         }
         Decision {
             service_name: row.service.clone(),
@@ -256,8 +329,14 @@ impl Predictor {
             "fallback: {reason}; the reactive HPA decides (CPU {:.1}% over {:.0} s, target {:.0}%): {}",
             rec.utilization, r.window_seconds, r.target, d.reasoning
         );
-        Outcome { decision: d, fallback: Some(kind) }
+        Outcome { decision: d, fallback: Some(kind), evicted: None }
     }
+}
+
+/// A model output that is not a number of pods (NaN, infinite) is the model's failure: the
+/// reactive HPA decides instead, and the fallback says so.
+fn finite(output: f64) -> Result<f64, (&'static str, String)> {
+    if output.is_finite() { Ok(output) } else { Err(("model_error", format!("the model gave {output} for this row, not a number of pods"))) }
 }
 
 /// Keep the current replicas, saying why (a row too broken to read).
@@ -393,6 +472,91 @@ mod tests {
         // 20 % over the window (90, 20) averages 55 %: within the tolerance; then 20 % alone.
         assert_eq!(at("2025-10-13T10:00:30", 20.0, 5.0), 5);
         assert_eq!(at("2025-10-13T10:01:00", 20.0, 5.0), 2);
+    }
+
+    #[test]
+    fn replicas_outside_the_bounds_are_decided_within_them() {
+        // A rolling update at 10 replicas with 25 % surge: kube-state-metrics counts 13 pods.
+        let p = Predictor::new(None, Guardrails::default());
+        let o = p.decide(&row(&[("replica_count", 13.0), ("cpu_usage_percent", 50.0)])).unwrap();
+        assert_eq!((o.decision.predicted_replicas, o.decision.action.as_str(), o.decision.change), (10, "scale_down", 3));
+        assert!(o.decision.reasoning.contains("13 replicas are above --max-replicas 10"), "{}", o.decision.reasoning);
+        // However far out, and whatever the step: within the bounds.
+        let p = Predictor::new(None, Guardrails { min_replicas: 2, max_step: 1, ..Guardrails::default() });
+        let o = p.decide(&row(&[("replica_count", 0.0), ("cpu_usage_percent", 0.0)])).unwrap();
+        assert_eq!(o.decision.predicted_replicas, 2, "{}", o.decision.reasoning);
+        assert!(o.decision.reasoning.contains("below --min-replicas 2"), "{}", o.decision.reasoning);
+        let mut far = row(&[("replica_count", 4_000_000_000.0), ("cpu_usage_percent", 95.0)]);
+        far.service = "other".into();
+        assert_eq!(p.decide(&far).unwrap().decision.predicted_replicas, 10);
+    }
+
+    #[test]
+    fn guardrails_no_decision_could_keep_are_named() {
+        assert!(Guardrails::default().check().is_ok());
+        let e = Guardrails { min_replicas: 5, max_replicas: 3, ..Guardrails::default() }.check().unwrap_err();
+        assert_eq!(e, ("--min-replicas/--max-replicas", "--min-replicas 5 is above --max-replicas 3".to_string()));
+        assert_eq!(Guardrails { max_replicas: 0, min_replicas: 0, ..Guardrails::default() }.check().unwrap_err().0, "--max-replicas");
+        assert_eq!(Guardrails { hpa_target: f64::NAN, ..Guardrails::default() }.check().unwrap_err().0, "--hpa-target");
+        assert_eq!(Guardrails { stabilization_seconds: -1.0, ..Guardrails::default() }.check().unwrap_err().0, "--stabilization-seconds");
+    }
+
+    #[test]
+    fn a_model_output_that_is_not_a_number_falls_back_to_the_hpa() {
+        use crate::models::random_forest::{Forest, Node, LEAF};
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::models::ModelMeta {
+            kind: "random_forest".into(),
+            format: 1,
+            features: vec!["cpu_usage_percent".into()],
+            params: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            lineage: serde_json::json!({}),
+            trained_at: String::new(),
+            tool_version: String::new(),
+        };
+        let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value: f64::NAN, left: 0, right: 0 }], roots: vec![0] };
+        crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
+        let r = Reactive::of(&crate::evaluation::replay::Params::default());
+        for policy in [PolicySpec::AsPredicted, PolicySpec::Proactive(r.clone()), PolicySpec::Forecast(r.clone())] {
+            let loaded = Loaded::from_dir(dir.path(), "random_forest", "v1", policy.clone()).unwrap();
+            let p = Predictor::new(Some(loaded), Guardrails::default());
+            let o = p.decide(&row(&[("replica_count", 3.0), ("cpu_usage_percent", 90.0)])).unwrap();
+            assert_eq!(o.fallback, Some("model_error"), "{policy:?}: {}", o.decision.reasoning);
+            // ceil(3 × 90 / 60) = 5: the HPA's answer, not 0 pods.
+            assert_eq!(o.decision.predicted_replicas, 5, "{policy:?}: {}", o.decision.reasoning);
+            assert!(o.decision.reasoning.contains("the model gave NaN"), "{}", o.decision.reasoning);
+        }
+    }
+
+    #[test]
+    fn a_row_from_the_future_is_refused_and_leaves_the_clock_alone() {
+        let p = Predictor::new(None, Guardrails::default()).max_clock_skew(Some(Duration::from_secs(300)));
+        let stamped = |offset: chrono::Duration| {
+            let mut r = row(&[("replica_count", 3.0)]);
+            r.timestamp = (chrono::Utc::now() + offset).timestamp_micros();
+            r
+        };
+        let e = p.decide(&stamped(chrono::Duration::days(365 * 7000))).err().expect("refused");
+        assert_eq!(e.field, "timestamp");
+        assert!(e.message.contains("ahead of this server's clock"), "{e}");
+        assert_eq!(p.services(), 0, "no state for a refused row");
+        p.decide(&stamped(chrono::Duration::seconds(-60))).unwrap();
+        assert!(p.decide(&stamped(chrono::Duration::minutes(10))).is_err());
+        p.decide(&stamped(chrono::Duration::seconds(-30))).expect("the present still decides");
+        p.decide(&stamped(chrono::Duration::seconds(120))).expect("within the skew");
+    }
+
+    #[test]
+    fn services_past_the_bound_evict_the_idlest() {
+        let p = Predictor::new(None, Guardrails::default()).max_services(3);
+        for name in ["a", "b", "c", "d"] {
+            let mut r = row(&[("replica_count", 3.0)]);
+            r.service = name.into();
+            let o = p.decide(&r).unwrap();
+            assert_eq!(o.evicted.as_deref(), (name == "d").then_some("a"));
+        }
+        assert_eq!(p.services(), 3);
     }
 
     #[test]

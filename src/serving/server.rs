@@ -29,27 +29,36 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::features::{FieldError, RawRow};
+use super::listener::Limits;
 use super::metrics::Metrics;
 use super::predictor::{fallback, Guardrails, Loaded, Predictor};
+use super::tls::Tls;
 use crate::artifacts::models::Registry;
 use crate::artifacts::shared;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     /// `random_forest` or `lstm_cnn`: which promoted model to serve.
     pub model: String,
     pub registry: PathBuf,
-    /// Clients must send `Authorization: Bearer <token>` (health probes excepted).
-    pub token: Option<String>,
+    /// Clients must send `Authorization: Bearer <token>` with one of these (health probes
+    /// excepted); two while a Secret is rotated. None: no authentication.
+    pub tokens: Vec<String>,
     pub guardrails: Guardrails,
     pub max_body_bytes: usize,
+    /// Services with state at once; the one idle longest makes room for a new one.
     pub max_services: usize,
     pub reload_every: Duration,
     /// A shared store whose registry this server follows (`--store`).
     pub store: Option<crate::store::Store>,
     /// `/scale/{service}` falls back when the service's last decision is older than this.
     pub max_decision_age: Duration,
+    /// Rows stamped further ahead of this machine's clock are refused.
+    pub max_clock_skew: Option<Duration>,
+    pub limits: Limits,
+    /// Terminate TLS with this certificate (reloaded when its files change).
+    pub tls: Option<Tls>,
 }
 
 /// `serve --prometheus`: the server takes each service's row itself, with `pipeline collect`'s
@@ -63,6 +72,8 @@ struct App {
     predictor: Predictor,
     metrics: Metrics,
     cfg: Config,
+    /// Requests being answered (`Limits::max_in_flight`).
+    in_flight: tokio::sync::Semaphore,
 }
 
 type Shared = Arc<App>;
@@ -71,15 +82,41 @@ fn error(status: StatusCode, message: String, field: Option<&str>) -> Response {
     (status, Json(json!({ "error": message, "field": field }))).into_response()
 }
 
-/// The bearer-token check, once for every route but the probes (a layer on them).
+/// The bearer-token check, once for every route but the probes (a layer on them). Any of the
+/// configured tokens is accepted, so a Secret can hold the new and the old during a rotation.
 async fn require_token(State(app): State<Shared>, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.cfg.token {
+    if !app.cfg.tokens.is_empty() {
         let sent = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        if !sent.is_some_and(|s| same_secret(s, token)) {
+        // Every token is compared, so the time taken does not tell which one matched.
+        let matched = sent.is_some_and(|s| app.cfg.tokens.iter().fold(false, |any, t| same_secret(s, t) | any));
+        if !matched {
             return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": "missing or wrong bearer token" }))).into_response();
         }
     }
     next.run(request).await
+}
+
+/// Every request but the probes is answered within `--request-timeout` (its body read
+/// included) and at most `--max-in-flight` at once; the others wait their turn within their
+/// own timeout. A slow client gets 408, a saturated server 503.
+async fn bounded(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    let limits = &app.cfg.limits;
+    let mut admitted = false;
+    let work = async {
+        let _permit = app.in_flight.acquire().await;
+        admitted = true;
+        next.run(request).await
+    };
+    let answered = tokio::time::timeout(limits.request_timeout, work).await;
+    match answered {
+        Ok(response) => response,
+        Err(_) if admitted => error(StatusCode::REQUEST_TIMEOUT, format!("the request took longer than --request-timeout {:?}", limits.request_timeout), None),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} requests were being answered (--max-in-flight) for all of --request-timeout {:?}", limits.max_in_flight, limits.request_timeout),
+            None,
+        ),
+    }
 }
 
 /// Compares the two strings' BLAKE3 digests, whose equality is constant-time: the time taken
@@ -108,18 +145,12 @@ fn invalid_row(e: &FieldError, v: &serde_json::Value, index: Option<usize>) -> R
 }
 
 impl App {
-    fn check_capacity(&self, row: &RawRow) -> Result<(), FieldError> {
-        // Every service keeps a little state; a client inventing names must not grow it forever.
-        if self.metrics.last(&row.service).is_none() && self.metrics.services() >= self.cfg.max_services {
-            return Err(FieldError { field: crate::metrics::SERVICE.into(), message: format!("more than {} services; raise --max-services", self.cfg.max_services) });
-        }
-        Ok(())
-    }
-
     fn decide(&self, row: &RawRow) -> Result<super::predictor::Decision, FieldError> {
-        self.check_capacity(row)?;
         let t0 = Instant::now();
         let outcome = self.predictor.decide(row)?;
+        if let Some(gone) = &outcome.evicted {
+            tracing::debug!(service = %gone, "state dropped to make room for `{}` (--max-services {})", row.service, self.cfg.max_services);
+        }
         self.metrics.record(&outcome.decision, outcome.fallback, t0.elapsed().as_secs_f64());
         Ok(outcome.decision)
     }
@@ -238,10 +269,19 @@ async fn pull(app: Shared, mut p: Pull) {
         let app = app.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for row in rows {
-                let checked = RawRow::from_json(&row.to_json()).and_then(|r| app.decide(&r));
-                if let Err(e) = checked {
-                    app.metrics.rejected();
-                    tracing::warn!(service = %row.service, "row from Prometheus refused, no decision: {e}");
+                // One service's failure, however it fails, must not cost the services after it
+                // in the step their decision.
+                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RawRow::from_json(&row.to_json()).and_then(|r| app.decide(&r))));
+                match checked {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        app.metrics.rejected();
+                        tracing::warn!(service = %row.service, "row from Prometheus refused, no decision: {e}");
+                    }
+                    Err(_) => {
+                        app.metrics.rejected();
+                        tracing::error!(service = %row.service, "deciding on the row from Prometheus failed (a bug: please report it); the other services are decided");
+                    }
                 }
             }
         })
@@ -280,7 +320,8 @@ fn router(app: Shared) -> Router {
         .route("/predict/batch", post(predict_batch))
         .route("/scale/{service}", get(scale))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(app.clone(), bounded));
     // Kubelet probes carry no token.
     let probes = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz));
     guarded.merge(probes).layer(DefaultBodyLimit::max(limit)).with_state(app)
@@ -337,11 +378,14 @@ pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
         Some(m) => tracing::info!(model = %m.name, version = %m.version, "model loaded"),
         None => tracing::warn!("no promoted {} model in {} yet: every decision falls back to the current replicas until one is promoted", cfg.model, cfg.registry.display()),
     }
-    let app = Arc::new(App { predictor: Predictor::new(loaded, cfg.guardrails.clone()), metrics: Metrics::default(), cfg: cfg.clone() });
+    let predictor = Predictor::new(loaded, cfg.guardrails.clone()).max_services(cfg.max_services).max_clock_skew(cfg.max_clock_skew);
+    let in_flight = tokio::sync::Semaphore::new(cfg.limits.max_in_flight.max(1));
+    let app = Arc::new(App { predictor, metrics: Metrics::new(cfg.max_services), cfg: cfg.clone(), in_flight });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await.with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a port picked by the OS (--addr 127.0.0.1:0).
-    println!("listening on http://{addr}");
+    println!("listening on {}://{addr}", if cfg.tls.is_some() { "https" } else { "http" });
+    let certificates = cfg.tls.clone().map(|t| tokio::spawn(t.watch(cfg.reload_every.max(Duration::from_secs(1)))));
     let watcher = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -363,8 +407,11 @@ pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
         tracing::info!("taking rows from Prometheus at {} every {:?}", p.collector.prometheus().url(), p.every);
         tokio::spawn(pull(app.clone(), p))
     });
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown()).await?;
+    super::listener::serve(listener, router(app), cfg.limits.clone(), cfg.tls.clone(), shutdown()).await?;
     watcher.abort();
+    if let Some(c) = certificates {
+        c.abort();
+    }
     if let Some(p) = puller {
         p.abort();
     }

@@ -21,9 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Files above this go up in parts, so memory stays bounded whatever a stage wrote.
 const SINGLE_PUT_MAX: u64 = 16 << 20;
@@ -115,20 +115,16 @@ impl Store {
             let bytes = std::fs::read(local).with_context(what)?;
             return self.put(rel, bytes).await;
         }
-        let upload = self.objects.put_multipart(&self.path(rel)).await.map_err(brief).with_context(what)?;
-        let mut parts = WriteMultipart::new_with_chunk_size(upload, PART);
-        let mut file = std::fs::File::open(local).with_context(what)?;
-        let mut buf = vec![0u8; PART];
-        loop {
-            let n = std::io::Read::read(&mut file, &mut buf).with_context(what)?;
-            if n == 0 {
-                break;
+        let mut upload = self.objects.put_multipart(&self.path(rel)).await.map_err(brief).with_context(what)?;
+        let sent = send_parts(upload.as_mut(), local).await;
+        if sent.is_err() {
+            // An upload left open keeps its parts (and their storage bill) until the bucket's
+            // lifecycle rule, if any, removes them.
+            if let Err(e) = upload.abort().await {
+                tracing::warn!("could not abort the failed upload of {}: {}", self.url_of(rel), brief(e));
             }
-            parts.wait_for_capacity(2).await.map_err(brief).with_context(what)?;
-            parts.write(&buf[..n]);
         }
-        parts.finish().await.map_err(brief).with_context(what)?;
-        Ok(())
+        sent.with_context(what)
     }
 
     /// Copy an object down to `local`, through a temp file renamed into place. Ok(false) when
@@ -185,6 +181,47 @@ impl Store {
     }
 }
 
+/// A file's bytes as parts of `PART` bytes (the last one shorter), two in flight at once, then
+/// the upload completed: an error anywhere is returned for the caller to abort the upload.
+async fn send_parts(upload: &mut dyn MultipartUpload, local: &Path) -> Result<()> {
+    let mut file = std::fs::File::open(local).with_context(|| format!("reading {}", local.display()))?;
+    let mut in_flight: futures::stream::FuturesUnordered<object_store::UploadPart> = futures::stream::FuturesUnordered::new();
+    loop {
+        let mut part = vec![0u8; PART];
+        let n = fill(&mut file, &mut part).with_context(|| format!("reading {}", local.display()))?;
+        if n == 0 {
+            break;
+        }
+        part.truncate(n);
+        while in_flight.len() >= 2 {
+            in_flight.next().await.expect("parts in flight").map_err(brief)?;
+        }
+        in_flight.push(upload.put_part(PutPayload::from(part)));
+        if n < PART {
+            break;
+        }
+    }
+    while let Some(sent) = in_flight.next().await {
+        sent.map_err(brief)?;
+    }
+    upload.complete().await.map_err(brief)?;
+    Ok(())
+}
+
+/// Reads until `buf` is full or the file ends; the bytes read.
+fn fill(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match std::io::Read::read(file, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// An object found by `Store::list_objects`.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -209,3 +246,99 @@ fn brief(e: object_store::Error) -> anyhow::Error {
         anyhow::anyhow!("{summary}: {root}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions, PutResult, UploadPart,
+    };
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// An in-memory store whose multipart uploads fail at their third part, recording whether
+    /// the failed upload was aborted.
+    #[derive(Debug, Default)]
+    struct Flaky {
+        inner: InMemory,
+        aborted: Arc<AtomicBool>,
+    }
+
+    impl std::fmt::Display for Flaky {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Flaky")
+        }
+    }
+
+    #[derive(Debug)]
+    struct FlakyUpload {
+        inner: Box<dyn MultipartUpload>,
+        parts: AtomicUsize,
+        aborted: Arc<AtomicBool>,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for FlakyUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            if self.parts.fetch_add(1, Ordering::SeqCst) == 2 {
+                return Box::pin(async { Err(object_store::Error::Generic { store: "Flaky", source: "connection reset".into() }) });
+            }
+            self.inner.put_part(data)
+        }
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.inner.complete().await
+        }
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.aborted.store(true, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Flaky {
+        async fn put_opts(&self, location: &ObjPath, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(&self, location: &ObjPath, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(FlakyUpload { inner, parts: AtomicUsize::new(0), aborted: self.aborted.clone() }))
+        }
+        async fn get_opts(&self, location: &ObjPath, options: GetOptions) -> object_store::Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<ObjPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjPath>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&ObjPath>) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&ObjPath>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &ObjPath, to: &ObjPath, options: CopyOptions) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_multipart_upload_is_aborted_and_nothing_appears() {
+        let flaky = Arc::new(Flaky::default());
+        let store = Store::with(flaky.clone(), "team", "memory://team");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.parquet");
+        // Five parts: more than fits one PUT, and the third part fails.
+        std::fs::write(&big, vec![7u8; SINGLE_PUT_MAX as usize + 3 * PART]).unwrap();
+        let e = format!("{:#}", store.upload(&big, "cache/big.parquet").await.unwrap_err());
+        assert!(e.contains("uploading") && e.contains("connection reset"), "{e}");
+        assert!(flaky.aborted.load(Ordering::SeqCst), "the failed upload was not aborted");
+        assert!(!store.exists("cache/big.parquet").await.unwrap());
+        // A whole upload still goes through, in parts, byte for byte.
+        let ok = Store::with(Arc::new(InMemory::new()), "team", "memory://team");
+        ok.upload(&big, "cache/big.parquet").await.unwrap();
+        assert_eq!(ok.get("cache/big.parquet").await.unwrap().unwrap().len(), SINGLE_PUT_MAX as usize + 3 * PART);
+    }
+}
+

@@ -202,6 +202,15 @@ fn an_engine_that_is_not_one_is_a_usage_error() {
     p.pipeline(&["run", "--engine", "spark://x"]).code(2).stderr_has("`spark://x` is not an engine");
 }
 
+/// Ballista has no authentication: a port other machines reach is refused unless asked for.
+#[test]
+fn scheduler_and_executor_refuse_an_open_port_without_insecure() {
+    let p = Project::empty();
+    for command in ["scheduler", "executor"] {
+        p.pipeline(&[command, "--bind", "0.0.0.0:0"]).code(2).stderr_has("Ballista has no authentication").stderr_has("--insecure");
+    }
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
     read.flatten()

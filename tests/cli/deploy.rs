@@ -16,8 +16,9 @@ fn kinds(d: &[serde_json::Value]) -> Vec<&str> {
 #[test]
 fn manifests_are_valid_and_match_the_binary() {
     let server = docs("server.yaml");
-    assert_eq!(kinds(&server), ["Deployment", "Service"]);
-    let container = &server[0]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(kinds(&server), ["Secret", "Deployment", "Service", "NetworkPolicy"]);
+    let (deployment, service) = (&server[1], &server[2]);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args[0], "serve");
     let help = Project::empty().pipeline(&["serve", "--help"]).ok().stdout();
@@ -28,21 +29,20 @@ fn manifests_are_valid_and_match_the_binary() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
 
     let keda = docs("keda-scaledobject.yaml");
-    assert_eq!(kinds(&keda), ["ScaledObject"]);
-    let trigger = &keda[0]["spec"]["triggers"][0];
+    assert_eq!(kinds(&keda), ["TriggerAuthentication", "ScaledObject"]);
+    let trigger = &keda[1]["spec"]["triggers"][0];
     assert_eq!(trigger["type"], "metrics-api");
     assert!(trigger["metadata"]["url"].as_str().unwrap().contains("/scale/"));
     assert_eq!(trigger["metadata"]["valueLocation"], "desiredReplicas");
     // KEDA applies a fallback only to AverageValue metrics.
     assert_eq!(trigger["metricType"], "AverageValue");
-    assert!(keda[0]["spec"]["fallback"]["replicas"].as_u64().unwrap() >= 1);
+    assert!(keda[1]["spec"]["fallback"]["replicas"].as_u64().unwrap() >= 1);
     // The URL reaches the server's Service on its port.
     let url = trigger["metadata"]["url"].as_str().unwrap();
-    let service = &server[1];
     let port = service["spec"]["ports"][0]["port"].as_u64().unwrap();
     assert!(url.starts_with(&format!("http://{}.", service["metadata"]["name"].as_str().unwrap())), "{url}");
     assert!(url.contains(&format!(":{port}/scale/")), "{url}");
-    assert_eq!(service["spec"]["selector"], server[0]["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"]);
 
     let cron = docs("cronjob.yaml");
     assert_eq!(kinds(&cron), ["CronJob"]);
@@ -81,7 +81,7 @@ fn the_collector_feeds_what_the_server_and_the_cronjob_read() {
     let prometheus = env(container, "PIPELINE_PROMETHEUS").expect("the collector names its Prometheus");
 
     // The server reads the same Prometheus, the same way.
-    let server = &docs("server.yaml")[0]["spec"]["template"]["spec"]["containers"][0];
+    let server = &docs("server.yaml")[1]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env(server, "PIPELINE_PROMETHEUS"), Some(prometheus));
     assert!(Project::empty().pipeline(&["serve", "--help"]).ok().stdout().contains("[env: PIPELINE_PROMETHEUS="));
 
@@ -101,7 +101,7 @@ fn flag<'a>(args: &[&'a str], name: &str) -> Option<&'a str> {
 #[test]
 fn the_executors_reach_the_scheduler_and_report_well_within_its_timeout() {
     let cluster = docs("ballista.yaml");
-    assert_eq!(kinds(&cluster), ["Deployment", "Service", "Deployment"]);
+    assert_eq!(kinds(&cluster), ["Deployment", "Service", "Deployment", "NetworkPolicy", "NetworkPolicy"]);
     let (scheduler, service, executor) = (&cluster[0], &cluster[1], &cluster[2]);
     let container = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0].clone();
     let (s, e) = (container(scheduler), container(executor));
@@ -129,11 +129,154 @@ fn the_executors_reach_the_scheduler_and_report_well_within_its_timeout() {
     assert!(heartbeat * 3 <= timeout, "a live executor reports at least three times per timeout");
 }
 
+/// Every pod template of every manifest, with the file it is in.
+fn pods() -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for file in ["collector.yaml", "server.yaml", "cronjob.yaml", "ballista.yaml"] {
+        for d in docs(file) {
+            let pod = match d["kind"].as_str() {
+                Some("Deployment") => d["spec"]["template"].clone(),
+                Some("CronJob") => d["spec"]["jobTemplate"]["spec"]["template"].clone(),
+                _ => continue,
+            };
+            out.push((format!("{file} {}", d["metadata"]["name"].as_str().unwrap()), pod));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_pod_runs_locked_down_from_a_pinned_image_with_its_own_credentials() {
+    let pods = pods();
+    assert_eq!(pods.len(), 5);
+    let mut s3_secrets = std::collections::BTreeSet::new();
+    for (name, pod) in &pods {
+        let spec = &pod["spec"];
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true, "{name}");
+        assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        assert_eq!(spec["automountServiceAccountToken"], false, "{name}: no pod here talks to the Kubernetes API");
+        for c in spec["containers"].as_array().unwrap() {
+            let sc = &c["securityContext"];
+            assert_eq!((sc["allowPrivilegeEscalation"].as_bool(), sc["readOnlyRootFilesystem"].as_bool()), (Some(false), Some(true)), "{name}");
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{name}");
+            let image = c["image"].as_str().unwrap();
+            let tag = image.rsplit_once(':').map(|t| t.1).unwrap_or("");
+            assert!(!tag.is_empty() && tag != "latest" && !tag.contains('/'), "{name}: image `{image}` is not pinned to a version");
+            assert!(c["resources"]["limits"]["memory"].is_string(), "{name}: no memory limit");
+            // A read-only root needs somewhere to write temporary files.
+            assert!(c["volumeMounts"].as_array().unwrap().iter().any(|m| m["mountPath"] == "/tmp"), "{name}: no writable /tmp");
+            for from in c["envFrom"].as_array().into_iter().flatten() {
+                if let Some(secret) = from["secretRef"]["name"].as_str().filter(|s| s.starts_with("autoscale-s3")) {
+                    s3_secrets.insert((secret.to_string(), name.split(' ').next().unwrap().to_string()));
+                }
+            }
+        }
+    }
+    // Each component its own S3 credentials: no secret shared between two manifests.
+    let names: Vec<&str> = s3_secrets.iter().map(|(s, _)| s.as_str()).collect();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique, "{s3_secrets:?}");
+    assert!(names.len() >= 3, "{s3_secrets:?}");
+
+    let cron = &docs("cronjob.yaml")[0]["spec"]["jobTemplate"]["spec"];
+    assert!(cron["activeDeadlineSeconds"].as_u64().is_some_and(|s| s > 0 && s < 24 * 3600), "the nightly run must end before the next");
+
+    // The collector writes the day on SIGTERM within its --stop-timeout, inside the grace period.
+    let collector = &docs("collector.yaml")[1]["spec"]["template"]["spec"];
+    let stop: f64 = flag(&args(&collector["containers"][0]), "--stop-timeout").unwrap().trim_end_matches('s').parse().unwrap();
+    assert!(stop + 10.0 <= collector["terminationGracePeriodSeconds"].as_f64().unwrap(), "room for a flush under way too");
+}
+
+#[test]
+fn the_server_is_authenticated_and_its_clients_use_the_token() {
+    let server = docs("server.yaml");
+    let (secret, deployment, service, policy) = (&server[0], &server[1], &server[2], &server[3]);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    // The server's token comes from the Secret, which must exist (not optional).
+    let token = container["env"].as_array().unwrap().iter().find(|e| e["name"] == "PIPELINE_SERVE_TOKEN").expect("a token").clone();
+    let key_ref = &token["valueFrom"]["secretKeyRef"];
+    assert_eq!(key_ref["name"], secret_name);
+    assert!(key_ref["optional"].is_null() || key_ref["optional"] == false, "the token is not optional");
+    let key = key_ref["key"].as_str().unwrap();
+    assert!(secret["stringData"][key].is_string());
+    // The manifest's placeholder is refused: applied as it is, the server does not start open.
+    let placeholder = secret["stringData"][key].as_str().unwrap();
+    Project::empty()
+        .pipeline_env(&["serve", "--addr", "0.0.0.0:0"], &[("PIPELINE_SERVE_TOKEN", placeholder)])
+        .code(2)
+        .stderr_has("too short");
+    Project::empty().pipeline_env(&["serve", "--addr", "0.0.0.0:0"], &[("PIPELINE_SERVE_TOKEN", "")]).code(2);
+    let mut open = common::command();
+    open.args(["serve", "--addr", "0.0.0.0:0"]).env_remove("PIPELINE_SERVE_TOKEN");
+    let out = open.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a server on all addresses without a token");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+
+    // KEDA's metrics-api trigger sends it (KEDA >= 2.13: authMode bearer, the TriggerAuthentication's
+    // `bearerToken` parameter), read from the same Secret and key.
+    let keda = docs("keda-scaledobject.yaml");
+    let (auth, scaled) = (&keda[0], &keda[1]);
+    assert_eq!(auth["apiVersion"], "keda.sh/v1alpha1");
+    let trigger = &scaled["spec"]["triggers"][0];
+    assert_eq!(trigger["metadata"]["authMode"], "bearer");
+    assert_eq!(trigger["authenticationRef"]["name"], auth["metadata"]["name"]);
+    let refs = auth["spec"]["secretTargetRef"].as_array().unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!((refs[0]["parameter"].as_str(), refs[0]["name"].as_str(), refs[0]["key"].as_str()), (Some("bearerToken"), Some(secret_name), Some(key)));
+    let known = ["apiVersion", "kind", "metadata", "spec"];
+    for d in [auth, scaled] {
+        for k in d.as_object().unwrap().keys() {
+            assert!(known.contains(&k.as_str()), "unknown top-level field {k}");
+        }
+    }
+    for k in trigger.as_object().unwrap().keys() {
+        assert!(["type", "metricType", "metadata", "authenticationRef"].contains(&k.as_str()), "unknown trigger field {k}");
+    }
+
+    // Prometheus scrapes /metrics with it (prometheus-operator's ServiceMonitor).
+    let monitor = &docs("servicemonitor.yaml")[0];
+    assert_eq!((monitor["apiVersion"].as_str(), monitor["kind"].as_str()), (Some("monitoring.coreos.com/v1"), Some("ServiceMonitor")));
+    assert_eq!(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]);
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["authorization"]["type"], "Bearer");
+    assert_eq!(endpoint["authorization"]["credentials"]["name"], secret_name);
+    assert_eq!(endpoint["authorization"]["credentials"]["key"], key);
+    assert!(deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"].is_null(), "an annotation scrape would get 401");
+
+    // Only KEDA and Prometheus reach it, on its port.
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"], deployment["spec"]["template"]["metadata"]["labels"]);
+    assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8080);
+    assert_eq!(policy["spec"]["ingress"][0]["from"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn ballista_is_reached_only_through_its_network_policies() {
+    let cluster = docs("ballista.yaml");
+    let label = |d: &serde_json::Value| d["spec"]["template"]["metadata"]["labels"]["app"].as_str().unwrap().to_string();
+    let (scheduler, executor) = (label(&cluster[0]), label(&cluster[2]));
+    for (d, expected) in [(&cluster[3], &scheduler), (&cluster[4], &executor)] {
+        assert_eq!(d["spec"]["podSelector"]["matchLabels"]["app"].as_str(), Some(expected.as_str()));
+        let from: Vec<&str> = d["spec"]["ingress"][0]["from"].as_array().unwrap().iter().map(|f| f["podSelector"]["matchLabels"]["app"].as_str().unwrap()).collect();
+        assert!(from.contains(&"autoscale-train"), "{from:?}");
+    }
+    // The nightly run's pods carry the label the policies admit.
+    let cron = docs("cronjob.yaml");
+    assert_eq!(cron[0]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["app"], "autoscale-train");
+    // They bind all addresses only because the policies are there.
+    for d in [&cluster[0], &cluster[2]] {
+        assert!(args(&d["spec"]["template"]["spec"]["containers"][0]).contains(&"--insecure"));
+    }
+}
+
 #[test]
 fn manifests_validate_against_the_kubernetes_schemas() {
     // kubernetes-validate (PyPI, installed by scripts/setup.sh) carries the API's JSON schemas,
     // so this needs no cluster; KEDA's CRD is not among them (its fields are checked above).
-    let files: Vec<String> = ["collector.yaml", "server.yaml", "cronjob.yaml", "keda-scaledobject.yaml", "ballista.yaml"]
+    let files: Vec<String> = ["collector.yaml", "server.yaml", "cronjob.yaml", "keda-scaledobject.yaml", "servicemonitor.yaml", "ballista.yaml"]
         .iter()
         .map(|f| repo().join("deploy").join(f).to_string_lossy().into_owned())
         .collect();
@@ -152,6 +295,10 @@ fn manifests_validate_against_the_kubernetes_schemas() {
         "deployment/autoscale-scheduler",
         "service/autoscale-scheduler",
         "deployment/autoscale-executor",
+        "secret/autoscale-server",
+        "networkpolicy/autoscale-server",
+        "networkpolicy/autoscale-scheduler",
+        "networkpolicy/autoscale-executor",
     ] {
         assert!(text.contains(&format!("passed for resource {object}")), "{object} not validated:\n{text}");
     }

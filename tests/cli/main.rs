@@ -15,6 +15,7 @@ mod deploy;
 mod engine;
 mod fuzz;
 mod gc;
+mod hostile_clients;
 mod ingest_contract;
 mod lock;
 mod lstm_cnn;

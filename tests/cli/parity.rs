@@ -89,6 +89,49 @@ fn edge_cases_match_reference() {
     assert_parity(&p, "edge", "hpa");
 }
 
+/// One service's rows as a collector in Europe/Paris writes them across the night of
+/// 2025-10-26, when 03:00 CEST becomes 02:00 CET: the hour from 02:00 comes twice, with its offset.
+fn dst_fall_back() -> String {
+    use chrono::TimeZone;
+    let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+    let start = chrono::Utc.with_ymd_and_hms(2025, 10, 25, 22, 0, 0).unwrap();
+    let mut rows = vec![HEADER.to_string()];
+    for i in 0..600 {
+        let t = (start + chrono::Duration::seconds(30 * i)).with_timezone(&paris);
+        let cpu = 40.0 + (i % 17) as f64;
+        rows.push(format!("{},web,{cpu},{cpu},0.5,40,40,0,{rps},{rps},{rt},3,0,1,0.5,1,256,512,2,0.01,0,0,0", t.format("%Y-%m-%dT%H:%M:%S%:z"), rps = cpu * 2.0, rt = 100.0 + (i % 5) as f64));
+    }
+    rows.join("\n") + "\n"
+}
+
+#[test]
+fn a_dst_fall_back_keeps_every_row_and_the_features_agree() {
+    let text = dst_fall_back();
+    let p = project_with_bundled_week().file("dst/2025/10/metrics_20251026.csv", &text);
+    assert_parity(&p, "dst", "seed");
+    // Not one row of the repeated hour is taken for a duplicate.
+    let out = p.pipeline(&["inspect", "ingest", "--set", "metrics_uri=dst"]).ok().stdout();
+    assert!(out.contains("rows:     600"), "{out}");
+    p.pipeline(&["export", "ingest", "ingest.parquet", "--set", "metrics_uri=dst"]).ok();
+    let ingest = common::read_parquet(&p.path().join("ingest.parquet"));
+    // The server reads each line to the same instant as ingest (UTC), so its hour features, computed
+    // from that instant as the SQL's are, agree too.
+    let mut served: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut v = serde_json::Map::new();
+            for (name, field) in HEADER.split(',').zip(l.split(',')) {
+                v.insert(name.into(), if name == "timestamp" || name == "service_name" { field.into() } else { field.parse::<f64>().unwrap().into() });
+            }
+            autoscale::serving::features::RawRow::from_json(&serde_json::Value::Object(v)).unwrap().timestamp
+        })
+        .collect();
+    served.sort();
+    assert_eq!(served, common::i64_column(&ingest, "timestamp"));
+    assert!(served.windows(2).all(|w| w[1] - w[0] == 30_000_000), "30 s apart through the fall-back");
+}
+
 #[test]
 fn features_have_the_spec_columns() {
     let p = project_with_bundled_week();

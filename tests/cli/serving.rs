@@ -267,7 +267,7 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
 #[test]
 fn a_token_guards_everything_but_the_probes() {
     let p = Project::empty();
-    let s = start(&p, &[], &[("PIPELINE_SERVE_TOKEN", "s3cret")]);
+    let s = start(&p, &[], &[("PIPELINE_SERVE_TOKEN", "s3cret-0123456789")]);
     assert_eq!(get(&s.base, "/healthz").0, 200);
     let (code, ready) = get(&s.base, "/readyz");
     assert_eq!(code, 200, "the reactive HPA answers until a model is promoted: {ready}");
@@ -275,11 +275,11 @@ fn a_token_guards_everything_but_the_probes() {
     assert_eq!(post(&s.base, "/predict", &row_json("a", 0, 1.0).to_string()).0, 401);
     assert_eq!(get(&s.base, "/metrics").0, 401);
     assert_eq!(get(&s.base, "/scale/a").0, 401);
-    for wrong in ["Bearer s3cre", "Bearer s3cret!", "Bearer S3CRET", "s3cret"] {
+    for wrong in ["Bearer s3cret-012345678", "Bearer s3cret-0123456789!", "Bearer S3CRET-0123456789", "s3cret-0123456789"] {
         let r = agent().get(format!("{}/metrics", s.base)).header("Authorization", wrong).call().unwrap();
         assert_eq!(r.status().as_u16(), 401, "{wrong}");
     }
-    let r = agent().post(format!("{}/predict", s.base)).header("Authorization", "Bearer s3cret").send(row_json("a", 0, 1.0).to_string()).unwrap();
+    let r = agent().post(format!("{}/predict", s.base)).header("Authorization", "Bearer s3cret-0123456789").send(row_json("a", 0, 1.0).to_string()).unwrap();
     let (code, d) = body(r);
     assert_eq!(code, 200, "{d}");
     assert!(d.contains("no promoted model"), "falls back without a model: {d}");

@@ -35,6 +35,17 @@ fn machines_share_stages_and_models_and_survive_the_store_going_away() {
     // Machine A builds the stages and shares them, with its model.
     a.pipeline_env(&until_labels, &moto.env()).ok().stdout_has("3 ran, 0 cached");
 
+    // A machine whose project another run holds fetches nothing: the store is read under the
+    // run lock, as the cache is written.
+    let c = Project::bare();
+    std::fs::create_dir_all(c.path().join("artifacts")).unwrap();
+    let held = autoscale::artifacts::lock::RunLock::acquire(c.path(), false, |_| {}).unwrap();
+    let mut no_wait = until_labels.to_vec();
+    no_wait.push("--no-wait");
+    c.pipeline_env(&no_wait, &moto.env()).code(3);
+    assert_eq!(count(&c.path().join("artifacts/cache/entries")), 0, "fetched from the store without the run lock");
+    drop(held);
+
     // Machine B has no data and no cache: it reuses every stage and gets the registry.
     let b = Project::bare();
     b.pipeline_env(&until_labels, &moto.env()).ok().stdout_has("0 ran, 3 cached");

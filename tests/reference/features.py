@@ -33,7 +33,8 @@ def load(path):
     else:
         files = [path]
     df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], format="ISO8601")
+    # The contract: a timestamp without an offset is UTC; one with an offset is that instant.
+    df["timestamp"] = pd.to_datetime(df["timestamp"], format="ISO8601", utc=True).dt.tz_localize(None)
     df = df.sort_values(["service_name", "timestamp"], kind="mergesort")
     df = df.drop_duplicates(["service_name", "timestamp"], keep="first").reset_index(drop=True)
     return df

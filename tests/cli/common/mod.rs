@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod prometheus;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};
@@ -238,6 +239,13 @@ pub struct Server {
     pub base: String,
 }
 
+impl Server {
+    /// The server process, for its memory (`/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -254,7 +262,7 @@ pub fn start_server(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("the server did not start (first line {line:?}); run it by hand to see why")).to_string();
     Server { child, base }
 }
 

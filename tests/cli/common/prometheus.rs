@@ -22,7 +22,8 @@ const BASE: f64 = 1e6;
 /// Every series of a small cluster at `t` (seconds since the epoch), in namespace `shop`:
 /// `web` (2 pods on node-1, behind ingress-nginx, node-1 CPU-saturated), `api` (1 pod on
 /// node-2, no ingress traffic, node-2 under memory pressure), and `batch` (not labelled for
-/// autoscaling, so never discovered). Counters grow linearly, so every rate is exact.
+/// autoscaling, so never discovered). `api`'s pod has requests and no limits, as many teams
+/// run them. Counters grow linearly, so every rate is exact.
 pub fn series(t: f64) -> Vec<(String, f64)> {
     let mut s: Vec<(String, f64)> = Vec::new();
     let mut add = |name: &str, labels: &str, v: f64| s.push((format!("{name}{{{labels}}}"), v));
@@ -30,10 +31,11 @@ pub fn series(t: f64) -> Vec<(String, f64)> {
         add("kube_deployment_labels", &format!(r#"namespace="shop",deployment="{deploy}",label_autoscale="{label}""#), 1.0);
     }
     let pods = [
-        // (deployment, pod, node, cpu cores used, cpu request, cpu limit, memory used MiB, memory request MiB, memory limit MiB, restarts)
+        // (deployment, pod, node, cpu cores used, cpu request, cpu limit, memory used MiB, memory
+        // request MiB, memory limit MiB, restarts); a limit of 0: the pod has none.
         ("web", "web-5d8f7c-abcde", "node-1", 0.3, 0.5, 1.0, 256.0, 512.0, 1024.0, 1.0),
         ("web", "web-5d8f7c-fghij", "node-1", 0.3, 0.5, 1.0, 256.0, 512.0, 1024.0, 2.0),
-        ("api", "api-77b9d-kx2lm", "node-2", 0.1, 0.25, 0.5, 100.0, 128.0, 256.0, 0.0),
+        ("api", "api-77b9d-kx2lm", "node-2", 0.1, 0.25, 0.0, 96.0, 128.0, 0.0, 0.0),
         ("batch", "batch-6c4d-zz9qq", "node-2", 2.0, 1.0, 2.0, 900.0, 1024.0, 1024.0, 0.0),
     ];
     for (deploy, replicas) in [("web", 2.0), ("api", 1.0), ("batch", 1.0)] {
@@ -44,9 +46,13 @@ pub fn series(t: f64) -> Vec<(String, f64)> {
         add("container_cpu_usage_seconds_total", &format!(r#"{c},node="{node}""#), BASE + cpu * t);
         add("container_memory_working_set_bytes", &format!(r#"{c},node="{node}""#), mem * MIB);
         add("kube_pod_container_resource_requests", &format!(r#"{c},resource="cpu",unit="core""#), req);
-        add("kube_pod_container_resource_limits", &format!(r#"{c},resource="cpu",unit="core""#), lim);
+        if lim > 0.0 {
+            add("kube_pod_container_resource_limits", &format!(r#"{c},resource="cpu",unit="core""#), lim);
+        }
         add("kube_pod_container_resource_requests", &format!(r#"{c},resource="memory",unit="byte""#), mreq * MIB);
-        add("kube_pod_container_resource_limits", &format!(r#"{c},resource="memory",unit="byte""#), mlim * MIB);
+        if mlim > 0.0 {
+            add("kube_pod_container_resource_limits", &format!(r#"{c},resource="memory",unit="byte""#), mlim * MIB);
+        }
         if restarts > 0.0 {
             add("kube_pod_container_status_restarts_total", &c, restarts);
         }
@@ -75,7 +81,8 @@ pub fn series(t: f64) -> Vec<(String, f64)> {
 /// (cpu %, ram %, requests/s, P95 ms, replicas, cpu request, cpu limit, ram request, ram
 /// limit, queue, error rate, restarts, node cpu pressure, node memory pressure).
 pub const EXPECTED: [(&str, [&str; 14]); 2] = [
-    ("api", ["40", "39.06", "0", "0", "1", "0.25", "0.5", "128", "256", "0", "0", "0", "0", "1"]),
+    // No limits: RAM % over the request, and the requests where the limits would be.
+    ("api", ["40", "75", "0", "0", "1", "0.25", "0.25", "128", "128", "0", "0", "0", "0", "1"]),
     ("web", ["60", "25", "40", "242.5", "2", "0.5", "1", "512", "1024", "6", "0.01", "3", "1", "0"]),
 ];
 
@@ -174,12 +181,19 @@ pub struct Prometheus {
     port: u16,
     dir: PathBuf,
     target: Option<String>,
+    /// Sent as `Authorization: Bearer` with every scrape.
+    bearer: Option<String>,
 }
 
 impl Prometheus {
     pub fn start(dir: &Path, target: Option<&str>) -> Prometheus {
+        Prometheus::start_with_token(dir, target, None)
+    }
+
+    /// Scraping `target` with a bearer token, as a ServiceMonitor's `authorization` does.
+    pub fn start_with_token(dir: &Path, target: Option<&str>, bearer: Option<&str>) -> Prometheus {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut p = Prometheus { child: None, port, dir: dir.to_path_buf(), target: target.map(str::to_string) };
+        let mut p = Prometheus { child: None, port, dir: dir.to_path_buf(), target: target.map(str::to_string), bearer: bearer.map(str::to_string) };
         p.restart();
         p
     }
@@ -199,8 +213,9 @@ impl Prometheus {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) {
         self.stop();
+        let auth = self.bearer.as_ref().map(|t| format!("    authorization: {{ credentials: '{t}' }}\n")).unwrap_or_default();
         let scrape = match &self.target {
-            Some(t) => format!("scrape_configs:\n  - job_name: exporter\n    scrape_interval: 1s\n    static_configs:\n      - targets: ['{t}']\n"),
+            Some(t) => format!("scrape_configs:\n  - job_name: exporter\n    scrape_interval: 1s\n{auth}    static_configs:\n      - targets: ['{t}']\n"),
             None => "scrape_configs: []\n".into(),
         };
         let config = self.dir.join("prometheus.yml");
