@@ -254,6 +254,36 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// A flag whose parser and field disagree in type panics only when it is parsed: parse every
+    /// command with its defaults.
+    #[test]
+    fn every_command_parses_with_its_defaults() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for args in [
+            &["run"][..],
+            &["status"],
+            &["dag"],
+            &["inspect", "ingest"],
+            &["query", "SELECT 1"],
+            &["collect", "--prometheus", "http://p:9090", "--once"],
+            &["simulate", "--out", "x"],
+            &["serve"],
+            &["predict", "-"],
+            &["gc"],
+            &["models", "list"],
+            &["scheduler"],
+            &["executor"],
+            &["export", "ingest", "x.csv"],
+        ] {
+            let mut argv = vec!["pipeline"];
+            argv.extend_from_slice(args);
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("{argv:?}: {e}");
+            }
+        }
+    }
+
     #[test]
     fn mimalloc_option_positions_match_the_linked_library() {
         // purge_delay and the two options after it with distinct defaults (1000 ms, 32, 32): a

@@ -46,10 +46,9 @@ pub struct CollectArgs {
     /// ... to this day, inclusive.
     #[arg(long, value_name = "DAY", requires = "from")]
     pub to: Option<NaiveDate>,
-    /// On SIGTERM or ctrl-c, the step in progress is dropped and the day so far written within
-    /// this (a flush already under way finishes first); past it the rows since the last flush
-    /// are lost, and the exit code says so. Keep the pod's terminationGracePeriodSeconds above
-    /// it plus one flush.
+    /// On SIGTERM or ctrl-c, the step or write in progress is dropped and the day so far
+    /// written within this; past it the rows since the last flush are lost, and the exit code
+    /// says so. Keep the pod's terminationGracePeriodSeconds above it.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = super::parse_seconds)]
     pub stop_timeout: f64,
     /// Time to wait for Prometheus' answer to one query (10, 10s).
@@ -179,12 +178,21 @@ async fn live(mut collector: Collector, out: &str, timing: Timing) -> Result<u8>
                 tracing::warn!(skipped, "step skipped: {e}");
             }
         }
-        drain(&mut files, &mut backlog).await;
-        if flushed.elapsed() >= flush_every && files.pending() > 0 {
-            match files.flush().await {
-                Ok(()) => flushed = Instant::now(),
-                Err(e) => tracing::warn!("{e:#}; the rows are kept for the next flush"),
+        // Writing, too, gives way to a stop: each await of the day files leaves them as they
+        // were or done (a row leaves the backlog once taken; a flush counts once written), so
+        // what is dropped here is tried again by the last write below.
+        let write = async {
+            drain(&mut files, &mut backlog).await;
+            if flushed.elapsed() >= flush_every && files.pending() > 0 {
+                match files.flush().await {
+                    Ok(()) => flushed = Instant::now(),
+                    Err(e) => tracing::warn!("{e:#}; the rows are kept for the next flush"),
+                }
             }
+        };
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = write => {}
         }
     }
     let last_write = async {

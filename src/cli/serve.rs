@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// Refuse rows stamped further than this ahead of this machine's clock (5m, 300s; `off` to
     /// accept any), so one row from the future cannot stall its service.
     #[arg(long, value_name = "DURATION|off", default_value = "5m", value_parser = skew)]
-    pub max_clock_skew: Option<f64>,
+    pub max_clock_skew: ClockSkew,
     /// How often to look for a newly promoted version (2, 2s, 1m).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = super::parse_seconds)]
     pub reload_every: f64,
@@ -111,9 +111,12 @@ impl From<LimitArgs> for Limits {
     }
 }
 
-/// `--max-clock-skew`: a duration, or `off`.
-fn skew(text: &str) -> Result<Option<f64>, String> {
-    if text.trim().eq_ignore_ascii_case("off") { Ok(None) } else { super::parse_seconds(text).map(Some) }
+/// `--max-clock-skew`: seconds, or none (`off`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockSkew(pub Option<f64>);
+
+fn skew(text: &str) -> Result<ClockSkew, String> {
+    if text.trim().eq_ignore_ascii_case("off") { Ok(ClockSkew(None)) } else { super::parse_seconds(text).map(|s| ClockSkew(Some(s))) }
 }
 
 /// Shortest token accepted: a guessable one is no protection, and the manifests' placeholder
@@ -206,7 +209,7 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
         reload_every: Duration::from_secs_f64(a.reload_every.max(0.05)),
         store,
         max_decision_age: Duration::from_secs_f64(a.max_decision_age),
-        max_clock_skew: a.max_clock_skew.map(Duration::from_secs_f64),
+        max_clock_skew: a.max_clock_skew.0.map(Duration::from_secs_f64),
         limits: a.limits.into(),
         tls,
     };
@@ -237,8 +240,8 @@ mod tests {
 
     #[test]
     fn the_clock_skew_can_be_turned_off() {
-        assert_eq!(skew("5m"), Ok(Some(300.0)));
-        assert_eq!(skew("off"), Ok(None));
+        assert_eq!(skew("5m"), Ok(ClockSkew(Some(300.0))));
+        assert_eq!(skew("off"), Ok(ClockSkew(None)));
         assert!(skew("soon").is_err());
     }
 }

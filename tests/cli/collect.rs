@@ -215,6 +215,40 @@ fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
     assert!(all.len() >= during + 4);
 }
 
+/// An output that never answers (S3 away) cannot hold the collector past its stop timeout:
+/// SIGTERM ends it within `--stop-timeout`, saying which rows are lost, exit code 1.
+#[test]
+fn sigterm_ends_the_collector_within_its_stop_timeout_whatever_the_output_does() {
+    require_prometheus();
+    let p = Project::empty().file("collect.yaml", &config());
+    let (_exporter, prom) = live_cluster(&p);
+    // Nothing listens on port 9: every request to the "bucket" is refused and retried (for up
+    // to 30 s each), as when S3 is down.
+    let mut collector = command()
+        .args(["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--every", "0.5s", "--stop-timeout", "2s", "--out", "s3://metrics/here"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_REGION", "us-east-1")
+        .current_dir(p.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = Instant::now();
+    unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
+    let mut stderr = String::new();
+    for line in BufReader::new(collector.stderr.take().unwrap()).lines() {
+        stderr.push_str(&line.unwrap());
+        stderr.push('\n');
+    }
+    let status = collector.wait().unwrap();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(5), "stopped {took:?} after SIGTERM:\n{stderr}");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("within --stop-timeout") && stderr.contains("are lost"), "{stderr}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

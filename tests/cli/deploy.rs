@@ -185,7 +185,7 @@ fn every_pod_runs_locked_down_from_a_pinned_image_with_its_own_credentials() {
     // The collector writes the day on SIGTERM within its --stop-timeout, inside the grace period.
     let collector = &docs("collector.yaml")[1]["spec"]["template"]["spec"];
     let stop: f64 = flag(&args(&collector["containers"][0]), "--stop-timeout").unwrap().trim_end_matches('s').parse().unwrap();
-    assert!(stop + 10.0 <= collector["terminationGracePeriodSeconds"].as_f64().unwrap(), "room for a flush under way too");
+    assert!(stop + 10.0 <= collector["terminationGracePeriodSeconds"].as_f64().unwrap(), "the day is written before the kubelet kills the pod");
 }
 
 #[test]

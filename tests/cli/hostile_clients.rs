@@ -215,11 +215,11 @@ mod tls {
     #[test]
     fn tls_with_a_certificate_renewed_in_place_and_two_tokens_during_a_rotation() {
         let p = Project::empty();
-        let (one, one_key) = common::tls::self_signed(p.path(), "one");
-        let (two, two_key) = common::tls::self_signed(p.path(), "two");
+        let one = common::tls::certificate(p.path(), "one");
+        let two = common::tls::certificate(p.path(), "two");
         let (cert, key) = (p.path().join("tls.crt"), p.path().join("tls.key"));
-        std::fs::copy(&one, &cert).unwrap();
-        std::fs::copy(&one_key, &key).unwrap();
+        std::fs::copy(&one.cert, &cert).unwrap();
+        std::fs::copy(&one.key, &key).unwrap();
         let (new, old) = ("new-token-0123456789abcdef", "old-token-0123456789abcdef");
         let s = start_server(
             &p,
@@ -227,9 +227,9 @@ mod tls {
             &[("PIPELINE_SERVE_TOKEN", &format!("{new},{old}"))],
         );
         let addr = s.base.strip_prefix("https://").unwrap_or_else(|| panic!("not TLS: {}", s.base)).to_string();
-        let roots = [one.as_path(), two.as_path()];
+        let roots = [one.ca.as_path(), two.ca.as_path()];
         let (code, shown) = tls_get(&addr, &roots, "/healthz", None);
-        assert_eq!((code, shown == der(&one)), (200, true));
+        assert_eq!((code, shown == der(&one.cert)), (200, true));
         // Either token during a rotation; nothing else.
         for (token, want) in [(Some(new), 200), (Some(old), 200), (Some("another-token-0123456789"), 401), (None, 401)] {
             assert_eq!(tls_get(&addr, &roots, "/metrics", token).0, want, "{token:?}");
@@ -239,17 +239,17 @@ mod tls {
         plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(!until_closed(plain).0.contains("200 OK"));
         // The certificate is renewed in place (as a Secret's mount is): the next handshakes show it.
-        std::fs::copy(&two_key, &key).unwrap();
-        std::fs::copy(&two, &cert).unwrap();
+        std::fs::copy(&two.key, &key).unwrap();
+        std::fs::copy(&two.cert, &cert).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tls_get(&addr, &roots, "/healthz", None).1 != der(&two) {
+        while tls_get(&addr, &roots, "/healthz", None).1 != der(&two.cert) {
             assert!(Instant::now() < deadline, "the renewed certificate was not picked up");
             std::thread::sleep(Duration::from_millis(200));
         }
         // A broken file keeps the one that works.
         std::fs::write(&cert, "not a certificate").unwrap();
         std::thread::sleep(Duration::from_millis(1500));
-        assert_eq!(tls_get(&addr, &roots, "/healthz", None), (200, der(&two)));
+        assert_eq!(tls_get(&addr, &roots, "/healthz", None), (200, der(&two.cert)));
         // A certificate that cannot load is refused at start, naming the file.
         p.pipeline(&["serve", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]).code(2).stderr_has("tls.crt");
     }
