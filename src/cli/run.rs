@@ -62,6 +62,8 @@ impl RunArgs {
 /// Runs the pipeline; `json_logs` turns the progress bars off (they would interleave with the events).
 pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
     let pipeline = flags.pipeline.load()?;
+    // An invalid pipeline is refused before anything is touched, the lock file included.
+    let built = crate::pipeline::plan::build_stages(&pipeline, crate::ops::build)?;
     // One run per project at a time: two would race on the same cache entries and models. Taken
     // before planning, since planning fetches the shared store's entries into the cache.
     let _lock = match flags.dry_run {
@@ -71,7 +73,7 @@ pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
         })?),
     };
     let cache = super::cache_for(&pipeline)?;
-    let plan = Arc::new(crate::pipeline::plan::plan(pipeline, crate::ops::build, &cache).await?);
+    let plan = Arc::new(crate::pipeline::plan::plan_built(pipeline, built, &cache).await?);
     let opts = flags.options(json_logs);
     if flags.dry_run {
         let will_run = run::to_run(&plan, &opts)?;

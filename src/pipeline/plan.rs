@@ -60,6 +60,12 @@ pub fn build_stages(p: &Pipeline, build: BuildStage) -> Result<Vec<(String, Arc<
 /// Compute every stage's key in dependency order and look it up in the cache.
 pub async fn plan(pipeline: Arc<Pipeline>, build: BuildStage, cache: &Cache) -> Result<Plan> {
     let built = build_stages(&pipeline, build)?;
+    plan_built(pipeline, built, cache).await
+}
+
+/// `plan` for stages already built by [`build_stages`] (a run checks them before it takes the
+/// project's lock, and plans under it: planning fetches from the shared store into the cache).
+pub async fn plan_built(pipeline: Arc<Pipeline>, built: Vec<(String, Arc<dyn Stage>)>, cache: &Cache) -> Result<Plan> {
     let mut stages: Vec<PlannedStage> = Vec::with_capacity(built.len());
     for (name, stage) in built {
         let spec = &pipeline.stages[&name];

@@ -222,11 +222,13 @@ fn sigterm_ends_the_collector_within_its_stop_timeout_whatever_the_output_does()
     require_prometheus();
     let p = Project::empty().file("collect.yaml", &config());
     let (_exporter, prom) = live_cluster(&p);
-    // Nothing listens on port 9: every request to the "bucket" is refused and retried (for up
-    // to 30 s each), as when S3 is down.
+    // An "S3" that takes connections and never answers, as a store behind a dead proxy: each
+    // request waits out its timeout and is retried, for up to 30 s.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
     let mut collector = command()
         .args(["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--every", "0.5s", "--stop-timeout", "2s", "--out", "s3://metrics/here"])
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL", &endpoint)
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .env("AWS_REGION", "us-east-1")
