@@ -59,8 +59,8 @@ pub const NUMERIC: [(&str, Kind); 21] = [
 ];
 
 /// The unit contract: what each column means and in which unit, for everything that writes or
-/// reads a row (the collector, the simulator, ingest's checks, the server). README.md's data
-/// contract table is this table (a test keeps them equal).
+/// reads a row (the collector, the simulator, ingest's checks, the server). The Units table of
+/// docs/data-contract.md is this table (a test keeps them equal).
 pub const CONTRACT: [(&str, &str, &str); 23] = [
     ("timestamp", "ISO 8601", "when the row was taken: UTC without an offset, or the wall clock with its offset (`2026-10-25T02:30:00+01:00`)"),
     ("service_name", "text", "the Deployment (and ingress backend Service) name"),
@@ -130,7 +130,7 @@ pub enum ValueError {
     #[error("`{0}` is not an ISO-8601 timestamp")]
     NotATimestamp(String),
     /// A value the column's unit cannot have, and the unit it was most likely written in.
-    #[error("{value} is not {unit} (it looks like {likely}): a data-contract violation, see the units in README.md")]
+    #[error("{value} is not {unit} (it looks like {likely}): a data-contract violation, see the units in docs/data-contract.md")]
     OtherUnit { value: f64, unit: &'static str, likely: &'static str },
 }
 
@@ -343,7 +343,7 @@ mod tests {
         assert_eq!(parse_value("0.05", Kind::Fraction), Ok(0.05));
         assert_eq!(
             parse_value("5", Kind::Fraction).unwrap_err().to_string(),
-            "5 is not a fraction 0–1 (it looks like a percentage): a data-contract violation, see the units in README.md"
+            "5 is not a fraction 0–1 (it looks like a percentage): a data-contract violation, see the units in docs/data-contract.md"
         );
         assert_eq!(parse_value("500", Kind::Cores), Ok(500.0));
         assert!(matches!(parse_value("1500", Kind::Cores), Err(ValueError::OtherUnit { likely: "millicores", .. })));
@@ -353,11 +353,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_states_the_unit_contract() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    fn the_docs_state_the_unit_contract() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/data-contract.md")).unwrap();
         for (name, unit, meaning) in CONTRACT {
             let row = format!("| `{name}` | {unit} | {meaning} |");
-            assert!(readme.contains(&row), "README.md lacks the contract row:\n{row}");
+            assert!(doc.contains(&row), "docs/data-contract.md lacks the contract row:\n{row}");
         }
         let names: Vec<&str> = CONTRACT.iter().map(|c| c.0).collect();
         assert_eq!(names, column_names());
