@@ -8,6 +8,7 @@ pub mod collect;
 pub mod engine;
 pub mod evaluation;
 pub mod features;
+pub mod hpa;
 pub mod ingest;
 pub mod io;
 pub mod metrics;

@@ -44,12 +44,20 @@ pub struct SimulateArgs {
     /// Bearer token for a scaler server started with --token.
     #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
     scaler_token: Option<String>,
-    /// Seconds from a new pod's scheduling to ready [default: each service's own, 45].
-    #[arg(long, value_name = "SECONDS")]
-    pod_startup_seconds: Option<f64>,
+    /// Seconds from a new pod's scheduling to ready.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pod_startup_seconds: f64,
     /// Scale down only to the highest decision of this many seconds, as the HPA does.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     stabilization_seconds: f64,
+    /// Any other setting of the HPA that scales the services (and acts on a --scaler server's
+    /// answers), as `FIELD=VALUE` (repeatable): `sync_seconds`, `tolerance`,
+    /// `metrics_window_seconds`, `metrics_delay_seconds`, `scale_up_stabilization_seconds`,
+    /// `scale_up.percent`, `scale_up.pods`, `scale_up.period_seconds`, `scale_down.…`; `null`
+    /// turns a rate policy off. Defaults: Kubernetes' (a 15 s sync; up by 100 % or 4 pods per
+    /// 15 s; down by 100 % per 15 s).
+    #[arg(long = "hpa", value_name = "FIELD=VALUE", value_parser = crate::pipeline::spec::parse_override)]
+    hpa: Vec<(String, serde_json::Value)>,
     /// Every service's load times this: 1 puts the trace's 99th percentile at the load a
     /// busy hour brings each service (about 70 % of its maxReplicas at its HPA target); 1.5 asks
     /// what a policy does when traffic outgrows the cluster.
@@ -63,10 +71,30 @@ pub struct SimulateArgs {
     summary: Option<PathBuf>,
 }
 
-pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> {
-    if a.pod_startup_seconds.is_some_and(|s| !(0.0..=3600.0).contains(&s)) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
-        anyhow::bail!("--pod-startup-seconds and --stabilization-seconds must be within 0..3600");
+/// The HPA's settings with `--hpa FIELD=VALUE` applied (`scale_up.pods` reaches into a rate);
+/// a field that is not one, or a value of the wrong type, is a usage error naming it.
+fn hpa_settings(base: crate::hpa::Hpa, sets: &[(String, serde_json::Value)]) -> Result<crate::hpa::Hpa> {
+    let mut v = serde_json::to_value(&base)?;
+    for (field, value) in sets {
+        let mut at = &mut v;
+        for part in field.split('.') {
+            at = match at.get_mut(part) {
+                Some(next) => next,
+                None => return Err(super::usage_error("simulate", "--hpa", format!("`{field}` is not a setting of the HPA (see --help)"))),
+            };
+        }
+        *at = value.clone();
     }
+    let hpa: crate::hpa::Hpa = serde_json::from_value(v).map_err(|e| super::usage_error("simulate", "--hpa", e.to_string()))?;
+    hpa.check().map_err(|e| super::usage_error("simulate", "--hpa", e.to_string()))?;
+    Ok(hpa)
+}
+
+pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> {
+    if !(0.0..=3600.0).contains(&a.pod_startup_seconds) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
+        return Err(super::usage_error("simulate", "--pod-startup-seconds/--stabilization-seconds", "must be within 0..3600 seconds"));
+    }
+    let hpa = hpa_settings(crate::hpa::Hpa { pod_startup_seconds: a.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() }, &a.hpa)?;
     if !(a.load > 0.0 && a.load <= 100.0) {
         anyhow::bail!("--load must be a factor above 0 and at most 100 (1: the profiles' own load), not {}", a.load);
     }
@@ -79,8 +107,7 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
         layout: a.layout,
         start: a.start,
         gzip: a.gzip,
-        pod_startup_seconds: a.pod_startup_seconds,
-        stabilization_seconds: a.stabilization_seconds,
+        hpa,
         load: a.load,
     };
     let t0 = std::time::Instant::now();

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{self, FieldError, History, RawRow};
 use super::services::Bounded;
-use crate::evaluation::policy::{Forecast, OnlineHpa, PolicySpec, Reactive, Recommendation};
+use crate::evaluation::policy::PolicySpec;
+use crate::hpa::{Ask, Hpa, OnlineHpa, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
 use crate::models::SERVICE_PREFIX;
@@ -52,14 +53,15 @@ impl Default for Guardrails {
 
 impl Guardrails {
     /// The reactive HPA that decides when no model does.
-    fn reactive(&self) -> Reactive {
-        self.held(Reactive { target: self.hpa_target, ..Reactive::of(&crate::evaluation::replay::Params::default()) })
+    fn reactive(&self) -> Hpa {
+        self.held(crate::evaluation::replay::Params::default().hpa(self.hpa_target))
     }
 
-    /// A policy's HPA settings with this server's hold: the replay's stabilisation is the
-    /// actuator's, applied once downstream, not again here.
-    fn held(&self, r: Reactive) -> Reactive {
-        Reactive { stabilization_seconds: self.stabilization_seconds, ..r }
+    /// A policy's HPA settings with this server's hold: the replay's stabilisation and rate
+    /// limits are the actuator's (the HPA acting on the decisions), applied once downstream, not
+    /// again here.
+    fn held(&self, r: Hpa) -> Hpa {
+        Hpa { scale_down_stabilization_seconds: self.stabilization_seconds, ..r.unheld() }
     }
 
     fn bounds(&self) -> (f64, f64) {
@@ -217,9 +219,9 @@ impl Predictor {
         // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
         // a proactive policy's forecast is its floor, a forecast policy's decides alone.
         let part = match (model.as_ref().map(|m| &m.policy), &forecast) {
-            (Some(PolicySpec::Proactive(_)), Ok(f)) => Forecast::Floor(*f),
-            (Some(PolicySpec::Forecast(_)), Ok(f)) => Forecast::Alone(*f),
-            _ => Forecast::Floor(0.0),
+            (Some(PolicySpec::Proactive(_)), Ok(f)) => Ask::Metrics { floor: *f },
+            (Some(PolicySpec::Forecast(_)), Ok(f)) => Ask::Replicas(*f),
+            _ => Ask::Metrics { floor: 0.0 },
         };
         let rec = state.hpa.decide(now, cpu, current, part, &reactive, (lo, hi));
         let decision = match (model, forecast) {
@@ -230,7 +232,7 @@ impl Predictor {
                 PolicySpec::Proactive(r) => {
                     let why = format!(
                         "forecast {forecast} pods; reactive HPA {} (CPU {:.1}% over {:.0} s, target {:.0}%)",
-                        rec.reactive, rec.utilization, r.window_seconds, r.target
+                        rec.reactive, rec.utilization, r.metrics_window_seconds, r.target
                     );
                     self.decision(row, current, rec.replicas, confidence, Some(why))
                 }
@@ -323,11 +325,11 @@ impl Predictor {
     }
 
     /// No model output: the reactive HPA decides, within the guardrails.
-    fn reactive_only(&self, row: &RawRow, rec: Recommendation, r: &Reactive, kind: &'static str, reason: &str, confidence: f64) -> Outcome {
+    fn reactive_only(&self, row: &RawRow, rec: Recommendation, r: &Hpa, kind: &'static str, reason: &str, confidence: f64) -> Outcome {
         let mut d = self.decision(row, row.replicas(), rec.replicas, confidence, None);
         d.reasoning = format!(
             "fallback: {reason}; the reactive HPA decides (CPU {:.1}% over {:.0} s, target {:.0}%): {}",
-            rec.utilization, r.window_seconds, r.target, d.reasoning
+            rec.utilization, r.metrics_window_seconds, r.target, d.reasoning
         );
         Outcome { decision: d, fallback: Some(kind), evicted: None }
     }
@@ -517,7 +519,7 @@ mod tests {
         };
         let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value: f64::NAN, left: 0, right: 0 }], roots: vec![0] };
         crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
-        let r = Reactive::of(&crate::evaluation::replay::Params::default());
+        let r = crate::evaluation::replay::Params::default().hpa(60.0);
         for policy in [PolicySpec::AsPredicted, PolicySpec::Proactive(r.clone()), PolicySpec::Forecast(r.clone())] {
             let loaded = Loaded::from_dir(dir.path(), "random_forest", "v1", policy.clone()).unwrap();
             let p = Predictor::new(Some(loaded), Guardrails::default());

@@ -44,9 +44,12 @@ pub struct Tally {
 impl Tally {
     pub fn add(&mut self, s: &Sample, dt: f64, target_utilization: f64) {
         let minutes = dt / 60.0;
-        self.pod_hours += s.replicas as f64 * dt / 3600.0;
-        if s.needed_cpu_percent > target_utilization {
-            self.under_provisioned_minutes += minutes;
+        // Stretch by stretch, as the replay scores: pods paid for, and the ready ones' load.
+        for &(needed, pods, seconds) in &s.stretches {
+            self.pod_hours += pods * seconds / 3600.0;
+            if needed > target_utilization {
+                self.under_provisioned_minutes += seconds / 60.0;
+            }
         }
         if s.needed_cpu_percent_at_max > target_utilization {
             self.capacity_bound_minutes += minutes;
@@ -171,7 +174,7 @@ mod tests {
     #[test]
     fn a_step_counts_as_what_the_ready_pods_went_through() {
         let mut t = Tally::default();
-        let sample = |needed: f64, at_max: f64, p95: f64, errors: f64| Sample { replicas: 4, ready: 3, needed_cpu_percent: needed, needed_cpu_percent_at_max: at_max, p95_ms: p95, error_rate: errors, ..Sample::default() };
+        let sample = |needed: f64, at_max: f64, p95: f64, errors: f64| Sample { replicas: 4, stretches: vec![(needed, 4.0, 30.0)], needed_cpu_percent_at_max: at_max, p95_ms: p95, error_rate: errors, ..Sample::default() };
         t.add(&sample(69.0, 30.0, 120.0, 0.002), 30.0, 70.0);
         t.add(&sample(71.0, 40.0, 650.0, 0.05), 30.0, 70.0);
         // Starting pods cost pod-hours too: 4 pods for a minute.

@@ -37,10 +37,9 @@ pub struct Options {
     pub layout: Layout,
     pub start: chrono::NaiveDate,
     pub gzip: bool,
-    /// Seconds from a pod's scheduling to ready (default: each service's own, 45 s).
-    pub pod_startup_seconds: Option<f64>,
-    /// Scale down only to the highest decision of this window.
-    pub stabilization_seconds: f64,
+    /// The HPA every service runs (at its own target, or the internal scaler's), which also
+    /// acts on a decision server's answers: the one model the replay judges with.
+    pub hpa: crate::hpa::Hpa,
     /// Every service's load times this (1: the trace's 99th percentile at its profile's peak).
     pub load: f64,
 }
@@ -110,10 +109,6 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let trace = Trace::load(&opts.trace)?;
     let mut profiles = profiles_for(&opts.services);
     for p in &mut profiles {
-        if let Some(s) = opts.pod_startup_seconds {
-            p.startup_s = s;
-        }
-        p.stabilization_s = opts.stabilization_seconds;
         p.peak_rps *= opts.load;
         if let Decider::Hpa(Some(t)) = decider {
             p.target_cpu = t;
@@ -126,7 +121,11 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let node_mib: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.ram_request).sum::<f64>() * 0.6;
 
     let mut rng = Rng::new(opts.seed, 0);
-    let mut services: Vec<Service> = profiles.iter().enumerate().map(|(i, p)| Service::new(p.clone(), start as f64, opts.seed, i as u64)).collect();
+    let mut services: Vec<Service> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Service::new(p.clone(), crate::hpa::Hpa { target: p.target_cpu, ..opts.hpa.clone() }, start as f64, opts.seed, i as u64))
+        .collect();
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
     let mut summary = Summary::default();
     let (mut cpu_pressure, mut mem_pressure) = (false, false);

@@ -1,8 +1,8 @@
-//! One service: pods with a capacity, a Kubernetes-HPA-like controller, and the metrics that
-//! follow from load and ready capacity (CPU, RAM, queueing latency, errors, OOM restarts).
+//! One service: pods with a capacity, the HPA of `crate::hpa` (the replay's, the server's), and
+//! the metrics that follow from load and ready capacity (CPU, RAM, queueing latency, errors,
+//! OOM restarts).
 
-use std::collections::VecDeque;
-
+use crate::hpa::{Ask, Autoscaler, Hpa};
 use crate::rng::Rng;
 
 /// What a service is like. Requests are cores, RAM is MiB, as the collector reports them.
@@ -27,15 +27,14 @@ pub struct Profile {
     pub max_replicas: u32,
     /// HPA target CPU utilisation, percent of the request.
     pub target_cpu: f64,
-    /// Seconds from scheduling to ready.
-    pub startup_s: f64,
-    /// Scale down only to the highest decision of this many seconds (the HPA's stabilisation).
-    pub stabilization_s: f64,
     /// Seconds this service's load trails the trace (downstream services see load later).
     pub lag_s: i64,
     /// Days into the trace this service starts at, so services differ.
     pub trace_offset_days: i64,
     pub base_error_rate: f64,
+    /// How far demand and CPU readings wander from the trace (1: as the profiles were measured;
+    /// 0: the trace exactly, to compare the simulator's HPA with the replay's on one load).
+    pub noise: f64,
 }
 
 /// The seven services of the old system, sized as a team sizes maxReplicas: the trace's 99th
@@ -59,11 +58,10 @@ pub fn default_profiles() -> Vec<Profile> {
         min_replicas: reps.0,
         max_replicas: reps.1,
         target_cpu: 60.0,
-        startup_s: 45.0,
-        stabilization_s: 300.0,
         lag_s: lag,
         trace_offset_days: offset,
         base_error_rate: 0.002,
+        noise: 1.0,
     };
     vec![
         p("frontend", 60.0, 230.0, 35.0, (0.5, 1.0), (256.0, 512.0), (70.0, 1.2, 2.0), (3, 10), 0, 0),
@@ -74,13 +72,6 @@ pub fn default_profiles() -> Vec<Profile> {
         p("profile", 35.0, 84.0, 45.0, (0.25, 0.5), (128.0, 384.0), (55.0, 1.5, 1.5), (2, 6), 90, 4),
         p("recommender", 8.0, 36.0, 90.0, (1.0, 2.0), (1024.0, 2048.0), (500.0, 18.0, 30.0), (1, 10), 240, 5),
     ]
-}
-
-#[derive(Debug, Clone)]
-struct Pod {
-    ready_at: f64,
-    /// When its memory was last reset (start or OOM restart).
-    mem_since: f64,
 }
 
 /// What one step of a service produced, before the collector's rolling columns.
@@ -97,12 +88,13 @@ pub struct Sample {
     /// Cores and MiB in use, for node pressure.
     pub cpu_cores: f64,
     pub ram_mib: f64,
-    /// Pods serving, and the CPU % of their request the load asks of them (without noise, and
-    /// above 100 % when it is more than they can serve): what under-provisioning is judged on.
-    pub ready: u32,
-    pub needed_cpu_percent: f64,
-    /// The same with every one of `max_replicas` ready: over the target, no scaler could have
-    /// kept up (the cap, not the policy, is short).
+    /// The step's stretches of the same pods: (the CPU % of their request the load asks of the
+    /// ready pods, without noise and above 100 % when it is more than they can serve; pods paid
+    /// for, ready and starting; seconds): what under-provisioning and cost are judged on, as
+    /// the replay judges them.
+    pub stretches: Vec<(f64, f64, f64)>,
+    /// The CPU % the load asks with every one of `max_replicas` ready: over the target, no
+    /// scaler could have kept up (the cap, not the policy, is short).
     pub needed_cpu_percent_at_max: f64,
 }
 
@@ -127,77 +119,100 @@ impl Streams {
 
 pub struct Service {
     pub profile: Profile,
+    /// The HPA (its target the profile's, or the scaler's) and the pods it sets.
+    pub hpa: Hpa,
     rng: Streams,
-    /// Replicas a decision server asked for at the last step; `None`: the internal HPA decides.
+    /// Replicas a decision server asked for at the last step; `None`: the HPA decides on CPU.
     pub wanted: Option<u32>,
-    pods: Vec<Pod>,
-    /// HPA recommendations of the last five minutes, for scale-down stabilisation.
-    recent: VecDeque<(f64, u32)>,
+    scaler: Autoscaler,
     backlog: f64,
     noise: f64,
     restarts: u64,
-    last_cpu: f64,
-    last_scale_down: f64,
 }
 
 impl Service {
-    /// The `index`-th service of a simulation seeded with `seed`.
-    pub fn new(profile: Profile, now: f64, seed: u64, index: u64) -> Service {
-        let pods = (0..profile.min_replicas).map(|_| Pod { ready_at: now, mem_since: now }).collect();
-        Service { profile, rng: Streams::new(seed, index), wanted: None, pods, recent: VecDeque::new(), backlog: 0.0, noise: 0.0, restarts: 0, last_cpu: 30.0, last_scale_down: f64::MIN }
+    /// The `index`-th service of a simulation seeded with `seed`, scaled by `hpa`.
+    pub fn new(profile: Profile, hpa: Hpa, now: f64, seed: u64, index: u64) -> Service {
+        let scaler = Autoscaler::new(profile.min_replicas as f64, now);
+        Service { profile, hpa, rng: Streams::new(seed, index), wanted: None, scaler, backlog: 0.0, noise: 0.0, restarts: 0 }
     }
 
     /// Pods asked for, ready or starting.
     pub fn replicas(&self) -> u32 {
-        self.pods.len() as u32
+        self.scaler.pods.replicas as u32
     }
 
     /// A rolling restart (the nightly deploy): every pod starts afresh, memory included.
     pub fn rollout(&mut self, now: f64) {
-        for pod in &mut self.pods {
-            pod.mem_since = now;
-        }
+        self.scaler.pods.renew(now);
     }
 
-    /// Advance by `dt` seconds under `load` (normalised trace value) and report.
+    /// Advance by `dt` seconds under `load` (normalised trace value) and report. The HPA decides
+    /// at each of its syncs within the step (on what metrics-server saw, or on the server's
+    /// answer), as the replay's does; the step's load meets the pods ready through it.
     pub fn step(&mut self, now: f64, dt: f64, load: f64) -> Sample {
         let p = self.profile.clone();
-        self.autoscale(now);
         // Demand: the trace, a floor so nights are not dead, and AR(1) multiplicative noise.
-        self.noise = 0.85 * self.noise + 0.15 * self.rng.load.normal() * 0.6;
+        self.noise = 0.85 * self.noise + 0.15 * self.rng.load.normal() * 0.6 * p.noise;
         let demand = p.peak_rps * (0.04 + 0.96 * load) * self.noise.exp();
-        let ready = self.pods.iter().filter(|pod| pod.ready_at <= now).count() as f64;
-        let capacity = ready * p.pod_capacity_rps;
         // Requests beyond capacity wait; clients give up after ~30 s, so the backlog is bounded.
         let offered = demand + self.backlog / dt;
+        let cpu_cap = 100.0 * p.cpu_limit / p.cpu_request;
+        let reading = self.rng.readings.normal() * 1.5 * p.noise;
+        // CPU %: 3 idle, 95 more at a pod's capacity (the replay's `base + slope × rps / ready`,
+        // computed in the same order).
+        let slope = 95.0 / p.pod_capacity_rps;
+        // CPU % of a ready pod with `ready` pods serving: what metrics-server reports.
+        let cpu_of = |ready: f64| {
+            let served = if ready > 0.0 { offered.min(ready * p.pod_capacity_rps) } else { 0.0 };
+            let busy = if ready > 0.0 { slope * served / ready } else { 0.0 };
+            (3.0 + busy + reading).clamp(0.5, cpu_cap)
+        };
+        let needed = |ready: f64| if ready > 0.0 { 3.0 + slope * demand / ready } else { f64::INFINITY };
+        let ask = match self.wanted {
+            Some(r) => Ask::Replicas(r as f64),
+            None => Ask::Metrics { floor: 0.0 },
+        };
+        let bounds = (p.min_replicas as f64, p.max_replicas as f64);
+        let mut stretches = Vec::with_capacity(4);
+        let mut ready_seconds = 0.0;
+        let state = self.scaler.advance((now, now + dt), &self.hpa, bounds, Some(ask), &cpu_of, |s| {
+            let seconds = s.end - s.start;
+            ready_seconds += s.ready * seconds;
+            stretches.push((needed(s.ready), s.total, seconds));
+        });
+        // The step's load meets the pods that were ready through it, on average.
+        let ready = ready_seconds / dt;
+        let capacity = ready * p.pod_capacity_rps;
         let served = offered.min(capacity);
         let overflow = (offered - served) * dt;
         let max_backlog = capacity.max(p.pod_capacity_rps) * 30.0;
         let dropped = (overflow - max_backlog).max(0.0);
         self.backlog = overflow.min(max_backlog);
         let rho = if capacity > 0.0 { (demand / capacity).min(0.995) } else { 0.995 };
-
-        let cpu_cap = 100.0 * p.cpu_limit / p.cpu_request;
-        let util = if ready > 0.0 { served / capacity } else { 0.0 };
-        let cpu_percent = (3.0 + 95.0 * util + self.rng.readings.normal() * 1.5).clamp(0.5, cpu_cap);
-        self.last_cpu = cpu_percent;
+        let cpu_percent = cpu_of(ready);
 
         // Memory per pod: idle + load + leak since its last restart; over the limit, OOM-kill.
+        // Starting pods hold their idle memory.
         let per_pod_rps = if ready > 0.0 { served / ready } else { 0.0 };
-        let mut ram_total = 0.0;
-        for pod in &mut self.pods {
-            let hours = ((now - pod.mem_since) / 3600.0).max(0.0);
+        let end = now + dt;
+        let mut ram_total = p.ram_idle_mib * (self.scaler.pods.total() - self.scaler.pods.ready());
+        let mut killed = Vec::new();
+        for (i, since) in self.scaler.pods.ready_since().iter().enumerate() {
+            let hours = ((end - since) / 3600.0).max(0.0);
             let mut mib = p.ram_idle_mib + p.ram_per_rps_mib * per_pod_rps + p.ram_leak_mib_per_hour * hours;
             mib *= 1.0 + 0.02 * self.rng.pods.normal();
             if mib > p.ram_limit && self.rng.pods.uniform() < 0.5 {
-                self.restarts += 1;
-                pod.mem_since = now;
-                pod.ready_at = now + p.startup_s;
+                killed.push(i);
                 mib = p.ram_idle_mib;
             }
             ram_total += mib;
         }
-        let n = self.pods.len().max(1) as f64;
+        for &i in killed.iter().rev() {
+            self.restarts += 1;
+            self.scaler.pods.restart(i, end, self.hpa.pod_startup_seconds);
+        }
+        let n = self.scaler.pods.total().max(1.0);
         let ram_percent = (100.0 * ram_total / n / p.ram_limit).clamp(0.0, 100.0);
 
         // Queueing: latency grows like rho/(1-rho) and by the time the backlog takes to drain.
@@ -215,51 +230,14 @@ impl Service {
             ram_percent,
             rps: demand,
             p95_ms,
-            replicas: self.pods.len() as u32,
+            replicas: state.replicas as u32,
             queue,
             error_rate,
             restarts: self.restarts,
             cpu_cores: ready * p.cpu_request * cpu_percent / 100.0,
             ram_mib: ram_total,
-            ready: ready as u32,
-            needed_cpu_percent: if ready > 0.0 { 3.0 + 95.0 * demand / capacity } else { f64::INFINITY },
+            stretches,
             needed_cpu_percent_at_max: 3.0 + 95.0 * demand / (p.max_replicas.max(1) as f64 * p.pod_capacity_rps),
-        }
-    }
-
-    /// The HPA: desired = ceil(current × utilisation / target) outside a 10 % tolerance, or
-    /// what a decision server asked for. Either is actuated as Kubernetes does: scale-up at
-    /// most doubling (or +4) per step, scale-down only to the highest recommendation of the
-    /// stabilisation window (five minutes) and by one pod a minute (a common
-    /// `behavior.scaleDown` policy), new pods ready after their start-up delay.
-    fn autoscale(&mut self, now: f64) {
-        let p = &self.profile;
-        let current = self.pods.len() as u32;
-        let raw = match self.wanted {
-            Some(r) => r,
-            None => {
-                let ratio = self.last_cpu / p.target_cpu;
-                if (ratio - 1.0).abs() <= 0.1 { current } else { (current as f64 * ratio).ceil() as u32 }
-            }
-        };
-        let raw = raw.clamp(p.min_replicas, p.max_replicas);
-        self.recent.push_back((now, raw));
-        while self.recent.front().is_some_and(|(t, _)| now - t > p.stabilization_s) {
-            self.recent.pop_front();
-        }
-        let stabilised = self.recent.iter().map(|(_, r)| *r).max().unwrap_or(raw);
-        let desired = if raw > current {
-            raw.min((current * 2).max(current + 4))
-        } else {
-            stabilised.min(current)
-        };
-        if desired > current {
-            for _ in current..desired {
-                self.pods.push(Pod { ready_at: now + p.startup_s, mem_since: now });
-            }
-        } else if desired < current && now - self.last_scale_down >= 60.0 {
-            self.pods.truncate(current as usize - 1);
-            self.last_scale_down = now;
         }
     }
 }

@@ -16,6 +16,7 @@ mod engine;
 mod fuzz;
 mod gc;
 mod hostile_clients;
+mod hpa;
 mod ingest_contract;
 mod lock;
 mod lstm_cnn;

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use autoscale::artifacts::models::Registry;
-use autoscale::evaluation::policy::{Forecast, OnlineHpa, PolicySpec};
+use autoscale::evaluation::policy::PolicySpec;
+use autoscale::hpa::{Ask, OnlineHpa};
 use autoscale::metrics::NUMERIC;
 use autoscale::models::model::Model;
 use autoscale::models::table::Table;
@@ -107,7 +108,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
             PolicySpec::Forecast(r) => (r, true),
             PolicySpec::AsPredicted => panic!("{kind} was published without a policy"),
         };
-        let reactive = autoscale::evaluation::policy::Reactive { stabilization_seconds: 0.0, ..reactive };
+        let reactive = reactive.unheld();
         let predictor = Predictor::new(Some(loaded), open.clone());
         let mut hpa: std::collections::HashMap<String, OnlineHpa> = Default::default();
         let (mut compared, mut warming, mut above) = (0, 0, 0);
@@ -116,7 +117,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
             let b = by_key[&(row.service.clone(), row.timestamp)];
             let forecast = b.map_or(0.0, |b| autoscale::models::metrics::replicas(b, 1.0, 10.0));
             let (now, cpu) = (row.timestamp as f64 / 1e6, row.get("cpu_usage_percent"));
-            let part = if alone && b.is_some() { Forecast::Alone(forecast) } else { Forecast::Floor(forecast) };
+            let part = if alone && b.is_some() { Ask::Replicas(forecast) } else { Ask::Metrics { floor: forecast } };
             let want = hpa.entry(row.service.clone()).or_default().decide(now, cpu, row.replicas(), part, &reactive, (1.0, 10.0));
             assert_eq!(d.predicted_replicas as f64, want.replicas, "{kind} {} at {}: {d:?} vs forecast {forecast}", row.service, row.timestamp);
             if b.is_some() {

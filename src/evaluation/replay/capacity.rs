@@ -63,10 +63,7 @@ impl Capacity {
     }
 }
 
-/// `ceil` that does not turn 3.0000000000000004 (a float's rounding) into 4 pods.
-pub fn ceil(x: f64) -> f64 {
-    (x - 1e-9).ceil()
-}
+pub use crate::hpa::ceil;
 
 #[cfg(test)]
 mod tests {

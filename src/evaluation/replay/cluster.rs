@@ -1,18 +1,11 @@
 //! The replay's cluster: pods that start late and stop at once, a policy deciding on its clock,
 //! and the score of what the ready pods went through.
 
-use std::collections::VecDeque;
-
-use super::controller::{Controller, Segment};
 use super::{Capacity, Params, Policy, Score, Series};
+use crate::hpa::{Ask, Autoscaler, Stretch};
 
 /// A row as the policy left it: the replicas asked for, the pods serving, their utilisation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RowState {
-    pub replicas: f64,
-    pub ready: f64,
-    pub utilization: f64,
-}
+pub type RowState = crate::hpa::State;
 
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -20,124 +13,56 @@ pub struct Outcome {
     pub rows: Vec<RowState>,
 }
 
-/// Pods asked for, ready, and starting (their ready times, earliest first).
-struct Pods {
-    replicas: f64,
-    ready: f64,
-    starting: VecDeque<f64>,
-    actions: u64,
-}
-
-impl Pods {
-    fn set(&mut self, want: f64, now: f64, p: &Params) {
-        if want != self.replicas {
-            self.actions += u64::from(self.replicas.is_finite());
-        }
-        self.replicas = want;
-        let mut total = self.ready + self.starting.len() as f64;
-        while total < want {
-            self.starting.push_back(now + p.pod_startup_seconds);
-            total += 1.0;
-        }
-        // A ReplicaSet removes pods that are not ready yet first, the newest of them first.
-        while total > want {
-            if self.starting.pop_back().is_none() {
-                self.ready -= 1.0;
-            }
-            total -= 1.0;
-        }
-    }
-
-    fn start_due(&mut self, now: f64) {
-        while self.starting.front().is_some_and(|&t| t <= now) {
-            self.starting.pop_front();
-            self.ready += 1.0;
-        }
-    }
-
-    fn total(&self) -> f64 {
-        self.ready + self.starting.len() as f64
-    }
-}
-
-/// Runs one policy over one service's hold-out.
+/// Runs one policy over one service's hold-out: the pods and the HPA are the one model's
+/// (`crate::hpa`), as the simulator runs them; the load is the recorded request rate.
 pub fn simulate(series: &Series, cap: &Capacity, policy: &Policy, p: &Params) -> Outcome {
     let n = series.rps.len();
     let steps = series.steps(p);
     let first = series.recorded.first().copied().filter(|r| r.is_finite()).unwrap_or(p.min_replicas).clamp(p.min_replicas, p.max_replicas);
     // The hold-out starts with the recorded pods up and serving.
-    let mut pods = Pods { replicas: f64::NAN, ready: 0.0, starting: VecDeque::new(), actions: 0 };
-    pods.set(first, f64::NEG_INFINITY, p);
-    pods.start_due(0.0);
-    let mut controller = Controller::default();
+    let mut scaler = Autoscaler::new(first, 0.0);
+    // The HPA this policy runs (its floor's target, or the default one where the forecast
+    // decides alone).
+    let hpa = match policy {
+        Policy::Reactive { target } | Policy::Proactive { target: Some(target), .. } => p.hpa(*target),
+        _ => p.hpa(p.hpa_target),
+    };
+    let bounds = (p.min_replicas, p.max_replicas);
     let mut score = Score::default();
     let mut rows = Vec::with_capacity(n);
     let t0 = series.timestamps.first().copied().unwrap_or(0);
-    let mut next_sync = 0.0;
     for i in 0..n {
         let start = (series.timestamps[i] - t0) as f64 / 1e6;
-        let end = start + steps[i];
         let rps = series.rps[i];
-        let mut now = start;
-        if let Policy::Given(replicas) = policy {
-            pods.set(replicas[i].clamp(p.min_replicas, p.max_replicas), now, p);
-        }
-        let mut row_state = None;
-        loop {
-            pods.start_due(now);
-            let decides = !matches!(policy, Policy::Given(_));
-            if decides && now >= next_sync {
-                let (target, floor) = match policy {
-                    Policy::Reactive { target } => (Some(*target), 0.0),
-                    Policy::Proactive { target, forecast } => (*target, forecast[i]),
-                    Policy::Given(_) => unreachable!("given counts are applied per row"),
-                };
-                let want = controller.decide(now, pods.replicas, target, floor, p);
-                pods.set(want, now, p);
-                while next_sync <= now {
-                    next_sync += p.hpa_sync_seconds;
-                }
+        let ask = match policy {
+            Policy::Given(replicas) => {
+                scaler.pods.set(replicas[i].clamp(p.min_replicas, p.max_replicas), start, p.pod_startup_seconds);
+                None
             }
-            let utilization = cap.utilization(rps, pods.ready);
-            row_state.get_or_insert(RowState { replicas: pods.replicas, ready: pods.ready, utilization });
-            let mut until = end;
-            if decides {
-                until = until.min(next_sync);
-            }
-            if let Some(&ready_at) = pods.starting.front() {
-                until = until.min(ready_at);
-            }
-            if until <= now {
-                break;
-            }
-            account(&mut score, cap, rps, &pods, now, until, p);
-            controller.observe(Segment { start: now, end: until, utilization, ready: pods.ready }, p);
-            now = until;
-            // The row's end is the next row's start: what happens then uses the next row.
-            if now >= end {
-                break;
-            }
-        }
-        rows.push(row_state.expect("set on the first pass"));
+            Policy::Reactive { .. } => Some(Ask::Metrics { floor: 0.0 }),
+            Policy::Proactive { target: Some(_), forecast } => Some(Ask::Metrics { floor: forecast[i] }),
+            Policy::Proactive { target: None, forecast } => Some(Ask::Replicas(forecast[i])),
+        };
+        let row = scaler.advance((start, start + steps[i]), &hpa, bounds, ask, |ready| cap.utilization(rps, ready), |s| account(&mut score, cap, rps, s, p));
+        rows.push(row);
     }
-    score.scaling_actions = pods.actions;
+    score.scaling_actions = scaler.pods.actions;
     Outcome { score, rows }
 }
 
-/// Adds `[from, to)` with the pods as they are to the score.
-fn account(s: &mut Score, cap: &Capacity, rps: f64, pods: &Pods, from: f64, to: f64, p: &Params) {
-    let dt = to - from;
+/// Adds a stretch with its pods to the score.
+fn account(s: &mut Score, cap: &Capacity, rps: f64, st: &Stretch, p: &Params) {
+    let dt = st.end - st.start;
     if dt <= 0.0 {
         return;
     }
-    if cap.utilization(rps, pods.ready) > p.target_utilization {
+    if st.utilization > p.target_utilization {
         s.under_provisioned_minutes += dt / 60.0;
     }
-    let total = pods.total();
-    s.pod_hours += total * dt / 3600.0;
-    s.over_provisioned_pod_hours += (total - cap.needed(rps, p.target_utilization, p)).max(0.0) * dt / 3600.0;
+    s.pod_hours += st.total * dt / 3600.0;
+    s.over_provisioned_pod_hours += (st.total - cap.needed(rps, p.target_utilization, p)).max(0.0) * dt / 3600.0;
     s.requests += rps * dt;
-    s.requests_over_capacity += (rps - cap.serves(pods.ready, p.target_utilization)).max(0.0) * dt;
+    s.requests_over_capacity += (rps - cap.serves(st.ready, p.target_utilization)).max(0.0) * dt;
     s.hours += dt / 3600.0;
 }
 

@@ -27,7 +27,6 @@
 
 pub(crate) mod capacity;
 mod cluster;
-mod controller;
 pub mod forecast;
 pub mod frontier;
 
@@ -35,6 +34,8 @@ pub use capacity::Capacity;
 pub use cluster::{simulate, Outcome, RowState};
 
 use serde::{Deserialize, Serialize};
+
+use crate::hpa::{Hpa, Rate};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +60,19 @@ pub struct Params {
     pub metrics_delay_seconds: f64,
     /// The HPA (and every policy built on it) decides this often.
     pub hpa_sync_seconds: f64,
+    /// Scale up only to the lowest recommendation of this window (Kubernetes: 0).
+    pub scale_up_stabilization_seconds: f64,
+    /// Within `scale_up_period_seconds`, replicas may grow by this % of what they were at the
+    /// period's start, or by `scale_up_pods`, whichever is more (Kubernetes: 100 %, 4 pods,
+    /// 15 s); `null` for both: no limit.
+    pub scale_up_percent: Option<f64>,
+    pub scale_up_pods: Option<f64>,
+    pub scale_up_period_seconds: f64,
+    /// Within `scale_down_period_seconds`, replicas may shrink by this % or by
+    /// `scale_down_pods`, whichever is more (Kubernetes: 100 % per 15 s, no pods policy).
+    pub scale_down_percent: Option<f64>,
+    pub scale_down_pods: Option<f64>,
+    pub scale_down_period_seconds: f64,
     /// HPA targets (CPU %) of the frontier.
     pub frontier_targets: Vec<f64>,
     /// HPA targets a forecast may run its reactive floor at (those above `hpa_target`): with a
@@ -88,6 +102,13 @@ impl Default for Params {
             metrics_window_seconds: 60.0,
             metrics_delay_seconds: 30.0,
             hpa_sync_seconds: 15.0,
+            scale_up_stabilization_seconds: 0.0,
+            scale_up_percent: Some(100.0),
+            scale_up_pods: Some(4.0),
+            scale_up_period_seconds: 15.0,
+            scale_down_percent: Some(100.0),
+            scale_down_pods: None,
+            scale_down_period_seconds: 15.0,
             frontier_targets: (0..9).map(|k| 40.0 + 5.0 * k as f64).collect(),
             floor_targets: (0..5).map(|k| 60.0 + 5.0 * k as f64).collect(),
             forecast_alone: true,
@@ -97,6 +118,23 @@ impl Default for Params {
 }
 
 impl Params {
+    /// The HPA these settings describe, at `target` CPU %: the one model (`crate::hpa`) the
+    /// server and the simulator share.
+    pub fn hpa(&self, target: f64) -> Hpa {
+        Hpa {
+            target,
+            tolerance: self.hpa_tolerance,
+            metrics_window_seconds: self.metrics_window_seconds,
+            metrics_delay_seconds: self.metrics_delay_seconds,
+            sync_seconds: self.hpa_sync_seconds,
+            scale_up_stabilization_seconds: self.scale_up_stabilization_seconds,
+            scale_down_stabilization_seconds: self.scale_down_stabilization_seconds,
+            scale_up: Rate { percent: self.scale_up_percent, pods: self.scale_up_pods, period_seconds: self.scale_up_period_seconds },
+            scale_down: Rate { percent: self.scale_down_percent, pods: self.scale_down_pods, period_seconds: self.scale_down_period_seconds },
+            pod_startup_seconds: self.pod_startup_seconds,
+        }
+    }
+
     /// What a pipeline file can get wrong here, named by field.
     pub fn check(&self) -> Result<(), InvalidParam> {
         let bad = |field: &'static str, problem: String| Err(InvalidParam { field, problem });
@@ -136,6 +174,18 @@ impl Params {
         if let Some(t) = self.floor_targets.iter().find(|t| !(t.is_finite() && **t > 0.0 && **t <= 100.0)) {
             return bad("floor_targets", format!("has {t}, not a CPU % within 0..100"));
         }
+        self.hpa(self.hpa_target).check().map_err(|e| {
+            // The pipeline file's names for the model's fields.
+            let field = match e.field {
+                "scale_up" => "scale_up_percent/scale_up_pods/scale_up_period_seconds",
+                "scale_down" => "scale_down_percent/scale_down_pods/scale_down_period_seconds",
+                "target" => "hpa_target",
+                "tolerance" => "hpa_tolerance",
+                "sync_seconds" => "hpa_sync_seconds",
+                other => other,
+            };
+            InvalidParam { field, problem: e.problem }
+        })?;
         Ok(())
     }
 }
