@@ -36,14 +36,14 @@ fn main() -> anyhow::Result<()> {
     rows.sort_by_key(|r| r.timestamp);
     println!("{} rows, {} cores", rows.len(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     println!("{:<14} {:>10} {:>10} {:>10} {:>8}", "model", "p50 µs", "p99 µs", "mean µs", "decided");
-    for kind in ["random_forest", "lstm_cnn"] {
+    for kind in autoscale::models::ModelKind::ALL {
         let Some(model) = Loaded::promoted(&registry, kind)? else {
             println!("{kind:<14} (no promoted version in {})", registry.root().display());
             continue;
         };
         autoscale::models::torch_runtime::set_threads(1);
         let p = Predictor::new(Some(model), Guardrails::default());
-        let limit = if kind == "lstm_cnn" { 20_000 } else { rows.len() };
+        let limit = if kind == autoscale::models::ModelKind::LstmCnn { 20_000 } else { rows.len() };
         let mut us = Vec::with_capacity(limit);
         for r in rows.iter().take(limit) {
             let t0 = Instant::now();

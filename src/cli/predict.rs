@@ -38,7 +38,7 @@ pub fn predict(o: PredictArgs) -> Result<u8> {
     let text = read_input(&o.input).with_context(|| format!("reading {name}"))?;
     let rows = parse_rows(&name, &text)?;
     let registry = Registry::at(&o.model.registry);
-    let Some(loaded) = Loaded::promoted(&registry, &o.model.model)? else {
+    let Some(loaded) = Loaded::promoted(&registry, o.model.model)? else {
         bail!("no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)", o.model.model, o.model.registry.display());
     };
     tracing::info!(model = %loaded.name, version = %loaded.version, "model loaded");

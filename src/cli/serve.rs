@@ -144,8 +144,8 @@ fn tokens(value: Option<&str>) -> Result<Vec<String>> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Which promoted model decides.
-    #[arg(long, default_value = "random_forest", value_parser = ["random_forest", "lstm_cnn"])]
-    pub model: String,
+    #[arg(long, value_enum, default_value_t = crate::models::ModelKind::RandomForest)]
+    pub model: crate::models::ModelKind,
     /// The model registry folder.
     #[arg(long, default_value = "artifacts/models", value_name = "DIR")]
     pub registry: PathBuf,

@@ -11,6 +11,7 @@
 //! running the HPA colder is the frontier's own trade, not the forecast's merit. The target is
 //! chosen on the hold-out it is scored on: one number of a handful.
 
+use super::policy_name::PolicyName;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
@@ -96,7 +97,8 @@ pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[V
     for s in &prepared {
         let mut policies = BTreeMap::new();
         if let Some(cap) = &s.capacity {
-            let mut run: Vec<(&str, Policy)> = vec![("hpa", Policy::Reactive { target: p.hpa_target })];
+            let hpa = PolicyName::Hpa.to_string();
+            let mut run: Vec<(&str, Policy)> = vec![(hpa.as_str(), Policy::Reactive { target: p.hpa_target })];
             run.extend(s.given.iter().map(|(name, r)| (name.as_str(), Policy::Given(r))));
             run.extend(s.forecasts.iter().map(|(name, f)| (name.as_str(), Policy::Proactive { target: targets[name], forecast: f })));
             for (policy, how) in run {
@@ -145,7 +147,7 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
         let capacity = Capacity::fit(&pick(&rps, train), &pick(&cpu, train), &pick(&table.replicas, train));
         let series = Series { timestamps: rs.iter().map(|&r| table.timestamps[r]).collect(), rps: pick(&rps, &rs), recorded: pick(&table.replicas, &rs) };
         let mean_rps = series.rps.iter().sum::<f64>() / series.rps.len().max(1) as f64;
-        let mut given = vec![("recorded".to_string(), series.recorded.clone())];
+        let mut given = vec![(PolicyName::Recorded.to_string(), series.recorded.clone())];
         let mut forecasts = Vec::new();
         let mut no_holt_winters = false;
         if let Some(cap) = &capacity {
@@ -158,17 +160,17 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
             // would not do without at that load, so a steady forecast adds nothing.
             let pods = |peak: f64| cap.needed(peak, p.hpa_target * (1.0 + p.hpa_tolerance), p);
             let seasonal = forecast::seasonal_naive(&load, &at, p).into_iter().map(|f| f.map_or(p.min_replicas, pods)).collect();
-            forecasts.push(("seasonal_naive".to_string(), seasonal));
+            forecasts.push((PolicyName::SeasonalNaive.to_string(), seasonal));
             // Without two days of history, Holt-Winters forecasts nothing: the policy is the HPA.
             let hw = forecast::holt_winters(&load, fit_until, &at, p);
             no_holt_winters = hw.is_none();
             let hw = hw.map_or_else(|| vec![p.min_replicas; rs.len()], |f| f.into_iter().map(pods).collect());
-            forecasts.push(("holt_winters".to_string(), hw));
+            forecasts.push((PolicyName::HoltWinters.to_string(), hw));
         }
         for (name, pred) in names.iter().zip(predictions) {
             let r: Vec<f64> = rs.iter().map(|&i| bounded(pred[i])).collect();
             given.push((name.clone(), r.clone()));
-            forecasts.push((format!("{name}+hpa"), r));
+            forecasts.push((PolicyName::Forecast(name.clone()).to_string(), r));
         }
         out.push(Prepared { service: service.to_string(), capacity, mean_rps, series, given, forecasts, no_holt_winters });
     }

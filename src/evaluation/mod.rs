@@ -4,6 +4,7 @@
 mod comparison;
 mod holdout;
 pub mod policy;
+pub mod policy_name;
 pub mod replay;
 mod result;
 

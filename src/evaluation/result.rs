@@ -25,7 +25,7 @@ pub struct ModelInfo {
 pub struct ModelEvaluation {
     #[serde(flatten)]
     pub info: ModelInfo,
-    pub kind: String,
+    pub kind: crate::models::ModelKind,
     /// The model's score on its own split, as the old system reported it.
     pub own_split: Option<Scores>,
     pub holdout: HoldoutScores,

@@ -688,7 +688,7 @@ impl LstmCnn {
     /// Loads a saved model onto `device` (`auto` picks a GPU when there is one).
     pub fn load(dir: &Path, device: DeviceChoice) -> Result<(ModelMeta, LstmCnn)> {
         let files = ModelDir::new(dir);
-        let meta = super::read_meta(dir, "lstm_cnn")?;
+        let meta = super::read_meta(dir, super::ModelKind::LstmCnn)?;
         let params: Params = serde_json::from_value(meta.params.clone()).with_context(|| format!("{}: params", files.meta().display()))?;
         let scaler_path = files.scaler();
         let scaler: Scaler = serde_json::from_slice(&std::fs::read(&scaler_path).with_context(|| format!("reading {}", scaler_path.display()))?)

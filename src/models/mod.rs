@@ -7,6 +7,7 @@
 
 pub mod dir;
 mod forest_file;
+pub mod kind;
 pub mod lstm_cnn;
 pub mod metrics;
 pub mod model;
@@ -25,11 +26,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::fs::write_atomic;
 pub use dir::ModelDir;
+pub use kind::ModelKind;
 use random_forest::Forest;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelMeta {
-    pub kind: String,
+    pub kind: ModelKind,
     pub format: u32,
     pub features: Vec<String>,
     pub params: serde_json::Value,
@@ -81,11 +83,16 @@ pub fn write_meta(files: &ModelDir, meta: &ModelMeta) -> Result<()> {
     write_atomic(&files.meta(), &serde_json::to_vec_pretty(meta)?)
 }
 
-/// `model.json` of a model folder, refused unless it holds a model of `kind`.
-pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
+/// `model.json` of a model folder, whatever model it holds: the one place a folder's kind is read.
+pub fn read_any_meta(dir: &Path) -> Result<ModelMeta> {
     let path = ModelDir::new(dir).meta();
-    let meta: ModelMeta = serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("{} is not a model description", path.display()))?;
+    serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)
+        .with_context(|| format!("{} is not a model description", path.display()))
+}
+
+/// `model.json` of a model folder, refused unless it holds a model of `kind`.
+pub fn read_meta(dir: &Path, kind: ModelKind) -> Result<ModelMeta> {
+    let meta = read_any_meta(dir)?;
     if meta.kind != kind {
         bail!("{} holds a {} model, not a {kind}", dir.display(), meta.kind);
     }
@@ -93,7 +100,7 @@ pub fn read_meta(dir: &Path, kind: &str) -> Result<ModelMeta> {
 }
 
 pub fn load_forest(dir: &Path) -> Result<(ModelMeta, Forest)> {
-    let meta = read_meta(dir, "random_forest")?;
+    let meta = read_meta(dir, ModelKind::RandomForest)?;
     let path = ModelDir::new(dir).forest();
     let forest = forest_file::from_bytes(&std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?)?;
     if forest.n_features != meta.features.len() {
@@ -108,7 +115,7 @@ mod tests {
 
     fn meta(features: &[&str]) -> ModelMeta {
         ModelMeta {
-            kind: "random_forest".into(),
+            kind: ModelKind::RandomForest,
             format: 1,
             features: features.iter().map(|s| s.to_string()).collect(),
             params: serde_json::json!({}),

@@ -9,7 +9,7 @@ use super::random_forest::Forest;
 use super::sequences;
 use super::table::Table;
 use super::torch_runtime::DeviceChoice;
-use super::ModelMeta;
+use super::{ModelKind, ModelMeta};
 
 #[allow(clippy::large_enum_variant)] // one per loaded model; boxing would only add a pointer chase
 pub enum Model {
@@ -20,12 +20,12 @@ pub enum Model {
 impl Model {
     /// Loads whatever kind `model.json` names; the LSTM-CNN goes to `device`.
     pub fn load(dir: &Path, device: DeviceChoice) -> Result<Model> {
-        match peek_kind(dir).as_deref() {
-            Ok("lstm_cnn") => {
+        match super::read_any_meta(dir)?.kind {
+            ModelKind::LstmCnn => {
                 let (meta, net) = LstmCnn::load(dir, device)?;
                 Ok(Model::LstmCnn { meta, net })
             }
-            _ => {
+            ModelKind::RandomForest => {
                 let (meta, forest) = super::load_forest(dir)?;
                 Ok(Model::RandomForest { meta, forest })
             }
@@ -38,8 +38,8 @@ impl Model {
         }
     }
 
-    pub fn kind(&self) -> &str {
-        &self.meta().kind
+    pub fn kind(&self) -> ModelKind {
+        self.meta().kind
     }
 
     /// Raw predictions for `rows` of `table`; `None` where the LSTM-CNN has fewer than a
@@ -69,10 +69,4 @@ impl Model {
             }
         }
     }
-}
-
-/// The `kind` of a model folder; anything unreadable is left to the loader to explain.
-fn peek_kind(dir: &Path) -> Result<String> {
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(super::ModelDir::new(dir).meta())?)?;
-    Ok(v["kind"].as_str().unwrap_or_default().to_string())
 }

@@ -535,7 +535,7 @@ mod tests {
     #[test]
     fn a_model_reads_its_own_features_by_name() {
         let meta = ModelMeta {
-            kind: "random_forest".into(),
+            kind: crate::models::ModelKind::RandomForest,
             format: 1,
             features: vec!["service_web".into(), "cpu_usage_percent".into(), "service_api".into()],
             params: serde_json::Value::Null,

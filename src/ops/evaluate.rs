@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
+use crate::evaluation::policy_name::PolicyName;
 use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
@@ -129,20 +130,20 @@ impl Stage for Evaluate {
                 let m = &model.meta().metrics;
                 models.push(ModelEvaluation {
                     info: info.clone(),
-                    kind: model.kind().to_string(),
+                    kind: model.kind(),
                     own_split: serde_json::from_value(m["test"].clone()).ok(),
                     holdout: scored.accuracy(table, k, bounds),
                     training_seconds: m["training_seconds"].as_f64(),
                     single_prediction_us: m["single_prediction_us"].as_f64(),
                     replay: totals.get(&info.stage).cloned().unwrap_or_default(),
-                    proactive_replay: totals.get(&format!("{}+hpa", info.stage)).cloned().unwrap_or_default(),
+                    proactive_replay: totals.get(&PolicyName::Forecast(info.stage.clone()).to_string()).cloned().unwrap_or_default(),
                 });
             }
             let margins: BTreeMap<String, Margin> = totals.iter().filter_map(|(policy, s)| Some((policy.clone(), scored.frontier.margin(s)?))).collect();
             let mut best_by_label_rule: BTreeMap<String, String> = BTreeMap::new();
             // Only models that never saw the hold-out compete for their label rule, on the policy
             // that would serve them.
-            let margin = |stage: &str| margins.get(&format!("{stage}+hpa")).map_or(f64::NEG_INFINITY, |m| m.minutes);
+            let margin = |stage: &str| margins.get(&PolicyName::Forecast(stage.to_string()).to_string()).map_or(f64::NEG_INFINITY, |m| m.minutes);
             for m in models.iter().filter(|m| m.info.honest) {
                 match best_by_label_rule.get(&m.info.label_rule) {
                     Some(cur) if margin(cur) >= margin(&m.info.stage) => {}
@@ -203,7 +204,7 @@ impl Stage for Evaluate {
                     100.0 * m.holdout.overall.exact_accuracy,
                     m.proactive_replay.under_provisioned_minutes,
                     m.proactive_replay.pod_hours,
-                    eval.margins.get(&format!("{}+hpa", m.info.stage)).map_or("no frontier".to_string(), |g| g.describe())
+                    eval.margins.get(&PolicyName::Forecast(m.info.stage.clone()).to_string()).map_or("no frontier".to_string(), |g| g.describe())
                 )
             })
             .collect();

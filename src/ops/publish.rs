@@ -34,6 +34,7 @@ use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::evaluation::policy::PolicySpec;
+use crate::evaluation::policy_name::PolicyName;
 use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
@@ -81,7 +82,7 @@ impl Publish {
         if super::temporal_split(built, holdout).is_none() {
             return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split (the hold-out models are compared on)")));
         }
-        let mut kinds: std::collections::BTreeMap<&str, &str> = Default::default();
+        let mut kinds: std::collections::BTreeMap<crate::models::ModelKind, &str> = Default::default();
         let mut label_rules = std::collections::BTreeMap::new();
         for d in &spec.deps[1..] {
             let Some(train) = super::upstream::<super::train::Train>(built, d) else {
@@ -186,11 +187,12 @@ impl Stage for Publish {
                 let exact = |m: usize| scored.accuracy(&holdout.table, m, (rp.min_replicas, rp.max_replicas)).overall.exact_accuracy;
                 // What would serve: the model's forecast under the policy the replay chose for it (an HPA
                 // floor at some target, or the forecast alone).
-                let margin = |name: &str| scored.totals.get(&format!("{name}+hpa")).and_then(|s| scored.frontier.margin(s));
+                let forecast = |name: &str| PolicyName::Forecast(name.to_string()).to_string();
+                let margin = |name: &str| scored.totals.get(&forecast(name)).and_then(|s| scored.frontier.margin(s));
                 let (new_margin, new_exact) = (margin("new"), exact(0));
                 // Exact accuracy means something only against the labels the model learned.
                 let learned_holdout = label_rule == holdout_rule;
-                let new_score = scored.totals.get("new+hpa").cloned().unwrap_or_default();
+                let new_score = scored.totals.get(&forecast("new")).cloned().unwrap_or_default();
                 let info = VersionInfo {
                     version: String::new(),
                     model: kind.clone(),
@@ -205,7 +207,7 @@ impl Stage for Publish {
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
                     }),
-                    policy: Some(PolicySpec::of_forecast(scored.targets.get("new+hpa").copied().unwrap_or(Some(rp.hpa_target)), &rp)),
+                    policy: Some(PolicySpec::of_forecast(scored.targets.get(&forecast("new")).copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;

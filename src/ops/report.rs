@@ -21,6 +21,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Sche
 use serde_json::json;
 
 use crate::evaluation::{Evaluation, EVALUATION};
+use crate::evaluation::policy_name::PolicyName;
+use crate::models::ModelKind;
 use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Epoch;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
@@ -103,16 +105,10 @@ impl Stage for ReportOp {
 }
 
 fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_dirs: &[std::path::PathBuf]) -> Result<()> {
-    let value = |metric: &str| r.honest_comparison.iter().find(|m| m.metric == metric).map(|m| m.values.clone()).unwrap_or_default();
-    let bars = [
-        ("RMSE", false),
-        ("MAE", false),
-        ("R²", true),
-        ("exact accuracy", true),
-        ("within-1 accuracy", true),
-        ("training seconds", false),
-    ]
-    .map(|(metric, higher)| plots::Bars { metric, values: value(metric), higher_is_better: higher });
+    use crate::report::Metric;
+    let value = |metric: Metric| r.honest_comparison.iter().find(|m| m.metric == metric).map(|m| m.values.clone()).unwrap_or_default();
+    let bars = [Metric::Rmse, Metric::Mae, Metric::R2, Metric::ExactAccuracy, Metric::Within1Accuracy, Metric::TrainingSeconds]
+        .map(|metric| plots::Bars { metric: metric.label(), values: value(metric), higher_is_better: metric.higher_is_better() });
     plots::model_comparison(&out.join("model_comparison.png"), &r.models, &bars)?;
 
     // Predictions: actual vs each compared model on the common hold-out rows.
@@ -142,7 +138,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
 
     // The old training scripts' plot per model (rf_predictions.png, lstm_cnn_predictions.png),
     // for the compared model of each kind: its raw output against the target over the hold-out.
-    for (file, kind) in [("rf_predictions.png", "random_forest"), ("lstm_cnn_predictions.png", "lstm_cnn")] {
+    for (file, kind) in [("rf_predictions.png", ModelKind::RandomForest), ("lstm_cnn_predictions.png", ModelKind::LstmCnn)] {
         let Some(i) = r.models.iter().position(|m| eval.models.iter().any(|e| &e.info.stage == m && e.kind == kind)) else { continue };
         let series = [("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()), ("predicted (raw output)".to_string(), rows.iter().map(|&j| predicted[i][j]).collect())];
         plots::model_predictions(&out.join(file), &per_model[i], &format!("{busy}: the whole hold-out ({} steps)", rows.len()), &series)?;
@@ -150,15 +146,15 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
 
     // Per-model plots from the model folders.
     for dir in model_dirs {
-        let meta = crate::models::read_meta(dir, "random_forest").or_else(|_| crate::models::read_meta(dir, "lstm_cnn"))?;
-        let name = dir_stage(eval, &meta).unwrap_or_else(|| meta.kind.clone());
+        let meta = crate::models::read_any_meta(dir)?;
+        let name = dir_stage(eval, &meta).unwrap_or_else(|| meta.kind.to_string());
         let files = crate::models::ModelDir::new(dir);
-        if meta.kind == "random_forest" && files.importances_json().exists() && !out.join("rf_feature_importance.png").exists() {
+        if meta.kind == ModelKind::RandomForest && files.importances_json().exists() && !out.join("rf_feature_importance.png").exists() {
             let imp: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(files.importances_json())?)?;
             let pairs: Vec<(String, f64)> = imp.iter().map(|v| (v["feature"].as_str().unwrap_or("").to_string(), v["importance"].as_f64().unwrap_or(0.0))).collect();
             plots::feature_importance(&out.join("rf_feature_importance.png"), &name, &pairs)?;
         }
-        if meta.kind == "lstm_cnn" && files.history_json().exists() && !out.join("lstm_cnn_training_history.png").exists() {
+        if meta.kind == ModelKind::LstmCnn && files.history_json().exists() && !out.join("lstm_cnn_training_history.png").exists() {
             let history: Vec<Epoch> = serde_json::from_slice(&std::fs::read(files.history_json())?)?;
             let best = meta.metrics["best_epoch"].as_u64().unwrap_or(0) as usize;
             plots::training_history(&out.join("lstm_cnn_training_history.png"), &name, &history, best)?;
@@ -171,7 +167,7 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
         let points: Vec<plots::PolicyPoint> = r
             .replay
             .iter()
-            .filter(|p| p.policy != "hpa")
+            .filter(|p| PolicyName::from(p.policy.as_str()) != PolicyName::Hpa)
             .map(|p| plots::PolicyPoint { policy: p.policy.clone(), pod_hours: p.pod_hours, minutes: p.under_provisioned_minutes, margin: p.frontier_margin.as_ref().map(|m| m.minutes) })
             .collect();
         plots::frontier(&out.join("frontier.png"), &hpa, &points)?;
@@ -180,7 +176,11 @@ fn draw_plots(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_
     // The replay of the busiest service.
     if let Some(service) = &r.replay_service {
         // Batch by batch, keeping the service's rows: the file holds every service and policy.
-        let shown = |p: &str| p == "recorded" || p == "hpa" || r.models.iter().any(|m| p.strip_suffix("+hpa") == Some(m.as_str()));
+        let shown = |p: &str| match PolicyName::from(p) {
+            PolicyName::Recorded | PolicyName::Hpa => true,
+            PolicyName::Forecast(stage) => r.models.contains(&stage),
+            _ => false,
+        };
         let mut traces: BTreeMap<String, plots::PolicyTrace> = BTreeMap::new();
         let mut start = i64::MAX;
         let read = |c: &str| ["service_name", "policy", "timestamp", "replicas", "utilization"].contains(&c);

@@ -48,9 +48,9 @@ details pre{{background:#f8f8f8;padding:1em;overflow:auto}}</style></head><body>
     }
     h.push_str("</tr>");
     for row in &r.honest_comparison {
-        let _ = write!(h, "<tr><td>{} ({} is better)</td>", esc(&row.metric), if row.higher_is_better { "higher" } else { "lower" });
+        let _ = write!(h, "<tr><td>{} ({} is better)</td>", esc(row.metric.label()), row.metric.better());
         for (m, v) in r.models.iter().zip(&row.values) {
-            let cell = super::text::fmt_value(&row.metric, *v);
+            let cell = row.metric.format(*v);
             let class = if row.winner.as_deref() == Some(m.as_str()) { " class=\"win\"" } else { "" };
             let _ = write!(h, "<td{class}>{cell}</td>");
         }

@@ -5,9 +5,11 @@
 //! (the struct itself), `comparison_report.txt` and `report.html` (with the plots inlined).
 
 pub mod html;
+mod metric;
 pub mod plots;
 mod text;
 
+use crate::evaluation::policy_name::PolicyName;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -18,11 +20,12 @@ use crate::evaluation::Confusion;
 use crate::models::metrics::Scores;
 use crate::evaluation::{Evaluation, ModelEvaluation};
 
+pub use metric::Metric;
 pub use text::render as render_text;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricRow {
-    pub metric: String,
+    pub metric: Metric,
     pub higher_is_better: bool,
     /// One value per model, in `Report::models` order.
     pub values: Vec<f64>,
@@ -60,7 +63,7 @@ pub struct Report {
     pub holdout: String,
     /// Models in the honest comparison (trained without the hold-out, same labels).
     pub models: Vec<String>,
-    pub kinds: Vec<String>,
+    pub kinds: Vec<crate::models::ModelKind>,
     pub honest_comparison: Vec<MetricRow>,
     pub own_split: Vec<OwnSplit>,
     pub per_service: BTreeMap<String, BTreeMap<String, Scores>>,
@@ -93,11 +96,11 @@ a policy's decisions do not change later requests.";
 /// Replay policies as tables and plots list them: the recorded replicas, the HPA, the
 /// baselines, then models (each as predicted, then with the HPA floor).
 pub fn policy_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let rank = |p: &str| match p {
-        "recorded" => 0,
-        "hpa" => 1,
-        "seasonal_naive" => 2,
-        "holt_winters" => 3,
+    let rank = |p: &str| match PolicyName::from(p) {
+        PolicyName::Recorded => 0,
+        PolicyName::Hpa => 1,
+        PolicyName::SeasonalNaive => 2,
+        PolicyName::HoltWinters => 3,
         _ => 4,
     };
     rank(a).cmp(&rank(b)).then(a.cmp(b))
@@ -112,13 +115,13 @@ pub fn policy_kind(policy: &str, target: Option<Option<f64>>) -> String {
         Some(Some(t)) => format!("HPA at {t:.0}% + "),
         None => "HPA + ".to_string(),
     };
-    match policy {
-        "recorded" => "the replica counts in the data".into(),
-        "hpa" => "reactive HPA".into(),
-        "seasonal_naive" => format!("{under}the same window a day (or week) before"),
-        "holt_winters" => format!("{under}Holt-Winters forecast of the load"),
-        p if p.ends_with("+hpa") => format!("{under}the model's forecast"),
-        _ => "the model's prediction as replicas".into(),
+    match PolicyName::from(policy) {
+        PolicyName::Recorded => "the replica counts in the data".into(),
+        PolicyName::Hpa => "reactive HPA".into(),
+        PolicyName::SeasonalNaive => format!("{under}the same window a day (or week) before"),
+        PolicyName::HoltWinters => format!("{under}Holt-Winters forecast of the load"),
+        PolicyName::Forecast(_) => format!("{under}the model's forecast"),
+        PolicyName::Predicted(_) => "the model's prediction as replicas".into(),
     }
 }
 
@@ -128,8 +131,9 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
         if h.is_empty() { eval.models.iter().collect() } else { h }
     };
     let models: Vec<String> = honest.iter().map(|m| m.info.stage.clone()).collect();
-    let row = |metric: &str, higher: bool, f: &dyn Fn(&ModelEvaluation) -> f64| {
-        let values: Vec<f64> = honest.iter().map(|m| f(m)).collect();
+    let row = |metric: Metric| {
+        let higher = metric.higher_is_better();
+        let values: Vec<f64> = honest.iter().map(|m| metric.of(m)).collect();
         let best = values
             .iter()
             .enumerate()
@@ -137,21 +141,9 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
             .max_by(|a, b| if higher { a.1.total_cmp(b.1) } else { b.1.total_cmp(a.1) })
             .map(|(i, _)| models[i].clone());
         let tie = values.iter().filter(|v| v.is_finite()).all(|v| *v == values[0]) && values.len() > 1;
-        MetricRow { metric: metric.to_string(), higher_is_better: higher, values, winner: if tie { None } else { best } }
+        MetricRow { metric, higher_is_better: higher, values, winner: if tie { None } else { best } }
     };
-    let nan = f64::NAN;
-    let honest_comparison = vec![
-        row("RMSE", false, &|m| m.holdout.overall.rmse),
-        row("MAE", false, &|m| m.holdout.overall.mae),
-        row("R²", true, &|m| m.holdout.overall.r2),
-        row("exact accuracy", true, &|m| m.holdout.overall.exact_accuracy),
-        row("within-1 accuracy", true, &|m| m.holdout.overall.within_1_accuracy),
-        row("action agreement", true, &|m| m.holdout.confusion.agreement()),
-        row("under-provisioned minutes (replay, as it would serve)", false, &|m| m.proactive_replay.under_provisioned_minutes),
-        row("pod-hours (replay, as it would serve)", false, &|m| m.proactive_replay.pod_hours),
-        row("training seconds", false, &|m| m.training_seconds.unwrap_or(nan)),
-        row("single prediction µs", false, &|m| m.single_prediction_us.unwrap_or(nan)),
-    ];
+    let honest_comparison = Metric::ALL.into_iter().map(row).collect();
     let own_split = eval
         .models
         .iter()
@@ -183,7 +175,7 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
     let better_label_rule = eval
         .best_by_label_rule
         .iter()
-        .filter_map(|(rule, stage)| eval.margins.get(&format!("{stage}+hpa")).map(|m| (rule.clone(), m.minutes)))
+        .filter_map(|(rule, stage)| eval.margins.get(&PolicyName::Forecast(stage.clone()).to_string()).map(|m| (rule.clone(), m.minutes)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(rule, _)| rule)
         .filter(|_| eval.best_by_label_rule.len() > 1);
@@ -211,7 +203,7 @@ unseen by the models compared) is the honest comparison."
             eval.holdout_stage,
             eval.holdout_label_rule
         ),
-        kinds: honest.iter().map(|m| m.kind.clone()).collect(),
+        kinds: honest.iter().map(|m| m.kind).collect(),
         models,
         honest_comparison,
         own_split,
@@ -242,7 +234,7 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
     }
     // What publish would promote: the forecast under the HPA (the models as the old system
     // used them stay in the table, for comparison).
-    let candidates = honest.iter().map(|m| format!("{}+hpa", m.info.stage));
+    let candidates = honest.iter().map(|m| PolicyName::Forecast(m.info.stage.clone()).to_string());
     let best = candidates
         .filter_map(|policy| Some((eval.margins.get(&policy)?.clone(), policy)))
         .max_by(|a, b| a.0.minutes.total_cmp(&b.0.minutes));
@@ -250,8 +242,8 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
         return (None, "No service could be replayed (CPU does not rise with load per pod), so no policy can be judged against the HPA; keep the HPA.".into());
     };
     let score = &eval.replay[&policy];
-    let stage = policy.trim_end_matches("+hpa");
-    let model = honest.iter().find(|m| m.info.stage == stage).expect("a candidate is an honest model");
+    let name = PolicyName::from(policy.as_str());
+    let model = honest.iter().find(|m| Some(m.info.stage.as_str()) == name.stage()).expect("a candidate is an honest model");
     let facts = format!(
         "{:.0} under-provisioned minutes at {:.1} pod-hours, {}; {:.1}% exact accuracy on the hold-out",
         score.under_provisioned_minutes,
@@ -265,7 +257,7 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
             Some(Some(t)) => format!("as a floor under the reactive HPA at a {t:.0}% target"),
             None => "as a floor under the reactive HPA".to_string(),
         };
-        (Some(stage.to_string()), format!("Serve {stage} ({}) {how}: {facts}.", model.kind))
+        (Some(model.info.stage.clone()), format!("Serve {} ({}) {how}: {facts}.", model.info.stage, model.kind))
     } else {
         (
             None,

@@ -1,6 +1,7 @@
 //! The report's PNG plots (plotters, bitmap backend). Fonts are the DejaVu files in
 //! `assets/fonts`, compiled in, so a plot looks the same on every machine.
 
+use crate::evaluation::policy_name::PolicyName;
 use std::path::Path;
 use std::sync::Once;
 
@@ -43,12 +44,12 @@ pub fn color(i: usize) -> RGBColor {
 /// Colours of replay policies: the recorded replicas grey, the HPA orange, the baselines
 /// brown and teal, models in order (a model with the HPA floor in its own colour).
 pub fn policy_color(policy: &str, models: &[String]) -> RGBColor {
-    match policy {
-        "recorded" => GREY,
-        "hpa" => ORANGE,
-        "seasonal_naive" => SERIES[4],
-        "holt_winters" => SERIES[5],
-        m => color(models.iter().position(|x| x == m.trim_end_matches("+hpa")).unwrap_or(0)),
+    match PolicyName::from(policy) {
+        PolicyName::Recorded => GREY,
+        PolicyName::Hpa => ORANGE,
+        PolicyName::SeasonalNaive => SERIES[4],
+        PolicyName::HoltWinters => SERIES[5],
+        PolicyName::Predicted(stage) | PolicyName::Forecast(stage) => color(models.iter().position(|x| *x == stage).unwrap_or(0)),
     }
 }
 
@@ -489,10 +490,11 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
             let style = TextStyle::from((FONT, 14).into_font()).color(&ORANGE).pos(Pos::new(HPos::Right, VPos::Bottom));
             chart.draw_series(std::iter::once(Text::new(format!("HPA {:.0}%", h.0), (h.1, h.2), style))).map_err(err)?;
         }
-        let mut bases: Vec<&str> = Vec::new();
+        let mut bases: Vec<String> = Vec::new();
         let mut entries = Vec::new();
         for (i, p) in policies.iter().enumerate() {
-            let base = p.policy.trim_end_matches("+hpa");
+            let name = PolicyName::from(p.policy.as_str());
+            let base = name.stage().unwrap_or(&p.policy).to_string();
             // One colour per model or baseline: its `+hpa` twin shares it, with another marker.
             let c = match bases.iter().position(|b| *b == base) {
                 Some(k) => color(k),
@@ -502,7 +504,7 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
                 }
             };
             // Circles: a forecast the HPA's floor or a baseline drives; triangles: replicas as given.
-            let floor = p.policy.ends_with("+hpa") || p.policy == "seasonal_naive" || p.policy == "holt_winters";
+            let floor = name.is_forecast();
             let at = (p.pod_hours, p.minutes.min(top * 0.98));
             if floor {
                 chart.draw_series(std::iter::once(Circle::new(at, 8, c.filled()))).map_err(err)?;

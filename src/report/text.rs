@@ -6,19 +6,6 @@ use super::Report;
 use crate::evaluation::Action;
 
 /// A metric's value as the report prints it (percentages, minutes, plain numbers).
-pub(crate) fn fmt_value(metric: &str, v: f64) -> String {
-    if !v.is_finite() {
-        "-".into()
-    } else if metric.contains("accuracy") || metric.contains("agreement") {
-        format!("{:.2}%", 100.0 * v)
-    } else if metric.contains("minutes") || metric.contains("pod-hours") || metric.contains("µs") {
-        format!("{v:.1}")
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
-}
 
 fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..header.len())
@@ -55,8 +42,8 @@ pub fn render(r: &Report) -> String {
         .honest_comparison
         .iter()
         .map(|m| {
-            let mut row = vec![format!("{} ({})", m.metric, if m.higher_is_better { "higher" } else { "lower" })];
-            row.extend(m.values.iter().map(|v| fmt_value(&m.metric, *v)));
+            let mut row = vec![format!("{} ({})", m.metric.label(), m.metric.better())];
+            row.extend(m.values.iter().map(|v| m.metric.format(*v)));
             row.push(m.winner.clone().unwrap_or_else(|| "tie".into()));
             row
         })
@@ -70,15 +57,15 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|m| {
             let s = m.scores.as_ref();
-            let f = |g: &dyn Fn(&crate::models::metrics::Scores) -> f64, name: &str| s.map(|s| fmt_value(name, g(s))).unwrap_or_else(|| "-".into());
+            let f = |g: &dyn Fn(&crate::models::metrics::Scores) -> f64, metric: super::Metric| s.map(|s| metric.format(g(s))).unwrap_or_else(|| "-".into());
             vec![
                 m.model.clone(),
                 m.split.clone(),
-                f(&|s| s.rmse, "rmse"),
-                f(&|s| s.mae, "mae"),
-                f(&|s| s.r2, "r2"),
-                f(&|s| s.exact_accuracy, "accuracy"),
-                f(&|s| s.within_1_accuracy, "accuracy"),
+                f(&|s| s.rmse, super::Metric::Rmse),
+                f(&|s| s.mae, super::Metric::Mae),
+                f(&|s| s.r2, super::Metric::R2),
+                f(&|s| s.exact_accuracy, super::Metric::ExactAccuracy),
+                f(&|s| s.within_1_accuracy, super::Metric::Within1Accuracy),
                 if m.leaks_future { "YES".into() } else { "no".into() },
             ]
         })

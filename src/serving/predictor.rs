@@ -15,7 +15,7 @@ use crate::evaluation::policy::PolicySpec;
 use crate::hpa::{Ask, Hpa, OnlineHpa, Recommendation};
 use crate::artifacts::models::Registry;
 use crate::models::model::Model;
-use crate::models::SERVICE_PREFIX;
+use crate::models::{ModelKind, SERVICE_PREFIX};
 use crate::models::torch_runtime::DeviceChoice;
 
 /// What the caller should do, with why: the old `get_scaling_decision` fields.
@@ -102,18 +102,19 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn from_dir(dir: &Path, name: &str, version: &str, policy: PolicySpec) -> Result<Loaded> {
+    pub fn from_dir(dir: &Path, kind: ModelKind, version: &str, policy: PolicySpec) -> Result<Loaded> {
+        let name = kind.as_str();
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
         let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
         let services = model.meta().features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).map(str::to_string).collect();
         Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy })
     }
 
-    /// The promoted version of `name` in a registry, with the policy it was promoted with.
-    pub fn promoted(registry: &Registry, name: &str) -> Result<Option<Loaded>> {
-        let Some((version, dir)) = registry.serving_dir(name)? else { return Ok(None) };
-        let policy = registry.versions(name)?.into_iter().find(|v| v.version == version).and_then(|v| v.policy).unwrap_or(PolicySpec::AsPredicted);
-        Ok(Some(Loaded::from_dir(&dir, name, &version, policy)?))
+    /// The promoted version of `kind` in a registry, with the policy it was promoted with.
+    pub fn promoted(registry: &Registry, kind: ModelKind) -> Result<Option<Loaded>> {
+        let Some((version, dir)) = registry.serving_dir(kind.as_str())? else { return Ok(None) };
+        let policy = registry.versions(kind.as_str())?.into_iter().find(|v| v.version == version).and_then(|v| v.policy).unwrap_or(PolicySpec::AsPredicted);
+        Ok(Some(Loaded::from_dir(&dir, kind, &version, policy)?))
     }
 }
 
@@ -508,7 +509,7 @@ mod tests {
         use crate::models::random_forest::{Forest, Node, LEAF};
         let dir = tempfile::tempdir().unwrap();
         let meta = crate::models::ModelMeta {
-            kind: "random_forest".into(),
+            kind: crate::models::ModelKind::RandomForest,
             format: 1,
             features: vec!["cpu_usage_percent".into()],
             params: serde_json::json!({}),
@@ -521,7 +522,7 @@ mod tests {
         crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
         let r = crate::evaluation::replay::Params::default().hpa(60.0);
         for policy in [PolicySpec::AsPredicted, PolicySpec::Proactive(r.clone()), PolicySpec::Forecast(r.clone())] {
-            let loaded = Loaded::from_dir(dir.path(), "random_forest", "v1", policy.clone()).unwrap();
+            let loaded = Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", policy.clone()).unwrap();
             let p = Predictor::new(Some(loaded), Guardrails::default());
             let o = p.decide(&row(&[("replica_count", 3.0), ("cpu_usage_percent", 90.0)])).unwrap();
             assert_eq!(o.fallback, Some("model_error"), "{policy:?}: {}", o.decision.reasoning);

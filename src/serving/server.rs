@@ -39,8 +39,8 @@ use crate::artifacts::shared;
 #[derive(Clone)]
 pub struct Config {
     pub addr: SocketAddr,
-    /// `random_forest` or `lstm_cnn`: which promoted model to serve.
-    pub model: String,
+    /// Which promoted model to serve.
+    pub model: crate::models::ModelKind,
     pub registry: PathBuf,
     /// Clients must send `Authorization: Bearer <token>` with one of these (health probes
     /// excepted); two while a Secret is rotated. None: no authentication.
@@ -333,7 +333,7 @@ const STORE_POLL: Duration = Duration::from_secs(10);
 /// Loads the promoted version when it differs from the one serving.
 fn reload(app: &App) {
     let registry = Registry::at(&app.cfg.registry);
-    let want = match registry.promoted(&app.cfg.model) {
+    let want = match registry.promoted(app.cfg.model.as_str()) {
         Ok(p) => p.current().map(|c| c.version.clone()),
         Err(e) => {
             tracing::warn!("cannot read the promoted {} version: {e:#}", app.cfg.model);
@@ -344,7 +344,7 @@ fn reload(app: &App) {
     if want == have {
         return;
     }
-    match Loaded::promoted(&registry, &app.cfg.model) {
+    match Loaded::promoted(&registry, app.cfg.model) {
         Ok(Some(m)) => {
             tracing::info!(model = %m.name, version = %m.version, "serving a newly promoted version");
             app.predictor.replace_model(Some(m));
@@ -370,8 +370,8 @@ pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
     pull_from_store(&cfg).await;
     let registry = Registry::at(&cfg.registry);
     let loaded = tokio::task::spawn_blocking({
-        let model = cfg.model.clone();
-        move || Loaded::promoted(&registry, &model)
+        let model = cfg.model;
+        move || Loaded::promoted(&registry, model)
     })
     .await??;
     match &loaded {

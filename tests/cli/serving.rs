@@ -92,7 +92,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
     // exactly what that policy gives.
     let reg = Registry::of_project(p.path());
     let open = Guardrails { max_step: 10, ..Guardrails::default() };
-    for kind in ["random_forest", "lstm_cnn"] {
+    for kind in autoscale::models::ModelKind::ALL {
         let loaded = Loaded::promoted(&reg, kind).unwrap().expect("a promoted model");
         let model = Model::load(&loaded.dir, autoscale::models::torch_runtime::DeviceChoice::Cpu).unwrap();
         let all: Vec<usize> = (0..split.len()).collect();
@@ -135,7 +135,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
             assert!(above > 0, "{kind}: the HPA floor never lifted a decision");
         }
         assert!(compared > 1000, "{kind}: only {compared} rows compared");
-        assert_eq!(warming, if kind == "lstm_cnn" { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
+        assert_eq!(warming, if kind == autoscale::models::ModelKind::LstmCnn { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
     }
 }
 

@@ -249,7 +249,7 @@ fn finish(job: &Job, fit: Fit, parts: &Parts, scored: Scored, p: &Params) -> Res
 
     let last = trained.history.last().map(|e| e.epoch).unwrap_or(0);
     let meta = job.meta(
-        "lstm_cnn",
+        crate::models::ModelKind::LstmCnn,
         &data.features,
         serde_json::to_value(p)?,
         json!({

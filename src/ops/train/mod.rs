@@ -40,6 +40,7 @@ use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::metrics;
+use crate::models::ModelKind;
 use crate::models::random_forest::Params as RfParams;
 use crate::models::row_keys::{RowFilter, RowKeys};
 use crate::models::table::Table;
@@ -97,8 +98,9 @@ impl Train {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Train, SpecError> {
         super::expect_deps(p, spec, 1..=1, "one dep (a split stage)")?;
         let params: Params = parse_params(p, spec)?;
-        let model = match params.model.as_str() {
-            "random_forest" => {
+        let kind: ModelKind = params.model.parse().map_err(|e: crate::models::kind::UnknownModel| p.error(spec, Some("model"), e.to_string()))?;
+        let model = match kind {
+            ModelKind::RandomForest => {
                 let rf: RfParams = model_params(p, spec, &params.params)?;
                 if rf.n_estimators == 0 || rf.sub_forests == 0 {
                     return Err(p.error(spec, Some("params"), "n_estimators and sub_forests must be at least 1"));
@@ -109,7 +111,7 @@ impl Train {
                 }
                 Model::RandomForest { params: rf, cv_folds }
             }
-            "lstm_cnn" => {
+            ModelKind::LstmCnn => {
                 let lstm: LstmParams = model_params(p, spec, &params.params)?;
                 if let Err((field, msg)) = lstm.check() {
                     return Err(p.error(spec, Some("params"), format!("{field}: {msg}")));
@@ -123,7 +125,6 @@ impl Train {
                 }
                 Model::LstmCnn(lstm)
             }
-            other => return Err(p.error(spec, Some("model"), format!("unknown model `{other}` (known: random_forest, lstm_cnn)"))),
         };
         if params.features.as_ref().is_some_and(|f| f.is_empty() || f.iter().any(|name| name.trim().is_empty() || name == "*")) {
             return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
@@ -134,11 +135,11 @@ impl Train {
         Ok(Train { model, features: params.features, max_train_rows: params.max_train_rows, bounds: (params.min_replicas, params.max_replicas) })
     }
 
-    /// The model it trains, as the registry names it.
-    pub fn kind(&self) -> &'static str {
+    /// The model it trains.
+    pub fn kind(&self) -> ModelKind {
         match self.model {
-            Model::RandomForest { .. } => "random_forest",
-            Model::LstmCnn(_) => "lstm_cnn",
+            Model::RandomForest { .. } => ModelKind::RandomForest,
+            Model::LstmCnn(_) => ModelKind::LstmCnn,
         }
     }
 }
@@ -182,9 +183,9 @@ impl Stage for Train {
         let (lo, hi) = self.bounds;
         let mut key = match &self.model {
             Model::RandomForest { params, cv_folds } => {
-                json!({ "model": "random_forest", "params": params, "cv_folds": cv_folds, "min_replicas": lo, "max_replicas": hi })
+                json!({ "model": self.kind(), "params": params, "cv_folds": cv_folds, "min_replicas": lo, "max_replicas": hi })
             }
-            Model::LstmCnn(params) => json!({ "model": "lstm_cnn", "params": params, "min_replicas": lo, "max_replicas": hi }),
+            Model::LstmCnn(params) => json!({ "model": self.kind(), "params": params, "min_replicas": lo, "max_replicas": hi }),
         };
         // Only when given, so that a stage training on every feature keeps its cache key.
         if let Some(f) = &self.features {
@@ -291,9 +292,9 @@ impl Job {
         Ok(Some(filter))
     }
 
-    fn meta(&self, kind: &str, features: &[String], params: serde_json::Value, metrics: serde_json::Value) -> crate::models::ModelMeta {
+    fn meta(&self, kind: ModelKind, features: &[String], params: serde_json::Value, metrics: serde_json::Value) -> crate::models::ModelMeta {
         crate::models::ModelMeta {
-            kind: kind.into(),
+            kind,
             format: 1,
             features: features.to_vec(),
             params,

@@ -60,7 +60,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     let cv = if folds >= 2 { Some(cross_validate(&xtr, &ytr, nf, rf, folds, job)?) } else { None };
 
     let meta = job.meta(
-        "random_forest",
+        crate::models::ModelKind::RandomForest,
         &data.features,
         serde_json::to_value(rf)?,
         json!({
