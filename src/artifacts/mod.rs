@@ -2,8 +2,10 @@
 //! model registry with its promoted versions.
 
 pub mod layout;
+pub mod local_gc;
 pub mod lock;
 pub mod models;
+pub mod promotion;
 pub mod runs;
 pub mod shared;
 pub mod store_gc;

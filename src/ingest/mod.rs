@@ -4,6 +4,7 @@
 pub mod date_filter;
 pub mod fingerprint;
 pub mod parse;
+pub mod read;
 pub mod runs;
 pub mod source;
 

@@ -21,6 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
 use crate::evaluation::policy_name::PolicyName;
 use crate::pipeline::memory::MemoryNeed;
@@ -50,27 +51,10 @@ pub struct Evaluate {
 
 impl Evaluate {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Evaluate, SpecError> {
-        if spec.deps.len() < 2 {
-            return Err(p.error(spec, Some("deps"), "op `evaluate` needs the hold-out split first, then one or more train stages"));
-        }
+        let deps = HoldoutAndModels::from_spec(p, spec, built)?;
         let params: Params = parse_params(p, spec)?;
         params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
-        let holdout = &spec.deps[0];
-        let Some(cut) = super::temporal_split(built, holdout).map(|s| s.test_fraction()) else {
-            return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on")));
-        };
-        let mut models = Vec::new();
-        for dep in &spec.deps[1..] {
-            let train = &p.stages[dep];
-            if train.op != "train" {
-                return Err(p.error(spec, Some("deps"), format!("`{dep}` is not a train stage (after the hold-out, deps are models)")));
-            }
-            let split = train.deps.first().cloned().unwrap_or_default();
-            // Unseen hold-out rows only when it was trained on a temporal split with the same cut.
-            let honest = super::temporal_split(built, &split).is_some_and(|s| s.test_fraction() == cut);
-            models.push(ModelInfo { stage: dep.clone(), label_rule: super::label_rule(p, built, &split), split, honest });
-        }
-        Ok(Evaluate { replay: params.replay, models, holdout_rule: super::label_rule(p, built, holdout) })
+        Ok(Evaluate { replay: params.replay, models: deps.models.into_iter().map(|(m, _)| m).collect(), holdout_rule: deps.holdout_rule })
     }
 }
 
@@ -86,10 +70,8 @@ impl Stage for Evaluate {
         json!({ "replay": self.replay, "models": self.models })
     }
 
-    /// The replay's few columns of the hold-out and two weeks, and the features of a group of
-    /// services at a time (as many as this leaves room for, see `Holdout::load`).
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
-        MemoryNeed::Holds(crate::evaluation::Holdout::memory(input_bytes))
+        HoldoutAndModels::memory(input_bytes)
     }
 
     fn describe(&self) -> String {

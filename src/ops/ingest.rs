@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -24,7 +23,8 @@ use crate::pipeline::stage::{Stage, StageContext, StageOutput};
 use crate::cache::InputFile;
 use crate::ingest::date_filter::DateFilter;
 use crate::ingest::source::{MetricsFile, S3Options, Source};
-use crate::ingest::{self, ParsedFile, KNOWN_SERVICES};
+use crate::ingest::read::{read_files, Reading};
+use crate::ingest::{self, KNOWN_SERVICES};
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 
 fn default_max_bad() -> f64 {
@@ -146,48 +146,13 @@ impl Stage for Ingest {
         ctx.progress.set_length(files.len() as u64, "files");
         let t0 = std::time::Instant::now();
         let source = Arc::new(source);
-        // One big file gets every thread; many files share them.
-        let threads_per_file = if files.len() == 1 { ctx.threads } else { 1 };
-        // Pieces go to one thread that gathers them into sorted runs as they are parsed, so the
-        // parsed rows held are one run's, whatever the number and size of the files.
-        let names: Vec<String> = files.iter().map(|f| f.display.clone()).collect();
-        let run_rows = ingest::runs::run_rows(ctx.memory);
-        let spill = crate::artifacts::layout::Layout::of(&ctx.pipeline.root).spill();
-        let (pieces, mut arriving) = tokio::sync::mpsc::channel::<ParsedFile>(ctx.threads.max(2));
-        let gathering = tokio::task::spawn_blocking(move || {
-            let mut runs = ingest::runs::Runs::new(names, run_rows, spill);
-            while let Some(piece) = arriving.blocking_recv() {
-                runs.push(piece)?;
-            }
-            anyhow::Ok(runs)
-        });
-        // Fetch a few files at once (S3 latency), parse on blocking threads (CPU).
-        let parsing: Result<Vec<()>> = futures::stream::iter(files.iter().cloned())
-            .map(|f| {
-                let source = source.clone();
-                let progress = ctx.progress.clone();
-                let pieces = pieces.clone();
-                async move {
-                    let reader = source.reader(&f).await?;
-                    let name = f.display.clone();
-                    let threads = threads_per_file;
-                    tokio::task::spawn_blocking(move || {
-                        // A send fails only once the gathering thread has failed; its error is the one reported.
-                        ingest::parse_reader(&name, reader, threads, &mut |piece| drop(pieces.blocking_send(piece)))
-                    })
-                    .await
-                    .context("parser thread")??;
-                    progress.inc(1);
-                    anyhow::Ok(())
-                }
-            })
-            .buffer_unordered(ctx.threads.max(2))
-            .try_collect()
-            .await;
-        drop(pieces);
-        let runs = gathering.await.context("ingest's gathering thread")?;
-        parsing?;
-        let mut runs = runs?;
+        let how = Reading {
+            threads: ctx.threads,
+            run_rows: ingest::runs::run_rows(ctx.memory),
+            spill: crate::artifacts::layout::Layout::of(&ctx.pipeline.root).spill(),
+        };
+        let progress = ctx.progress.clone();
+        let mut runs = read_files(source.clone(), &files, how, move || progress.inc(1)).await?;
         tracing::debug!("ingest: read and parsed {} files in {:.2}s", files.len(), t0.elapsed().as_secs_f64());
 
         let invalid = runs.invalid().count() as u64;

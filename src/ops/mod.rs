@@ -10,6 +10,7 @@ use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
 use crate::pipeline::stage::{Built, Stage};
 
 pub mod evaluate;
+mod holdout_deps;
 pub mod ingest;
 pub mod publish;
 pub mod report;

@@ -29,32 +29,18 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
 use crate::pipeline::memory::MemoryNeed;
 use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
+use crate::artifacts::promotion::{self, Candidate, Rule, Serving, Verdict};
 use crate::evaluation::policy::PolicySpec;
 use crate::evaluation::policy_name::PolicyName;
 use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
 use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Rule {
-    pub max_under_provisioned_increase_minutes: f64,
-    pub max_exact_accuracy_drop: f64,
-    /// Promote only a model whose policy beats the reactive HPA's frontier (false: judge it
-    /// against the serving version alone, e.g. to try a model out).
-    pub require_beating_hpa: bool,
-}
-
-impl Default for Rule {
-    fn default() -> Rule {
-        Rule { max_under_provisioned_increase_minutes: 0.0, max_exact_accuracy_drop: 0.0, require_beating_hpa: true }
-    }
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,32 +61,22 @@ pub struct Publish {
 
 impl Publish {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Publish, SpecError> {
-        if spec.deps.len() < 2 {
-            return Err(p.error(spec, Some("deps"), "op `publish` needs the hold-out split first, then the train stages to publish"));
-        }
-        let holdout = &spec.deps[0];
-        if super::temporal_split(built, holdout).is_none() {
-            return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split (the hold-out models are compared on)")));
-        }
+        let deps = HoldoutAndModels::from_spec(p, spec, built)?;
         let mut kinds: std::collections::BTreeMap<crate::models::ModelKind, &str> = Default::default();
         let mut label_rules = std::collections::BTreeMap::new();
-        for d in &spec.deps[1..] {
-            let Some(train) = super::upstream::<super::train::Train>(built, d) else {
-                return Err(p.error(spec, Some("deps"), format!("`{d}` is not a train stage")));
-            };
-            if let Some(other) = kinds.insert(train.kind(), d) {
+        for (model, kind) in &deps.models {
+            if let Some(other) = kinds.insert(*kind, &model.stage) {
                 return Err(p.error(
                     spec,
                     Some("deps"),
-                    format!("`{other}` and `{d}` both train a {}; the registry serves one version of each model, so publish one of them", train.kind()),
+                    format!("`{other}` and `{}` both train a {kind}; the registry serves one version of each model, so publish one of them", model.stage),
                 ));
             }
-            let split = p.stages[d].deps.first().cloned().unwrap_or_default();
-            label_rules.insert(d.clone(), super::label_rule(p, built, &split));
+            label_rules.insert(model.stage.clone(), model.label_rule.clone());
         }
         let params: Params = parse_params(p, spec)?;
         params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
-        Ok(Publish { replay: params.replay, rule: params.rule, holdout_rule: super::label_rule(p, built, holdout), label_rules })
+        Ok(Publish { replay: params.replay, rule: params.rule, holdout_rule: deps.holdout_rule, label_rules })
     }
 }
 
@@ -126,10 +102,8 @@ impl Stage for Publish {
         json!({ "replay": self.replay, "rule": self.rule, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
     }
 
-    /// The replay's few columns of the hold-out and two weeks, and the features of a group of
-    /// services at a time (as many as this leaves room for, see `Holdout::load`).
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
-        MemoryNeed::Holds(crate::evaluation::Holdout::memory(input_bytes))
+        HoldoutAndModels::memory(input_bytes)
     }
 
     fn describe(&self) -> String {
@@ -212,47 +186,19 @@ impl Stage for Publish {
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
-                let against_hpa = new_margin.as_ref().map_or("no service could be replayed".to_string(), |m| m.describe());
-                let beats_hpa = new_margin.as_ref().is_some_and(|m| m.beats_hpa());
-                let (promote, reason) = match (&serving, &serving_model) {
-                    (Some((sv, _)), _) if *sv == v => (false, format!("{v} is already serving ({against_hpa})")),
-                    _ if !beats_hpa && rule.require_beating_hpa => {
-                        let instead = match &serving {
-                            Some((sv, _)) => format!("kept serving {sv}"),
-                            None => "serve answers with the reactive HPA".to_string(),
-                        };
-                        (false, format!("{instead}: {v} under its policy does not beat the reactive HPA on {rows} hold-out rows ({against_hpa})"))
-                    }
-                    (None, _) => (true, format!("first {kind} version; under its policy it is {against_hpa}")),
-                    (Some((sv, _)), Some((_, Err(e)))) => (true, format!("serving {sv} cannot be loaded ({e:#}); replaced")),
-                    (Some((sv, _)), _) => match old_pred {
-                        Some(Err(e)) => (true, format!("serving {sv} cannot score this hold-out ({e:#}); replaced")),
-                        _ => {
-                            let old_margin = margin("serving").map_or(f64::NEG_INFINITY, |m| m.minutes);
-                            let new_minutes = new_margin.as_ref().map_or(f64::NEG_INFINITY, |m| m.minutes);
-                            let old_exact = exact(1);
-                            let comparable = learned_holdout && serving_rule.as_deref() == Some(holdout_rule.as_str());
-                            let accuracy = if comparable {
-                                format!("exact accuracy {:.2}% vs {:.2}%", 100.0 * new_exact, 100.0 * old_exact)
-                            } else {
-                                format!(
-                                    "exact accuracy not compared ({} and {} labels, the hold-out has {holdout_rule})",
-                                    label_rule,
-                                    serving_rule.as_deref().unwrap_or("seed")
-                                )
-                            };
-                            let facts = format!("on {rows} hold-out rows: {new_minutes:.1} vs {old_margin:.1} min below the HPA frontier, {accuracy}");
-                            let ok_margin = new_minutes >= old_margin - rule.max_under_provisioned_increase_minutes;
-                            let ok_exact = !comparable || new_exact >= old_exact - rule.max_exact_accuracy_drop;
-                            if ok_margin && ok_exact {
-                                (true, format!("{v} beats serving {sv} {facts}"))
-                            } else {
-                                let why = if !ok_margin { "a smaller margin below the HPA" } else { "lower exact accuracy" };
-                                (false, format!("kept serving {sv}: {v} has {why} {facts}"))
-                            }
-                        }
+                let candidate = Candidate { kind: kind.clone(), version: v.clone(), margin: new_margin, exact_accuracy: new_exact, label_rule: label_rule.clone(), rows };
+                let serving = match (&serving, &serving_model, old_pred) {
+                    (None, _, _) => Serving::None,
+                    (Some((sv, _)), Some((_, Err(e))), _) => Serving::Unloadable { version: sv.clone(), error: format!("{e:#}") },
+                    (Some((sv, _)), _, Some(Err(e))) => Serving::CannotScore { version: sv.clone(), error: format!("{e:#}") },
+                    (Some((sv, _)), _, _) => Serving::Scored {
+                        version: sv.clone(),
+                        margin_minutes: margin("serving").map_or(f64::NEG_INFINITY, |m| m.minutes),
+                        exact_accuracy: exact(1),
+                        label_rule: serving_rule.clone().unwrap_or_else(|| "seed".into()),
                     },
                 };
+                let Verdict { promote, reason } = promotion::decide(&candidate, &serving, &rule, &holdout_rule);
                 if promote {
                     registry.promote(&kind, &v, &reason)?;
                 }

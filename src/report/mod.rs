@@ -4,6 +4,7 @@
 //! [`Report`] is built once from the evaluation and written three ways: `comparison_report.json`
 //! (the struct itself), `comparison_report.txt` and `report.html` (with the plots inlined).
 
+pub mod figures;
 pub mod html;
 mod metric;
 pub mod plots;
