@@ -10,6 +10,8 @@ fn main() {
             // The CUDA half of libtorch is loaded at run time, only when a model asks for a GPU.
             println!("cargo:rustc-env=PIPELINE_LIBTORCH_LIB={lib}");
         }
+        // Without the `lstm` feature there is no libtorch to find.
+        Err(_) if std::env::var_os("CARGO_FEATURE_LSTM").is_none() => {}
         Err(_) => println!(
             "cargo:warning=torch-sys did not report its libtorch folder; run scripts/setup.sh"
         ),

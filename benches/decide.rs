@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use autoscale::artifacts::models::Registry;
-use autoscale::metrics::NUMERIC;
+use autoscale::row::NUMERIC;
 use autoscale::serving::features::RawRow;
 use autoscale::serving::predictor::{Guardrails, Loaded, Predictor};
 use datafusion::arrow::array::AsArray;

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use autoscale::metrics::NUMERIC;
+use autoscale::row::NUMERIC;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::io::fs::write_atomic;
-use crate::pipeline::run::{Outcome, RunReport};
-use crate::pipeline::Pipeline;
+use crate::dag::run::{Outcome, RunReport};
+use crate::dag::Pipeline;
 
 #[derive(Serialize)]
 struct StageRecord<'a> {

@@ -3,8 +3,8 @@
 
 mod key;
 mod shared;
-mod store;
+mod entries;
 
 pub use key::{CacheKey, InputFile, KeyParts};
 pub use shared::STORE_ENTRIES;
-pub use store::{Cache, Entry, EntryMeta, Pending, META, OUTPUT};
+pub use entries::{Cache, Entry, EntryMeta, Pending, META, OUTPUT};

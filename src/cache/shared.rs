@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 
 use super::key::CacheKey;
-use super::store::{Cache, Entry, EntryMeta, META};
+use super::entries::{Cache, Entry, EntryMeta, META};
 use crate::io::fs::checksum;
 
 /// Where entries live in the shared store, one folder per key.
@@ -106,7 +106,7 @@ impl Cache {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::store::{tests::meta, OUTPUT};
+    use super::super::entries::{tests::meta, OUTPUT};
     use super::*;
     use crate::store::Store;
 

@@ -11,7 +11,7 @@ use crate::collect::config::Config;
 use crate::collect::day_files::DayFiles;
 use crate::collect::prometheus::{Prometheus, QueryError};
 use crate::collect::{header, Collector};
-use crate::pipeline::SpecError;
+use crate::invalid::InvalidInput;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
@@ -115,13 +115,7 @@ struct Timing {
 /// A query Prometheus rejects is a mistake in collect.yaml: say which file.
 fn with_config(c: &Collector) -> impl Fn(QueryError) -> anyhow::Error + '_ {
     move |e| match e {
-        QueryError::Rejected { .. } => anyhow::Error::new(SpecError {
-            file: c.config.file.clone(),
-            loc: None,
-            stage: None,
-            field: None,
-            message: e.to_string(),
-        }),
+        QueryError::Rejected { .. } => anyhow::Error::new(InvalidInput::file(c.config.file.display(), e.to_string())),
         other => other.into(),
     }
 }

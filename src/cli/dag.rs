@@ -3,16 +3,35 @@
 use anyhow::Result;
 
 use super::{exit, PipelineArgs};
-use crate::pipeline::plan::build_stages;
-use crate::pipeline::Pipeline;
+use crate::dag::plan::build_stages;
+use crate::dag::Pipeline;
 
-pub fn dag(args: PipelineArgs, format: &str) -> Result<u8> {
-    let p = args.load()?;
+#[derive(clap::Args, Debug)]
+pub struct DagArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// How `pipeline dag` draws the graph.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For a terminal.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid, for Markdown.
+    Mermaid,
+}
+
+pub fn dag(args: DagArgs) -> Result<u8> {
+    let p = args.pipeline.load()?;
     let stages = build_stages(&p, crate::ops::build)?;
-    let out = match format {
-        "dot" => dot(&p),
-        "mermaid" => mermaid(&p),
-        _ => text(&p, &stages.iter().map(|(n, s)| (n.clone(), s.describe())).collect::<Vec<_>>()),
+    let out = match args.format {
+        Format::Dot => dot(&p),
+        Format::Mermaid => mermaid(&p),
+        Format::Text => text(&p, &stages.iter().map(|(n, s)| (n.clone(), s.describe())).collect::<Vec<_>>()),
     };
     print!("{out}");
     Ok(exit::SUCCESS)
@@ -36,7 +55,7 @@ pub fn text(p: &Pipeline, described: &[(String, String)]) -> String {
 
 fn depths(p: &Pipeline) -> std::collections::HashMap<String, usize> {
     let mut d = std::collections::HashMap::new();
-    for name in crate::pipeline::graph::topo_order(p).unwrap_or_default() {
+    for name in crate::dag::graph::topo_order(&p.stages).unwrap_or_default() {
         let level = p.stages[&name].deps.iter().map(|x| d.get(x).copied().unwrap_or(0) + 1).max().unwrap_or(0);
         d.insert(name, level);
     }

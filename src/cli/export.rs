@@ -1,6 +1,6 @@
 //! `pipeline export STAGE PATH`: a stage's cached output as Parquet or CSV.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use datafusion::arrow::csv::WriterBuilder;
@@ -8,12 +8,26 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{cached_entry, exit, load_plan, table_path, PipelineArgs};
 
-pub async fn export(args: PipelineArgs, stage: &str, table: Option<&str>, dest: &Path) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// The stage whose output to write.
+    pub stage: String,
+    /// Where: a .parquet or .csv file.
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// A side table instead of the main output.
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+}
+
+pub async fn export(a: ExportArgs) -> Result<u8> {
+    let (args, stage, table, dest) = (&a.pipeline, a.stage.as_str(), a.table.as_deref(), a.path.as_path());
     let ext = dest.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     if ext != "parquet" && ext != "csv" {
         bail!("{}: the file name must end in .parquet or .csv", dest.display());
     }
-    let (plan, cache) = load_plan(&args).await?;
+    let (plan, cache) = load_plan(args).await?;
     let entry = cached_entry(&plan, &cache, stage)?;
     let src = table_path(&entry, stage, table)?;
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -6,8 +6,26 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{cached_entry, exit, load_plan, table_path, PipelineArgs};
 
-pub async fn inspect(args: PipelineArgs, stage: &str, table: Option<&str>, rows: usize, schema_only: bool) -> Result<u8> {
-    let (plan, cache) = load_plan(&args).await?;
+#[derive(clap::Args, Debug)]
+pub struct InspectArgs {
+    /// The stage to look at.
+    pub stage: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// How many rows to show.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub rows: usize,
+    /// Only the schema.
+    #[arg(long)]
+    pub schema: bool,
+    /// A side table instead of the main output (e.g. `quarantine` of ingest).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+}
+
+pub async fn inspect(a: InspectArgs) -> Result<u8> {
+    let (stage, table, rows, schema_only) = (a.stage.as_str(), a.table.as_deref(), a.rows, a.schema);
+    let (plan, cache) = load_plan(&a.pipeline).await?;
     let entry = cached_entry(&plan, &cache, stage)?;
     let path = table_path(&entry, stage, table)?;
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;

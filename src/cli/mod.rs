@@ -1,7 +1,10 @@
-//! One module per `pipeline` subcommand; each is a function from parsed arguments to an
-//! exit code.
+//! The `pipeline` command line: [`Cli`] is every command and flag, each command's flags and
+//! its function live in one module of this folder, and [`execute`] runs the one asked for.
+//! Flags that several commands take are declared once, in [`args`].
 
-pub mod cluster;
+pub mod args;
+#[cfg(feature = "ballista")]
+pub mod ballista;
 pub mod collect;
 pub mod dag;
 pub mod exit;
@@ -15,118 +18,126 @@ pub mod query;
 pub mod run;
 pub mod serve;
 pub mod simulate;
+pub mod stage_output;
 pub mod status;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-use crate::cache::{Cache, Entry};
-use crate::pipeline::plan::{self, Plan};
-use crate::pipeline::{spec, Pipeline, SpecError};
-use crate::store::Store;
+pub use args::{parse_seconds, usage_error, LogFormat, PipelineArgs, MAX_SECONDS};
+pub use stage_output::{cache_for, cached_entry, load_plan, table_path};
 
-/// Which pipeline, with which param overrides.
-#[derive(clap::Args, Debug, Clone)]
-pub struct PipelineArgs {
-    /// The pipeline file [default: pipelines/train.yaml].
-    #[arg(value_name = "PIPELINE")]
-    pub file: Option<PathBuf>,
-    /// The pipeline file, as an option.
-    #[arg(long = "pipeline", short = 'p', value_name = "PIPELINE", conflicts_with = "file")]
-    pub flag: Option<PathBuf>,
-    /// Override a pipeline param, e.g. --set date=2024-10 (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = spec::parse_override)]
-    pub set: Vec<(String, serde_json::Value)>,
-    /// Share the cache and artifacts through s3://bucket/prefix (overrides the file's `store:`);
-    /// credentials and endpoint come from the AWS_* variables.
-    #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
-    pub store: Option<String>,
-    /// Run the SQL stages on a Ballista cluster: ballista://HOST:PORT (a `pipeline scheduler`),
-    /// ballista:standalone (one inside this process), or local (overrides the file's `engine:`).
-    #[arg(long, value_name = "URL", env = "PIPELINE_ENGINE")]
-    pub engine: Option<String>,
+/// Train and serve replica-count predictions for Kubernetes autoscaling.
+///
+/// A pipeline is a YAML file of stages (ingest, sql, …). Every stage's output is cached as
+/// Parquet under artifacts/cache, keyed by everything it depends on, so re-running only
+/// recomputes what changed.
+#[derive(Parser)]
+#[command(name = "pipeline", version, max_term_width = 100)]
+#[command(after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file, flag or input (nothing ran), 3 another run holds the project (with --no-wait).")]
+pub struct Cli {
+    /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl PipelineArgs {
-    pub fn path(&self) -> PathBuf {
-        self.file.clone().or_else(|| self.flag.clone()).unwrap_or_else(|| PathBuf::from("pipelines/train.yaml"))
-    }
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the pipeline: build every stage whose inputs changed, reuse the rest.
+    Run(run::RunArgs),
+    /// For each stage: fresh (cached for the current inputs) or stale, and what changed.
+    Status(status::StatusArgs),
+    /// Show the stage graph.
+    Dag(dag::DagArgs),
+    /// Describe a stage's cached output: schema, rows, size, key, and the first rows.
+    Inspect(inspect::InspectArgs),
+    /// Run SQL over the cached outputs; each stage is a table named after it.
+    Query(query::QueryArgs),
+    /// Read a cluster's metrics rows from Prometheus into day files (live, or backfilled).
+    ///
+    /// Every --every seconds, one row per service (the 23 columns, in the units of
+    /// docs/data-contract.md) from cAdvisor, kube-state-metrics and ingress-nginx series; the
+    /// PromQL of each column is in collect.yaml. Rows go to YYYY/MM/metrics_YYYYMMDD.csv below
+    /// --out, a folder or s3://bucket/prefix, where `pipeline run` reads them. With --from/--to,
+    /// past days are rebuilt from Prometheus' history at 30 s steps, so a team can train on day one.
+    Collect(collect::CollectArgs),
+    /// Write realistic metrics CSVs driven by a real request-rate trace.
+    ///
+    /// Each service has pods with a capacity and a Kubernetes HPA (the same model the replay
+    /// judges by); CPU, RAM, latency, errors, queue and restarts follow from load and ready
+    /// replicas. The output is the collector's 23-column CSV, one file per day, rows between
+    /// 06:00 and 22:00.
+    ///
+    /// With --scaler URL a running `pipeline serve` sets the replicas instead (closed loop: each
+    /// step every service's row goes to its /predict/batch, the answers are actuated as an HPA
+    /// actuates), and the summary compares it with the internal HPA's frontier on the same load.
+    Simulate(simulate::SimulateArgs),
+    /// Serve scaling decisions over HTTP (for HPA via Prometheus, or KEDA's metrics-api).
+    ///
+    /// POST /predict takes one raw metrics row (the collector's 23 fields as JSON) and answers
+    /// with a decision; POST /predict/batch takes an array. GET /scale/{service} is the last
+    /// decision for KEDA, GET /metrics is Prometheus text, GET /healthz and /readyz are probes.
+    /// A newly promoted model is picked up within --reload-every without a restart; with
+    /// --store the registry is fetched from the shared store at start and every 10 s.
+    Serve(serve::ServeArgs),
+    /// Decisions for raw metrics rows from the promoted model, without a server.
+    ///
+    /// ROWS is a JSON file (or - for standard input) holding one row with the collector's 23
+    /// fields, an array of rows, or one row per line; rows are taken in order, so several rows
+    /// of a service give it the history its rolling features need (the LSTM-CNN needs 12).
+    /// Prints the decision as `POST /predict` would answer it (one row), or one decision per
+    /// line. Example: `pipeline predict data/row.json`.
+    Predict(predict::PredictArgs),
+    /// Remove old runs and the cache entries no kept run or stage refers to.
+    ///
+    /// Keeps the newest --keep-runs runs, every run younger than --keep-days, and `latest`;
+    /// keeps each stage's last build. Never touches the model registry (promoted versions).
+    Gc(gc::GcArgs),
+    /// The model registry: versions, the serving one, promotion and rollback.
+    Models(models::ModelsArgs),
+    /// Run a Ballista scheduler for the SQL stages of `--engine ballista://HOST:PORT`.
+    ///
+    /// With one or more `pipeline executor` processes this is a cluster that runs the SQL stages
+    /// of any pipeline (its rolling_* functions included); results stream back to the `pipeline
+    /// run` that sent them, which writes its cache as usual. The executors must read the stages'
+    /// files at the paths the run gives (a shared folder mounted at the same path).
+    #[cfg(feature = "ballista")]
+    Scheduler(ballista::SchedulerArgs),
+    /// Run a Ballista executor: the tasks of the SQL stages its scheduler hands it.
+    #[cfg(feature = "ballista")]
+    Executor(ballista::ExecutorArgs),
+    /// Write a stage's cached output to a file; `.parquet` or `.csv` by extension.
+    Export(export::ExportArgs),
+}
 
-    pub fn load(&self) -> Result<Arc<Pipeline>> {
-        let mut p = spec::load(&self.path(), &self.set)?;
-        if let Some(url) = &self.store {
-            check_store_flag(url)?;
-            p.store = Some(url.clone());
+/// Runs one command to its exit code. `log_format` says whether bars may be drawn (JSON logs
+/// go to collectors, and bars would interleave with their lines).
+pub async fn execute(command: Command, log_format: LogFormat) -> Result<u8> {
+    match command {
+        Command::Run(a) => run::run(a, log_format == LogFormat::Json).await,
+        Command::Status(a) => status::status(a).await,
+        Command::Dag(a) => dag::dag(a),
+        Command::Inspect(a) => inspect::inspect(a).await,
+        Command::Query(a) => query::query(a).await,
+        Command::Collect(a) => collect::collect(a).await,
+        Command::Simulate(a) => {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || simulate::simulate(a, runtime)).await?
         }
-        if let Some(engine) = &self.engine {
-            p.engine = crate::engine::Engine::parse(engine)
-                .map_err(|m| SpecError { file: "--engine".into(), loc: None, stage: None, field: None, message: m })?;
-        }
-        Ok(Arc::new(p))
-    }
-}
-
-/// A `--store` URL given to a command that has no pipeline file; a malformed one is a usage
-/// error (exit 2).
-pub fn open_store(url: Option<&str>) -> Result<Option<Store>> {
-    let Some(url) = url else { return Ok(None) };
-    check_store_flag(url)?;
-    Ok(Some(Store::open(url)?))
-}
-
-/// A flag of `pipeline COMMAND` with a value that cannot work: a usage error (exit 2).
-pub fn usage_error(command: &str, flag: &str, message: impl Into<String>) -> anyhow::Error {
-    SpecError { file: format!("pipeline {command}").into(), loc: None, stage: None, field: Some(flag.into()), message: message.into() }.into()
-}
-
-fn check_store_flag(url: &str) -> Result<(), SpecError> {
-    crate::store::check_url(url).map_err(|e| SpecError { file: "--store".into(), loc: None, stage: None, field: None, message: e.to_string() })
-}
-
-/// The cache a pipeline's stages live in, with the shared store behind it if there is one.
-pub fn cache_for(p: &Pipeline) -> Result<Cache> {
-    let store = p.store.as_deref().map(Store::open).transpose()?;
-    Ok(Cache::new(crate::artifacts::layout::Layout::of(&p.root).cache()).with_store(store))
-}
-
-pub async fn load_plan(args: &PipelineArgs) -> Result<(Arc<Plan>, Cache)> {
-    let p = args.load()?;
-    let cache = cache_for(&p)?;
-    let plan = plan::plan(p, crate::ops::build, &cache).await?;
-    Ok((Arc::new(plan), cache))
-}
-
-/// The cached entry of a stage for the current spec, or an error saying how to get one.
-pub fn cached_entry(plan: &Plan, cache: &Cache, stage: &str) -> Result<Entry> {
-    let Some(s) = plan.get(stage) else {
-        anyhow::bail!(
-            "no stage `{stage}` in {} (stages: {})",
-            plan.pipeline.file.display(),
-            plan.stages.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-        );
-    };
-    match &s.cached {
-        Some(e) => Ok(e.clone()),
-        None => anyhow::bail!(
-            "stage `{stage}` has no cached output for the current pipeline ({}); run `pipeline run` first",
-            s.why_stale(cache, &plan.pipeline.name).join("; ")
-        ),
-    }
-}
-
-/// The file of a stage's main output or one of its side tables.
-pub fn table_path(entry: &Entry, stage: &str, table: Option<&str>) -> Result<PathBuf> {
-    match table {
-        None => Ok(entry.output()),
-        Some(t) => entry.tables().into_iter().find(|(n, _)| n == t).map(|(_, p)| p).ok_or_else(|| {
-            let names: Vec<String> = entry.tables().into_iter().map(|(n, _)| n).collect();
-            anyhow::anyhow!(
-                "stage `{stage}` has no table `{t}` (side tables: {})",
-                if names.is_empty() { "none".into() } else { names.join(", ") }
-            )
-        }),
+        Command::Serve(a) => serve::serve(a).await,
+        Command::Predict(a) => tokio::task::spawn_blocking(move || predict::predict(a)).await?,
+        Command::Gc(a) => gc::gc(a).await,
+        Command::Models(a) => models::models(a).await,
+        #[cfg(feature = "ballista")]
+        Command::Scheduler(a) => ballista::scheduler(a).await,
+        #[cfg(feature = "ballista")]
+        Command::Executor(a) => ballista::executor(a).await,
+        Command::Export(a) => export::export(a).await,
     }
 }
 
@@ -144,42 +155,63 @@ pub fn progress_bar(len: u64, unit: &str) -> indicatif::ProgressBar {
     bar
 }
 
-/// The longest duration a flag takes: past it a value is a typo, and every value up to it
-/// is a valid `std::time::Duration` (`Duration::from_secs_f64` panics past u64 seconds).
-pub const MAX_SECONDS: f64 = 366.0 * 86_400.0;
-
-/// A duration as people write it on a command line: `30`, `30s`, `2m`, `1h` (seconds out),
-/// more than 0 and at most a year.
-pub fn parse_seconds(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let (number, scale) = match t.char_indices().last() {
-        Some((i, 's')) => (&t[..i], 1.0),
-        Some((i, 'm')) => (&t[..i], 60.0),
-        Some((i, 'h')) => (&t[..i], 3600.0),
-        _ => (t, 1.0),
-    };
-    match number.trim().parse::<f64>().map(|v| v * scale) {
-        Ok(v) if v > 0.0 && v <= MAX_SECONDS => Ok(v),
-        Ok(v) if v > MAX_SECONDS => Err(format!("`{text}` is longer than a year: write e.g. 30, 30s, 5m or 1h")),
-        _ => Err(format!("`{text}` is not a duration: write e.g. 30, 30s, 5m or 1h")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    /// A flag whose parser and field disagree in type panics only when it is parsed: parse every
+    /// command with its defaults.
     #[test]
-    fn durations_as_people_write_them() {
-        assert_eq!(super::parse_seconds("30"), Ok(30.0));
-        assert_eq!(super::parse_seconds("30s"), Ok(30.0));
-        assert_eq!(super::parse_seconds("0.5"), Ok(0.5));
-        assert_eq!(super::parse_seconds("5m"), Ok(300.0));
-        assert_eq!(super::parse_seconds("1h"), Ok(3600.0));
-        assert!(super::parse_seconds("0").is_err());
-        // Nothing that would overflow a Duration gets through.
-        for huge in ["1e308h", "inf", "NaN", "1e300", "400d", "9999999999h"] {
-            assert!(super::parse_seconds(huge).is_err(), "{huge}");
+    fn every_command_parses_with_its_defaults() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for args in [
+            &["run"][..],
+            &["status"],
+            &["dag"],
+            &["inspect", "ingest"],
+            &["query", "SELECT 1"],
+            &["collect", "--prometheus", "http://p:9090", "--once"],
+            &["simulate", "--out", "x"],
+            &["serve"],
+            &["predict", "-"],
+            &["gc"],
+            &["models", "list"],
+            &["export", "ingest", "x.csv"],
+            #[cfg(feature = "ballista")]
+            &["scheduler"],
+            #[cfg(feature = "ballista")]
+            &["executor"],
+        ] {
+            let mut argv = vec!["pipeline"];
+            argv.extend_from_slice(args);
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                panic!("{argv:?}: {e}");
+            }
         }
-        assert_eq!(super::parse_seconds("8784h"), Ok(366.0 * 86_400.0));
-        assert!(super::parse_seconds("soon").unwrap_err().contains("not a duration"));
+    }
+
+    /// Shared flag groups are declared once and still read where each command documents them.
+    #[test]
+    fn shared_flags_read_the_same_on_every_command() {
+        for argv in [
+            &["pipeline", "run", "--store", "s3://b/p"][..],
+            &["pipeline", "serve", "--store", "s3://b/p"],
+            &["pipeline", "models", "list", "--store", "s3://b/p"],
+            &["pipeline", "models", "--store", "s3://b/p", "list"],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            let store = match cli.command {
+                super::Command::Run(a) => a.pipeline.store.url,
+                super::Command::Serve(a) => a.store.url,
+                super::Command::Models(a) => a.store.url,
+                _ => unreachable!(),
+            };
+            assert_eq!(store.as_deref(), Some("s3://b/p"), "{argv:?}");
+        }
+        assert!(Cli::try_parse_from(["pipeline", "dag", "--format", "svg"]).is_err(), "formats are a fixed choice");
+        assert!(Cli::try_parse_from(["pipeline", "--log-format", "xml", "status"]).is_err());
     }
 }

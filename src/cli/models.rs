@@ -1,13 +1,12 @@
 //! `pipeline models list|show|promote|rollback`: the model registry by hand.
 
-use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::exit;
 use crate::artifacts::models::Registry;
 use crate::artifacts::shared;
-use crate::store::Store;
+use super::args::{RegistryArgs, StoreArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -27,7 +26,20 @@ pub enum ModelsCommand {
     Rollback { model: String },
 }
 
-pub async fn models(registry: &Path, store: Option<Store>, cmd: ModelsCommand) -> Result<u8> {
+#[derive(clap::Args, Debug)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// (With --store a promotion or rollback is shared at once; the registry is fetched first.)
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+pub async fn models(a: ModelsArgs) -> Result<u8> {
+    let store = a.store.open()?;
+    let (registry, cmd) = (a.registry.dir.as_path(), a.command);
     let reg = Registry::at(registry);
     if let Some(store) = &store {
         shared::pull_registry(store, &reg).await.with_context(|| format!("fetching the registry from {}", store.url()))?;

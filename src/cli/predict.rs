@@ -15,9 +15,9 @@ use anyhow::{bail, Context, Result};
 
 use super::exit;
 use crate::artifacts::models::Registry;
-use crate::pipeline::SpecError;
+use crate::invalid::InvalidInput;
 use crate::serving::features::RawRow;
-use super::serve::{GuardrailArgs, ModelArgs};
+use super::args::{GuardrailArgs, ModelArgs};
 use crate::serving::predictor::{Loaded, Predictor};
 
 #[derive(clap::Args, Debug)]
@@ -32,14 +32,13 @@ pub struct PredictArgs {
 }
 
 pub fn predict(o: PredictArgs) -> Result<u8> {
-    let guardrails: crate::serving::predictor::Guardrails = o.guardrails.into();
-    guardrails.check().map_err(|(flags, why)| super::usage_error("predict", flags, why))?;
+    let guardrails = o.guardrails.check("predict")?;
     let name = if o.input == Path::new("-") { "standard input".to_string() } else { o.input.display().to_string() };
     let text = read_input(&o.input).with_context(|| format!("reading {name}"))?;
     let rows = parse_rows(&name, &text)?;
-    let registry = Registry::at(&o.model.registry);
+    let registry = Registry::at(&o.model.registry.dir);
     let Some(loaded) = Loaded::promoted(&registry, o.model.model)? else {
-        bail!("no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)", o.model.model, o.model.registry.display());
+        bail!("no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)", o.model.model, o.model.registry.dir.display());
     };
     tracing::info!(model = %loaded.name, version = %loaded.version, "model loaded");
     let predictor = Predictor::new(Some(loaded), guardrails);
@@ -74,8 +73,7 @@ fn parse_rows(name: &str, text: &str) -> Result<Vec<RawRow>> {
     let mut values = Vec::new();
     for v in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
         let v = v.map_err(|e| {
-            let loc = crate::pipeline::spec::Loc { line: e.line() as u32, column: e.column() as u32 };
-            SpecError { loc: Some(loc), ..input_error(name, format!("not JSON: {e}")) }
+            input_error(name, format!("not JSON: {e}")).at(e.line() as u32, e.column() as u32)
         })?;
         match v {
             serde_json::Value::Array(items) => values.extend(items),
@@ -94,8 +92,8 @@ fn invalid(name: &str, rows: usize, i: usize, message: String) -> anyhow::Error 
     input_error(name, format!("{at}{message}")).into()
 }
 
-fn input_error(name: &str, message: String) -> SpecError {
-    SpecError { file: name.into(), loc: None, stage: None, field: None, message }
+fn input_error(name: &str, message: String) -> InvalidInput {
+    InvalidInput::file(name, message)
 }
 
 #[cfg(test)]
@@ -104,7 +102,7 @@ mod tests {
 
     fn row(second: u32) -> String {
         let mut v = serde_json::json!({ "timestamp": format!("2025-10-13T10:00:{second:02}"), "service_name": "api" });
-        for (n, _) in crate::metrics::NUMERIC {
+        for (n, _) in crate::row::NUMERIC {
             v[n] = serde_json::json!(1.0);
         }
         v.to_string()
@@ -121,7 +119,7 @@ mod tests {
     fn mistakes_name_the_file_and_where() {
         let e = parse_rows("rows.json", "{\"timestamp\": ").unwrap_err();
         assert!(e.to_string().starts_with("rows.json:1:"), "{e}");
-        assert!(e.chain().any(|c| c.is::<SpecError>()), "an input error exits with 2");
+        assert!(e.chain().any(|c| c.is::<InvalidInput>()), "an input error exits with 2");
         let bad = row(10).replace("\"cpu_usage_percent\":1.0", "\"cpu_usage_percent\":\"lots\"");
         let e = parse_rows("rows.json", &format!("[{}, {bad}]", row(0))).unwrap_err().to_string();
         assert!(e.contains("rows.json") && e.contains("row 2") && e.contains("cpu_usage_percent"), "{e}");

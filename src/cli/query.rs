@@ -7,8 +7,20 @@ use datafusion::arrow::util::pretty::pretty_format_batches;
 use super::{exit, load_plan, PipelineArgs};
 use crate::ops::sql::register_entry;
 
-pub async fn query(args: PipelineArgs, sql: &str, limit: usize) -> Result<u8> {
-    let (plan, _cache) = load_plan(&args).await?;
+#[derive(clap::Args, Debug)]
+pub struct QueryArgs {
+    /// The query, e.g. "SELECT service_name, count(*) FROM ingest GROUP BY 1".
+    pub sql: String,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    /// At most this many rows are printed.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+pub async fn query(a: QueryArgs) -> Result<u8> {
+    let (sql, limit) = (a.sql.as_str(), a.limit);
+    let (plan, _cache) = load_plan(&a.pipeline).await?;
     let session = crate::features::session(crate::io::threads::available());
     let mut missing = Vec::new();
     for s in &plan.stages {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use super::{exit, PipelineArgs};
 use crate::artifacts::models::Registry;
 use crate::artifacts::{runs, shared};
-use crate::pipeline::run::{self, Outcome, RunOptions, RunReport};
+use crate::dag::run::{self, Outcome, RunOptions, RunReport};
 
 /// `pipeline run`'s flags, declared once: clap reads them, the engine gets [`RunOptions`].
 #[derive(clap::Args, Debug)]
@@ -41,7 +41,7 @@ pub struct RunArgs {
     /// Memory the stages running at once may hold together: a size (8GiB, 512MiB) or a share of
     /// this machine (80%). A stage that would pass it beside the running ones waits for them;
     /// SQL stages get an equal part per job and spill sorts and joins past it to artifacts/spill/.
-    #[arg(long, value_name = "SIZE", default_value = "80%", value_parser = crate::io::memory::parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "80%", value_parser = crate::io::memory_size::parse_size)]
     pub memory: u64,
 }
 
@@ -63,7 +63,7 @@ impl RunArgs {
 pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
     let pipeline = flags.pipeline.load()?;
     // An invalid pipeline is refused before anything is touched, the lock file included.
-    let built = crate::pipeline::plan::build_stages(&pipeline, crate::ops::build)?;
+    let built = crate::dag::plan::build_stages(&pipeline, crate::ops::build)?;
     // One run per project at a time: two would race on the same cache entries and models. Taken
     // before planning, since planning fetches the shared store's entries into the cache.
     let _lock = match flags.dry_run {
@@ -73,7 +73,7 @@ pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
         })?),
     };
     let cache = super::cache_for(&pipeline)?;
-    let plan = Arc::new(crate::pipeline::plan::plan_built(pipeline, built, &cache).await?);
+    let plan = Arc::new(crate::dag::plan::plan_built(pipeline, built, &cache).await?);
     let opts = flags.options(json_logs);
     if flags.dry_run {
         let will_run = run::to_run(&plan, &opts)?;

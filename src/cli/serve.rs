@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use super::exit;
 use crate::serving::listener::Limits;
-use crate::serving::predictor::Guardrails;
+use super::args::{GuardrailArgs, ModelArgs, StoreArgs};
 use crate::serving::server::{self, Config};
 use crate::serving::tls::Tls;
 
@@ -53,10 +53,8 @@ pub struct ServeArgs {
     /// How often to look for a newly promoted version (2, 2s, 1m).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = super::parse_seconds)]
     pub reload_every: f64,
-    /// Follow the registry of this shared store (s3://bucket/prefix; credentials from the
-    /// AWS_* variables): fetched at start and every 10 s into --registry.
-    #[arg(long, value_name = "URL", env = "PIPELINE_STORE")]
-    pub store: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Take every service's row from this Prometheus each --every seconds, with `pipeline
     /// collect`'s queries, so /scale/{service} and /metrics work with nothing posting rows.
     #[arg(long, value_name = "URL", env = "PIPELINE_PROMETHEUS")]
@@ -140,50 +138,8 @@ fn tokens(value: Option<&str>) -> Result<Vec<String>> {
     Ok(tokens)
 }
 
-/// Which promoted model decides, from which registry (`serve` and `predict`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct ModelArgs {
-    /// Which promoted model decides.
-    #[arg(long, value_enum, default_value_t = crate::models::ModelKind::RandomForest)]
-    pub model: crate::models::ModelKind,
-    /// The model registry folder.
-    #[arg(long, default_value = "artifacts/models", value_name = "DIR")]
-    pub registry: PathBuf,
-}
-
-/// The limits every decision is kept within (`serve` and `predict`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct GuardrailArgs {
-    /// Fewest replicas a decision may recommend.
-    #[arg(long, default_value_t = 1)]
-    pub min_replicas: u32,
-    /// Most replicas a decision may recommend.
-    #[arg(long, default_value_t = 10)]
-    pub max_replicas: u32,
-    /// Most replicas one decision may add or remove.
-    #[arg(long, default_value_t = 2)]
-    pub max_step: u32,
-    /// Target CPU % of the reactive HPA that decides when no model does (no promoted version,
-    /// an unknown service, a model warming up); a promoted version brings its own.
-    #[arg(long, default_value_t = 60.0)]
-    pub hpa_target: f64,
-    /// Hold each decision this many seconds against a lower one (scale-down stabilisation).
-    /// Leave it at 0 when an HPA acts on the decisions (KEDA's does, 300 s by default), as the
-    /// replay that chose the policy held once; set it when your client applies decisions as
-    /// they come.
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
-    pub stabilization_seconds: f64,
-}
-
-impl From<GuardrailArgs> for Guardrails {
-    fn from(g: GuardrailArgs) -> Guardrails {
-        Guardrails { min_replicas: g.min_replicas, max_replicas: g.max_replicas, max_step: g.max_step, hpa_target: g.hpa_target, stabilization_seconds: g.stabilization_seconds }
-    }
-}
-
 pub async fn serve(a: ServeArgs) -> Result<u8> {
-    let guardrails: Guardrails = a.guardrails.into();
-    guardrails.check().map_err(|(flags, why)| super::usage_error("serve", flags, why))?;
+    let guardrails = a.guardrails.check("serve")?;
     let tokens = tokens(a.token.as_deref())?;
     if tokens.is_empty() && !a.addr.ip().is_loopback() && !a.insecure {
         return Err(super::usage_error(
@@ -196,11 +152,11 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
         (Some(cert), Some(key)) => Some(Tls::load(cert, key).map_err(|e| super::usage_error("serve", "--tls-cert", format!("{e:#}")))?),
         _ => None,
     };
-    let store = super::open_store(a.store.as_deref())?;
+    let store = a.store.open()?;
     let cfg = Config {
         addr: a.addr,
         model: a.model.model,
-        registry: a.model.registry,
+        registry: a.model.registry.dir,
         tokens,
         guardrails,
         max_body_bytes: a.max_body_bytes,

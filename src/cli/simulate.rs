@@ -56,7 +56,7 @@ pub struct SimulateArgs {
     /// `scale_up.percent`, `scale_up.pods`, `scale_up.period_seconds`, `scale_down.…`; `null`
     /// turns a rate policy off. Defaults: Kubernetes' (a 15 s sync; up by 100 % or 4 pods per
     /// 15 s; down by 100 % per 15 s).
-    #[arg(long = "hpa", value_name = "FIELD=VALUE", value_parser = crate::pipeline::spec::parse_override)]
+    #[arg(long = "hpa", value_name = "FIELD=VALUE", value_parser = crate::dag::spec::parse_override)]
     hpa: Vec<(String, serde_json::Value)>,
     /// Every service's load times this: 1 puts the trace's 99th percentile at the load a
     /// busy hour brings each service (about 70 % of its maxReplicas at its HPA target); 1.5 asks
@@ -172,7 +172,10 @@ fn print_comparison(c: &Comparison) {
         );
     }
     for r in &c.runs {
-        let margin = r.margin.as_ref().map_or("no frontier to compare with".to_string(), |m| m.describe());
+        let margin = match (&r.margin, &r.saving) {
+            (Some(m), Some(s)) => format!("{}; {}", m.describe(), s.describe()),
+            _ => "no frontier to compare with".to_string(),
+        };
         let avoidable = match &r.avoidable_margin {
             Some(m) if c.capacity_bound_minutes > 0.0 && m.hpa_minutes > 0.0 => format!("; {:.0}% of the minutes a scaler could avoid", m.percent),
             _ => String::new(),

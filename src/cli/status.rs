@@ -4,8 +4,14 @@ use anyhow::Result;
 
 use super::{exit, load_plan, PipelineArgs};
 
-pub async fn status(args: PipelineArgs) -> Result<u8> {
-    let (plan, cache) = load_plan(&args).await?;
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+}
+
+pub async fn status(args: StatusArgs) -> Result<u8> {
+    let (plan, cache) = load_plan(&args.pipeline).await?;
     let width = plan.stages.iter().map(|s| s.name.len()).max().unwrap_or(5);
     let mut stale = 0;
     for s in &plan.stages {

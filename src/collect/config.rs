@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::pipeline::SpecError;
+use crate::invalid::InvalidInput;
 
 /// The defaults (kube-prometheus-stack + ingress-nginx), used when no `--config` is given.
 pub const DEFAULT: &str = include_str!("../../pipelines/collect.yaml");
@@ -88,29 +88,36 @@ pub struct Config {
 
 impl Config {
     /// The file at `path`, or the defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config, SpecError> {
+    pub fn load(path: Option<&Path>) -> Result<Config, InvalidInput> {
         match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| SpecError { file: p.to_path_buf(), loc: None, stage: None, field: None, message: format!("cannot read it: {e}") })?;
+                    .map_err(|e| InvalidInput::file(p.display(), format!("cannot read it: {e}")))?;
                 Config::parse(p, &text)
             }
             None => Config::parse(Path::new("(built-in collect.yaml)"), DEFAULT),
         }
     }
 
-    pub fn parse(file: &Path, text: &str) -> Result<Config, SpecError> {
-        let bad = |field: Option<String>, message: String| SpecError { file: file.to_path_buf(), loc: None, stage: None, field, message };
+    pub fn parse(file: &Path, text: &str) -> Result<Config, InvalidInput> {
+        let bad = |field: Option<String>, message: String| {
+            let e = InvalidInput::file(file.display(), message);
+            match field {
+                Some(f) => e.field(f),
+                None => e,
+            }
+        };
         let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
             let msg = e.to_string();
-            SpecError {
-                loc: e.location().map(|l| crate::pipeline::spec::Loc { line: l.line() as u32, column: l.column() as u32 }),
-                ..bad(None, format!("invalid collect YAML: {}", msg.lines().next().unwrap_or("?")))
+            let invalid = bad(None, format!("invalid collect YAML: {}", msg.lines().next().unwrap_or("?")));
+            match e.location() {
+                Some(l) => invalid.at(l.line() as u32, l.column() as u32),
+                None => invalid,
             }
         })?;
         for name in raw.columns.keys() {
             if !QUERIED.contains(&name.as_str()) {
-                let derived = crate::metrics::column_names().contains(&name.as_str());
+                let derived = crate::row::column_names().contains(&name.as_str());
                 return Err(bad(
                     Some(format!("columns.{name}")),
                     format!(
@@ -136,9 +143,9 @@ impl Config {
             .parse()
             .map_err(|_| bad(Some("time_zone".into()), format!("`{}` is not an IANA zone (e.g. UTC, Europe/Paris)", raw.time_zone)))?;
         // Both go into every query: names Kubernetes could have, refused here otherwise.
-        crate::serving::features::check_service_name(&raw.namespace).map_err(|e| bad(Some("namespace".into()), format!("the namespace {e}")))?;
+        crate::row::check_service_name(&raw.namespace).map_err(|e| bad(Some("namespace".into()), format!("the namespace {e}")))?;
         for (i, s) in raw.services.iter().enumerate() {
-            crate::serving::features::check_service_name(s).map_err(|e| bad(Some(format!("services[{i}]")), format!("the service {e}")))?;
+            crate::row::check_service_name(s).map_err(|e| bad(Some(format!("services[{i}]")), format!("the service {e}")))?;
         }
         let holidays = raw
             .holidays

@@ -143,7 +143,7 @@ mod tests {
     use super::*;
 
     fn row(day: u32, hour: u32, service: &str) -> Row {
-        let mut values = [Some(1.0); crate::metrics::NUMERIC.len()];
+        let mut values = [Some(1.0); crate::row::NUMERIC.len()];
         values[0] = None;
         Row { timestamp: NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc().fixed_offset(), service: service.into(), values }
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 
-use crate::metrics::{Kind, NUMERIC};
+use crate::row::{Kind, NUMERIC};
 use config::{Config, WhenMissing, QUERIED};
 use derived::{isoformat, round, Window};
 use prometheus::{Prometheus, QueryError, Series};
@@ -60,8 +60,8 @@ impl Row {
     /// The row as `POST /predict` takes it (an empty value is `null`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut row = serde_json::Map::new();
-        row.insert(crate::metrics::TIMESTAMP.into(), format_timestamp(&self.timestamp).into());
-        row.insert(crate::metrics::SERVICE.into(), self.service.clone().into());
+        row.insert(crate::row::TIMESTAMP.into(), format_timestamp(&self.timestamp).into());
+        row.insert(crate::row::SERVICE.into(), self.service.clone().into());
         for (v, (name, _)) in self.values.iter().zip(NUMERIC) {
             row.insert(name.into(), v.map(serde_json::Value::from).unwrap_or(serde_json::Value::Null));
         }
@@ -78,7 +78,7 @@ fn format_value(v: f64, kind: Kind) -> String {
 
 /// The header line of a day file.
 pub fn header() -> String {
-    crate::metrics::column_names().join(",")
+    crate::row::column_names().join(",")
 }
 
 fn numeric_index(name: &str) -> usize {
@@ -116,7 +116,7 @@ impl Collector {
         };
         let mut services = deployments(&found);
         // A label value becomes part of PromQL and of the rows: only names a Deployment can have.
-        services.retain(|s| match crate::serving::features::check_service_name(s) {
+        services.retain(|s| match crate::row::check_service_name(s) {
             Ok(()) => true,
             Err(e) => {
                 if self.warned.insert((s.clone(), "deployment", "name")) {
@@ -223,7 +223,7 @@ impl Collector {
         for (k, name) in QUERIED.iter().enumerate() {
             values[numeric_index(name)] = queried[k];
         }
-        values[numeric_index(crate::metrics::REPLICAS)]?;
+        values[numeric_index(crate::row::REPLICAS)]?;
         let windows = self.windows.entry(service.to_string()).or_default();
         for (w, (col, mean, slope)) in windows.iter_mut().zip([
             ("cpu_usage_percent", "cpu_usage_percent_last_5_min", Some("cpu_usage_percent_slope")),
@@ -332,7 +332,7 @@ mod tests {
         assert!(a.starts_with("2025-10-26T02:30:00+02:00,web,"), "{a}");
         assert!(b.starts_with("2025-10-26T02:30:00+01:00,web,"), "{b}");
         // Read back as the contract reads them: an hour apart, in order.
-        let read = |line: &str| crate::metrics::parse_timestamp(line.split(',').next().unwrap()).unwrap().0;
+        let read = |line: &str| crate::row::parse_timestamp(line.split(',').next().unwrap()).unwrap().0;
         assert_eq!(read(&b) - read(&a), 3_600_000_000);
         assert_eq!(format_timestamp(&utc(NaiveDate::from_ymd_opt(2025, 10, 26).unwrap().and_hms_opt(1, 30, 0).unwrap())), "2025-10-26T01:30:00");
     }

@@ -2,12 +2,15 @@
 //!
 //! A cluster is this binary too (`pipeline scheduler`, `pipeline executor`), so the window
 //! functions the SQL calls (`rolling_*`) and the batch window operator that computes them are
-//! the same code on every machine; [`codec::PlanCodec`] carries that operator in the plans the
+//! the same code on every machine; `codec::PlanCodec` carries that operator in the plans the
 //! scheduler sends to executors. Results stream back to the stage, which writes its cache entry
 //! as it does locally, so a cluster never writes into the cache.
 
-pub mod cluster;
+#[cfg(feature = "ballista")]
+pub mod ballista;
+#[cfg(feature = "ballista")]
 pub mod codec;
+#[cfg(feature = "ballista")]
 pub mod objects;
 
 use std::fmt;
@@ -24,6 +27,9 @@ pub enum Engine {
     /// and execution, with no cluster to run (for trying a query before a cluster sees it).
     Standalone,
 }
+
+/// Why a build without the `ballista` feature runs SQL stages only in this process.
+pub const NO_BALLISTA: &str = "this `pipeline` was built without Ballista (the `ballista` feature); build it with the default features, or use `engine: local`";
 
 /// Ballista's scheduler port, when the URL gives none.
 pub const DEFAULT_SCHEDULER_PORT: u16 = 50050;
@@ -53,6 +59,15 @@ impl Engine {
             return Err(format!("`{text}` names no scheduler host: {usage}"));
         }
         Ok(Engine::Ballista { host: host.to_string(), port })
+    }
+
+    /// The engine, if this build can run it: without the `ballista` feature only `local`.
+    pub fn parse_supported(text: &str) -> Result<Engine, String> {
+        let engine = Engine::parse(text)?;
+        if !engine.is_local() && !cfg!(feature = "ballista") {
+            return Err(format!("`{text}`: {NO_BALLISTA}"));
+        }
+        Ok(engine)
     }
 
     pub fn is_local(&self) -> bool {

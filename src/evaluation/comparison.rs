@@ -11,16 +11,38 @@
 //! running the HPA colder is the frontier's own trade, not the forecast's merit. The target is
 //! chosen on the hold-out it is scored on: one number of a handful.
 
-use super::policy_name::PolicyName;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
-use super::holdout::{ReplayTrace, ServiceReplay};
+use super::policy_name::PolicyName;
 use super::replay::frontier::{Frontier, Point};
-use super::replay::{self, forecast, Capacity, Policy, Score, Series};
-use crate::models::metrics;
+use super::replay::{self, forecast, Capacity, Policy, RowState, Score, Series};
+use crate::models::scores;
 use crate::models::table::Table;
+
+/// One policy's replay of one service, step by step (what evaluate writes as `replay.parquet`),
+/// handed on as each is replayed rather than gathered: a 10M-row hold-out times a dozen
+/// policies would be most of evaluate's memory.
+pub struct ReplayTrace<'a> {
+    pub service: &'a str,
+    pub policy: &'a str,
+    pub timestamps: &'a [i64],
+    pub steps: &'a [RowState],
+}
+
+/// One policy's replay of one service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceReplay {
+    pub service: String,
+    pub capacity: Option<Capacity>,
+    pub mean_rps: f64,
+    pub policies: BTreeMap<String, replay::Score>,
+    /// The reactive HPA at each frontier target.
+    #[serde(default)]
+    pub frontier: Vec<(f64, replay::Score)>,
+}
 
 pub struct Compared {
     pub services: Vec<ServiceReplay>,
@@ -134,7 +156,7 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
             history.entry(table.service(i)).or_default().push(i);
         }
     }
-    let bounded = |v: f64| metrics::replicas(v, p.min_replicas, p.max_replicas);
+    let bounded = |v: f64| scores::replicas(v, p.min_replicas, p.max_replicas);
     let pick = |v: &[f64], idx: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let mut out = Vec::new();
     for (service, mut rs) in scored {

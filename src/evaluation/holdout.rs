@@ -5,11 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use super::comparison;
+use super::comparison::{self, ReplayTrace, ServiceReplay};
 use super::replay::frontier::Frontier;
-use super::replay::{self, Capacity, RowState};
+use super::replay;
 use super::{score_rows, HoldoutScores};
 use crate::models::model::Model;
 use crate::models::row_keys::{RowFilter, RowKeys};
@@ -81,28 +80,6 @@ const PREDICT_ROWS: usize = 4_000_000;
 /// What a row read to predict holds: its features, the LSTM-CNN's scaled copy and a forest's
 /// block of them (38 columns: 300 bytes each time).
 const PREDICT_ROW_BYTES: u64 = 1024;
-
-/// One policy's replay of one service, step by step (what evaluate writes as `replay.parquet`),
-/// handed on as each is replayed rather than gathered: a 10M-row hold-out times a dozen
-/// policies would be most of evaluate's memory.
-pub struct ReplayTrace<'a> {
-    pub service: &'a str,
-    pub policy: &'a str,
-    pub timestamps: &'a [i64],
-    pub steps: &'a [RowState],
-}
-
-/// One policy's replay of one service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServiceReplay {
-    pub service: String,
-    pub capacity: Option<Capacity>,
-    pub mean_rps: f64,
-    pub policies: BTreeMap<String, replay::Score>,
-    /// The reactive HPA at each frontier target.
-    #[serde(default)]
-    pub frontier: Vec<(f64, replay::Score)>,
-}
 
 /// Named predictions scored on the rows every one of them predicts.
 pub struct Scored {

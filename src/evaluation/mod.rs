@@ -8,14 +8,15 @@ pub mod policy_name;
 pub mod replay;
 mod result;
 
-pub use holdout::{Holdout, ReplayTrace, Scored, ServiceReplay};
+pub use comparison::{ReplayTrace, ServiceReplay};
+pub use holdout::{Holdout, Scored};
 pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::models::metrics::{self, Scores};
+use crate::models::scores::{self, Scores};
 
 /// What a replica count means relative to the current one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,15 +84,15 @@ pub struct HoldoutScores {
 pub fn score_rows(rows: &[usize], services: &[impl AsRef<str>], actual: &[f64], current: &[f64], predicted: &[f64], bounds: (f64, f64)) -> HoldoutScores {
     let (lo, hi) = bounds;
     let take = |v: &[f64], pick: &[usize]| pick.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-    let overall = metrics::score(&take(actual, rows), &take(predicted, rows), lo, hi);
+    let overall = scores::score(&take(actual, rows), &take(predicted, rows), lo, hi);
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for &r in rows {
         by.entry(services[r].as_ref()).or_default().push(r);
     }
-    let per_service = by.into_iter().map(|(s, rs)| (s.to_string(), metrics::score(&take(actual, &rs), &take(predicted, &rs), lo, hi))).collect();
+    let per_service = by.into_iter().map(|(s, rs)| (s.to_string(), scores::score(&take(actual, &rs), &take(predicted, &rs), lo, hi))).collect();
     let mut confusion = Confusion::default();
     for &r in rows {
-        confusion.add(Action::of(current[r], actual[r]), Action::of(current[r], metrics::replicas(predicted[r], lo, hi)));
+        confusion.add(Action::of(current[r], actual[r]), Action::of(current[r], scores::replicas(predicted[r], lo, hi)));
     }
     HoldoutScores { overall, per_service, confusion }
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::replay;
-use super::replay::frontier::{Frontier, Margin};
+use super::replay::frontier::{Frontier, Margin, Saving};
 use super::{HoldoutScores, ServiceReplay};
-use crate::models::metrics::Scores;
+use crate::models::scores::Scores;
 
 /// What the pipeline says about one model's training, worked out when the pipeline is read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +58,9 @@ pub struct Evaluation {
     /// Each policy against the frontier at its own pod-hours.
     #[serde(default)]
     pub margins: BTreeMap<String, Margin>,
+    /// Each policy against the frontier at its own under-provisioned minutes (the cost axis).
+    #[serde(default)]
+    pub savings: BTreeMap<String, Saving>,
     /// The HPA target each forecasting policy ran with (the one furthest below the frontier;
     /// none: the forecast alone).
     #[serde(default)]

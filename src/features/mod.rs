@@ -1,7 +1,7 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
 pub mod batch_window;
-pub mod memory;
+pub mod spill_pool;
 pub mod named_windows;
 pub mod rolling;
 
@@ -32,13 +32,13 @@ pub fn session(threads: usize) -> SessionContext {
 
 /// `session` for a stage: sorts, joins and aggregations that would hold more than `memory`
 /// bytes spill to files in `spill_dir` (removed when done) instead of growing the process
-/// (see [`memory::SpillBudget`]).
+/// (see [`spill_pool::SpillBudget`]).
 pub fn stage_session(threads: usize, memory: u64, spill_dir: &std::path::Path) -> datafusion::error::Result<SessionContext> {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     std::fs::create_dir_all(spill_dir)?;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(std::sync::Arc::new(memory::SpillBudget::new(memory as usize)))
+        .with_memory_pool(std::sync::Arc::new(spill_pool::SpillBudget::new(memory as usize)))
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir.to_path_buf()])))
         .build_arc()?;
     Ok(build(threads, true, Some(runtime)))

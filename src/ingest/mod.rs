@@ -5,7 +5,7 @@ pub mod date_filter;
 pub mod fingerprint;
 pub mod parse;
 pub mod read;
-pub mod runs;
+pub mod sorted_runs;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -15,7 +15,7 @@ use anyhow::Result;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::metrics::{self, Kind, NUMERIC};
+use crate::row::{self, Kind, NUMERIC};
 pub use parse::{parse_file, parse_reader, FileError, ParsedFile, Reject};
 
 /// The services the old system knew; others are kept and pointed out.
@@ -99,7 +99,7 @@ pub fn merge(files: &mut [ParsedFile]) -> Result<Merged> {
         f.lines = Vec::new();
     }
     let columns = gather(files, &keep, &names);
-    let table = RecordBatch::try_new(metrics::schema(), columns)?;
+    let table = RecordBatch::try_new(row::schema(), columns)?;
     Ok(Merged { table, rejects, duplicates, rows_per_service })
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::metrics::{self, NUMERIC};
+use crate::row::{self, NUMERIC};
 
 /// A row set aside, with enough to find and fix it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,7 @@ pub struct ParsedFile {
     pub names: Vec<String>,
     pub services: Vec<u32>,
     pub timestamps: Vec<i64>,
-    /// One vector per entry of `metrics::NUMERIC`.
+    /// One vector per entry of `row::NUMERIC`.
     pub values: Vec<Vec<f64>>,
     pub lines: Vec<u64>,
     pub rejects: Vec<Reject>,
@@ -133,7 +133,7 @@ pub enum FileError {
     Gzip { file: String, source: std::io::Error },
     #[error("{file}: cannot be read ({source})")]
     Read { file: String, source: std::io::Error },
-    #[error("{file}:1: no header row; the first line must name the 23 columns ({}, …)", metrics::column_names()[..3].join(", "))]
+    #[error("{file}:1: no header row; the first line must name the 23 columns ({}, …)", row::column_names()[..3].join(", "))]
     NoHeader { file: String },
     #[error("{file}:1: the header names a column twice")]
     DuplicateColumn { file: String },
@@ -269,25 +269,25 @@ fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Column
     split_fields(line.trim_end_matches('\r'), &mut fields);
     let header: Vec<String> = fields.iter().map(|h| h.trim().to_string()).collect();
     let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h.as_str(), i)).collect();
-    if header.first().is_some_and(|h| metrics::parse_timestamp(h).is_ok()) {
+    if header.first().is_some_and(|h| row::parse_timestamp(h).is_ok()) {
         return Err(FileError::NoHeader { file: name.into() });
     }
     if index.len() != header.len() {
         return Err(FileError::DuplicateColumn { file: name.into() });
     }
-    let missing: Vec<&str> = metrics::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
+    let missing: Vec<&str> = row::column_names().into_iter().filter(|c| !index.contains_key(c)).collect();
     if !missing.is_empty() {
         return Err(FileError::MissingColumns { file: name.into(), columns: missing.iter().map(|c| c.to_string()).collect() });
     }
-    let known: Vec<&str> = metrics::column_names();
+    let known: Vec<&str> = row::column_names();
     let extra: Vec<&str> = header.iter().map(String::as_str).filter(|h| !known.contains(h)).collect();
     if !extra.is_empty() {
         notes.push(format!("{name}: ignored column{} not in the schema: {}", if extra.len() > 1 { "s" } else { "" }, extra.join(", ")));
     }
     Ok(Columns {
         width: header.len(),
-        ts: index[metrics::TIMESTAMP],
-        service: index[metrics::SERVICE],
+        ts: index[row::TIMESTAMP],
+        service: index[row::SERVICE],
         numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect(),
     })
 }
@@ -358,7 +358,7 @@ fn parse_rows(name: &str, text: &str, first_line: u64, max_rows: usize, cols: &C
             continue;
         }
         let mut errors: Vec<String> = Vec::new();
-        let ts = match metrics::parse_timestamp(&fields[cols.ts]) {
+        let ts = match row::parse_timestamp(&fields[cols.ts]) {
             Ok((t, zoned)) => {
                 out.zoned_timestamps += zoned as u64;
                 t
@@ -373,7 +373,7 @@ fn parse_rows(name: &str, text: &str, first_line: u64, max_rows: usize, cols: &C
             errors.push("column `service_name`: empty".into());
         }
         for (k, (col, kind)) in NUMERIC.iter().enumerate() {
-            match metrics::parse_value(&fields[cols.numeric[k]], *kind) {
+            match row::parse_value(&fields[cols.numeric[k]], *kind) {
                 Ok(v) => row[k] = v,
                 Err(e) => errors.push(format!("column `{col}`: {e}")),
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 
-use super::runs::Runs;
+use super::sorted_runs::Runs;
 use super::source::{MetricsFile, Source};
 use super::ParsedFile;
 

@@ -4,6 +4,6 @@
 //! the crate.
 
 pub mod fs;
-pub mod memory;
+pub mod memory_size;
 pub mod table;
 pub mod threads;

@@ -9,7 +9,7 @@ pub mod dir;
 mod forest_file;
 pub mod kind;
 pub mod lstm_cnn;
-pub mod metrics;
+pub mod scores;
 pub mod model;
 pub mod random_forest;
 pub mod row_keys;

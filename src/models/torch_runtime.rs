@@ -6,9 +6,12 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
-use tch::Device;
+#[cfg(feature = "lstm")]
+use {
+    anyhow::{bail, Result},
+    tch::Device,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,6 +30,7 @@ pub fn exclusive() -> MutexGuard<'static, ()> {
     TORCH.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+#[cfg(feature = "lstm")]
 /// Loads libtorch's CUDA half once. The binary links only the CPU libraries (so a machine
 /// without the 3.5 GB of CUDA wheels can run it); the CUDA ones come in only when asked for.
 fn cuda_loaded() -> Result<(), CudaUnavailable> {
@@ -48,11 +52,13 @@ fn cuda_loaded() -> Result<(), CudaUnavailable> {
         .clone()
 }
 
+#[cfg(feature = "lstm")]
 /// Why libtorch's CUDA libraries could not be loaded (the loader's own words).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 struct CudaUnavailable(String);
 
+#[cfg(feature = "lstm")]
 /// The device a `device:` setting means on this machine.
 pub fn resolve(choice: DeviceChoice) -> Result<Device> {
     match choice {
@@ -71,6 +77,7 @@ pub fn resolve(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
+#[cfg(feature = "lstm")]
 /// Intra-op threads for what follows; one inter-op thread (our models are single graphs).
 pub fn set_threads(n: usize) {
     static INTEROP: OnceLock<()> = OnceLock::new();
@@ -82,6 +89,7 @@ pub fn set_threads(n: usize) {
     }
 }
 
+#[cfg(feature = "lstm")]
 pub fn device_name(d: Device) -> &'static str {
     match d {
         Device::Cpu => "cpu",
@@ -89,3 +97,7 @@ pub fn device_name(d: Device) -> &'static str {
         _ => "other",
     }
 }
+
+/// Without libtorch there are no threads of its to set.
+#[cfg(not(feature = "lstm"))]
+pub fn set_threads(_n: usize) {}

@@ -24,16 +24,16 @@ use serde_json::json;
 use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
 use crate::evaluation::policy_name::PolicyName;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::replay;
-use crate::evaluation::replay::frontier::Margin;
+use crate::evaluation::replay::frontier::{Margin, Saving};
 use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayTrace, Scored, EVALUATION};
-use crate::models::metrics;
+use crate::models::scores;
 use crate::models::model::Model;
 use crate::models::table::Table;
 use crate::models::torch_runtime::DeviceChoice;
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +122,7 @@ impl Stage for Evaluate {
                 });
             }
             let margins: BTreeMap<String, Margin> = totals.iter().filter_map(|(policy, s)| Some((policy.clone(), scored.frontier.margin(s)?))).collect();
+            let savings: BTreeMap<String, Saving> = totals.iter().filter_map(|(policy, s)| Some((policy.clone(), scored.frontier.saving(s)?))).collect();
             let mut best_by_label_rule: BTreeMap<String, String> = BTreeMap::new();
             // Only models that never saw the hold-out compete for their label rule, on the policy
             // that would serve them.
@@ -164,6 +165,7 @@ impl Stage for Evaluate {
                 replay: totals.clone(),
                 frontier: scored.frontier.clone(),
                 margins,
+                savings,
                 hpa_targets: scored.targets.clone(),
                 replay_services: scored.services.clone(),
                 busy_service,
@@ -180,13 +182,14 @@ impl Stage for Evaluate {
             .iter()
             .map(|m| {
                 format!(
-                    "{}: hold-out RMSE {:.3}, exact {:.1}%; under its policy {:.0} min under-provisioned at {:.1} pod-hours ({})",
+                    "{}: hold-out RMSE {:.3}, exact {:.1}%; under its policy {:.0} min under-provisioned at {:.1} pod-hours ({}; {})",
                     m.info.stage,
                     m.holdout.overall.rmse,
                     100.0 * m.holdout.overall.exact_accuracy,
                     m.proactive_replay.under_provisioned_minutes,
                     m.proactive_replay.pod_hours,
-                    eval.margins.get(&PolicyName::Forecast(m.info.stage.clone()).to_string()).map_or("no frontier".to_string(), |g| g.describe())
+                    eval.margins.get(&PolicyName::Forecast(m.info.stage.clone()).to_string()).map_or("no frontier".to_string(), |g| g.describe()),
+                    eval.savings.get(&PolicyName::Forecast(m.info.stage.clone()).to_string()).map_or("no frontier".to_string(), |g| g.describe())
                 )
             })
             .collect();
@@ -207,7 +210,7 @@ fn write_predictions(path: &std::path::Path, table: &Table, scored: &Scored, (lo
         fields.push(Field::new(format!("{name}_prediction"), DataType::Float64, false));
         columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| pred[r]))) as _);
         fields.push(Field::new(format!("{name}_replicas"), DataType::Float64, false));
-        columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| metrics::replicas(pred[r], lo, hi)))) as _);
+        columns.push(Arc::new(Float64Array::from_iter_values(rows.iter().map(|&r| scores::replicas(pred[r], lo, hi)))) as _);
     }
     let schema = Arc::new(Schema::new(fields));
     crate::io::table::write_parquet(path, schema.clone(), &[RecordBatch::try_new(schema, columns)?])?;

@@ -3,9 +3,9 @@
 
 use crate::evaluation::ModelInfo;
 use crate::models::ModelKind;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
-use crate::pipeline::stage::Built;
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::Built;
 
 /// The hold-out and the models of an evaluate or publish stage.
 pub struct HoldoutAndModels {
@@ -25,7 +25,7 @@ impl HoldoutAndModels {
         };
         let mut models = Vec::new();
         for dep in &spec.deps[1..] {
-            let Some(train) = super::upstream::<super::train::Train>(built, dep) else {
+            let Some(train) = super::upstream_op::<super::train::Train>(built, dep) else {
                 return Err(p.error(spec, Some("deps"), format!("`{dep}` is not a train stage (after the hold-out, deps are models)")));
             };
             let split = p.stages[dep].deps.first().cloned().unwrap_or_default();

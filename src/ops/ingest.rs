@@ -18,14 +18,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Stage, StageContext, StageOutput};
 use crate::cache::InputFile;
 use crate::ingest::date_filter::DateFilter;
 use crate::ingest::source::{MetricsFile, S3Options, Source};
 use crate::ingest::read::{read_files, Reading};
 use crate::ingest::{self, KNOWN_SERVICES};
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 fn default_max_bad() -> f64 {
     0.05
@@ -122,7 +122,7 @@ impl Stage for Ingest {
     /// Its parsed rows, up to one sorted run: past that they go to disk in runs. A `.csv.gz`
     /// unpacks to about six times its size, hence the generous factor on small inputs.
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
-        MemoryNeed::Holds(input_bytes.saturating_mul(16).min(ingest::runs::RUN_BYTES))
+        MemoryNeed::Holds(input_bytes.saturating_mul(16).min(ingest::sorted_runs::RUN_BYTES))
     }
 
     fn describe(&self) -> String {
@@ -148,7 +148,7 @@ impl Stage for Ingest {
         let source = Arc::new(source);
         let how = Reading {
             threads: ctx.threads,
-            run_rows: ingest::runs::run_rows(ctx.memory),
+            run_rows: ingest::sorted_runs::run_rows(ctx.memory),
             spill: crate::artifacts::layout::Layout::of(&ctx.pipeline.root).spill(),
         };
         let progress = ctx.progress.clone();
@@ -204,7 +204,7 @@ impl Stage for Ingest {
         }
         Ok(StageOutput {
             rows: kept,
-            sorted_by: vec![crate::io::table::SortKey::asc(crate::metrics::SERVICE), crate::io::table::SortKey::asc(crate::metrics::TIMESTAMP)],
+            sorted_by: vec![crate::io::table::SortKey::asc(crate::row::SERVICE), crate::io::table::SortKey::asc(crate::row::TIMESTAMP)],
             summary: json!({
                 "files": files.len(),
                 "rows": kept,

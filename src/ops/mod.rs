@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
-use crate::pipeline::stage::{Built, Stage};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Built, Stage};
 
 pub mod evaluate;
 mod holdout_deps;
@@ -37,15 +37,15 @@ pub fn build(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Arc<dyn St
     })
 }
 
-/// An upstream stage as the op it is, if it is that op: `upstream::<Split>(built, "split_temporal")`.
-pub fn upstream<'a, T: Stage>(built: &'a Built, name: &str) -> Option<&'a T> {
+/// An upstream stage as the op it is, if it is that op: `upstream_op::<Split>(built, "split_temporal")`.
+pub fn upstream_op<'a, T: Stage>(built: &'a Built, name: &str) -> Option<&'a T> {
     let stage: &dyn std::any::Any = built.get(name)?.as_ref();
     stage.downcast_ref::<T>()
 }
 
 /// The temporal split `name` is, if it is one: the hold-out every comparison is made on.
 pub fn temporal_split<'a>(built: &'a Built, name: &str) -> Option<&'a split::Split> {
-    upstream::<split::Split>(built, name).filter(|s| s.method() == split::Method::Temporal)
+    upstream_op::<split::Split>(built, name).filter(|s| s.method() == split::Method::Temporal)
 }
 
 /// The `label_rule` of the labels stage behind a split (`seed` when it sets none): what the
@@ -54,7 +54,7 @@ pub fn label_rule(p: &Pipeline, built: &Built, split: &str) -> String {
     p.stages
         .get(split)
         .and_then(|s| s.deps.first())
-        .and_then(|labels| upstream::<sql::Sql>(built, labels))
+        .and_then(|labels| upstream_op::<sql::Sql>(built, labels))
         .and_then(|l| l.param("label_rule"))
         .and_then(|r| r.as_str())
         .unwrap_or("seed")

@@ -31,8 +31,8 @@ use serde_json::json;
 
 use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::artifacts::promotion::{self, Candidate, Rule, Serving, Verdict};
 use crate::evaluation::policy::PolicySpec;
@@ -40,7 +40,7 @@ use crate::evaluation::policy_name::PolicyName;
 use crate::evaluation::{replay, Holdout};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,6 +180,7 @@ impl Stage for Publish {
                         "under_provisioned_minutes": new_score.under_provisioned_minutes,
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
+                        "frontier_saving_pod_hours": scored.totals.get(&forecast("new")).and_then(|s| scored.frontier.saving(s)).and_then(|s| s.pod_hours),
                     }),
                     policy: Some(PolicySpec::of_forecast(scored.targets.get(&forecast("new")).copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),

@@ -20,8 +20,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde_json::json;
 
 use crate::evaluation::{Evaluation, EVALUATION};
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Stage, StageContext, StageOutput};
 use crate::report::{self, Report};
 
 pub struct ReportOp;
@@ -99,6 +99,7 @@ fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
         Field::new("pod_hours", DataType::Float64, false),
         Field::new("actions_per_hour", DataType::Float64, false),
         Field::new("frontier_margin_minutes", DataType::Float64, true),
+        Field::new("frontier_saving_pod_hours", DataType::Float64, true),
     ]));
     let col = |f: fn(&report::PolicyRow) -> f64| Arc::new(Float64Array::from_iter_values(r.replay.iter().map(f))) as Arc<dyn Array>;
     let batch = RecordBatch::try_new(
@@ -111,6 +112,7 @@ fn write_summary_table(path: &Path, r: &Report) -> Result<()> {
             col(|p| p.pod_hours),
             col(|p| p.actions_per_hour),
             Arc::new(Float64Array::from(r.replay.iter().map(|p| p.frontier_margin.as_ref().map(|m| m.minutes)).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(r.replay.iter().map(|p| p.frontier_saving.as_ref().and_then(|s| s.pod_hours)).collect::<Vec<_>>())),
         ],
     )?;
     crate::io::table::write_parquet(path, schema, &[batch])?;

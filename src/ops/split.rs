@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Stage, StageContext, StageOutput};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,7 +125,7 @@ fn keys(input: &std::path::Path, dep: &str) -> Result<(Vec<u32>, Vec<i64>)> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let fields = builder.schema().fields().clone();
     let index = |name: &str| fields.iter().position(|f| f.name() == name).with_context(|| format!("`{dep}` has no column `{name}`"));
-    let (si, ti) = (index(crate::metrics::SERVICE)?, index(crate::metrics::TIMESTAMP)?);
+    let (si, ti) = (index(crate::row::SERVICE)?, index(crate::row::TIMESTAMP)?);
     let mask = ProjectionMask::roots(builder.parquet_schema(), [si, ti]);
     let rows = builder.metadata().file_metadata().num_rows() as usize;
     let reader = builder.with_projection(mask).with_batch_size(BATCH_ROWS).build()?;
@@ -133,7 +133,7 @@ fn keys(input: &std::path::Path, dep: &str) -> Result<(Vec<u32>, Vec<i64>)> {
     let mut names: std::collections::HashMap<String, u32> = Default::default();
     for batch in reader {
         let batch = batch?;
-        let services = datafusion::arrow::compute::cast(batch.column_by_name(crate::metrics::SERVICE).expect("projected"), &DataType::Utf8)?;
+        let services = datafusion::arrow::compute::cast(batch.column_by_name(crate::row::SERVICE).expect("projected"), &DataType::Utf8)?;
         for s in services.as_string::<i32>().iter() {
             let s = s.unwrap_or("");
             let next = names.len() as u32;
@@ -142,7 +142,7 @@ fn keys(input: &std::path::Path, dep: &str) -> Result<(Vec<u32>, Vec<i64>)> {
                 None => *names.entry(s.to_string()).or_insert(next),
             });
         }
-        let t = datafusion::arrow::compute::cast(batch.column_by_name(crate::metrics::TIMESTAMP).expect("projected"), &DataType::Int64)?;
+        let t = datafusion::arrow::compute::cast(batch.column_by_name(crate::row::TIMESTAMP).expect("projected"), &DataType::Int64)?;
         ts.extend_from_slice(t.as_primitive::<datafusion::arrow::datatypes::Int64Type>().values());
     }
     Ok((ids, ts))
@@ -247,8 +247,8 @@ mod tests {
         let ts: Vec<i64> = (0..n as i64).map(|i| (i * 7919) % 100_003).collect();
         let cpu: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let schema = Arc::new(Schema::new(vec![
-            Field::new(crate::metrics::TIMESTAMP, DataType::Int64, false),
-            Field::new(crate::metrics::SERVICE, DataType::Utf8, false),
+            Field::new(crate::row::TIMESTAMP, DataType::Int64, false),
+            Field::new(crate::row::SERVICE, DataType::Utf8, false),
             Field::new("cpu", DataType::Float64, false),
         ]));
         let batch = RecordBatch::try_new(

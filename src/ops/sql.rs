@@ -22,9 +22,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::parse_params;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Stage, StageContext, StageOutput};
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Stage, StageContext, StageOutput};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,12 +215,20 @@ impl Stage for Sql {
     }
 }
 
+#[cfg(not(feature = "ballista"))]
+impl Sql {
+    async fn run_on_cluster(&self, _: &StageContext, _: &str, _: datafusion::arrow::datatypes::SchemaRef) -> Result<u64> {
+        anyhow::bail!("{}", crate::engine::NO_BALLISTA)
+    }
+}
+
+#[cfg(feature = "ballista")]
 impl Sql {
     /// The query on a Ballista cluster, its result streamed into the entry's file as it comes
     /// (cast to `schema`, the local plan's: Ballista reads strings as Utf8, not Utf8View).
     async fn run_on_cluster(&self, ctx: &StageContext, query: &str, schema: datafusion::arrow::datatypes::SchemaRef) -> Result<u64> {
         use futures::StreamExt;
-        let session = crate::engine::cluster::client_session(&ctx.pipeline.engine, ctx.threads).await?;
+        let session = crate::engine::ballista::client_session(&ctx.pipeline.engine, ctx.threads).await?;
         // With a shared store the cluster reads the upstream entries there (the run put them there
         // when they finished); without one, its executors must see this machine's paths.
         for (name, entry) in &ctx.upstream {
@@ -249,7 +257,7 @@ fn over_memory(e: datafusion::error::DataFusionError, memory: u64) -> anyhow::Er
     if text.contains("Resources exhausted") {
         error.context(format!(
             "the query needed more memory than its share of run --memory allows ({}: the budget over --jobs) and could not spill the rest; raise --memory or lower --jobs",
-            crate::io::memory::human(memory)
+            crate::io::memory_size::human(memory)
         ))
     } else {
         error
@@ -292,6 +300,7 @@ pub async fn register_entry(session: &datafusion::prelude::SessionContext, name:
 }
 
 /// `register_entry`, reading the entry's copy in `store` when there is one.
+#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
 async fn register_entry_in(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry, store: Option<&crate::store::Store>) -> Result<()> {
     let location = |path: std::path::PathBuf| -> Result<String> {
         match store {

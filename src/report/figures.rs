@@ -55,7 +55,7 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
     let mut series = vec![("actual target".to_string(), last.iter().map(|&i| actual[i]).collect::<Vec<f64>>())];
     for (m, p) in r.models.iter().zip(&predicted) {
         let (lo, hi) = (eval.replay_params.min_replicas, eval.replay_params.max_replicas);
-        series.push((m.clone(), last.iter().map(|&i| crate::models::metrics::replicas(p[i], lo, hi)).collect()));
+        series.push((m.clone(), last.iter().map(|&i| crate::models::scores::replicas(p[i], lo, hi)).collect()));
     }
     let per_model: Vec<plots::ModelPredictions> = r.models.iter().zip(&predicted).map(|(m, p)| plots::ModelPredictions { name: m, actual: &actual, predicted: p }).collect();
     plots::prediction_comparison(&out.join("prediction_comparison.png"), &per_model, &format!("{busy}: the last {} hold-out steps (predicted replicas)", last.len()), &series)?;

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::replay;
-use crate::evaluation::replay::frontier::{Margin, Point};
+use crate::evaluation::replay::frontier::{Margin, Point, Saving};
 use crate::evaluation::Confusion;
-use crate::models::metrics::Scores;
+use crate::models::scores::Scores;
 use crate::evaluation::{Evaluation, ModelEvaluation};
 
 pub use metric::Metric;
@@ -55,6 +55,9 @@ pub struct PolicyRow {
     pub actions_per_hour: f64,
     /// Against the reactive HPA's frontier at the same pod-hours.
     pub frontier_margin: Option<Margin>,
+    /// Against the same frontier at the same under-provisioned minutes.
+    #[serde(default)]
+    pub frontier_saving: Option<Saving>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +172,7 @@ pub fn build(eval: &Evaluation, pipeline: &str) -> Report {
             pod_hours: s.pod_hours,
             actions_per_hour: s.actions_per_hour(),
             frontier_margin: eval.margins.get(policy).cloned(),
+            frontier_saving: eval.savings.get(policy).cloned(),
         })
         .collect();
     replay.sort_by(|a, b| policy_order(&a.policy, &b.policy));

@@ -57,7 +57,7 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|m| {
             let s = m.scores.as_ref();
-            let f = |g: &dyn Fn(&crate::models::metrics::Scores) -> f64, metric: super::Metric| s.map(|s| metric.format(g(s))).unwrap_or_else(|| "-".into());
+            let f = |g: &dyn Fn(&crate::models::scores::Scores) -> f64, metric: super::Metric| s.map(|s| metric.format(g(s))).unwrap_or_else(|| "-".into());
             vec![
                 m.model.clone(),
                 m.split.clone(),
@@ -115,7 +115,7 @@ pub fn render(r: &Report) -> String {
 scale-down stabilisation {:.0} s",
         p.pod_startup_seconds, p.metrics_delay_seconds, p.metrics_window_seconds, p.hpa_sync_seconds, p.scale_down_stabilization_seconds
     );
-    let header: Vec<String> = ["policy", "under-prov. min", "requests over cap.", "pod-hours", "surplus pod-h", "actions/h", "vs the HPA frontier"]
+    let header: Vec<String> = ["policy", "under-prov. min", "requests over cap.", "pod-hours", "surplus pod-h", "actions/h", "vs the HPA at equal cost", "at equal health"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -127,6 +127,11 @@ scale-down stabilisation {:.0} s",
                 Some(m) => format!("{:.1} min {}{}", m.minutes.abs(), if m.beats_hpa() { "below" } else { "above" }, if m.within { "" } else { " (extrapolated)" }),
                 None => "-".into(),
             };
+            let saving = match s.frontier_saving.as_ref().map(|v| v.pod_hours) {
+                Some(Some(p)) => format!("{:.1} pod-h {}", p.abs(), if p > 0.0 { "cheaper" } else { "dearer" }),
+                Some(None) => "HPA never this healthy".into(),
+                None => "-".into(),
+            };
             vec![
                 s.policy.clone(),
                 format!("{:.1}", s.under_provisioned_minutes),
@@ -135,6 +140,7 @@ scale-down stabilisation {:.0} s",
                 format!("{:.2}", s.over_provisioned_pod_hours),
                 format!("{:.2}", s.actions_per_hour),
                 margin,
+                saving,
             ]
         })
         .collect();

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::metrics::{Kind, NUMERIC};
+use crate::row::{Kind, NUMERIC};
 
 /// The 18 core features: metrics as read (not replica_count, is_holiday, is_weekend).
 pub const CORE_FEATURES: [&str; 18] = [
@@ -95,7 +95,7 @@ impl RawRow {
     }
 
     pub fn replicas(&self) -> f64 {
-        self.get(crate::metrics::REPLICAS)
+        self.get(crate::row::REPLICAS)
     }
 
     /// Reads a JSON object with the collector's field names, checking each value as ingest does.
@@ -109,9 +109,9 @@ impl RawRow {
                 None => Err(err(field, "is missing".into())),
             }
         };
-        let service = text(crate::metrics::SERVICE)?.trim();
-        check_service_name(service).map_err(|m| err(crate::metrics::SERVICE, m))?;
-        let (timestamp, _) = crate::metrics::parse_timestamp(text(crate::metrics::TIMESTAMP)?).map_err(|m| err(crate::metrics::TIMESTAMP, m.to_string()))?;
+        let service = text(crate::row::SERVICE)?.trim();
+        crate::row::check_service_name(service).map_err(|m| err(crate::row::SERVICE, m))?;
+        let (timestamp, _) = crate::row::parse_timestamp(text(crate::row::TIMESTAMP)?).map_err(|m| err(crate::row::TIMESTAMP, m.to_string()))?;
         let mut values = [0.0; NUMERIC.len()];
         for (i, (name, kind)) in NUMERIC.iter().enumerate() {
             let raw = match obj.get(*name) {
@@ -121,39 +121,10 @@ impl RawRow {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(other) => return Err(err(name, format!("must be a number, not {other}"))),
             };
-            values[i] = crate::metrics::parse_value(&raw, *kind).map_err(|m| err(name, m.to_string()))?;
+            values[i] = crate::row::parse_value(&raw, *kind).map_err(|m| err(name, m.to_string()))?;
         }
         Ok(RawRow { timestamp, service: service.to_string(), values })
     }
-}
-
-/// A service is a Deployment, named as Kubernetes names it (a DNS-1123 subdomain: at most 253
-/// characters, lowercase letters, digits, `-` and `.`, each dot-separated part starting and
-/// ending with a letter or digit). Anything else is no service a cluster has, and a name is
-/// state the server keeps: refused before it is kept.
-pub fn check_service_name(name: &str) -> Result<(), String> {
-    const MAX: usize = 253;
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.len() > MAX {
-        return Err(format!("is {} characters long; a Kubernetes name has at most {MAX}", name.len()));
-    }
-    let part_ok = |p: &str| {
-        let b = p.as_bytes();
-        !b.is_empty()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && b[0] != b'-'
-            && b[b.len() - 1] != b'-'
-    };
-    if !name.split('.').all(part_ok) {
-        let shown: String = name.chars().take(60).collect();
-        return Err(format!(
-            "`{shown}{}` is not a Kubernetes Deployment name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
-            if shown.len() < name.len() { "…" } else { "" }
-        ));
-    }
-    Ok(())
 }
 
 /// The recent rows of one service.

@@ -3,7 +3,7 @@
 
 pub mod features;
 pub mod listener;
-pub mod metrics;
+pub mod exposition;
 pub mod predictor;
 pub mod server;
 pub mod services;

@@ -195,7 +195,7 @@ impl Predictor {
         let state = &mut *guard;
         if state.history.last_timestamp.is_some_and(|t| row.timestamp <= t) {
             return Err(FieldError {
-                field: crate::metrics::TIMESTAMP.into(),
+                field: crate::row::TIMESTAMP.into(),
                 message: format!("is not after the last row of `{}` already seen; send rows in time order", row.service),
             });
         }
@@ -215,7 +215,7 @@ impl Predictor {
         let (lo, hi) = self.guard.bounds();
         let forecast = match &model {
             None => Err(("no_model", "no promoted model is loaded".to_string())),
-            Some(loaded) => self.output(loaded, state, row).map(|output| crate::models::metrics::replicas(output, lo, hi)),
+            Some(loaded) => self.output(loaded, state, row).map(|output| crate::models::scores::replicas(output, lo, hi)),
         };
         // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
         // a proactive policy's forecast is its floor, a forecast policy's decides alone.
@@ -253,7 +253,7 @@ impl Predictor {
         let ahead = row.timestamp.saturating_sub(chrono::Utc::now().timestamp_micros());
         if ahead as f64 > skew.as_secs_f64() * 1e6 {
             return Err(FieldError {
-                field: crate::metrics::TIMESTAMP.into(),
+                field: crate::row::TIMESTAMP.into(),
                 message: format!(
                     "is {:.0} s ahead of this server's clock (more than --max-clock-skew {:.0} s): refused, and the service's clock stays where it was; a timestamp without an offset is UTC, so a collector writing local time must add its offset",
                     ahead as f64 / 1e6,
@@ -410,7 +410,7 @@ mod tests {
 
     fn row(values: &[(&str, f64)]) -> RawRow {
         let mut v = serde_json::json!({ "timestamp": "2025-10-13T10:00:00", "service_name": "api" });
-        for (n, _) in crate::metrics::NUMERIC {
+        for (n, _) in crate::row::NUMERIC {
             v[n] = serde_json::json!(1.0);
         }
         v["error_rate"] = serde_json::json!(0.0);
@@ -451,7 +451,7 @@ mod tests {
         let p = Predictor::new(None, Guardrails { max_step: 10, stabilization_seconds: 300.0, ..Guardrails::default() });
         let at = |ts: &str, cpu: f64, replicas: f64| {
             let mut r = row(&[("cpu_usage_percent", cpu), ("replica_count", replicas)]);
-            r.timestamp = crate::metrics::parse_timestamp(ts).unwrap().0;
+            r.timestamp = crate::row::parse_timestamp(ts).unwrap().0;
             p.decide(&r).unwrap()
         };
         // ceil(3 × 90 / 60) = 5.
@@ -468,7 +468,7 @@ mod tests {
         let p = Predictor::new(None, Guardrails { max_step: 10, ..Guardrails::default() });
         let at = |ts: &str, cpu: f64, replicas: f64| {
             let mut r = row(&[("cpu_usage_percent", cpu), ("replica_count", replicas)]);
-            r.timestamp = crate::metrics::parse_timestamp(ts).unwrap().0;
+            r.timestamp = crate::row::parse_timestamp(ts).unwrap().0;
             p.decide(&r).unwrap().decision.predicted_replicas
         };
         assert_eq!(at("2025-10-13T10:00:00", 90.0, 3.0), 5);

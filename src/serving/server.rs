@@ -30,7 +30,7 @@ use serde_json::json;
 
 use super::features::{FieldError, RawRow};
 use super::listener::Limits;
-use super::metrics::Metrics;
+use super::exposition::Exposition;
 use super::predictor::{fallback, Guardrails, Loaded, Predictor};
 use super::tls::Tls;
 use crate::artifacts::models::Registry;
@@ -70,7 +70,7 @@ pub struct Pull {
 
 struct App {
     predictor: Predictor,
-    metrics: Metrics,
+    exposition: Exposition,
     cfg: Config,
     /// Requests being answered (`Limits::max_in_flight`).
     in_flight: tokio::sync::Semaphore,
@@ -131,8 +131,8 @@ fn parse_body(body: &Bytes) -> Result<serde_json::Value, Response> {
 
 /// A row's problem as a 422, with the fallback decision when the row says enough for one.
 fn invalid_row(e: &FieldError, v: &serde_json::Value, index: Option<usize>) -> Response {
-    let current = v.get(crate::metrics::REPLICAS).and_then(|r| r.as_f64()).filter(|r| *r >= 0.0 && r.fract() == 0.0);
-    let service = v.get(crate::metrics::SERVICE).and_then(|s| s.as_str());
+    let current = v.get(crate::row::REPLICAS).and_then(|r| r.as_f64()).filter(|r| *r >= 0.0 && r.fract() == 0.0);
+    let service = v.get(crate::row::SERVICE).and_then(|s| s.as_str());
     let decision = match (service, current) {
         (Some(s), Some(c)) => Some(fallback(s, c, format!("invalid row ({e})"))),
         _ => None,
@@ -151,7 +151,7 @@ impl App {
         if let Some(gone) = &outcome.evicted {
             tracing::debug!(service = %gone, "state dropped to make room for `{}` (--max-services {})", row.service, self.cfg.max_services);
         }
-        self.metrics.record(&outcome.decision, outcome.fallback, t0.elapsed().as_secs_f64());
+        self.exposition.record(&outcome.decision, outcome.fallback, t0.elapsed().as_secs_f64());
         Ok(outcome.decision)
     }
 }
@@ -164,7 +164,7 @@ async fn predict(State(app): State<Shared>, body: Bytes) -> Response {
     let row = match RawRow::from_json(&v) {
         Ok(r) => r,
         Err(e) => {
-            app.metrics.rejected();
+            app.exposition.rejected();
             return invalid_row(&e, &v, None);
         }
     };
@@ -173,7 +173,7 @@ async fn predict(State(app): State<Shared>, body: Bytes) -> Response {
     match tokio::task::spawn_blocking(move || app2.decide(&row)).await {
         Ok(Ok(d)) => Json(d).into_response(),
         Ok(Err(e)) => {
-            app.metrics.rejected();
+            app.exposition.rejected();
             invalid_row(&e, &v, None)
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the decision failed: {e}"), None),
@@ -194,7 +194,7 @@ async fn predict_batch(State(app): State<Shared>, body: Bytes) -> Response {
         match RawRow::from_json(item) {
             Ok(r) => rows.push(r),
             Err(e) => {
-                app.metrics.rejected();
+                app.exposition.rejected();
                 return invalid_row(&e, item, Some(i));
             }
         }
@@ -220,7 +220,7 @@ async fn predict_batch(State(app): State<Shared>, body: Bytes) -> Response {
 /// with the current replicas: KEDA counts the error and, past its `failureThreshold`, applies
 /// the ScaledObject's `fallback.replicas`.
 async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Response {
-    match app.metrics.last(&service) {
+    match app.exposition.last(&service) {
         Some((predicted, current, confidence, age)) => {
             let stale = age > app.cfg.max_decision_age;
             let body = json!({
@@ -261,7 +261,7 @@ async fn pull(app: Shared, mut p: Pull) {
         let rows = match p.collector.collect(chrono::Utc::now()).await {
             Ok(rows) => rows,
             Err(e) => {
-                app.metrics.pull_failed();
+                app.exposition.pull_failed();
                 tracing::warn!("no rows from Prometheus this step: {e}");
                 continue;
             }
@@ -275,11 +275,11 @@ async fn pull(app: Shared, mut p: Pull) {
                 match checked {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
-                        app.metrics.rejected();
+                        app.exposition.rejected();
                         tracing::warn!(service = %row.service, "row from Prometheus refused, no decision: {e}");
                     }
                     Err(_) => {
-                        app.metrics.rejected();
+                        app.exposition.rejected();
                         tracing::error!(service = %row.service, "deciding on the row from Prometheus failed (a bug: please report it); the other services are decided");
                     }
                 }
@@ -291,7 +291,7 @@ async fn pull(app: Shared, mut p: Pull) {
 
 async fn metrics(State(app): State<Shared>) -> Response {
     let model = app.predictor.model();
-    let text = app.metrics.render(model.as_ref().map(|m| (m.name.as_str(), m.version.as_str())));
+    let text = app.exposition.render(model.as_ref().map(|m| (m.name.as_str(), m.version.as_str())));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -380,7 +380,7 @@ pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
     }
     let predictor = Predictor::new(loaded, cfg.guardrails.clone()).max_services(cfg.max_services).max_clock_skew(cfg.max_clock_skew);
     let in_flight = tokio::sync::Semaphore::new(cfg.limits.max_in_flight.max(1));
-    let app = Arc::new(App { predictor, metrics: Metrics::new(cfg.max_services), cfg: cfg.clone(), in_flight });
+    let app = Arc::new(App { predictor, exposition: Exposition::new(cfg.max_services), cfg: cfg.clone(), in_flight });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await.with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find a port picked by the OS (--addr 127.0.0.1:0).

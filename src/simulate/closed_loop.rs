@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::scaler::{ScalerSpec, Server};
 use super::service::Sample;
 use super::{run, Decider, Options};
-use crate::evaluation::replay::frontier::{Frontier, Margin, Point};
+use crate::evaluation::replay::frontier::{Frontier, Margin, Point, Saving};
 use crate::evaluation::replay::Score;
 
 /// CPU % of the ready pods' request over which a service counts as under-provisioned (the
@@ -101,6 +101,8 @@ pub struct PolicyRun {
     pub total: Tally,
     /// Against the internal HPA's frontier at the same pod-hours (positive: beats it).
     pub margin: Option<Margin>,
+    /// Against the same frontier at the same under-provisioned minutes: the pod-hours saved.
+    pub saving: Option<Saving>,
     /// The same margin as a share of the minutes a scaler could avoid: both sides less the
     /// capacity-bound minutes, which no policy can remove and which dilute `margin.percent`
     /// on a load whose peaks pass what `max_replicas` can serve.
@@ -148,7 +150,7 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
             }
         };
         let total = Tally::total(summary.tallies.values());
-        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, avoidable_margin: None, failed_batches });
+        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, saving: None, avoidable_margin: None, failed_batches });
     }
     let mut points = Vec::new();
     let mut capacity_bound_minutes = 0.0;
@@ -162,6 +164,7 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
     let avoidable = Frontier::new(frontier.points.iter().map(|p| Point { under_provisioned_minutes: p.under_provisioned_minutes - capacity_bound_minutes, ..p.clone() }).collect());
     for r in &mut runs {
         r.margin = frontier.margin(&r.total.score());
+        r.saving = frontier.saving(&r.total.score());
         r.avoidable_margin = avoidable.margin(&r.total.avoidable_score());
     }
     Ok(Comparison { target_utilization, frontier, capacity_bound_minutes, runs })

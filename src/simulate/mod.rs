@@ -138,7 +138,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         let date = chrono::DateTime::from_timestamp(day_start, 0).unwrap().date_naive();
         let weekend = matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun);
         let mut file = String::with_capacity(4 << 20);
-        file.push_str(&crate::metrics::column_names().join(","));
+        file.push_str(&crate::row::column_names().join(","));
         file.push('\n');
         let steps = (86_400.0 / STEP_S) as i64;
         for k in 0..steps {
@@ -202,9 +202,9 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
 /// A written CSV line as the JSON row a collector would post: the same values, by name.
 fn row_json(line: &str) -> serde_json::Value {
     let mut row = serde_json::Map::new();
-    for (name, value) in crate::metrics::column_names().into_iter().zip(line.trim_end().split(',')) {
+    for (name, value) in crate::row::column_names().into_iter().zip(line.trim_end().split(',')) {
         let v = match value.parse::<f64>() {
-            Ok(x) if name != crate::metrics::TIMESTAMP && name != crate::metrics::SERVICE => serde_json::json!(x),
+            Ok(x) if name != crate::row::TIMESTAMP && name != crate::row::SERVICE => serde_json::json!(x),
             _ => serde_json::json!(value),
         };
         row.insert(name.to_string(), v);

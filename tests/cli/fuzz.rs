@@ -12,7 +12,7 @@ use common::row_json;
 use std::path::Path;
 
 use autoscale::ingest::parse_file;
-use autoscale::pipeline::spec;
+use autoscale::dag::spec;
 use autoscale::serving::features::RawRow;
 use autoscale::serving::predictor::{Guardrails, Predictor};
 use proptest::prelude::*;
@@ -61,8 +61,8 @@ fn check_pipeline(source: &str) {
     match spec::parse(Path::new("pipelines/fuzz.yaml"), source, &[]) {
         Ok(p) => {
             // Every stage, in dependency order, with what was built upstream of it.
-            let mut built = autoscale::pipeline::stage::Built::new();
-            for name in autoscale::pipeline::graph::topo_order(&p).expect("parse rejects cycles") {
+            let mut built = autoscale::dag::stage::Built::new();
+            for name in autoscale::dag::graph::topo_order(&p.stages).expect("parse rejects cycles") {
                 let s = &p.stages[&name];
                 match autoscale::ops::build(&p, s, &built) {
                     Ok(stage) => {
@@ -172,7 +172,7 @@ proptest! {
         let text = format!("{}{}.{}", if negative { "-" } else { "" }, &digits[..at], &digits[at..]);
         let text = text.trim_end_matches('.');
         let expected: f64 = text.parse().unwrap();
-        let got = autoscale::metrics::parse_value(text, autoscale::metrics::Kind::Signed).unwrap();
+        let got = autoscale::row::parse_value(text, autoscale::row::Kind::Signed).unwrap();
         prop_assert_eq!(got.to_bits(), expected.to_bits(), "{}", text);
     }
 

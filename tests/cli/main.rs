@@ -7,6 +7,8 @@
 
 mod common;
 
+mod architecture;
+#[cfg(feature = "ballista")]
 mod ballista;
 mod closed_loop;
 mod collect;
@@ -19,6 +21,7 @@ mod hostile_clients;
 mod hpa;
 mod ingest_contract;
 mod lock;
+#[cfg(feature = "lstm")]
 mod lstm_cnn;
 mod parity;
 mod policy;

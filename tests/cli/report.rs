@@ -125,7 +125,7 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     // this small, stumps under the HPA floor can land as far below the frontier as a deep forest.)
     let yaml = p.read("pipelines/train.yaml").replace("max_under_provisioned_increase_minutes: 0", "max_under_provisioned_increase_minutes: -1000");
     let (before, demand) = yaml.split_once("  train_random_forest_demand:\n").expect("the published forest's stage");
-    let worse = format!("{before}  train_random_forest_demand:\n{}", demand.replacen("      max_depth: 15\n", "      max_depth: 1\n", 1));
+    let worse = format!("{before}  train_random_forest_demand:\n{}", demand.replacen("    params: *forest\n", "    params: { <<: *forest, max_depth: 1 }\n", 1));
     assert_ne!(worse, yaml, "the test edits the published forest");
     p.write("pipelines/train.yaml", &worse);
     run_all(&p).ok().stdout_has("random_forest v2: kept serving v1: v2 has a smaller margin below the HPA");

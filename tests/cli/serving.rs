@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use autoscale::artifacts::models::Registry;
 use autoscale::evaluation::policy::PolicySpec;
 use autoscale::hpa::{Ask, OnlineHpa};
-use autoscale::metrics::NUMERIC;
+use autoscale::row::NUMERIC;
 use autoscale::models::model::Model;
 use autoscale::models::table::Table;
 use autoscale::serving::features::{History, RawRow};
@@ -115,7 +115,7 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
         for row in &rows {
             let d = predictor.decide(row).unwrap().decision;
             let b = by_key[&(row.service.clone(), row.timestamp)];
-            let forecast = b.map_or(0.0, |b| autoscale::models::metrics::replicas(b, 1.0, 10.0));
+            let forecast = b.map_or(0.0, |b| autoscale::models::scores::replicas(b, 1.0, 10.0));
             let (now, cpu) = (row.timestamp as f64 / 1e6, row.get("cpu_usage_percent"));
             let part = if alone && b.is_some() { Ask::Replicas(forecast) } else { Ask::Metrics { floor: forecast } };
             let want = hpa.entry(row.service.clone()).or_default().decide(now, cpu, row.replicas(), part, &reactive, (1.0, 10.0));

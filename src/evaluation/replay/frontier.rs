@@ -1,5 +1,6 @@
 //! The reactive HPA's frontier: pod-hours against under-provisioned minutes over HPA targets,
-//! and how far below it (better) or above it (worse) a policy lands.
+//! and how far below it (better) or above it (worse) a policy lands, on both axes: the minutes it
+//! saves at its own cost ([`Margin`]), and the pod-hours it saves at its own health ([`Saving`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,36 @@ impl Margin {
     }
 }
 
+/// A policy against the frontier at its own under-provisioned minutes: the cost axis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Saving {
+    /// The HPA's pod-hours for the policy's minutes (interpolated); none when no HPA target
+    /// gets the services that healthy.
+    pub hpa_pod_hours: Option<f64>,
+    /// `hpa_pod_hours − the policy's pod-hours`: above 0 the policy is cheaper at equal health.
+    pub pod_hours: Option<f64>,
+    /// `pod_hours` as % of `hpa_pod_hours`.
+    pub percent: Option<f64>,
+}
+
+impl Saving {
+    pub fn cheaper_than_hpa(&self) -> bool {
+        self.pod_hours.is_some_and(|p| p > 0.0)
+    }
+
+    /// "14.2 pod-h (3%) cheaper than the HPA at equal health", dearer, or that no HPA target
+    /// gets that healthy.
+    pub fn describe(&self) -> String {
+        match (self.pod_hours, self.percent) {
+            (Some(p), Some(pct)) => {
+                let side = if p > 0.0 { "cheaper" } else { "dearer" };
+                format!("{:.1} pod-h ({:.0}%) {side} than the HPA at equal health", p.abs(), pct.abs())
+            }
+            _ => "healthier than the HPA at any target".to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Frontier {
     /// By pod-hours, cheapest first.
@@ -74,6 +105,38 @@ impl Frontier {
                 Some(v.max(0.0))
             }
         }
+    }
+
+    /// The HPA's pod-hours to be under-provisioned at most `minutes`: the cheapest point of the
+    /// curve (linear between targets) that is that healthy. The cheapest target if it already
+    /// is (as `minutes_at` is flat past the ends, a policy earns no credit for pods the HPA
+    /// would save below its cheapest target); none if even the dearest target is not.
+    pub fn pod_hours_at(&self, minutes: f64) -> Option<f64> {
+        let pts = &self.points;
+        let first = pts.first()?;
+        if first.under_provisioned_minutes <= minutes {
+            return Some(first.pod_hours);
+        }
+        for w in pts.windows(2) {
+            let (a, b) = (&w[0], &w[1]);
+            if b.under_provisioned_minutes <= minutes {
+                // a is less healthy than `minutes`, b at least as healthy: the crossing.
+                let drop = a.under_provisioned_minutes - b.under_provisioned_minutes;
+                return Some(a.pod_hours + (a.under_provisioned_minutes - minutes) / drop * (b.pod_hours - a.pod_hours));
+            }
+        }
+        None
+    }
+
+    /// The cost axis: the pod-hours a policy saves against the HPA as healthy as it is.
+    pub fn saving(&self, s: &Score) -> Option<Saving> {
+        if self.points.is_empty() {
+            return None;
+        }
+        let hpa = self.pod_hours_at(s.under_provisioned_minutes);
+        let saved = hpa.map(|h| h - s.pod_hours);
+        let percent = hpa.zip(saved).map(|(h, p)| if h > 0.0 { 100.0 * p / h } else { 0.0 });
+        Some(Saving { hpa_pod_hours: hpa, pod_hours: saved, percent })
     }
 
     pub fn margin(&self, s: &Score) -> Option<Margin> {
@@ -121,5 +184,69 @@ mod tests {
         assert_eq!((starving.hpa_minutes, starving.beats_hpa()), (100.0, false));
         assert_eq!(f.margin(&score(300.0, 0.0)).unwrap().hpa_minutes, 0.0);
         assert!(Frontier::default().margin(&score(1.0, 1.0)).is_none());
+    }
+
+    #[test]
+    fn the_cost_axis_reads_the_curve_the_other_way() {
+        // 80 %: 100 pod-h and 100 min; 60 %: 140 and 20; 40 %: 200 and 0.
+        let f = Frontier::new(vec![
+            Point { target: 40.0, pod_hours: 200.0, under_provisioned_minutes: 0.0 },
+            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 100.0 },
+            Point { target: 60.0, pod_hours: 140.0, under_provisioned_minutes: 20.0 },
+        ]);
+        // 60 min lies halfway from 100 to 20 min: halfway from 100 to 140 pod-h.
+        assert_eq!(f.pod_hours_at(60.0), Some(120.0));
+        assert_eq!(f.pod_hours_at(20.0), Some(140.0));
+        // 10 min: halfway from 20 to 0, so halfway from 140 to 200.
+        assert_eq!(f.pod_hours_at(10.0), Some(170.0));
+        assert_eq!(f.pod_hours_at(0.0), Some(200.0));
+        // Less healthy than the cheapest target: that target's cost, no credit below it.
+        assert_eq!(f.pod_hours_at(150.0), Some(100.0));
+        // A policy with 60 min on 110 pod-h saves 10 of the HPA's 120.
+        let s = f.saving(&score(110.0, 60.0)).unwrap();
+        assert_eq!((s.hpa_pod_hours, s.pod_hours), (Some(120.0), Some(10.0)));
+        assert!((s.percent.unwrap() - 100.0 / 12.0).abs() < 1e-12 && s.cheaper_than_hpa());
+        assert_eq!(s.describe(), "10.0 pod-h (8%) cheaper than the HPA at equal health");
+        let dearer = f.saving(&score(150.0, 20.0)).unwrap();
+        assert_eq!((dearer.pod_hours, dearer.cheaper_than_hpa()), (Some(-10.0), false));
+        assert!(Frontier::default().saving(&score(1.0, 1.0)).is_none());
+    }
+
+    #[test]
+    fn a_health_the_hpa_never_reaches_is_said_so() {
+        let f = Frontier::new(vec![
+            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 50.0 },
+            Point { target: 50.0, pod_hours: 200.0, under_provisioned_minutes: 10.0 },
+        ]);
+        assert_eq!(f.pod_hours_at(5.0), None);
+        let s = f.saving(&score(150.0, 5.0)).unwrap();
+        assert_eq!((s.hpa_pod_hours, s.pod_hours, s.cheaper_than_hpa()), (None, None, false));
+        assert_eq!(s.describe(), "healthier than the HPA at any target");
+    }
+
+    #[test]
+    fn ties_take_the_cheapest_target_that_healthy() {
+        // Two targets equally healthy: the cheaper one is the HPA's cost.
+        let flat = Frontier::new(vec![
+            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 10.0 },
+            Point { target: 70.0, pod_hours: 150.0, under_provisioned_minutes: 10.0 },
+            Point { target: 50.0, pod_hours: 200.0, under_provisioned_minutes: 0.0 },
+        ]);
+        assert_eq!(flat.pod_hours_at(10.0), Some(100.0));
+        assert_eq!(flat.pod_hours_at(5.0), Some(175.0));
+        // A dearer target that is less healthy (noise between targets) is passed over.
+        let bumpy = Frontier::new(vec![
+            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 50.0 },
+            Point { target: 70.0, pod_hours: 120.0, under_provisioned_minutes: 60.0 },
+            Point { target: 60.0, pod_hours: 160.0, under_provisioned_minutes: 30.0 },
+        ]);
+        assert_eq!(bumpy.pod_hours_at(55.0), Some(100.0));
+        assert_eq!(bumpy.pod_hours_at(45.0), Some(140.0));
+        // Same pod-hours at two targets: no division by a zero span.
+        let same = Frontier::new(vec![
+            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 40.0 },
+            Point { target: 75.0, pod_hours: 100.0, under_provisioned_minutes: 20.0 },
+        ]);
+        assert_eq!(same.pod_hours_at(30.0), Some(100.0));
     }
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::{latency_us, prediction_batch, Fitted, Job};
 use crate::models::lstm_cnn::{self, Epoch, Params, TrainingObserver, Windows};
-use crate::models::metrics;
+use crate::models::scores;
 use crate::models::row_keys::RowKeys;
 use crate::models::sequences::{self, Part, ScaledRows, Window, WindowSet};
 use crate::models::table::Table;
@@ -235,7 +235,7 @@ fn finish(job: &Job, fit: Fit, parts: &Parts, scored: Scored, p: &Params) -> Res
     let sampled = crate::models::sample::note(train_w.len(), parts.train_available, "windows")
         .map(|s| format!("{s}, validated on {} of {} windows", val_w.len(), parts.val_available));
     let (lo, hi) = job.bounds;
-    let test = metrics::score(&scored.actual, &scored.predicted, lo, hi);
+    let test = scores::score(&scored.actual, &scored.predicted, lo, hi);
     // Single-window latency from raw rows (scaling included).
     let single_us = {
         let _torch = crate::models::torch_runtime::exclusive();

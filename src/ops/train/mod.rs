@@ -36,15 +36,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::pipeline::memory::MemoryNeed;
-use crate::pipeline::stage::{Built, Stage, StageContext, StageOutput};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::models::lstm_cnn::Params as LstmParams;
-use crate::models::metrics;
+use crate::models::scores;
 use crate::models::ModelKind;
 use crate::models::random_forest::Params as RfParams;
 use crate::models::row_keys::{RowFilter, RowKeys};
 use crate::models::table::Table;
-use crate::pipeline::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,7 +120,7 @@ impl Train {
                     return Err(p.error(spec, Some("cv_folds"), "only the random_forest cross-validates; the lstm_cnn validates on the end of its training part"));
                 }
                 let dep = &spec.deps[0];
-                if super::upstream::<super::split::Split>(built, dep).is_some_and(|s| s.method() == super::split::Method::Shuffled) {
+                if super::upstream_op::<super::split::Split>(built, dep).is_some_and(|s| s.method() == super::split::Method::Shuffled) {
                     return Err(p.error(spec, Some("deps"), format!("`{dep}` is a shuffled split; the lstm_cnn learns from windows in time order and needs a temporal split")));
                 }
                 Model::LstmCnn(lstm)
@@ -157,7 +157,7 @@ fn prediction_batch(data: &Table, rows: &[usize], predicted: &[f64], (lo, hi): (
     fields.push(Field::new("prediction", DataType::Float64, false));
     columns.push(Arc::new(Float64Array::from(predicted.to_vec())));
     fields.push(Field::new("predicted_replicas", DataType::Float64, false));
-    columns.push(Arc::new(Float64Array::from_iter_values(predicted.iter().map(|p| metrics::replicas(*p, lo, hi)))));
+    columns.push(Arc::new(Float64Array::from_iter_values(predicted.iter().map(|p| scores::replicas(*p, lo, hi)))));
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
@@ -253,8 +253,8 @@ struct Job {
     max_train_rows: Option<usize>,
     lineage: serde_json::Value,
     out_dir: std::path::PathBuf,
-    progress: crate::pipeline::progress::StageProgress,
-    claim: crate::pipeline::cores::Claim,
+    progress: crate::dag::progress::StageProgress,
+    claim: crate::dag::cores::Claim,
     /// The training rows of the split, when the table was read with only a sample of them.
     sampled_from: Option<usize>,
 }
@@ -305,7 +305,7 @@ impl Job {
         }
     }
 
-    fn note(&self, test: &metrics::Scores, fit_seconds: f64, single_us: f64) -> String {
+    fn note(&self, test: &scores::Scores, fit_seconds: f64, single_us: f64) -> String {
         format!(
             "test RMSE {:.3}, exact {:.1}%, within-1 {:.1}%; fit {:.1}s, {:.1} µs per decision",
             test.rmse,

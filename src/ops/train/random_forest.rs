@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::{latency_us, write_predictions, Fitted, Job};
 use crate::models::table::Table;
-use crate::models::metrics;
+use crate::models::scores;
 use crate::models::random_forest::{self, Params};
-use crate::pipeline::progress::StageProgress;
+use crate::dag::progress::StageProgress;
 
 /// The row-major features and the targets of the table's rows that `pick` selects.
 fn table_rows(data: &Table, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
@@ -53,7 +53,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     let t_batch = std::time::Instant::now();
     let predicted = data.map_chunks(&test_rows, |x| fitted.forest.predict_batch(x, job.claim.fair_share()));
     let batch_seconds = t_batch.elapsed().as_secs_f64();
-    let test = metrics::score(&yte, &predicted, lo, hi);
+    let test = scores::score(&yte, &predicted, lo, hi);
     let xs = data.matrix(&test_rows[..yte.len().min(2000)]);
     let single_us = latency_us(yte.len().min(2000), |r| fitted.forest.predict_row(&xs[r * nf..(r + 1) * nf]));
 
@@ -102,7 +102,7 @@ fn cross_validate(x: &[f64], y: &[f64], nf: usize, rf: &Params, folds: usize, jo
         let threads = job.claim.fair_share();
         let f = random_forest::fit(&xtr, &ytr, nf, rf, threads)?;
         let p = f.forest.predict_batch(&xva, threads);
-        rmses.push(metrics::score(&yva, &p, f64::MIN, f64::MAX).rmse);
+        rmses.push(scores::score(&yva, &p, f64::MIN, f64::MAX).rmse);
     }
     let mean = rmses.iter().sum::<f64>() / folds as f64;
     let std = (rmses.iter().map(|r| (r - mean) * (r - mean)).sum::<f64>() / folds as f64).sqrt();

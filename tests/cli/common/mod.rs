@@ -21,7 +21,7 @@ pub fn row(ts: &str, service: &str, cpu: f64) -> String {
 /// 3 replicas.
 pub fn row_json(service: &str, second: u32, cpu: f64) -> serde_json::Value {
     let mut v = serde_json::json!({ "timestamp": format!("2025-10-13T10:{:02}:{:02}", second / 60, second % 60), "service_name": service });
-    for (n, _) in autoscale::metrics::NUMERIC {
+    for (n, _) in autoscale::row::NUMERIC {
         v[n] = serde_json::json!(1.0);
     }
     v["cpu_usage_percent"] = serde_json::json!(cpu);

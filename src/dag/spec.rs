@@ -65,6 +65,12 @@ pub struct StageSpec {
     field_locs: HashMap<String, Loc>,
 }
 
+impl super::graph::Node for StageSpec {
+    fn deps(&self) -> &[String] {
+        &self.deps
+    }
+}
+
 impl StageSpec {
     pub fn field_loc(&self, field: &str) -> Loc {
         self.field_locs.get(field).copied().unwrap_or(self.loc)
@@ -287,7 +293,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         Some(v) => {
             let loc = Loc::of(&v);
             match substitute_str(&v.value, &params).map_err(|m| err(Some(loc), None, Some("engine"), m.to_string()))? {
-                Value::String(s) => crate::engine::Engine::parse(&s).map_err(|m| err(Some(loc), None, Some("engine"), m))?,
+                Value::String(s) => crate::engine::Engine::parse_supported(&s).map_err(|m| err(Some(loc), None, Some("engine"), m))?,
                 _ => return Err(err(Some(loc), None, Some("engine"), "must be `local` or a ballista://HOST:PORT URL".into())),
             }
         }
@@ -368,7 +374,7 @@ fn check_graph(p: &Pipeline) -> Result<(), SpecError> {
             }
         }
     }
-    if let Err(cycle) = crate::pipeline::graph::topo_order(p) {
+    if let Err(cycle) = super::graph::topo_order(&p.stages) {
         let first = &p.stages[&cycle[0]];
         return Err(p.error(first, Some("deps"), format!("dependency cycle: {}", cycle.join(" → "))));
     }
@@ -466,5 +472,21 @@ stages:
 ").unwrap();
         assert_eq!(p.stages["b"].params["sql"], Value::from("sql/x.sql"));
         assert_eq!(p.stages["b"].deps, vec!["a".to_string()]);
+        // Shared params (as pipelines/train.yaml's label and forest params), one changed here.
+        let p = parse_str("
+stages:
+  a:
+    op: sql
+    params: &shared { horizon: 10, rule: seed }
+  b:
+    op: sql
+    params: { <<: *shared, rule: demand }
+  c:
+    op: sql
+    params: *shared
+").unwrap();
+        let params = |s: &str| serde_json::to_string(&p.stages[s].params["params"]).unwrap();
+        assert_eq!(params("b"), r#"{"horizon":10,"rule":"demand"}"#);
+        assert_eq!(params("c"), params("a"));
     }
 }

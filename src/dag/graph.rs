@@ -1,17 +1,26 @@
-//! The stage graph: order, cycles, and the stages above or below a given one.
+//! The stage graph: order, cycles, and the stages above or below a given one. It knows stages
+//! only by name and deps ([`Node`]), so the spec can check its graph without a loop between them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::spec::Pipeline;
+use indexmap::IndexMap;
+
+/// A stage as the graph sees it: the names of the stages it needs.
+pub trait Node {
+    fn deps(&self) -> &[String];
+}
+
+/// Stages by name, in the file's order.
+pub type Stages<S> = IndexMap<String, S>;
 
 /// Stages in an order where every dep comes first; ties keep the file's order.
 /// On a cycle, returns the stages that form it, the first repeated at the end.
-pub fn topo_order(p: &Pipeline) -> Result<Vec<String>, Vec<String>> {
-    let index: HashMap<&str, usize> = p.stages.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-    let mut indegree: Vec<usize> = p.stages.values().map(|s| s.deps.len()).collect();
-    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); p.stages.len()];
-    for (i, s) in p.stages.values().enumerate() {
-        for d in &s.deps {
+pub fn topo_order<S: Node>(stages: &Stages<S>) -> Result<Vec<String>, Vec<String>> {
+    let index: HashMap<&str, usize> = stages.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let mut indegree: Vec<usize> = stages.values().map(|s| s.deps().len()).collect();
+    let mut dependants: Vec<Vec<usize>> = vec![Vec::new(); stages.len()];
+    for (i, s) in stages.values().enumerate() {
+        for d in s.deps() {
             if let Some(&j) = index.get(d.as_str()) {
                 dependants[j].push(i);
             }
@@ -28,7 +37,7 @@ pub fn topo_order(p: &Pipeline) -> Result<Vec<String>, Vec<String>> {
             }
         }
     }
-    let names: Vec<&String> = p.stages.keys().collect();
+    let names: Vec<&String> = stages.keys().collect();
     if order.len() == names.len() {
         return Ok(order.into_iter().map(|i| names[i].clone()).collect());
     }
@@ -37,8 +46,8 @@ pub fn topo_order(p: &Pipeline) -> Result<Vec<String>, Vec<String>> {
     let mut path = vec![*left.iter().min().unwrap()];
     loop {
         let cur = *path.last().unwrap();
-        let next = p.stages[cur]
-            .deps
+        let next = stages[cur]
+            .deps()
             .iter()
             .filter_map(|d| index.get(d.as_str()).copied())
             .find(|j| left.contains(j))
@@ -54,11 +63,11 @@ pub fn topo_order(p: &Pipeline) -> Result<Vec<String>, Vec<String>> {
 }
 
 /// The stage and everything that depends on it, directly or not.
-pub fn downstream(p: &Pipeline, from: &str) -> HashSet<String> {
+pub fn downstream<S: Node>(stages: &Stages<S>, from: &str) -> HashSet<String> {
     let mut out: HashSet<String> = HashSet::from([from.to_string()]);
-    let order = topo_order(p).unwrap_or_default();
+    let order = topo_order(stages).unwrap_or_default();
     for name in order {
-        if p.stages[&name].deps.iter().any(|d| out.contains(d)) {
+        if stages[&name].deps().iter().any(|d| out.contains(d)) {
             out.insert(name);
         }
     }
@@ -66,12 +75,12 @@ pub fn downstream(p: &Pipeline, from: &str) -> HashSet<String> {
 }
 
 /// The stage and everything it needs, directly or not.
-pub fn upstream(p: &Pipeline, of: &str) -> HashSet<String> {
+pub fn upstream<S: Node>(stages: &Stages<S>, of: &str) -> HashSet<String> {
     let mut out = HashSet::new();
     let mut todo = vec![of.to_string()];
     while let Some(s) = todo.pop() {
         if out.insert(s.clone()) {
-            todo.extend(p.stages[&s].deps.iter().cloned());
+            todo.extend(stages[&s].deps().iter().cloned());
         }
     }
     out
@@ -80,33 +89,39 @@ pub fn upstream(p: &Pipeline, of: &str) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
-    fn pipeline(src: &str) -> Pipeline {
-        super::super::spec::parse(Path::new("t.yaml"), src, &[]).unwrap()
+    struct Stage(Vec<String>);
+
+    impl Node for Stage {
+        fn deps(&self) -> &[String] {
+            &self.0
+        }
     }
 
-    const DIAMOND: &str = "
-stages:
-  ingest: {op: ingest}
-  features: {op: sql, deps: [ingest]}
-  split_a: {op: sql, deps: [features]}
-  split_b: {op: sql, deps: [features]}
-  report: {op: sql, deps: [split_b, split_a]}
-";
+    fn graph(stages: &[(&str, &[&str])]) -> Stages<Stage> {
+        stages.iter().map(|(name, deps)| (name.to_string(), Stage(deps.iter().map(|d| d.to_string()).collect()))).collect()
+    }
+
+    const DIAMOND: &[(&str, &[&str])] =
+        &[("ingest", &[]), ("features", &["ingest"]), ("split_a", &["features"]), ("split_b", &["features"]), ("report", &["split_b", "split_a"])];
 
     #[test]
     fn order_respects_deps_and_file_order() {
-        let p = pipeline(DIAMOND);
-        assert_eq!(topo_order(&p).unwrap(), ["ingest", "features", "split_a", "split_b", "report"]);
+        assert_eq!(topo_order(&graph(DIAMOND)).unwrap(), ["ingest", "features", "split_a", "split_b", "report"]);
+    }
+
+    #[test]
+    fn a_cycle_is_named_stage_by_stage() {
+        let g = graph(&[("ingest", &[]), ("a", &["ingest", "c"]), ("b", &["a"]), ("c", &["b"])]);
+        assert_eq!(topo_order(&g).unwrap_err(), ["b", "c", "a", "b"]);
     }
 
     #[test]
     fn downstream_and_upstream_closures() {
-        let p = pipeline(DIAMOND);
-        let d = downstream(&p, "split_a");
+        let g = graph(DIAMOND);
+        let d = downstream(&g, "split_a");
         assert!(d.contains("split_a") && d.contains("report") && !d.contains("split_b"));
-        let u = upstream(&p, "split_b");
+        let u = upstream(&g, "split_b");
         assert_eq!(u.len(), 3);
         assert!(!u.contains("split_a"));
     }

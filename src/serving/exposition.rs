@@ -41,14 +41,14 @@ struct State {
     pull_failures: u64,
 }
 
-pub struct Metrics {
+pub struct Exposition {
     state: Mutex<State>,
     max_services: usize,
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new(super::predictor::MAX_SERVICES)
+impl Default for Exposition {
+    fn default() -> Exposition {
+        Exposition::new(super::predictor::MAX_SERVICES)
     }
 }
 
@@ -57,10 +57,10 @@ fn label(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-impl Metrics {
+impl Exposition {
     /// Series for at most `max_services` services (`--max-services`, as the predictor's state).
-    pub fn new(max_services: usize) -> Metrics {
-        Metrics { state: Mutex::new(State::default()), max_services: max_services.max(1) }
+    pub fn new(max_services: usize) -> Exposition {
+        Exposition { state: Mutex::new(State::default()), max_services: max_services.max(1) }
     }
 
     pub fn record(&self, d: &Decision, fallback: Option<&'static str>, seconds: f64) {
@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn series_stay_within_the_service_bound() {
-        let m = Metrics::new(2);
+        let m = Exposition::new(2);
         for s in ["a", "b", "a", "c"] {
             m.record(&decision(s), None, 1e-5);
         }

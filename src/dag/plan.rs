@@ -50,7 +50,7 @@ impl Plan {
 /// inputs or the cache.
 pub fn build_stages(p: &Pipeline, build: BuildStage) -> Result<Vec<(String, Arc<dyn Stage>)>, SpecError> {
     let mut built = Built::new();
-    for name in graph::topo_order(p).expect("spec::parse rejects cycles") {
+    for name in graph::topo_order(&p.stages).expect("spec::parse rejects cycles") {
         let stage = build(p, &p.stages[&name], &built)?;
         built.insert(name, stage);
     }

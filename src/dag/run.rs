@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::cores::Cores;
-use super::memory::{self, MemoryBudget};
+use super::memory_budget::{self, MemoryBudget};
 use super::graph;
 use super::plan::Plan;
 use super::progress::Progress;
@@ -88,13 +88,13 @@ pub fn to_run(plan: &Plan, opts: &RunOptions) -> Result<HashSet<String>> {
         }
     }
     let forced: HashSet<String> = match &opts.from {
-        Some(s) => graph::downstream(p, s),
+        Some(s) => graph::downstream(&p.stages, s),
         None if opts.force => p.stages.keys().cloned().collect(),
         None => HashSet::new(),
     };
     let selected: HashSet<String> = match (&opts.only, &opts.until) {
         (Some(s), _) => HashSet::from([s.clone()]),
-        (None, Some(s)) => graph::upstream(p, s),
+        (None, Some(s)) => graph::upstream(&p.stages, s),
         (None, None) => p.stages.keys().cloned().collect(),
     };
     let run: HashSet<String> = plan
@@ -198,13 +198,13 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             // sibling finishes first, and the OS shares them fairly while both run.
             let threads = cores;
             let share = share.clone();
-            let input_bytes = upstream.values().map(|e| memory::table_bytes(&e.output())).sum::<u64>() + stage.parts.inputs.iter().map(|f| f.size).sum::<u64>();
+            let input_bytes = upstream.values().map(|e| memory_budget::table_bytes(&e.output())).sum::<u64>() + stage.parts.inputs.iter().map(|f| f.size).sum::<u64>();
             let need = budget.reservation(stage.stage.memory(input_bytes));
             let budget = budget.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("semaphore never closes");
                 let memory = budget
-                    .reserve(need, |held| tracing::info!(stage = %name, "waiting for memory: needs {}, running stages hold {held} MiB of --memory", crate::io::memory::human(need)))
+                    .reserve(need, |held| tracing::info!(stage = %name, "waiting for memory: needs {}, running stages hold {held} MiB of --memory", crate::io::memory_size::human(need)))
                     .await;
                 let t0 = Instant::now();
                 let result = run_stage(&plan, &cache, &progress, &name, upstream, threads, share, memory.bytes).await;

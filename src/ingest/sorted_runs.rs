@@ -17,7 +17,7 @@ use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, Parquet
 
 use super::{duplicate_reason, gather, merge, sorted, ParsedFile, Reject};
 use crate::io::table::TableWriter;
-use crate::metrics::{self, NUMERIC};
+use crate::row::{self, NUMERIC};
 
 /// Bytes a parsed row takes while its run is sorted and gathered: its parsed values (21 f64,
 /// timestamp, service, line), its place in the order, and the gathered table beside them.
@@ -199,7 +199,7 @@ impl Runs {
 /// A run's columns: the table's, then each row's file (index) and line, for the merge's order
 /// and the duplicates' reasons.
 fn run_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = metrics::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = row::schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     fields.push(Field::new("_file", DataType::UInt32, false));
     fields.push(Field::new("_line", DataType::UInt64, false));
     Arc::new(Schema::new(fields))
@@ -304,7 +304,7 @@ fn write_picks(out: &mut TableWriter, held: &[RecordBatch], picks: &mut Vec<(usi
             datafusion::arrow::compute::interleave(&arrays, picks)
         })
         .collect::<Result<_, _>>()?;
-    out.write(&RecordBatch::try_new(metrics::schema(), columns)?)?;
+    out.write(&RecordBatch::try_new(row::schema(), columns)?)?;
     picks.clear();
     Ok(())
 }
@@ -334,7 +334,7 @@ fn merge_runs(runs: &[PathBuf], names: &[String], files: &[String], out: &Path) 
             cursors.push(cursor);
         }
     }
-    let mut writer = TableWriter::create(out, metrics::schema())?;
+    let mut writer = TableWriter::create(out, row::schema())?;
     let mut picks: Vec<(usize, usize)> = Vec::with_capacity(WRITE_ROWS);
     let mut per_service = vec![0u64; names.len()];
     let mut duplicates = Vec::new();

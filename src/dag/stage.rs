@@ -9,7 +9,7 @@ use anyhow::Result;
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
-use super::memory::MemoryNeed;
+use super::memory_budget::MemoryNeed;
 use super::progress::StageProgress;
 use super::spec::{Pipeline, SpecError, StageSpec};
 use crate::cache::{Entry, InputFile};

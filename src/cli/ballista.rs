@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Result;
 
 use super::exit;
-use crate::engine::cluster::{self, ExecutorOptions};
+use crate::engine::ballista::{self, ExecutorOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct SchedulerArgs {
@@ -75,7 +75,7 @@ fn check_bind(command: &str, bind: SocketAddr, insecure: bool) -> Result<()> {
 
 pub async fn scheduler(args: SchedulerArgs) -> Result<u8> {
     check_bind("scheduler", args.bind, args.insecure)?;
-    cluster::scheduler(args.bind, args.external_host, args.executor_timeout).await?;
+    ballista::scheduler(args.bind, args.external_host, args.executor_timeout).await?;
     Ok(exit::SUCCESS)
 }
 
@@ -88,7 +88,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<u8> {
         },
         None => (args.scheduler.clone(), crate::engine::DEFAULT_SCHEDULER_PORT),
     };
-    cluster::executor(ExecutorOptions {
+    ballista::executor(ExecutorOptions {
         scheduler,
         bind: args.bind,
         grpc_port: args.grpc_port,

@@ -271,6 +271,35 @@ fn fast_isoformat(b: &[u8]) -> Option<i64> {
     Some(((days * 86_400 + (h * 3600 + m * 60 + s) as i64) * 1_000_000) + micros)
 }
 
+/// A service is a Deployment, named as Kubernetes names it (a DNS-1123 subdomain: at most 253
+/// characters, lowercase letters, digits, `-` and `.`, each dot-separated part starting and
+/// ending with a letter or digit). Anything else is no service a cluster has, and a name is
+/// state the server keeps: refused before it is kept.
+pub fn check_service_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 253;
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > MAX {
+        return Err(format!("is {} characters long; a Kubernetes name has at most {MAX}", name.len()));
+    }
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    if !name.split('.').all(part_ok) {
+        let shown: String = name.chars().take(60).collect();
+        return Err(format!(
+            "`{shown}{}` is not a Kubernetes Deployment name (DNS-1123: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
+            if shown.len() < name.len() { "…" } else { "" }
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
