@@ -12,8 +12,6 @@ fn main() {
         }
         // Without the `lstm` feature there is no libtorch to find.
         Err(_) if std::env::var_os("CARGO_FEATURE_LSTM").is_none() => {}
-        Err(_) => println!(
-            "cargo:warning=torch-sys did not report its libtorch folder; run scripts/setup.sh"
-        ),
+        Err(_) => println!("cargo:warning=torch-sys did not report its libtorch folder; run scripts/setup.sh"),
     }
 }

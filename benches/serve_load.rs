@@ -25,7 +25,8 @@ fn main() -> anyhow::Result<()> {
     let ts = ts.as_primitive::<Int64Type>().values().to_vec();
     let svc = col("service_name", &DataType::Utf8)?;
     let svc: Vec<String> = svc.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect();
-    let nums: Vec<Vec<f64>> = NUMERIC.iter().map(|(n, _)| col(n, &DataType::Float64).map(|c| c.as_primitive::<Float64Type>().values().to_vec())).collect::<Result<_, _>>()?;
+    let nums: Vec<Vec<f64>> =
+        NUMERIC.iter().map(|(n, _)| col(n, &DataType::Float64).map(|c| c.as_primitive::<Float64Type>().values().to_vec())).collect::<Result<_, _>>()?;
     let mut by: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     for (i, service) in svc.iter().enumerate() {
         by.entry(service.clone()).or_default().push(i);

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use autoscale::cli::{self, exit, Cli};
+use autoscale::cli::{self, Cli, exit};
 use clap::Parser;
 
 #[global_allocator]

@@ -1,8 +1,8 @@
 //! A seeded random stream (simulator, splits) whose numbers do not depend on the platform or crate upgrades of
 //! `rand`'s convenience layers: ChaCha8 words turned into floats here.
 
-use rand_chacha::rand_core::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::{Rng as _, SeedableRng};
 
 pub struct Rng {
     inner: ChaCha8Rng,

@@ -64,10 +64,18 @@ pub const NUMERIC: [(&str, Kind); 21] = [
 pub const CONTRACT: [(&str, &str, &str); 23] = [
     ("timestamp", "ISO 8601", "when the row was taken: UTC without an offset, or the wall clock with its offset (`2026-10-25T02:30:00+01:00`)"),
     ("service_name", "text", "the Deployment (and ingress backend Service) name"),
-    ("cpu_usage_percent", "% of request", "CPU used by the ready pods over their summed CPU request, as the HPA computes utilisation (above 100 up to limit/request)"),
+    (
+        "cpu_usage_percent",
+        "% of request",
+        "CPU used by the ready pods over their summed CPU request, as the HPA computes utilisation (above 100 up to limit/request)",
+    ),
     ("cpu_usage_percent_last_5_min", "% of request", "mean of the service's last 10 rows (this one included)"),
     ("cpu_usage_percent_slope", "% per row", "least-squares slope over the same 10 rows"),
-    ("ram_usage_percent", "% of limit", "working-set memory of the pods over their summed memory limit (where the OOM killer acts), or over their request where they have no limit"),
+    (
+        "ram_usage_percent",
+        "% of limit",
+        "working-set memory of the pods over their summed memory limit (where the OOM killer acts), or over their request where they have no limit",
+    ),
     ("ram_usage_percent_last_5_min", "% of limit", "mean of the last 10 rows"),
     ("ram_usage_percent_slope", "% per row", "least-squares slope over the last 10 rows"),
     ("request_count_per_second", "requests/s", "requests reaching the service through the ingress, all pods together"),
@@ -97,10 +105,7 @@ pub fn column_names() -> Vec<&'static str> {
 /// The typed table that ingest writes: timestamps in microseconds, UTC (a row's offset applied),
 /// `replica_count` as an integer, every other metric as Float64.
 pub fn schema() -> SchemaRef {
-    let mut fields = vec![
-        Field::new(TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, None), false),
-        Field::new(SERVICE, DataType::Utf8, false),
-    ];
+    let mut fields = vec![Field::new(TIMESTAMP, DataType::Timestamp(TimeUnit::Microsecond, None), false), Field::new(SERVICE, DataType::Utf8, false)];
     for (name, kind) in NUMERIC {
         let dt = if kind == Kind::Count { DataType::Int64 } else { DataType::Float64 };
         fields.push(Field::new(name, dt, false));
@@ -181,10 +186,7 @@ fn within_kind(v: f64, kind: Kind) -> Result<f64, ValueError> {
 /// ten up to 10^22 is one correctly rounded operation on two exact doubles, the same number
 /// `str::parse` gives. Anything else (exponents, spaces, long mantissas) returns None.
 fn plain_decimal(b: &[u8]) -> Option<f64> {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
-        1e20, 1e21, 1e22,
-    ];
+    const POW10: [f64; 23] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
     let (negative, digits) = match b.first()? {
         b'-' => (true, &b[1..]),
         _ => (false, b),
@@ -254,9 +256,7 @@ fn fast_isoformat(b: &[u8]) -> Option<i64> {
     if b[4] != b'-' || b[7] != b'-' || (b[10] != b'T' && b[10] != b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32))
-    };
+    let num = |r: std::ops::Range<usize>| -> Option<u32> { b[r].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)) };
     let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
     let (h, m, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
     if h > 23 || m > 59 || s > 59 {
@@ -285,10 +285,7 @@ pub fn check_service_name(name: &str) -> Result<(), String> {
     }
     let part_ok = |p: &str| {
         let b = p.as_bytes();
-        !b.is_empty()
-            && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-            && b[0] != b'-'
-            && b[b.len() - 1] != b'-'
+        !b.is_empty() && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-') && b[0] != b'-' && b[b.len() - 1] != b'-'
     };
     if !name.split('.').all(part_ok) {
         let shown: String = name.chars().take(60).collect();
@@ -306,11 +303,28 @@ mod tests {
 
     #[test]
     fn plain_decimals_read_as_the_float_parser_reads_them() {
-        let mut cases: Vec<String> = ["0", "-0.0", "7", "0.1", "0.3", "72.15", "-12.345", "1.", ".5", "9007199254740993",
-            "9007199254740992", "0.0000000000000000000001", "123456789012345678.9", "4503599627370497.5",
-            "18446744073709551617", "18446744073709551616.5", "-99999999999999999999", "1844674407370955161.7"]
-            .map(String::from)
-            .to_vec();
+        let mut cases: Vec<String> = [
+            "0",
+            "-0.0",
+            "7",
+            "0.1",
+            "0.3",
+            "72.15",
+            "-12.345",
+            "1.",
+            ".5",
+            "9007199254740993",
+            "9007199254740992",
+            "0.0000000000000000000001",
+            "123456789012345678.9",
+            "4503599627370497.5",
+            "18446744073709551617",
+            "18446744073709551616.5",
+            "-99999999999999999999",
+            "1844674407370955161.7",
+        ]
+        .map(String::from)
+        .to_vec();
         // Decimals of every length, as collectors round them.
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..20_000 {

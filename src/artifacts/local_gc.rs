@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::layout::Layout;
-use super::runs::{manifest_keys, Retention, MANIFEST};
+use super::runs::{MANIFEST, Retention, manifest_keys};
 use super::store_gc::Collected;
 use crate::cache::Cache;
 use crate::io::fs::files_below;
@@ -31,7 +31,8 @@ pub fn collect(root: &Path, retention: Retention, dry_run: bool) -> Result<(Coll
     let layout = Layout::of(root);
     let runs_dir = layout.runs();
     let latest = std::fs::read_link(layout.latest_run()).ok().map(|l| l.to_string_lossy().into_owned());
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
+    let mut runs: Vec<PathBuf> =
+        std::fs::read_dir(&runs_dir).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir() && !p.is_symlink()).collect();
     // Newest first: by when the manifest was written (run ids sort by time only to the second).
     let written = |r: &PathBuf| r.join(MANIFEST).metadata().and_then(|m| m.modified()).ok();
     runs.sort_by(|a, b| written(b).cmp(&written(a)).then(b.cmp(a)));
@@ -63,7 +64,14 @@ pub fn collect(root: &Path, retention: Retention, dry_run: bool) -> Result<(Coll
     entries.retain(|e| !wanted.contains(&e.file_name().unwrap_or_default().to_string_lossy().into_owned()));
     // Leftovers of interrupted runs (no run is active: we hold the lock).
     entries.extend(std::fs::read_dir(cache.tmp_dir()).into_iter().flatten().flatten().map(|e| e.path()));
-    entries.extend(std::fs::read_dir(cache.corrupt_dir()).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| retention.keep_days.is_none_or(|d| age_days(p) >= d)));
+    entries.extend(
+        std::fs::read_dir(cache.corrupt_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| retention.keep_days.is_none_or(|d| age_days(p) >= d)),
+    );
 
     let mut bytes = 0u64;
     for p in doomed.iter().chain(&entries) {

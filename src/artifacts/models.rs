@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::policy::PolicySpec;
@@ -121,7 +121,8 @@ impl Registry {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.starts_with('v') && e.path().join("version.json").is_file() {
-                let info: VersionInfo = serde_json::from_slice(&std::fs::read(e.path().join("version.json"))?).with_context(|| format!("{}/version.json", e.path().display()))?;
+                let info: VersionInfo =
+                    serde_json::from_slice(&std::fs::read(e.path().join("version.json"))?).with_context(|| format!("{}/version.json", e.path().display()))?;
                 out.push(info);
             }
         }

@@ -121,7 +121,14 @@ mod tests {
     }
 
     fn new(minutes: f64, exact: f64, rule: &str) -> Candidate {
-        Candidate { kind: "random_forest".into(), version: "v2".into(), margin: Some(margin(minutes)), exact_accuracy: exact, label_rule: rule.into(), rows: 1000 }
+        Candidate {
+            kind: "random_forest".into(),
+            version: "v2".into(),
+            margin: Some(margin(minutes)),
+            exact_accuracy: exact,
+            label_rule: rule.into(),
+            rows: 1000,
+        }
     }
 
     fn scored(minutes: f64, exact: f64, rule: &str) -> Serving {
@@ -141,13 +148,23 @@ mod tests {
         assert!(decide(&new(10.0, 0.5, "demand"), &scored(10.0, 0.9, "demand"), &rule, "seed").promote);
         let worse = decide(&new(9.9, 0.5, "demand"), &scored(10.0, 0.9, "demand"), &rule, "seed");
         assert!(!worse.promote && worse.reason.contains("a smaller margin below the HPA"), "{}", worse.reason);
-        assert!(decide(&new(9.9, 0.5, "demand"), &scored(10.0, 0.9, "demand"), &Rule { max_under_provisioned_increase_minutes: 0.5, ..rule.clone() }, "seed").promote);
+        assert!(
+            decide(&new(9.9, 0.5, "demand"), &scored(10.0, 0.9, "demand"), &Rule { max_under_provisioned_increase_minutes: 0.5, ..rule.clone() }, "seed")
+                .promote
+        );
         // Exact accuracy counts only when both learned the hold-out's labels.
         assert!(decide(&new(12.0, 0.5, "demand"), &scored(10.0, 0.9, "seed"), &rule, "seed").promote, "different labels: not compared");
         let less_exact = decide(&new(12.0, 0.5, "seed"), &scored(10.0, 0.9, "seed"), &rule, "seed");
-        assert!(!less_exact.promote && less_exact.reason.contains("lower exact accuracy") && less_exact.reason.contains("50.00% vs 90.00%"), "{}", less_exact.reason);
+        assert!(
+            !less_exact.promote && less_exact.reason.contains("lower exact accuracy") && less_exact.reason.contains("50.00% vs 90.00%"),
+            "{}",
+            less_exact.reason
+        );
         // A serving version that cannot be judged is replaced; the same version is left alone.
-        for broken in [Serving::Unloadable { version: "v1".into(), error: "old format".into() }, Serving::CannotScore { version: "v1".into(), error: "no feature x".into() }] {
+        for broken in [
+            Serving::Unloadable { version: "v1".into(), error: "old format".into() },
+            Serving::CannotScore { version: "v1".into(), error: "no feature x".into() },
+        ] {
             let d = decide(&new(1.0, 0.5, "seed"), &broken, &rule, "seed");
             assert!(d.promote && d.reason.ends_with("replaced"), "{}", d.reason);
         }

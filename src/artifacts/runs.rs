@@ -7,9 +7,9 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cache::Cache;
-use crate::io::fs::write_atomic;
-use crate::dag::run::{Outcome, RunReport};
 use crate::dag::Pipeline;
+use crate::dag::run::{Outcome, RunReport};
+use crate::io::fs::write_atomic;
 
 #[derive(Serialize)]
 struct StageRecord<'a> {

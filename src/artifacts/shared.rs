@@ -118,8 +118,7 @@ pub async fn push_registry(store: &Store, registry: &Registry) -> Result<()> {
 
 /// Upload a folder's regular files (links are local conveniences), `mark` last.
 async fn upload_folder(store: &Store, dir: &Path, rel: &str, mark: &str) -> Result<()> {
-    let mut names: Vec<String> =
-        files_below(dir)?.iter().filter_map(|f| f.strip_prefix(dir).ok()).map(|r| r.to_string_lossy().replace('\\', "/")).collect();
+    let mut names: Vec<String> = files_below(dir)?.iter().filter_map(|f| f.strip_prefix(dir).ok()).map(|r| r.to_string_lossy().replace('\\', "/")).collect();
     names.sort_by_key(|n| n == mark);
     for name in names {
         store.upload(&dir.join(&name), &format!("{rel}/{name}")).await?;

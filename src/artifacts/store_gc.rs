@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 
-use crate::store::{Listed, Store};
-use super::runs::{manifest_keys, Retention, MANIFEST};
+use super::runs::{MANIFEST, Retention, manifest_keys};
 use crate::cache::{META, STORE_ENTRIES};
+use crate::store::{Listed, Store};
 
 /// An unmarked folder younger than this may be an upload in progress.
 const UNFINISHED_GRACE_HOURS: i64 = 1;
@@ -139,7 +139,8 @@ mod tests {
 
         assert_eq!(collect(&store, keep_newest, &here, false).await.unwrap(), dry);
         // r3 (newest) and r1 (latest) stay with their entries, e stays for this machine.
-        let mut left: Vec<String> = store.list("cache/entries").await.unwrap().into_iter().filter_map(|p| p.split_once('/').map(|(k, _)| k.to_string())).collect();
+        let mut left: Vec<String> =
+            store.list("cache/entries").await.unwrap().into_iter().filter_map(|p| p.split_once('/').map(|(k, _)| k.to_string())).collect();
         left.dedup();
         assert_eq!(left, ["a", "b", "d", "e", "g"]);
         let runs = store.list("runs").await.unwrap();

@@ -14,14 +14,13 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::key::{CacheKey, KeyParts};
-use crate::io::fs::{check_name, checksum, sync_dir, write_atomic, FileSum};
+use crate::io::fs::{FileSum, check_name, checksum, sync_dir, write_atomic};
 use crate::io::table::SortKey;
 use crate::store::Store;
 
 /// The main table every stage writes; side tables sit beside it as `<name>.parquet`.
 pub const OUTPUT: &str = "output.parquet";
 pub const META: &str = "meta.json";
-
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EntryMeta {
@@ -182,11 +181,8 @@ impl Cache {
     }
 
     fn quarantine(&self, dir: &Path, why: &str) -> Result<()> {
-        let aside = self.corrupt_dir().join(format!(
-            "{}-{}",
-            dir.file_name().unwrap_or_default().to_string_lossy(),
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")
-        ));
+        let aside =
+            self.corrupt_dir().join(format!("{}-{}", dir.file_name().unwrap_or_default().to_string_lossy(), chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f")));
         tracing::warn!("cache entry {} is damaged ({why}); moved to {} and will be rebuilt", dir.display(), aside.display());
         fs::create_dir_all(aside.parent().unwrap())?;
         fs::rename(dir, &aside).with_context(|| format!("moving damaged cache entry {} aside", dir.display()))?;

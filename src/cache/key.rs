@@ -64,8 +64,7 @@ impl std::fmt::Display for CacheKey {
 
 impl KeyParts {
     pub fn key(&self) -> CacheKey {
-        let canonical = serde_json::to_vec(&canonicalize(&serde_json::to_value(self).expect("KeyParts serialises")))
-            .expect("JSON values serialise");
+        let canonical = serde_json::to_vec(&canonicalize(&serde_json::to_value(self).expect("KeyParts serialises"))).expect("JSON values serialise");
         let hash = blake3::hash(&[&ENGINE_VERSION.to_le_bytes()[..], &canonical].concat());
         let mut k = [0u8; 12];
         k.copy_from_slice(&hash.as_bytes()[..12]);
@@ -80,10 +79,7 @@ impl KeyParts {
             out.push(format!("op changed: {} → {}", old.op, self.op));
         }
         if self.code_version != old.code_version || self.op_version != old.op_version {
-            out.push(format!(
-                "code version changed: {} (op v{}) → {} (op v{})",
-                old.code_version, old.op_version, self.code_version, self.op_version
-            ));
+            out.push(format!("code version changed: {} (op v{}) → {} (op v{})", old.code_version, old.op_version, self.code_version, self.op_version));
         }
         diff_values("param", "", &old.params, &self.params, &mut out);
         for (path, hash) in &self.files {
@@ -121,11 +117,7 @@ fn describe_input_changes(old: &[InputFile], new: &[InputFile]) -> String {
     let new_by: BTreeMap<&str, &InputFile> = new.iter().map(|f| (f.path.as_str(), f)).collect();
     let added: Vec<&str> = new_by.keys().filter(|p| !old_by.contains_key(*p)).copied().collect();
     let removed: Vec<&str> = old_by.keys().filter(|p| !new_by.contains_key(*p)).copied().collect();
-    let modified: Vec<&str> = new_by
-        .iter()
-        .filter(|(p, f)| old_by.get(*p).is_some_and(|o| o != *f))
-        .map(|(p, _)| *p)
-        .collect();
+    let modified: Vec<&str> = new_by.iter().filter(|(p, f)| old_by.get(*p).is_some_and(|o| o != *f)).map(|(p, _)| *p).collect();
     let mut parts = Vec::new();
     for (what, list) in [("added", &added), ("removed", &removed), ("modified", &modified)] {
         if !list.is_empty() {
@@ -207,11 +199,10 @@ mod tests {
         new.files.insert("sql/features.sql".into(), "bb".into());
         new.upstream.insert("ingest".into(), "k2".into());
         let c = new.changes_since(&old);
-        assert_eq!(c, vec![
-            "param `window` changed: 10 → 12".to_string(),
-            "file sql/features.sql changed".to_string(),
-            "upstream `ingest` changed".to_string(),
-        ]);
+        assert_eq!(
+            c,
+            vec!["param `window` changed: 10 → 12".to_string(), "file sql/features.sql changed".to_string(), "upstream `ingest` changed".to_string(),]
+        );
     }
 
     #[test]

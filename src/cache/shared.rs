@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 
-use super::key::CacheKey;
 use super::entries::{Cache, Entry, EntryMeta, META};
+use super::key::CacheKey;
 use crate::io::fs::checksum;
 
 /// Where entries live in the shared store, one folder per key.
@@ -106,7 +106,7 @@ impl Cache {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::entries::{tests::meta, OUTPUT};
+    use super::super::entries::{OUTPUT, tests::meta};
     use super::*;
     use crate::store::Store;
 
@@ -143,7 +143,11 @@ mod tests {
 
         // A meta.json whose names leave the entry's folder is refused before anything is written.
         let (_f_dir, f) = machine(&store);
-        for (field, value) in [("files", serde_json::json!({ "../../escaped": { "bytes": 1, "blake3": "x" } })), ("stage", serde_json::json!("../../escaped")), ("pipeline", serde_json::json!("/tmp"))] {
+        for (field, value) in [
+            ("files", serde_json::json!({ "../../escaped": { "bytes": 1, "blake3": "x" } })),
+            ("stage", serde_json::json!("../../escaped")),
+            ("pipeline", serde_json::json!("/tmp")),
+        ] {
             let mut bad = serde_json::to_value(&built.meta).unwrap();
             bad[field] = value;
             store.put(&format!("cache/entries/{}/{META}", key.hex()), serde_json::to_vec(&bad).unwrap()).await.unwrap();

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::dag::{Pipeline, spec};
 use crate::invalid::InvalidInput;
 use crate::models::ModelKind;
-use crate::dag::{spec, Pipeline};
 use crate::serving::predictor::Guardrails;
 use crate::store::Store;
 

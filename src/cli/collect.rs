@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::{NaiveDate, Utc};
 
 use super::exit;
 use crate::collect::config::Config;
 use crate::collect::day_files::DayFiles;
 use crate::collect::prometheus::{Prometheus, QueryError};
-use crate::collect::{header, Collector};
+use crate::collect::{Collector, header};
 use crate::invalid::InvalidInput;
 
 #[derive(clap::Args, Debug)]
@@ -98,9 +98,16 @@ pub async fn collect(a: CollectArgs) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
     let Some(out) = a.out else {
-        return Err(usage("--out", "the live loop writes day files: give --out DIR or s3://bucket/prefix (or --once for one row per service on standard output)".into()));
+        return Err(usage(
+            "--out",
+            "the live loop writes day files: give --out DIR or s3://bucket/prefix (or --once for one row per service on standard output)".into(),
+        ));
     };
-    let timing = Timing { every: Duration::from_secs_f64(a.every), flush_every: Duration::from_secs_f64(a.flush_every * 60.0), stop_timeout: Duration::from_secs_f64(a.stop_timeout) };
+    let timing = Timing {
+        every: Duration::from_secs_f64(a.every),
+        flush_every: Duration::from_secs_f64(a.flush_every * 60.0),
+        stop_timeout: Duration::from_secs_f64(a.stop_timeout),
+    };
     live(collector, &out, timing).await
 }
 

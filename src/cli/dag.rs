@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 
-use super::{exit, PipelineArgs};
-use crate::dag::plan::build_stages;
+use super::{PipelineArgs, exit};
 use crate::dag::Pipeline;
+use crate::dag::plan::build_stages;
 
 #[derive(clap::Args, Debug)]
 pub struct DagArgs {

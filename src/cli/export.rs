@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use datafusion::arrow::csv::WriterBuilder;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{cached_entry, exit, load_plan, table_path, PipelineArgs};
+use super::{PipelineArgs, cached_entry, exit, load_plan, table_path};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {

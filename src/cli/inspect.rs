@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{cached_entry, exit, load_plan, table_path, PipelineArgs};
+use super::{PipelineArgs, cached_entry, exit, load_plan, table_path};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {

@@ -24,7 +24,7 @@ pub mod status;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-pub use args::{parse_seconds, usage_error, LogFormat, PipelineArgs, MAX_SECONDS};
+pub use args::{LogFormat, MAX_SECONDS, PipelineArgs, parse_seconds, usage_error};
 pub use stage_output::{cache_for, cached_entry, load_plan, table_path};
 
 /// Train and serve replica-count predictions for Kubernetes autoscaling.
@@ -34,7 +34,9 @@ pub use stage_output::{cache_for, cached_entry, load_plan, table_path};
 /// recomputes what changed.
 #[derive(Parser)]
 #[command(name = "pipeline", version, max_term_width = 100)]
-#[command(after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file, flag or input (nothing ran), 3 another run holds the project (with --no-wait).")]
+#[command(
+    after_help = "Exit codes: 0 success, 1 a stage or command failed, 2 invalid pipeline file, flag or input (nothing ran), 3 another run holds the project (with --no-wait)."
+)]
 pub struct Cli {
     /// More log detail (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

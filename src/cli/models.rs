@@ -1,12 +1,11 @@
 //! `pipeline models list|show|promote|rollback`: the model registry by hand.
 
-
 use anyhow::{Context, Result};
 
+use super::args::{RegistryArgs, StoreArgs};
 use super::exit;
 use crate::artifacts::models::Registry;
 use crate::artifacts::shared;
-use super::args::{RegistryArgs, StoreArgs};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ModelsCommand {
@@ -66,7 +65,11 @@ pub async fn models(a: ModelsArgs) -> Result<u8> {
         ModelsCommand::Show { model, version } => {
             let version = match version {
                 Some(v) => v,
-                None => reg.promoted(&model)?.current().map(|p| p.version.clone()).with_context(|| format!("{model} has no promoted version; name one (see `pipeline models list`)"))?,
+                None => reg
+                    .promoted(&model)?
+                    .current()
+                    .map(|p| p.version.clone())
+                    .with_context(|| format!("{model} has no promoted version; name one (see `pipeline models list`)"))?,
             };
             let info = reg.version(&model, &version)?;
             let dir = reg.version_dir(&model, &version);
@@ -100,7 +103,9 @@ pub async fn models(a: ModelsArgs) -> Result<u8> {
         }
     }
     if let Some(store) = store.filter(|_| changes) {
-        shared::push_registry(&store, &reg).await.with_context(|| format!("sharing the change in {} (it is made here; run the command again to share it)", store.url()))?;
+        shared::push_registry(&store, &reg)
+            .await
+            .with_context(|| format!("sharing the change in {} (it is made here; run the command again to share it)", store.url()))?;
     }
     Ok(exit::SUCCESS)
 }

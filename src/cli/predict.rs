@@ -11,13 +11,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
+use super::args::{GuardrailArgs, ModelArgs};
 use super::exit;
 use crate::artifacts::models::Registry;
 use crate::invalid::InvalidInput;
 use crate::serving::features::RawRow;
-use super::args::{GuardrailArgs, ModelArgs};
 use crate::serving::predictor::{Loaded, Predictor};
 
 #[derive(clap::Args, Debug)]
@@ -38,7 +38,11 @@ pub fn predict(o: PredictArgs) -> Result<u8> {
     let rows = parse_rows(&name, &text)?;
     let registry = Registry::at(&o.model.registry.dir);
     let Some(loaded) = Loaded::promoted(&registry, o.model.model)? else {
-        bail!("no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)", o.model.model, o.model.registry.dir.display());
+        bail!(
+            "no promoted {} model in {}; train one with `pipeline run` (or promote one with `pipeline models promote`)",
+            o.model.model,
+            o.model.registry.dir.display()
+        );
     };
     tracing::info!(model = %loaded.name, version = %loaded.version, "model loaded");
     let predictor = Predictor::new(Some(loaded), guardrails);
@@ -72,9 +76,7 @@ fn read_input(path: &Path) -> std::io::Result<String> {
 fn parse_rows(name: &str, text: &str) -> Result<Vec<RawRow>> {
     let mut values = Vec::new();
     for v in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
-        let v = v.map_err(|e| {
-            input_error(name, format!("not JSON: {e}")).at(e.line() as u32, e.column() as u32)
-        })?;
+        let v = v.map_err(|e| input_error(name, format!("not JSON: {e}")).at(e.line() as u32, e.column() as u32))?;
         match v {
             serde_json::Value::Array(items) => values.extend(items),
             other => values.push(other),

@@ -1,10 +1,10 @@
 //! `pipeline query "SQL"`: SQL over every cached stage output of the current pipeline.
 
 use anyhow::{Context, Result};
-use futures::StreamExt;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::StreamExt;
 
-use super::{exit, load_plan, PipelineArgs};
+use super::{PipelineArgs, exit, load_plan};
 use crate::ops::sql::register_entry;
 
 #[derive(clap::Args, Debug)]

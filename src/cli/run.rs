@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::{exit, PipelineArgs};
+use super::{PipelineArgs, exit};
 use crate::artifacts::models::Registry;
 use crate::artifacts::{runs, shared};
 use crate::dag::run::{self, Outcome, RunOptions, RunReport};
@@ -108,10 +108,7 @@ pub async fn run(flags: RunArgs, json_logs: bool) -> Result<u8> {
     if let Some(store) = cache.store() {
         let latest = report.complete().then_some(run_id.as_str());
         if let Err(e) = shared::push(store, root, latest).await {
-            eprintln!(
-                "error: the run's models and record are kept here but could not be shared in {}: {e:#}\n       the next run shares them",
-                store.url()
-            );
+            eprintln!("error: the run's models and record are kept here but could not be shared in {}: {e:#}\n       the next run shares them", store.url());
             return Ok(exit::FAILURE);
         }
     }

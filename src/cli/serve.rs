@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use super::args::{GuardrailArgs, ModelArgs, StoreArgs};
 use super::exit;
 use crate::serving::listener::Limits;
-use super::args::{GuardrailArgs, ModelArgs, StoreArgs};
 use crate::serving::server::{self, Config};
 use crate::serving::tls::Tls;
 
@@ -126,7 +126,11 @@ fn tokens(value: Option<&str>) -> Result<Vec<String>> {
     let Some(value) = value else { return Ok(Vec::new()) };
     let tokens: Vec<String> = value.split(',').map(|t| t.trim().to_string()).collect();
     if tokens.iter().any(String::is_empty) || tokens.len() > 2 {
-        return Err(super::usage_error("serve", "--token", "expected TOKEN or NEW,OLD (two at most, none empty); an empty PIPELINE_SERVE_TOKEN is not a token"));
+        return Err(super::usage_error(
+            "serve",
+            "--token",
+            "expected TOKEN or NEW,OLD (two at most, none empty); an empty PIPELINE_SERVE_TOKEN is not a token",
+        ));
     }
     if let Some(short) = tokens.iter().find(|t| t.chars().count() < MIN_TOKEN) {
         return Err(super::usage_error(
@@ -145,7 +149,10 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
         return Err(super::usage_error(
             "serve",
             "--addr",
-            format!("{} is reachable from other machines and no token is set: give --token (or PIPELINE_SERVE_TOKEN), or --insecure if the network around the server is trusted", a.addr),
+            format!(
+                "{} is reachable from other machines and no token is set: give --token (or PIPELINE_SERVE_TOKEN), or --insecure if the network around the server is trusted",
+                a.addr
+            ),
         ));
     }
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -172,7 +179,8 @@ pub async fn serve(a: ServeArgs) -> Result<u8> {
     let pull = match &a.prometheus {
         Some(url) => {
             let config = crate::collect::config::Config::load(a.collect_config.as_deref())?;
-            let prometheus = crate::collect::prometheus::Prometheus::new(url, Duration::from_secs(10)).map_err(|e| super::usage_error("serve", "--prometheus", e.to_string()))?;
+            let prometheus = crate::collect::prometheus::Prometheus::new(url, Duration::from_secs(10))
+                .map_err(|e| super::usage_error("serve", "--prometheus", e.to_string()))?;
             Some(server::Pull { collector: crate::collect::Collector::new(config, prometheus), every: Duration::from_secs_f64(a.every) })
         }
         None => None,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::exit;
 use crate::simulate::closed_loop::{self, Comparison, Tally};
-use crate::simulate::{self, label_mix, Options, ScalerSpec};
+use crate::simulate::{self, Options, ScalerSpec, label_mix};
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -94,7 +94,10 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     if !(0.0..=3600.0).contains(&a.pod_startup_seconds) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
         return Err(super::usage_error("simulate", "--pod-startup-seconds/--stabilization-seconds", "must be within 0..3600 seconds"));
     }
-    let hpa = hpa_settings(crate::hpa::Hpa { pod_startup_seconds: a.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() }, &a.hpa)?;
+    let hpa = hpa_settings(
+        crate::hpa::Hpa { pod_startup_seconds: a.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() },
+        &a.hpa,
+    )?;
     if !(a.load > 0.0 && a.load <= 100.0) {
         anyhow::bail!("--load must be a factor above 0 and at most 100 (1: the profiles' own load), not {}", a.load);
     }

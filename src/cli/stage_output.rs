@@ -8,8 +8,8 @@ use anyhow::Result;
 
 use super::PipelineArgs;
 use crate::cache::{Cache, Entry};
-use crate::dag::plan::{self, Plan};
 use crate::dag::Pipeline;
+use crate::dag::plan::{self, Plan};
 use crate::store::Store;
 
 /// The cache a pipeline's stages live in, with the shared store behind it if there is one.
@@ -49,11 +49,7 @@ pub fn table_path(entry: &Entry, stage: &str, table: Option<&str>) -> Result<Pat
         None => Ok(entry.output()),
         Some(t) => entry.tables().into_iter().find(|(n, _)| n == t).map(|(_, p)| p).ok_or_else(|| {
             let names: Vec<String> = entry.tables().into_iter().map(|(n, _)| n).collect();
-            anyhow::anyhow!(
-                "stage `{stage}` has no table `{t}` (side tables: {})",
-                if names.is_empty() { "none".into() } else { names.join(", ") }
-            )
+            anyhow::anyhow!("stage `{stage}` has no table `{t}` (side tables: {})", if names.is_empty() { "none".into() } else { names.join(", ") })
         }),
     }
 }
-

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use super::{exit, load_plan, PipelineArgs};
+use super::{PipelineArgs, exit, load_plan};
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {

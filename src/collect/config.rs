@@ -91,8 +91,7 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, InvalidInput> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| InvalidInput::file(p.display(), format!("cannot read it: {e}")))?;
+                let text = std::fs::read_to_string(p).map_err(|e| InvalidInput::file(p.display(), format!("cannot read it: {e}")))?;
                 Config::parse(p, &text)
             }
             None => Config::parse(Path::new("(built-in collect.yaml)"), DEFAULT),
@@ -138,10 +137,8 @@ impl Config {
         if raw.services.is_empty() && raw.discover.is_none() {
             return Err(bad(None, "list `services`, or give a `discover` query whose series' `deployment` label names them".into()));
         }
-        let time_zone: chrono_tz::Tz = raw
-            .time_zone
-            .parse()
-            .map_err(|_| bad(Some("time_zone".into()), format!("`{}` is not an IANA zone (e.g. UTC, Europe/Paris)", raw.time_zone)))?;
+        let time_zone: chrono_tz::Tz =
+            raw.time_zone.parse().map_err(|_| bad(Some("time_zone".into()), format!("`{}` is not an IANA zone (e.g. UTC, Europe/Paris)", raw.time_zone)))?;
         // Both go into every query: names Kubernetes could have, refused here otherwise.
         crate::row::check_service_name(&raw.namespace).map_err(|e| bad(Some("namespace".into()), format!("the namespace {e}")))?;
         for (i, s) in raw.services.iter().enumerate() {
@@ -152,7 +149,16 @@ impl Config {
             .iter()
             .map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| bad(Some("holidays".into()), format!("`{d}` is not a YYYY-MM-DD date"))))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Config { file: file.to_path_buf(), namespace: raw.namespace, services: raw.services, discover: raw.discover, pods: raw.pods, time_zone, holidays, columns })
+        Ok(Config {
+            file: file.to_path_buf(),
+            namespace: raw.namespace,
+            services: raw.services,
+            discover: raw.discover,
+            pods: raw.pods,
+            time_zone,
+            holidays,
+            columns,
+        })
     }
 
     /// A query with its placeholders filled for one service. The placeholders sit inside PromQL

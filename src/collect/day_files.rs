@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
@@ -95,10 +95,7 @@ impl DayFiles {
         if self.pending == 0 {
             return Ok(());
         }
-        self.store
-            .put(&self.path(day), PutPayload::from(self.text.clone().into_bytes()))
-            .await
-            .with_context(|| format!("writing {}", self.display(day)))?;
+        self.store.put(&self.path(day), PutPayload::from(self.text.clone().into_bytes())).await.with_context(|| format!("writing {}", self.display(day)))?;
         self.pending = 0;
         Ok(())
     }
@@ -145,7 +142,11 @@ mod tests {
     fn row(day: u32, hour: u32, service: &str) -> Row {
         let mut values = [Some(1.0); crate::row::NUMERIC.len()];
         values[0] = None;
-        Row { timestamp: NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc().fixed_offset(), service: service.into(), values }
+        Row {
+            timestamp: NaiveDate::from_ymd_opt(2026, 11, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc().fixed_offset(),
+            service: service.into(),
+            values,
+        }
     }
 
     #[tokio::test]

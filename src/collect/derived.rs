@@ -51,11 +51,7 @@ pub fn round(x: f64, decimals: i32) -> f64 {
 /// Python's `isoformat()`: microseconds only when non-zero.
 pub fn isoformat(micros: i64) -> String {
     let dt = chrono::DateTime::from_timestamp_micros(micros).expect("simulated times are in range").naive_utc();
-    if dt.and_utc().timestamp_subsec_micros() == 0 {
-        dt.format("%Y-%m-%dT%H:%M:%S").to_string()
-    } else {
-        dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
-    }
+    if dt.and_utc().timestamp_subsec_micros() == 0 { dt.format("%Y-%m-%dT%H:%M:%S").to_string() } else { dt.format("%Y-%m-%dT%H:%M:%S%.6f").to_string() }
 }
 
 #[cfg(test)]

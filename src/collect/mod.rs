@@ -16,8 +16,8 @@ use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use futures::StreamExt;
 
 use crate::row::{Kind, NUMERIC};
-use config::{Config, WhenMissing, QUERIED};
-use derived::{isoformat, round, Window};
+use config::{Config, QUERIED, WhenMissing};
+use derived::{Window, isoformat, round};
 use prometheus::{Prometheus, QueryError, Series};
 
 /// The step between rows, as the old collector's loop and a backfill's `query_range`.
@@ -126,7 +126,10 @@ impl Collector {
             }
         });
         if services.is_empty() && self.warned.insert((String::new(), "services", "none")) {
-            tracing::warn!("the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`", self.config.file.display());
+            tracing::warn!(
+                "the discover query of {} found no services: label their Deployments (autoscale=true with the built-in file) or list them under `services:`",
+                self.config.file.display()
+            );
         }
         Ok(services)
     }
@@ -150,7 +153,11 @@ impl Collector {
         let mut rows = Vec::new();
         for (service, answers) in sampled {
             let answers = answers?;
-            let queried: Vec<Option<f64>> = answers.iter().enumerate().map(|(k, series)| self.value(&service, k, series.iter().map(|s| s.samples.first().map(|p| p.1)).collect())).collect();
+            let queried: Vec<Option<f64>> = answers
+                .iter()
+                .enumerate()
+                .map(|(k, series)| self.value(&service, k, series.iter().map(|s| s.samples.first().map(|p| p.1)).collect()))
+                .collect();
             if let Some(row) = self.row(&service, local, &queried) {
                 rows.push(row);
             }
@@ -172,10 +179,8 @@ impl Collector {
             let columns: Vec<Vec<Series>> =
                 futures::future::try_join_all(queries.iter().map(|q| self.prometheus.query_range(q, start as f64, end as f64, STEP_SECONDS as f64))).await?;
             // Each series' samples by second: a series may lack some steps.
-            let by_time: Vec<Vec<HashMap<i64, f64>>> = columns
-                .iter()
-                .map(|series| series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect())
-                .collect();
+            let by_time: Vec<Vec<HashMap<i64, f64>>> =
+                columns.iter().map(|series| series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect()).collect();
             for &t in &steps {
                 let queried: Vec<Option<f64>> = by_time
                     .iter()
@@ -210,7 +215,13 @@ impl Collector {
                 None
             }
             many => {
-                warn("several series", format!("the query gave {} series where one is needed; aggregate it with sum or max (collect.yaml: columns.{name}); the field is left empty", many.len()));
+                warn(
+                    "several series",
+                    format!(
+                        "the query gave {} series where one is needed; aggregate it with sum or max (collect.yaml: columns.{name}); the field is left empty",
+                        many.len()
+                    ),
+                );
                 None
             }
         }
@@ -242,7 +253,8 @@ impl Collector {
         }
         let date = at.date_naive();
         values[numeric_index("is_holiday")] = Some(f64::from(u8::from(self.config.holidays.contains(&date))));
-        values[numeric_index("is_weekend")] = Some(f64::from(u8::from(matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun))));
+        values[numeric_index("is_weekend")] =
+            Some(f64::from(u8::from(matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun))));
         Some(Row { timestamp: at, service: service.to_string(), values })
     }
 }
@@ -275,7 +287,22 @@ mod tests {
     fn queried(cpu: f64) -> Vec<Option<f64>> {
         // QUERIED order: cpu, ram, rps, p95, replicas, cpu req/lim, ram req/lim, queue, errors,
         // restarts, node cpu/mem pressure.
-        vec![Some(cpu), Some(40.0), Some(12.5), Some(80.0), Some(3.0), Some(0.5), Some(1.0), Some(256.0), Some(512.0), Some(0.0), Some(0.001), Some(0.0), Some(0.0), Some(1.0)]
+        vec![
+            Some(cpu),
+            Some(40.0),
+            Some(12.5),
+            Some(80.0),
+            Some(3.0),
+            Some(0.5),
+            Some(1.0),
+            Some(256.0),
+            Some(512.0),
+            Some(0.0),
+            Some(0.001),
+            Some(0.0),
+            Some(0.0),
+            Some(1.0),
+        ]
     }
 
     fn utc(t: chrono::NaiveDateTime) -> DateTime<FixedOffset> {
@@ -288,10 +315,7 @@ mod tests {
         let t = utc(NaiveDate::from_ymd_opt(2025, 12, 25).unwrap().and_hms_opt(10, 0, 0).unwrap());
         c.row("web", t, &queried(10.0)).unwrap();
         let row = c.row("web", t + chrono::Duration::seconds(30), &queried(20.004)).unwrap();
-        assert_eq!(
-            row.csv_line(),
-            "2025-12-25T10:00:30,web,20,15,10,40,40,0,12.5,12.5,80,3,1,0,0.5,1,256,512,0,0.001,0,0,1"
-        );
+        assert_eq!(row.csv_line(), "2025-12-25T10:00:30,web,20,15,10,40,40,0,12.5,12.5,80,3,1,0,0.5,1,256,512,0,0.001,0,0,1");
         let fresh = c.row("api", t, &queried(50.0)).unwrap();
         assert_eq!(fresh.values[numeric_index("cpu_usage_percent_last_5_min")], Some(50.0), "windows are per service");
         let json = row.to_json();

@@ -99,7 +99,10 @@ impl Prometheus {
         let status = response.status();
         let too_large = || QueryError::Rejected {
             kind: "too_large".into(),
-            message: format!("the answer is over {} MiB: the query selects far more series than a column needs (aggregate it with sum or max)", MAX_ANSWER >> 20),
+            message: format!(
+                "the answer is over {} MiB: the query selects far more series than a column needs (aggregate it with sum or max)",
+                MAX_ANSWER >> 20
+            ),
             query: query.to_string(),
         };
         if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
@@ -199,7 +202,9 @@ mod tests {
             while let Ok((mut s, _)) = listener.accept().await {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"status\":", 64 << 20).as_bytes()).await;
+                let _ = s
+                    .write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{{\"status\":", 64 << 20).as_bytes())
+                    .await;
             }
         });
         let p = Prometheus::new(&format!("http://{addr}"), Duration::from_secs(5)).unwrap();

@@ -7,8 +7,8 @@
 //! 2 cores get one each instead of four threads fighting over two; when one finishes, the other
 //! grows back to both.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, Clone)]
 pub struct Cores {

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 
 use super::graph;
 use super::spec::{Pipeline, SpecError};
-use crate::cache::{Cache, CacheKey, Entry, KeyParts};
 use super::stage::{BuildStage, Built, Stage};
+use crate::cache::{Cache, CacheKey, Entry, KeyParts};
 
 pub struct PlannedStage {
     pub name: String,

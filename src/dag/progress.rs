@@ -13,8 +13,7 @@ pub struct Progress {
 impl Progress {
     /// Bars only when stderr is a terminal and the caller did not ask for quiet.
     pub fn new(allow_bars: bool) -> Progress {
-        let multi = (allow_bars && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let multi = (allow_bars && std::io::stderr().is_terminal()).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Progress { multi }
     }
 
@@ -26,9 +25,7 @@ impl Progress {
         let bar = self.multi.as_ref().map(|m| {
             let bar = m.add(ProgressBar::new_spinner());
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {prefix:<22.bold} {elapsed:>4} {wide_msg}")
-                    .expect("valid template")
-                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓"),
+                ProgressStyle::with_template("{spinner:.cyan} {prefix:<22.bold} {elapsed:>4} {wide_msg}").expect("valid template").tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓"),
             );
             bar.set_prefix(name.to_string());
             bar.enable_steady_tick(Duration::from_millis(100));

@@ -4,18 +4,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::cores::Cores;
-use super::memory_budget::{self, MemoryBudget};
 use super::graph;
+use super::memory_budget::{self, MemoryBudget};
 use super::plan::Plan;
 use super::progress::Progress;
-use crate::cache::{Cache, Entry, EntryMeta};
 use super::stage::StageContext;
+use crate::cache::{Cache, Entry, EntryMeta};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -105,12 +105,7 @@ pub fn to_run(plan: &Plan, opts: &RunOptions) -> Result<HashSet<String>> {
         .collect();
     if let Some(only) = &opts.only {
         let stage = plan.get(only).unwrap();
-        let missing: Vec<&str> = stage
-            .deps
-            .iter()
-            .filter(|d| plan.get(d).is_some_and(|u| u.cached.is_none()))
-            .map(String::as_str)
-            .collect();
+        let missing: Vec<&str> = stage.deps.iter().filter(|d| plan.get(d).is_some_and(|u| u.cached.is_none())).map(String::as_str).collect();
         if !missing.is_empty() {
             bail!(
                 "--only {only}: its upstream {} not cached for the current pipeline; run `pipeline run` without --only first",
@@ -152,14 +147,10 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             },
             (_, outcome) => outcome,
         };
-        reports.insert(s.name.clone(), StageReport {
-            name: s.name.clone(),
-            rows: s.cached.as_ref().map(|e| e.meta.rows),
-            outcome,
-            seconds: 0.0,
-            key: s.key.hex(),
-            notes: Vec::new(),
-        });
+        reports.insert(
+            s.name.clone(),
+            StageReport { name: s.name.clone(), rows: s.cached.as_ref().map(|e| e.meta.rows), outcome, seconds: 0.0, key: s.key.hex(), notes: Vec::new() },
+        );
     }
 
     let mut pending: Vec<&str> = plan.stages.iter().filter(|s| run.contains(&s.name)).map(|s| s.name.as_str()).collect();
@@ -172,14 +163,17 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             let stage = plan.get(name).unwrap();
             let blocked = stage.deps.iter().find(|d| reports.get(*d).is_some_and(|r| matches!(r.outcome, Outcome::Failed(_) | Outcome::Skipped(_))));
             if let Some(dep) = blocked {
-                reports.insert(name.to_string(), StageReport {
-                    name: name.to_string(),
-                    outcome: Outcome::Skipped(format!("upstream `{dep}` failed")),
-                    rows: None,
-                    seconds: 0.0,
-                    key: stage.key.hex(),
-                    notes: Vec::new(),
-                });
+                reports.insert(
+                    name.to_string(),
+                    StageReport {
+                        name: name.to_string(),
+                        outcome: Outcome::Skipped(format!("upstream `{dep}` failed")),
+                        rows: None,
+                        seconds: 0.0,
+                        key: stage.key.hex(),
+                        notes: Vec::new(),
+                    },
+                );
                 pending.remove(i);
                 continue;
             }
@@ -198,7 +192,8 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
             // sibling finishes first, and the OS shares them fairly while both run.
             let threads = cores;
             let share = share.clone();
-            let input_bytes = upstream.values().map(|e| memory_budget::table_bytes(&e.output())).sum::<u64>() + stage.parts.inputs.iter().map(|f| f.size).sum::<u64>();
+            let input_bytes =
+                upstream.values().map(|e| memory_budget::table_bytes(&e.output())).sum::<u64>() + stage.parts.inputs.iter().map(|f| f.size).sum::<u64>();
             let need = budget.reservation(stage.stage.memory(input_bytes));
             let budget = budget.clone();
             tasks.spawn(async move {
@@ -223,14 +218,7 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
                 done.insert(name.clone(), entry);
                 StageReport { name: name.clone(), outcome: Outcome::Ran, rows: Some(rows), seconds, key, notes }
             }
-            Err(e) => StageReport {
-                name: name.clone(),
-                outcome: Outcome::Failed(format!("{e:#}")),
-                rows: None,
-                seconds,
-                key,
-                notes: Vec::new(),
-            },
+            Err(e) => StageReport { name: name.clone(), outcome: Outcome::Failed(format!("{e:#}")), rows: None, seconds, key, notes: Vec::new() },
         };
         reports.insert(name, report);
     }

@@ -129,11 +129,8 @@ struct RawPipeline {
 /// pipeline file's own folder when it does not live in one.
 fn project_root(file: &Path) -> PathBuf {
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let root = if dir.file_name().is_some_and(|n| n == "pipelines") {
-        dir.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
-    } else {
-        dir
-    };
+    let root =
+        if dir.file_name().is_some_and(|n| n == "pipelines") { dir.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")) } else { dir };
     root.to_path_buf()
 }
 
@@ -170,16 +167,8 @@ pub fn parse_override(s: &str) -> Result<(String, Value), ParamError> {
 }
 
 pub fn load(file: &Path, overrides: &[(String, Value)]) -> Result<Pipeline, SpecError> {
-    let err = |loc: Option<Loc>, message: String| SpecError {
-        file: file.to_path_buf(),
-        loc,
-        stage: None,
-        field: None,
-        message,
-    };
-    let source = std::fs::read_to_string(file).map_err(|e| {
-        err(None, format!("cannot read the pipeline file: {e}"))
-    })?;
+    let err = |loc: Option<Loc>, message: String| SpecError { file: file.to_path_buf(), loc, stage: None, field: None, message };
+    let source = std::fs::read_to_string(file).map_err(|e| err(None, format!("cannot read the pipeline file: {e}")))?;
     parse(file, &source, overrides)
 }
 
@@ -204,8 +193,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         match &v.value {
             Value::String(_) | Value::Number(_) | Value::Bool(_) => {}
             _ => {
-                return Err(err(Some(Loc::of(&v)), None, Some(&format!("params.{}", k.value)),
-                    "a param must be a string, number or boolean".into()));
+                return Err(err(Some(Loc::of(&v)), None, Some(&format!("params.{}", k.value)), "a param must be a string, number or boolean".into()));
             }
         }
         params.insert(k.value, v.value);
@@ -213,10 +201,12 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
     for (name, value) in overrides {
         if !params.contains_key(name) {
             let known: Vec<&str> = params.keys().map(String::as_str).collect();
-            return Err(err(None, None, None, format!(
-                "--set {name}: the pipeline has no param `{name}` (it has: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            )));
+            return Err(err(
+                None,
+                None,
+                None,
+                format!("--set {name}: the pipeline has no param `{name}` (it has: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+            ));
         }
         params.insert(name.clone(), value.clone());
     }
@@ -226,8 +216,12 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         let stage_loc = Loc::of(&name);
         let sname = name.value;
         if !is_identifier(&sname) {
-            return Err(err(Some(stage_loc), Some(&sname), None,
-                "a stage name must be letters, digits and `_`, starting with a letter (it becomes a SQL table name)".into()));
+            return Err(err(
+                Some(stage_loc),
+                Some(&sname),
+                None,
+                "a stage name must be letters, digits and `_`, starting with a letter (it becomes a SQL table name)".into(),
+            ));
         }
         let mut op = None;
         let mut deps = Vec::new();
@@ -265,9 +259,7 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         let Some(op) = op else {
             return Err(err(Some(stage_loc), Some(&sname), Some("op"), "missing: every stage needs an `op`".into()));
         };
-        stages.insert(sname.clone(), StageSpec {
-            name: sname, op, deps, params: out, description, loc: stage_loc, field_locs,
-        });
+        stages.insert(sname.clone(), StageSpec { name: sname, op, deps, params: out, description, loc: stage_loc, field_locs });
     }
     if stages.is_empty() {
         return Err(err(None, None, Some("stages"), "the pipeline has no stages".into()));
@@ -299,27 +291,15 @@ pub fn parse(file: &Path, source: &str, overrides: &[(String, Value)]) -> Result
         }
     };
 
-    let name = raw.name.unwrap_or_else(|| {
-        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into())
-    });
-    let pipeline = Pipeline {
-        name,
-        file: file.to_path_buf(),
-        root: project_root(file),
-        params,
-        stages,
-        source: source.to_string(),
-        store,
-        engine,
-    };
+    let name = raw.name.unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pipeline".into()));
+    let pipeline = Pipeline { name, file: file.to_path_buf(), root: project_root(file), params, stages, source: source.to_string(), store, engine };
     check_graph(&pipeline)?;
     Ok(pipeline)
 }
 
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Replace `${name}` in every string. A string that is exactly `${name}` takes the param's
@@ -328,17 +308,13 @@ fn substitute(v: &Value, params: &IndexMap<String, Value>) -> Result<Value, Para
     Ok(match v {
         Value::String(s) => substitute_str(s, params)?,
         Value::Array(items) => Value::Array(items.iter().map(|i| substitute(i, params)).collect::<Result<_, _>>()?),
-        Value::Object(m) => Value::Object(
-            m.iter().map(|(k, v)| Ok((k.clone(), substitute(v, params)?))).collect::<Result<_, ParamError>>()?,
-        ),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| Ok((k.clone(), substitute(v, params)?))).collect::<Result<_, ParamError>>()?),
         other => other.clone(),
     })
 }
 
 fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, ParamError> {
-    let lookup = |name: &str| {
-        params.get(name).cloned().ok_or_else(|| ParamError::Unknown { name: name.into(), declared: params.keys().cloned().collect() })
-    };
+    let lookup = |name: &str| params.get(name).cloned().ok_or_else(|| ParamError::Unknown { name: name.into(), declared: params.keys().cloned().collect() });
     if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
         && !name.contains(['$', '{', '}'])
     {
@@ -366,8 +342,7 @@ fn check_graph(p: &Pipeline) -> Result<(), SpecError> {
         for dep in &stage.deps {
             if !p.stages.contains_key(dep) {
                 let known: Vec<&str> = p.stages.keys().map(String::as_str).collect();
-                return Err(p.error(stage, Some("deps"), format!(
-                    "unknown stage `{dep}` (stages: {})", known.join(", "))));
+                return Err(p.error(stage, Some("deps"), format!("unknown stage `{dep}` (stages: {})", known.join(", "))));
             }
             if dep == &stage.name {
                 return Err(p.error(stage, Some("deps"), "a stage cannot depend on itself".to_string()));
@@ -391,7 +366,9 @@ mod tests {
 
     #[test]
     fn params_substitute_typed_and_inline() {
-        let p = parse(Path::new("pipelines/t.yaml"), "
+        let p = parse(
+            Path::new("pipelines/t.yaml"),
+            "
 params:
   uri: data/metrics
   trees: 200
@@ -401,7 +378,10 @@ stages:
     source: ${uri}
     note: \"from ${uri} with ${trees}\"
     n: ${trees}
-", &[("trees".into(), Value::from(50))]).unwrap();
+",
+            &[("trees".into(), Value::from(50))],
+        )
+        .unwrap();
         let s = &p.stages["ingest"];
         assert_eq!(s.params["source"], Value::from("data/metrics"));
         assert_eq!(s.params["n"], Value::from(50));
@@ -422,9 +402,7 @@ stages:
     fn unknown_dep_and_cycle() {
         let e = parse_str("stages:\n  a:\n    op: sql\n    deps: [b]\n").unwrap_err().to_string();
         assert!(e.contains(":4:") && e.contains("unknown stage `b`"), "{e}");
-        let e = parse_str("stages:\n  a:\n    op: sql\n    deps: [b]\n  b:\n    op: sql\n    deps: [a]\n")
-            .unwrap_err()
-            .to_string();
+        let e = parse_str("stages:\n  a:\n    op: sql\n    deps: [b]\n  b:\n    op: sql\n    deps: [a]\n").unwrap_err().to_string();
         assert!(e.contains("dependency cycle: a → b → a") || e.contains("dependency cycle: b → a → b"), "{e}");
     }
 
@@ -445,8 +423,7 @@ stages:
 
     #[test]
     fn overrides_must_name_declared_params() {
-        let e = parse(Path::new("t.yaml"), "params: {date: ''}\nstages: {a: {op: sql}}\n",
-            &[("dat".into(), Value::from("x"))]).unwrap_err().to_string();
+        let e = parse(Path::new("t.yaml"), "params: {date: ''}\nstages: {a: {op: sql}}\n", &[("dat".into(), Value::from("x"))]).unwrap_err().to_string();
         assert!(e.contains("no param `dat`") && e.contains("date"), "{e}");
     }
 
@@ -461,7 +438,8 @@ stages:
 
     #[test]
     fn anchors_are_supported() {
-        let p = parse_str("
+        let p = parse_str(
+            "
 stages:
   a: &base
     op: sql
@@ -469,11 +447,14 @@ stages:
   b:
     <<: *base
     deps: [a]
-").unwrap();
+",
+        )
+        .unwrap();
         assert_eq!(p.stages["b"].params["sql"], Value::from("sql/x.sql"));
         assert_eq!(p.stages["b"].deps, vec!["a".to_string()]);
         // Shared params (as pipelines/train.yaml's label and forest params), one changed here.
-        let p = parse_str("
+        let p = parse_str(
+            "
 stages:
   a:
     op: sql
@@ -484,7 +465,9 @@ stages:
   c:
     op: sql
     params: *shared
-").unwrap();
+",
+        )
+        .unwrap();
         let params = |s: &str| serde_json::to_string(&p.stages[s].params["params"]).unwrap();
         assert_eq!(params("b"), r#"{"horizon":10,"rule":"demand"}"#);
         assert_eq!(params("c"), params("a"));

@@ -11,8 +11,8 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 
-use super::codec::PlanCodec;
 use super::Engine;
+use super::codec::PlanCodec;
 
 /// What the scheduler plans a stage's query with: the client's settings (which Ballista sends
 /// with the query), our window functions and the batch window operator.
@@ -55,13 +55,9 @@ pub async fn scheduler(bind: SocketAddr, external_host: Option<String>, executor
         ..Default::default()
     };
     let config = config.with_override_session_builder(Arc::new(planning_state));
-    let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config)
-        .await
-        .context("starting the scheduler's cluster state")?;
+    let cluster = ballista_scheduler::cluster::BallistaCluster::new_from_config(&config).await.context("starting the scheduler's cluster state")?;
     tracing::info!("Ballista scheduler listening on {bind}; point stages at it with --engine ballista://HOST:{}", bind.port());
-    ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config))
-        .await
-        .with_context(|| format!("running the scheduler on {bind}"))
+    ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config)).await.with_context(|| format!("running the scheduler on {bind}"))
 }
 
 /// Where an executor listens and which scheduler it serves.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::policy_name::PolicyName;
 use super::replay::frontier::{Frontier, Point};
-use super::replay::{self, forecast, Capacity, Policy, RowState, Score, Series};
+use super::replay::{self, Capacity, Policy, RowState, Score, Series, forecast};
 use crate::models::scores;
 use crate::models::table::Table;
 
@@ -71,7 +71,14 @@ struct Prepared {
 
 /// `predictions[m][table row]` for each of `names`, scored on `rows` (the hold-out rows all
 /// models predict); each service's replay of each policy goes to `trace`.
-pub fn compare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f64>], p: &replay::Params, trace: &mut dyn FnMut(ReplayTrace) -> Result<()>) -> Result<Compared> {
+pub fn compare(
+    table: &Table,
+    rows: &[usize],
+    names: &[String],
+    predictions: &[Vec<f64>],
+    p: &replay::Params,
+    trace: &mut dyn FnMut(ReplayTrace) -> Result<()>,
+) -> Result<Compared> {
     let prepared = prepare(table, rows, names, predictions, p)?;
     let replayable: Vec<(&Prepared, &Capacity)> = prepared.iter().filter_map(|s| Some((s, s.capacity.as_ref()?))).collect();
     let total = |policy: &dyn Fn(&Prepared) -> Policy| {

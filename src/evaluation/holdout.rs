@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::comparison::{self, ReplayTrace, ServiceReplay};
-use super::replay::frontier::Frontier;
 use super::replay;
-use super::{score_rows, HoldoutScores};
+use super::replay::frontier::Frontier;
+use super::{HoldoutScores, score_rows};
 use crate::models::model::Model;
 use crate::models::row_keys::{RowFilter, RowKeys};
 use crate::models::table::Table;
@@ -37,7 +37,8 @@ fn reach(keys: &RowKeys, seconds: i64) -> Vec<bool> {
         first_test[s] = first_test[s].min(ts[i]);
     }
     let cut = |s: usize| first_test[s].saturating_sub(seconds * 1_000_000);
-    let mut keep: Vec<bool> = (0..keys.len()).map(|i| keys.test[i] || (first_test[keys.service_id(i)] != i64::MAX && ts[i] >= cut(keys.service_id(i)))).collect();
+    let mut keep: Vec<bool> =
+        (0..keys.len()).map(|i| keys.test[i] || (first_test[keys.service_id(i)] != i64::MAX && ts[i] >= cut(keys.service_id(i)))).collect();
     // The latest rows before each service's cut, a bounded heap per service.
     let mut latest: Vec<BinaryHeap<Reverse<(i64, usize)>>> = vec![BinaryHeap::new(); keys.services()];
     for i in (0..keys.len()).filter(|&i| !keep[i]) {
@@ -181,9 +182,14 @@ impl Holdout {
     /// Replays and scores `predictions` (one per name, as [`Holdout::predict`] gives them) on
     /// the hold-out rows that all of them predict, handing each service's replay of each policy
     /// to `trace`.
-    pub fn score(&self, names: Vec<String>, predictions: &[Vec<Option<f64>>], p: &replay::Params, trace: &mut dyn FnMut(ReplayTrace) -> Result<()>) -> Result<Scored> {
-        let rows: Vec<usize> =
-            (0..self.test.len()).filter(|&k| predictions.iter().all(|m| m[k].is_some())).map(|k| self.test[k]).collect();
+    pub fn score(
+        &self,
+        names: Vec<String>,
+        predictions: &[Vec<Option<f64>>],
+        p: &replay::Params,
+        trace: &mut dyn FnMut(ReplayTrace) -> Result<()>,
+    ) -> Result<Scored> {
+        let rows: Vec<usize> = (0..self.test.len()).filter(|&k| predictions.iter().all(|m| m[k].is_some())).map(|k| self.test[k]).collect();
         if rows.is_empty() {
             bail!("no hold-out row has a prediction from every model (services shorter than a window?)");
         }

@@ -10,7 +10,7 @@ mod result;
 
 pub use comparison::{ReplayTrace, ServiceReplay};
 pub use holdout::{Holdout, Scored};
-pub use result::{Evaluation, ModelEvaluation, ModelInfo, EVALUATION};
+pub use result::{EVALUATION, Evaluation, ModelEvaluation, ModelInfo};
 
 use std::collections::BTreeMap;
 

@@ -74,4 +74,3 @@ pub struct Evaluation {
 }
 
 pub const EVALUATION: &str = "evaluation.json";
-

@@ -25,7 +25,7 @@ use datafusion::arrow::compute::{concat, partition};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
-use datafusion::common::{internal_err, Result, ScalarValue};
+use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::execution::{RecordBatchStream, TaskContext};
 use datafusion::functions_window::lead_lag::WindowShift;
 use datafusion::logical_expr::window_state::WindowFrameContext;
@@ -36,8 +36,8 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowUDFExpr};
 use datafusion::physical_plan::{
-    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode, PlanProperties,
-    ReplaceChildrenOptions, SendableRecordBatchStream,
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, InputDistributionRequirements, InputOrderMode, PlanProperties, ReplaceChildrenOptions,
+    SendableRecordBatchStream,
 };
 use futures::{Stream, StreamExt};
 
@@ -49,10 +49,12 @@ pub struct BatchWindows;
 
 impl PhysicalOptimizerRule for BatchWindows {
     fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _config: &ConfigOptions) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| Ok(match BatchWindowExec::replacing(&node) {
-            Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
-            None => Transformed::no(node),
-        }))
+        plan.transform_up(|node| {
+            Ok(match BatchWindowExec::replacing(&node) {
+                Some(exec) => Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>),
+                None => Transformed::no(node),
+            })
+        })
         .data()
     }
 
@@ -172,9 +174,8 @@ impl BatchWindowExec {
         }
         let exprs = window.window_expr();
         let partition_by = exprs.first()?.partition_by().to_vec();
-        let same_partitions = exprs.iter().all(|e| {
-            e.partition_by().len() == partition_by.len() && e.partition_by().iter().zip(&partition_by).all(|(a, b)| a.eq(b))
-        });
+        let same_partitions =
+            exprs.iter().all(|e| e.partition_by().len() == partition_by.len() && e.partition_by().iter().zip(&partition_by).all(|(a, b)| a.eq(b)));
         if !same_partitions {
             return None;
         }
@@ -368,11 +369,8 @@ impl Windower {
     /// Add rows of the current partition, with each column's arguments over them.
     fn extend(&mut self, rows: RecordBatch, new_args: Vec<Vec<ArrayRef>>) -> Result<()> {
         for (args, new) in self.args.iter_mut().zip(new_args) {
-            *args = if self.seen == self.kept {
-                new
-            } else {
-                args.iter().zip(&new).map(|(a, b)| concat(&[a.as_ref(), b.as_ref()])).collect::<Result<_, _>>()?
-            };
+            *args =
+                if self.seen == self.kept { new } else { args.iter().zip(&new).map(|(a, b)| concat(&[a.as_ref(), b.as_ref()])).collect::<Result<_, _>>()? };
         }
         self.seen += rows.num_rows();
         self.pending.push_back(rows);
@@ -386,12 +384,7 @@ impl Windower {
             return Ok(());
         }
         let context = self.kept..self.seen;
-        let values = self
-            .columns
-            .iter()
-            .zip(&self.args)
-            .map(|(c, args)| c.evaluate(args, context.clone(), self.emitted..upto))
-            .collect::<Result<Vec<_>>>()?;
+        let values = self.columns.iter().zip(&self.args).map(|(c, args)| c.evaluate(args, context.clone(), self.emitted..upto)).collect::<Result<Vec<_>>>()?;
         // One output batch per arrived piece, so the input columns are passed on as they are.
         let (mut offset, total) = (0, upto - self.emitted);
         while offset < total {
@@ -522,10 +515,8 @@ mod tests {
     async fn each_function_alone_waits_for_its_own_reach() {
         for f in ["lead(x, 3)", "lead(x)", "lag(x, 4)", "lag(x, -2)", "rolling_max(x)"] {
             let frame = if f.starts_with("rolling") { " ROWS BETWEEN 2 FOLLOWING AND 6 FOLLOWING" } else { "" };
-            let plan = same_rows_both_ways(&format!(
-                "SELECT service, ts, {f} OVER (PARTITION BY service ORDER BY ts{frame}) AS v FROM t ORDER BY service, ts"
-            ))
-            .await;
+            let plan =
+                same_rows_both_ways(&format!("SELECT service, ts, {f} OVER (PARTITION BY service ORDER BY ts{frame}) AS v FROM t ORDER BY service, ts")).await;
             assert!(plan.contains("BatchWindowExec"), "{plan}");
         }
     }

@@ -1,9 +1,9 @@
 //! What SQL stages can call beyond DataFusion's built-ins, and the session they run in.
 
 pub mod batch_window;
-pub mod spill_pool;
 pub mod named_windows;
 pub mod rolling;
+pub mod spill_pool;
 
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::WindowUDF;

@@ -106,12 +106,7 @@ fn refuse_extension(spec: &WindowSpec, context: &str) -> ControlFlow<ExtendedWin
         // `OVER (w)` is `OVER w`.
         return ControlFlow::Continue(());
     };
-    ControlFlow::Break(ExtendedWindow {
-        line: Some(name.span.start.line).filter(|&n| n > 0),
-        context: context.to_string(),
-        window: name.value.clone(),
-        clause,
-    })
+    ControlFlow::Break(ExtendedWindow { line: Some(name.span.start.line).filter(|&n| n > 0), context: context.to_string(), window: name.value.clone(), clause })
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ impl OnlineHpa {
     /// decides, so its window stays whole.
     pub fn decide(&mut self, now: f64, cpu: f64, replicas: f64, ask: Ask, hpa: &Hpa, (lo, hi): (f64, f64)) -> Recommendation {
         self.seen.push_back((now, cpu));
-        while (self.seen.front().is_some_and(|(t, _)| now - t >= hpa.metrics_window_seconds.max(1e-9)) && self.seen.len() > 1) || self.seen.len() > WINDOW_ROWS {
+        while (self.seen.front().is_some_and(|(t, _)| now - t >= hpa.metrics_window_seconds.max(1e-9)) && self.seen.len() > 1) || self.seen.len() > WINDOW_ROWS
+        {
             self.seen.pop_front();
         }
         let utilization = self.seen.iter().map(|s| s.1).sum::<f64>() / self.seen.len() as f64;

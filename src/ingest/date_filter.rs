@@ -5,8 +5,15 @@
 pub enum DateFilter {
     #[default]
     All,
-    Month { year: u32, month: u32 },
-    Day { year: u32, month: u32, day: u32 },
+    Month {
+        year: u32,
+        month: u32,
+    },
+    Day {
+        year: u32,
+        month: u32,
+        day: u32,
+    },
 }
 
 /// A `date` that names neither a month nor a day.

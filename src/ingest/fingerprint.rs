@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// What a hash was computed from; any difference means the file may have changed.
@@ -91,7 +91,8 @@ fn stat_of(meta: &std::fs::Metadata, listed: u64) -> Stat {
 fn hash_prefix(file: &Path, size: u64) -> Result<String> {
     let f = std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
     let mut hasher = blake3::Hasher::new();
-    let read = std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f).take(size), &mut hasher).with_context(|| format!("reading {}", file.display()))?;
+    let read =
+        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, f).take(size), &mut hasher).with_context(|| format!("reading {}", file.display()))?;
     if read < size {
         bail!("{} is {} bytes shorter than when it was listed (replaced meanwhile); run again", file.display(), size - read);
     }

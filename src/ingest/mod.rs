@@ -16,7 +16,7 @@ use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::row::{self, Kind, NUMERIC};
-pub use parse::{parse_file, parse_reader, FileError, ParsedFile, Reject};
+pub use parse::{FileError, ParsedFile, Reject, parse_file, parse_reader};
 
 /// The services the old system knew; others are kept and pointed out.
 pub const KNOWN_SERVICES: &[&str] = &["authen", "booking", "frontend", "order", "product", "profile", "recommender"];
@@ -40,10 +40,7 @@ pub(crate) fn sorted(files: &[ParsedFile]) -> (Vec<String>, Vec<Place>) {
     let mut names: Vec<&str> = files.iter().flat_map(|f| f.names.iter().map(String::as_str)).collect();
     names.sort_unstable();
     names.dedup();
-    let rank: Vec<Vec<u32>> = files
-        .iter()
-        .map(|f| f.names.iter().map(|n| names.binary_search(&n.as_str()).unwrap() as u32).collect())
-        .collect();
+    let rank: Vec<Vec<u32>> = files.iter().map(|f| f.names.iter().map(|n| names.binary_search(&n.as_str()).unwrap() as u32).collect()).collect();
     let total: usize = files.iter().map(ParsedFile::rows).sum();
     let mut order: Vec<Place> = Vec::with_capacity(total);
     for (fi, f) in files.iter().enumerate() {
@@ -56,11 +53,7 @@ pub(crate) fn sorted(files: &[ParsedFile]) -> (Vec<String>, Vec<Place>) {
 /// Why a row with the same service and timestamp as an earlier one (at `first`, "file:line")
 /// is set aside.
 pub(crate) fn duplicate_reason(same_values: bool, first: &str) -> String {
-    if same_values {
-        format!("duplicate of {first}")
-    } else {
-        format!("same service and timestamp as {first} with different values; kept the first")
-    }
+    if same_values { format!("duplicate of {first}") } else { format!("same service and timestamp as {first} with different values; kept the first") }
 }
 
 /// Order rows by (service, timestamp, file order, line) and keep the first of each
@@ -112,18 +105,12 @@ pub(crate) fn gather(files: &mut [ParsedFile], keep: &[Place], names: &[String])
         f.timestamps = Vec::new();
         f.services = Vec::new();
     }
-    let parsed: Vec<(Kind, Vec<Vec<f64>>)> = NUMERIC
-        .iter()
-        .enumerate()
-        .map(|(k, (_, kind))| (*kind, files.iter_mut().map(|f| std::mem::take(&mut f.values[k])).collect()))
-        .collect();
+    let parsed: Vec<(Kind, Vec<Vec<f64>>)> =
+        NUMERIC.iter().enumerate().map(|(k, (_, kind))| (*kind, files.iter_mut().map(|f| std::mem::take(&mut f.values[k])).collect())).collect();
     let gathered = crate::io::threads::map_on_threads(parsed, crate::io::threads::available(), |(kind, parts)| {
         let it = keep.iter().map(|&(_, _, f, r)| parts[f as usize][r as usize]);
-        let array: ArrayRef = if kind == Kind::Count {
-            Arc::new(Int64Array::from_iter_values(it.map(|v| v as i64)))
-        } else {
-            Arc::new(Float64Array::from_iter_values(it))
-        };
+        let array: ArrayRef =
+            if kind == Kind::Count { Arc::new(Int64Array::from_iter_values(it.map(|v| v as i64))) } else { Arc::new(Float64Array::from_iter_values(it)) };
         array
     });
     let mut columns: Vec<ArrayRef> = vec![Arc::new(ts), Arc::new(svc)];
@@ -176,10 +163,10 @@ mod tests {
         assert_eq!(ts, [0, 1, 0, 1, 2]);
         assert_eq!(cpu, [9.0, 8.0, 1.0, 2.0, 3.0]);
         let reasons: Vec<(&str, u64, &str)> = m.rejects.iter().map(|r| (r.file.as_str(), r.line, r.reason.as_str())).collect();
-        assert_eq!(reasons, [
-            ("b.csv", 2, "duplicate of a.csv:2"),
-            ("b.csv", 3, "same service and timestamp as a.csv:5 with different values; kept the first"),
-        ]);
+        assert_eq!(
+            reasons,
+            [("b.csv", 2, "duplicate of a.csv:2"), ("b.csv", 3, "same service and timestamp as a.csv:5 with different values; kept the first"),]
+        );
         assert_eq!(m.rows_per_service["order"], 3);
     }
 }

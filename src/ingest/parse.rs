@@ -191,8 +191,7 @@ impl OrderCheck {
 }
 
 fn parse_blocks(name: &str, reader: impl Read, threads: usize, block: usize, sink: &mut dyn FnMut(ParsedFile)) -> Result<(), FileError> {
-    let mut reader: Box<dyn Read + '_> =
-        if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+    let mut reader: Box<dyn Read + '_> = if name.ends_with(".gz") { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
     let read_error = |source: std::io::Error| {
         let file = name.to_string();
         if name.ends_with(".gz") { FileError::Gzip { file, source } } else { FileError::Read { file, source } }
@@ -284,12 +283,7 @@ fn read_header(name: &str, line: &str, notes: &mut Vec<String>) -> Result<Column
     if !extra.is_empty() {
         notes.push(format!("{name}: ignored column{} not in the schema: {}", if extra.len() > 1 { "s" } else { "" }, extra.join(", ")));
     }
-    Ok(Columns {
-        width: header.len(),
-        ts: index[row::TIMESTAMP],
-        service: index[row::SERVICE],
-        numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect(),
-    })
+    Ok(Columns { width: header.len(), ts: index[row::TIMESTAMP], service: index[row::SERVICE], numeric: NUMERIC.iter().map(|(c, _)| index[c]).collect() })
 }
 
 /// Parse whole lines (the first is line `first_line`) on up to `threads` threads, cut at line
@@ -315,9 +309,7 @@ fn parse_block(name: &str, body: &str, first_line: u64, cols: &Columns, threads:
         jobs.push((chunk, line, newlines + 1, w[1] == body.len() && torn_tail));
         line += newlines as u64;
     }
-    let parsed = crate::io::threads::map_on_threads(jobs, pieces, |(chunk, start, rows, torn)| {
-        parse_rows(name, chunk, start, rows, cols, torn)
-    });
+    let parsed = crate::io::threads::map_on_threads(jobs, pieces, |(chunk, start, rows, torn)| parse_rows(name, chunk, start, rows, cols, torn));
     (parsed, line)
 }
 
@@ -425,11 +417,10 @@ pub(crate) mod tests {
         assert_eq!(f.rows(), 1);
         assert_eq!(f.values[0], vec![75.5]);
         let reasons: Vec<(u64, &str)> = f.rejects.iter().map(|r| (r.line, r.reason.as_str())).collect();
-        assert_eq!(reasons, vec![
-            (3, "column `cpu_usage_percent`: NaN"),
-            (4, "column `cpu_usage_percent`: `lots` is not a number"),
-            (5, "column `cpu_usage_percent`: empty"),
-        ]);
+        assert_eq!(
+            reasons,
+            vec![(3, "column `cpu_usage_percent`: NaN"), (4, "column `cpu_usage_percent`: `lots` is not a number"), (5, "column `cpu_usage_percent`: empty"),]
+        );
     }
 
     #[test]

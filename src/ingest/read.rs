@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 
+use super::ParsedFile;
 use super::sorted_runs::Runs;
 use super::source::{MetricsFile, Source};
-use super::ParsedFile;
 
 /// How to read: threads to parse with, the rows of a sorted run, where runs past the first go.
 pub struct Reading {

@@ -4,8 +4,8 @@
 //! same (service, timestamp, file, line) order, with the same double writes set aside. Memory
 //! then holds one run while it is sorted, and a batch per run while they are merged.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use datafusion::arrow::buffer::ScalarBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType, UInt32Type, UInt64Type};
 use datafusion::parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use super::{duplicate_reason, gather, merge, sorted, ParsedFile, Reject};
+use super::{ParsedFile, Reject, duplicate_reason, gather, merge, sorted};
 use crate::io::table::TableWriter;
 use crate::row::{self, NUMERIC};
 

@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
@@ -80,12 +80,7 @@ impl Source {
     pub async fn list(&self, filter: &DateFilter) -> Result<Vec<MetricsFile>> {
         let metas: Vec<ObjectMeta> = match &self.single {
             Some(p) => vec![self.store.head(p).await.with_context(|| format!("reading {}", self.display))?],
-            None => self
-                .store
-                .list(self.prefix.as_ref())
-                .try_collect()
-                .await
-                .with_context(|| format!("listing {}", self.display))?,
+            None => self.store.list(self.prefix.as_ref()).try_collect().await.with_context(|| format!("listing {}", self.display))?,
         };
         let mut files: Vec<MetricsFile> = metas
             .into_iter()
@@ -97,12 +92,7 @@ impl Source {
                     None => m.location.to_string(),
                 };
                 let display = if self.single.is_some() { self.display.clone() } else { format!("{}/{rel}", self.display) };
-                MetricsFile {
-                    version: m.e_tag.clone().unwrap_or_else(|| m.last_modified.to_rfc3339()),
-                    location: m.location,
-                    display,
-                    size: m.size,
-                }
+                MetricsFile { version: m.e_tag.clone().unwrap_or_else(|| m.last_modified.to_rfc3339()), location: m.location, display, size: m.size }
             })
             .collect();
         files.sort_by(|a, b| a.display.cmp(&b.display));

@@ -61,12 +61,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `promoted.json`, a listing) that is about to be joined to a local folder: it must be one
 /// path component, so nothing it names lies outside that folder.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains(['/', '\\', '\0'])
-        || Path::new(name).is_absolute()
-        || name.len() > 255;
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) || Path::new(name).is_absolute() || name.len() > 255;
     if bad { Err(format!("`{}` is not a file name (one path component, not `.` or `..`)", name.escape_debug())) } else { Ok(()) }
 }
 
@@ -91,4 +86,3 @@ mod tests {
         }
     }
 }
-

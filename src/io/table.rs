@@ -7,8 +7,8 @@ use anyhow::Result;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::config::{ParquetColumnOptions, TableParquetOptions};
-use datafusion::parquet::arrow::arrow_writer::compute_leaves;
 use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_writer::compute_leaves;
 use datafusion::parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 
 /// One key of the order a stage's main output is sorted in, so downstream SQL can skip sorts.
@@ -64,8 +64,8 @@ pub fn read_table(path: &Path) -> Result<RecordBatch> {
 
 /// A reader of the columns of a Parquet file that `keep` names: the others are never decoded.
 fn projected(path: &Path, keep: impl Fn(&str) -> bool) -> Result<datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let roots: Vec<usize> = builder.schema().fields().iter().enumerate().filter(|(_, f)| keep(f.name())).map(|(i, _)| i).collect();
@@ -172,11 +172,11 @@ impl TableWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use datafusion::arrow::array::{Float64Array, StringArray};
     use datafusion::arrow::datatypes::Field;
     use datafusion::parquet::basic::Compression;
     use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
 
     /// Each column chunk's (compression, has a dictionary page), by column name.
     fn chunks(path: &Path) -> Vec<(String, Compression, bool)> {
@@ -187,10 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_writers_write_cache_entries_alike() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("service_name", DataType::Utf8, false),
-            Field::new("cpu", DataType::Float64, true),
-        ]));
+        let schema = Arc::new(Schema::new(vec![Field::new("service_name", DataType::Utf8, false), Field::new("cpu", DataType::Float64, true)]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(StringArray::from(vec!["api", "api", "web"])), Arc::new(Float64Array::from(vec![Some(1.5), None, Some(2.0)]))],

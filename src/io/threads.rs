@@ -14,8 +14,7 @@ pub fn map_on_threads<T: Send, R: Send>(items: Vec<T>, threads: usize, f: impl F
     }
     let f = &f;
     let done: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            shares.into_iter().map(|share| scope.spawn(move || share.into_iter().map(|(i, item)| (i, f(item))).collect())).collect();
+        let handles: Vec<_> = shares.into_iter().map(|share| scope.spawn(move || share.into_iter().map(|(i, item)| (i, f(item))).collect())).collect();
         // A panic in `f` is a bug: pass it on.
         handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });

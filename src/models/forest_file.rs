@@ -7,9 +7,9 @@
 //! bounds nor walk in a circle. Files written before postcard (`RFOREST1`, fixed-width
 //! little-endian arrays) are still read, so a registry's older versions keep serving.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use super::random_forest::{Forest, Node, LEAF};
+use super::random_forest::{Forest, LEAF, Node};
 
 const MAGIC: &[u8; 8] = b"RFOREST2";
 const MAGIC_V1: &[u8; 8] = b"RFOREST1";

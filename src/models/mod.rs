@@ -9,11 +9,11 @@ pub mod dir;
 mod forest_file;
 pub mod kind;
 pub mod lstm_cnn;
-pub mod scores;
 pub mod model;
 pub mod random_forest;
 pub mod row_keys;
 pub mod sample;
+pub mod scores;
 pub mod sequences;
 pub mod table;
 pub mod torch_runtime;
@@ -21,7 +21,7 @@ pub mod window_stream;
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::io::fs::write_atomic;

@@ -5,7 +5,7 @@
 //! The number of sub-forests is a parameter, not the thread count, so the same seed gives
 //! the same model whatever `--jobs` is.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use smartcore::ensemble::random_forest_regressor::{RandomForestRegressor, RandomForestRegressorParameters};
 use smartcore::linalg::basic::matrix::DenseMatrix;
@@ -27,15 +27,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            n_estimators: 200,
-            max_depth: 15,
-            min_samples_split: 10,
-            min_samples_leaf: 4,
-            max_features: None,
-            seed: 42,
-            sub_forests: 8,
-        }
+        Params { n_estimators: 200, max_depth: 15, min_samples_split: 10, min_samples_leaf: 4, max_features: None, seed: 42, sub_forests: 8 }
     }
 }
 
@@ -139,10 +131,7 @@ impl Forest {
     /// keeps its nodes private).
     fn append_smartcore(&mut self, fitted: &RandomForestRegressor<f64, f64, DenseMatrix<f64>, Vec<f64>>) -> Result<()> {
         let v = serde_json::to_value(fitted).context("reading the fitted forest")?;
-        let trees = v
-            .pointer("/forest_regressor/trees")
-            .and_then(|t| t.as_array())
-            .context("unexpected smartcore forest layout (no trees)")?;
+        let trees = v.pointer("/forest_regressor/trees").and_then(|t| t.as_array()).context("unexpected smartcore forest layout (no trees)")?;
         for tree in trees {
             let nodes = tree.get("nodes").and_then(|n| n.as_array()).context("unexpected smartcore tree layout")?;
             let base = self.nodes.len() as u32;
@@ -198,22 +187,24 @@ pub fn fit(x: &[f64], y: &[f64], n_features: usize, params: &Params, threads: us
     let slots = std::sync::Mutex::new(&mut results);
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, parts) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if k >= parts {
-                    break;
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= parts {
+                        break;
+                    }
+                    let p = RandomForestRegressorParameters {
+                        max_depth: Some(params.max_depth),
+                        min_samples_leaf: params.min_samples_leaf,
+                        min_samples_split: params.min_samples_split,
+                        n_trees: share(params.n_estimators, parts, k),
+                        m: Some(params.max_features.unwrap_or(n_features).clamp(1, n_features)),
+                        keep_samples: false,
+                        seed: sub_seed(params.seed, k),
+                    };
+                    let r = RandomForestRegressor::fit(&matrix, &y, p).map_err(|e| anyhow::anyhow!("fitting sub-forest {k}: {e}"));
+                    slots.lock().unwrap()[k] = Some(r);
                 }
-                let p = RandomForestRegressorParameters {
-                    max_depth: Some(params.max_depth),
-                    min_samples_leaf: params.min_samples_leaf,
-                    min_samples_split: params.min_samples_split,
-                    n_trees: share(params.n_estimators, parts, k),
-                    m: Some(params.max_features.unwrap_or(n_features).clamp(1, n_features)),
-                    keep_samples: false,
-                    seed: sub_seed(params.seed, k),
-                };
-                let r = RandomForestRegressor::fit(&matrix, &y, p).map_err(|e| anyhow::anyhow!("fitting sub-forest {k}: {e}"));
-                slots.lock().unwrap()[k] = Some(r);
             });
         }
     });

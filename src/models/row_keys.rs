@@ -79,8 +79,8 @@ impl RowKeys {
 
     fn read_columns(path: &std::path::Path, time: bool) -> Result<RowKeys> {
         use datafusion::arrow::datatypes::Int64Type;
-        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use datafusion::parquet::arrow::ProjectionMask;
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let read = || -> Result<RowKeys> {
             let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)?;
             let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);

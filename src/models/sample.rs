@@ -49,7 +49,17 @@ mod tests {
     #[test]
     fn every_service_keeps_its_share_and_the_seed_decides_which_rows() {
         // 600 rows of a, 300 of b, 100 of c, interleaved.
-        let services: Vec<&str> = (0..1000).map(|i| if i % 10 < 6 { "a" } else if i % 10 < 9 { "b" } else { "c" }).collect();
+        let services: Vec<&str> = (0..1000)
+            .map(|i| {
+                if i % 10 < 6 {
+                    "a"
+                } else if i % 10 < 9 {
+                    "b"
+                } else {
+                    "c"
+                }
+            })
+            .collect();
         let s = stratified(&services, 100, 42);
         assert_eq!(s.len(), 100);
         let count = |name: &str| s.iter().filter(|&&i| services[i] == name).count();

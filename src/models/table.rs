@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 
@@ -98,8 +98,8 @@ impl Table {
     /// batches are joined.
     fn read(path: &std::path::Path, keep: impl Fn(&str) -> bool, one_hot: bool, rows: Option<&RowFilter>) -> Result<Table> {
         use datafusion::arrow::compute::filter_record_batch;
-        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use datafusion::parquet::arrow::ProjectionMask;
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let opened = || -> Result<Table> {
             let file = std::fs::File::open(path)?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
@@ -144,12 +144,8 @@ impl Table {
             target: field(TARGET)?.data_type().clone(),
         };
         field("split")?;
-        let mut features: Vec<String> = schema
-            .fields()
-            .iter()
-            .filter(|f| !NOT_FEATURES.contains(&f.name().as_str()) && f.data_type().is_numeric())
-            .map(|f| f.name().clone())
-            .collect();
+        let mut features: Vec<String> =
+            schema.fields().iter().filter(|f| !NOT_FEATURES.contains(&f.name().as_str()) && f.data_type().is_numeric()).map(|f| f.name().clone()).collect();
         let columns = features.len();
         let (mut x, mut y, mut test, mut replicas, mut timestamps) =
             (Vec::with_capacity(rows * columns), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows), Vec::with_capacity(rows));
@@ -238,11 +234,7 @@ impl Table {
 
     /// Row `i`'s value of feature `c`.
     fn value(&self, i: usize, c: usize) -> f64 {
-        if c < self.stored {
-            self.x[i * self.stored + c]
-        } else {
-            f64::from(u8::from(self.hot[i] as usize == c - self.stored))
-        }
+        if c < self.stored { self.x[i * self.stored + c] } else { f64::from(u8::from(self.hot[i] as usize == c - self.stored)) }
     }
 
     /// Appends row `i`'s features, in order, to `out`.
@@ -285,11 +277,7 @@ impl Table {
 
     /// The row-major `rows × features` matrix of every row (borrowed when nothing is one-hot).
     pub fn dense(&self) -> Cow<'_, [f64]> {
-        if self.stored == self.nf() {
-            Cow::Borrowed(&self.x)
-        } else {
-            Cow::Owned(self.matrix(&(0..self.len()).collect::<Vec<_>>()))
-        }
+        if self.stored == self.nf() { Cow::Borrowed(&self.x) } else { Cow::Owned(self.matrix(&(0..self.len()).collect::<Vec<_>>())) }
     }
 
     /// A scaler fitted on the rows `pick` selects, read row by row (no dense copy).

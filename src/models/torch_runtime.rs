@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "lstm")]
 use {
-    anyhow::{bail, Result},
+    anyhow::{Result, bail},
     tch::Device,
 };
 
@@ -68,9 +68,7 @@ pub fn resolve(choice: DeviceChoice) -> Result<Device> {
             _ => Device::Cpu,
         }),
         DeviceChoice::Cuda => match cuda_loaded() {
-            Err(e) => bail!(
-                "device: cuda needs libtorch's CUDA libraries ({e}); on a GPU machine run `scripts/libtorch.sh --cuda`, or set device: cpu"
-            ),
+            Err(e) => bail!("device: cuda needs libtorch's CUDA libraries ({e}); on a GPU machine run `scripts/libtorch.sh --cuda`, or set device: cpu"),
             Ok(()) if !tch::Cuda::is_available() => bail!("device: cuda, but no CUDA GPU is visible to libtorch; set device: auto or cpu"),
             Ok(()) => Ok(Device::Cuda(0)),
         },

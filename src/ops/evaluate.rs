@@ -23,17 +23,17 @@ use serde_json::json;
 
 use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
-use crate::evaluation::policy_name::PolicyName;
 use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
+use crate::evaluation::policy_name::PolicyName;
 use crate::evaluation::replay;
 use crate::evaluation::replay::frontier::{Margin, Saving};
-use crate::evaluation::{Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayTrace, Scored, EVALUATION};
-use crate::models::scores;
+use crate::evaluation::{EVALUATION, Evaluation, Holdout, ModelEvaluation, ModelInfo, ReplayTrace, Scored};
 use crate::models::model::Model;
+use crate::models::scores;
 use crate::models::table::Table;
 use crate::models::torch_runtime::DeviceChoice;
-use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,7 +138,10 @@ impl Stage for Evaluate {
             let mut notes = Vec::new();
             for m in &models {
                 if !m.info.honest {
-                    notes.push(format!("{} was trained on `{}`, whose training rows include hold-out rows: its hold-out score is optimistic", m.info.stage, m.info.split));
+                    notes.push(format!(
+                        "{} was trained on `{}`, whose training rows include hold-out rows: its hold-out score is optimistic",
+                        m.info.stage, m.info.split
+                    ));
                 }
             }
             notes.extend(scored.notes.iter().cloned());
@@ -151,7 +154,8 @@ impl Stage for Evaluate {
             if !skipped.is_empty() {
                 notes.push(format!("not replayed (CPU does not rise with load per pod): {}", skipped.join(", ")));
             }
-            let busy_service = scored.services.iter().filter(|s| s.capacity.is_some()).max_by(|a, b| a.mean_rps.total_cmp(&b.mean_rps)).map(|s| s.service.clone());
+            let busy_service =
+                scored.services.iter().filter(|s| s.capacity.is_some()).max_by(|a, b| a.mean_rps.total_cmp(&b.mean_rps)).map(|s| s.service.clone());
             let ts: Vec<i64> = rows.iter().map(|&r| table.timestamps[r]).collect();
             let eval = Evaluation {
                 holdout_stage: holdout_stage.clone(),

@@ -1,11 +1,11 @@
 //! What `evaluate` and `publish` both depend on, checked once: a temporal split first (its test
 //! part is the hold-out every model is compared on), then the train stages of the models.
 
-use crate::evaluation::ModelInfo;
-use crate::models::ModelKind;
 use crate::dag::memory_budget::MemoryNeed;
 use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 use crate::dag::stage::Built;
+use crate::evaluation::ModelInfo;
+use crate::models::ModelKind;
 
 /// The hold-out and the models of an evaluate or publish stage.
 pub struct HoldoutAndModels {
@@ -21,7 +21,11 @@ impl HoldoutAndModels {
         }
         let holdout = spec.deps[0].clone();
         let Some(cut) = super::temporal_split(built, &holdout).map(|s| s.test_fraction()) else {
-            return Err(p.error(spec, Some("deps"), format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on")));
+            return Err(p.error(
+                spec,
+                Some("deps"),
+                format!("the first dep, `{holdout}`, must be a temporal split: it is the hold-out every model is scored on"),
+            ));
         };
         let mut models = Vec::new();
         for dep in &spec.deps[1..] {

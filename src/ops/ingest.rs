@@ -12,20 +12,20 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::parse_params;
-use crate::dag::memory_budget::MemoryNeed;
-use crate::dag::stage::{Stage, StageContext, StageOutput};
 use crate::cache::InputFile;
-use crate::ingest::date_filter::DateFilter;
-use crate::ingest::source::{MetricsFile, S3Options, Source};
-use crate::ingest::read::{read_files, Reading};
-use crate::ingest::{self, KNOWN_SERVICES};
+use crate::dag::memory_budget::MemoryNeed;
 use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Stage, StageContext, StageOutput};
+use crate::ingest::date_filter::DateFilter;
+use crate::ingest::read::{Reading, read_files};
+use crate::ingest::source::{MetricsFile, S3Options, Source};
+use crate::ingest::{self, KNOWN_SERVICES};
 
 fn default_max_bad() -> f64 {
     0.05
@@ -82,9 +82,7 @@ fn as_keyed(listed: Vec<MetricsFile>, keyed: &[InputFile]) -> Result<Vec<Metrics
     let mut now: std::collections::HashMap<String, MetricsFile> = listed.into_iter().map(|f| (f.display.clone(), f)).collect();
     let mut files = Vec::with_capacity(keyed.len());
     for k in keyed {
-        let Some(mut file) = now.remove(&k.path) else {
-            bail!("{} was listed when this run started and is gone now; run again", k.path)
-        };
+        let Some(mut file) = now.remove(&k.path) else { bail!("{} was listed when this run started and is gone now; run again", k.path) };
         file.size = k.size;
         file.version = k.version.clone();
         files.push(file);
@@ -126,11 +124,7 @@ impl Stage for Ingest {
     }
 
     fn describe(&self) -> String {
-        if self.params.date.is_empty() {
-            self.params.source.clone()
-        } else {
-            format!("{} ({})", self.params.source, self.params.date)
-        }
+        if self.params.date.is_empty() { self.params.source.clone() } else { format!("{} ({})", self.params.source, self.params.date) }
     }
 
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput> {
@@ -158,8 +152,7 @@ impl Stage for Ingest {
         let invalid = runs.invalid().count() as u64;
         let seen = runs.rows() + invalid;
         if seen > 0 && invalid as f64 / seen as f64 > self.params.max_bad_fraction {
-            let examples: Vec<String> =
-                runs.invalid().take(3).map(|r| format!("  {}:{}: {}", r.file, r.line, r.reason)).collect();
+            let examples: Vec<String> = runs.invalid().take(3).map(|r| format!("  {}:{}: {}", r.file, r.line, r.reason)).collect();
             bail!(
                 "{invalid} of {seen} rows ({:.1}%) break the data contract, over max_bad_fraction = {}; first ones:\n{}",
                 100.0 * invalid as f64 / seen as f64,
@@ -189,11 +182,13 @@ impl Stage for Ingest {
         if out_of_order > 0 {
             notes.push(format!("{out_of_order} rows were out of order in their file and have been sorted"));
         }
-        let new_services: Vec<&String> =
-            done.rows_per_service.keys().filter(|s| !KNOWN_SERVICES.contains(&s.as_str())).collect();
+        let new_services: Vec<&String> = done.rows_per_service.keys().filter(|s| !KNOWN_SERVICES.contains(&s.as_str())).collect();
         if !new_services.is_empty() {
-            notes.push(format!("new service{}: {}", if new_services.len() > 1 { "s" } else { "" },
-                new_services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            notes.push(format!(
+                "new service{}: {}",
+                if new_services.len() > 1 { "s" } else { "" },
+                new_services.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
         }
         if !rejects.is_empty() {
             notes.push(format!(

@@ -69,9 +69,7 @@ pub fn parse_params<T: DeserializeOwned>(p: &Pipeline, spec: &StageSpec) -> Resu
         let field = path.split(['.', '[']).next().filter(|f| !f.is_empty() && *f != "?").map(str::to_string);
         let inner = e.into_inner().to_string();
         // serde_json names unknown fields itself; point at that field's line.
-        let field = field.or_else(|| {
-            inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()).map(str::to_string)
-        });
+        let field = field.or_else(|| inner.strip_prefix("unknown field `").and_then(|r| r.split('`').next()).map(str::to_string));
         let message = if path.is_empty() || path == "." { inner } else { format!("{inner} (at `{path}`)") };
         p.error(spec, field.as_deref(), message)
     })
@@ -89,9 +87,5 @@ pub fn expect_deps(p: &Pipeline, spec: &StageSpec, range: std::ops::RangeInclusi
 /// A project file named by a stage must exist now, not halfway through a run.
 pub fn existing_file(p: &Pipeline, spec: &StageSpec, field: &str, rel: &str) -> Result<PathBuf, SpecError> {
     let path = p.resolve_path(rel);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(p.error(spec, Some(field), format!("file {} does not exist", path.display())))
-    }
+    if path.is_file() { Ok(path) } else { Err(p.error(spec, Some(field), format!("file {} does not exist", path.display()))) }
 }

@@ -31,16 +31,16 @@ use serde_json::json;
 
 use super::holdout_deps::HoldoutAndModels;
 use super::parse_params;
-use crate::dag::memory_budget::MemoryNeed;
-use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::artifacts::models::{Registry, VersionInfo};
 use crate::artifacts::promotion::{self, Candidate, Rule, Serving, Verdict};
+use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::policy::PolicySpec;
 use crate::evaluation::policy_name::PolicyName;
-use crate::evaluation::{replay, Holdout};
+use crate::evaluation::{Holdout, replay};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
-use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,7 +187,8 @@ impl Stage for Publish {
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
-                let candidate = Candidate { kind: kind.clone(), version: v.clone(), margin: new_margin, exact_accuracy: new_exact, label_rule: label_rule.clone(), rows };
+                let candidate =
+                    Candidate { kind: kind.clone(), version: v.clone(), margin: new_margin, exact_accuracy: new_exact, label_rule: label_rule.clone(), rows };
                 let serving = match (&serving, &serving_model, old_pred) {
                     (None, _, _) => Serving::None,
                     (Some((sv, _)), Some((_, Err(e))), _) => Serving::Unloadable { version: sv.clone(), error: format!("{e:#}") },

@@ -19,9 +19,9 @@ use datafusion::arrow::array::{Array, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use serde_json::json;
 
-use crate::evaluation::{Evaluation, EVALUATION};
 use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 use crate::dag::stage::{Stage, StageContext, StageOutput};
+use crate::evaluation::{EVALUATION, Evaluation};
 use crate::report::{self, Report};
 
 pub struct ReportOp;
@@ -44,7 +44,6 @@ impl ReportOp {
         Ok(ReportOp)
     }
 }
-
 
 #[async_trait]
 impl Stage for ReportOp {

@@ -27,8 +27,8 @@ use serde_json::json;
 
 use super::parse_params;
 use crate::dag::memory_budget::MemoryNeed;
-use crate::dag::stage::{Stage, StageContext, StageOutput};
 use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Stage, StageContext, StageOutput};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,8 +119,8 @@ const BATCH_ROWS: usize = 64 * 1024;
 
 /// The input's services (as ids) and timestamps, read alone: the first of split's two passes.
 fn keys(input: &std::path::Path, dep: &str) -> Result<(Vec<u32>, Vec<i64>)> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let fields = builder.schema().fields().clone();

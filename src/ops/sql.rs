@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use super::parse_params;
 use crate::dag::memory_budget::MemoryNeed;
-use crate::dag::stage::{Stage, StageContext, StageOutput};
 use crate::dag::spec::{Pipeline, SpecError, StageSpec};
+use crate::dag::stage::{Stage, StageContext, StageOutput};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,8 +62,7 @@ impl Sql {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec) -> Result<Sql, SpecError> {
         let params: Params = parse_params(p, spec)?;
         let file = super::existing_file(p, spec, "sql", &params.sql)?;
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| p.error(spec, Some("sql"), format!("cannot read {}: {e}", file.display())))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| p.error(spec, Some("sql"), format!("cannot read {}: {e}", file.display())))?;
         if let Some(o) = &params.one_hot
             && !spec.deps.contains(&o.from)
         {
@@ -197,19 +196,11 @@ impl Stage for Sql {
         let options = crate::io::table::table_parquet_options(&plan.schema());
         // DataFusion's writer encodes row groups and columns in parallel; ours would use one core.
         let written = df
-            .write_parquet(
-                &ctx.output_path().to_string_lossy(),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                Some(options),
-            )
+            .write_parquet(&ctx.output_path().to_string_lossy(), DataFrameWriteOptions::new().with_single_file_output(true), Some(options))
             .await
             .map_err(|e| over_memory(e, ctx.memory))
             .with_context(|| format!("in {}", self.rel))?;
-        let rows = written
-            .first()
-            .and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>())
-            .map(|a| a.value(0))
-            .unwrap_or(0);
+        let rows = written.first().and_then(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>()).map(|a| a.value(0)).unwrap_or(0);
         ctx.progress.set_rows(rows);
         Ok(StageOutput { rows, sorted_by, ..Default::default() })
     }
@@ -238,12 +229,8 @@ impl Sql {
         let mut writer = crate::io::table::TableWriter::create(&ctx.output_path(), schema.clone())?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            let columns = batch
-                .columns()
-                .iter()
-                .zip(schema.fields())
-                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-                .collect::<Result<Vec<_>, _>>()?;
+            let columns =
+                batch.columns().iter().zip(schema.fields()).map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
             writer.write(&datafusion::arrow::array::RecordBatch::try_new(schema.clone(), columns)?)?;
         }
         writer.finish()
@@ -271,11 +258,9 @@ fn output_order(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPl
     let mut keys = Vec::new();
     for e in ordering.iter() {
         match e.expr.downcast_ref::<Column>() {
-            Some(c) => keys.push(crate::io::table::SortKey {
-                column: c.name().to_string(),
-                descending: e.options.descending,
-                nulls_first: e.options.nulls_first,
-            }),
+            Some(c) => {
+                keys.push(crate::io::table::SortKey { column: c.name().to_string(), descending: e.options.descending, nulls_first: e.options.nulls_first })
+            }
             None => break,
         }
     }
@@ -284,12 +269,8 @@ fn output_order(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPl
 
 /// Read options for a finished stage: its declared order lets DataFusion skip sorts.
 fn read_options(entry: &crate::cache::Entry) -> ParquetReadOptions<'static> {
-    let order: Vec<datafusion::logical_expr::SortExpr> = entry
-        .meta
-        .sorted_by
-        .iter()
-        .map(|k| datafusion::prelude::col(format!("\"{}\"", k.column)).sort(!k.descending, k.nulls_first))
-        .collect();
+    let order: Vec<datafusion::logical_expr::SortExpr> =
+        entry.meta.sorted_by.iter().map(|k| datafusion::prelude::col(format!("\"{}\"", k.column)).sort(!k.descending, k.nulls_first)).collect();
     let opts = ParquetReadOptions::default();
     if order.is_empty() { opts } else { opts.file_sort_order(vec![order]) }
 }
@@ -301,7 +282,12 @@ pub async fn register_entry(session: &datafusion::prelude::SessionContext, name:
 
 /// `register_entry`, reading the entry's copy in `store` when there is one.
 #[cfg_attr(not(feature = "ballista"), allow(dead_code))]
-async fn register_entry_in(session: &datafusion::prelude::SessionContext, name: &str, entry: &crate::cache::Entry, store: Option<&crate::store::Store>) -> Result<()> {
+async fn register_entry_in(
+    session: &datafusion::prelude::SessionContext,
+    name: &str,
+    entry: &crate::cache::Entry,
+    store: Option<&crate::store::Store>,
+) -> Result<()> {
     let location = |path: std::path::PathBuf| -> Result<String> {
         match store {
             Some(store) => entry.url_in(store, &path),
@@ -310,10 +296,7 @@ async fn register_entry_in(session: &datafusion::prelude::SessionContext, name: 
         }
     };
     let output = location(entry.output())?;
-    session
-        .register_parquet(name, &output, read_options(entry))
-        .await
-        .with_context(|| format!("registering stage `{name}` ({output})"))?;
+    session.register_parquet(name, &output, read_options(entry)).await.with_context(|| format!("registering stage `{name}` ({output})"))?;
     for (side, path) in entry.tables() {
         let path = location(path)?;
         session

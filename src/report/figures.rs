@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 
-use super::{plots, Report};
-use crate::evaluation::policy_name::PolicyName;
+use super::{Report, plots};
 use crate::evaluation::Evaluation;
-use crate::models::lstm_cnn::Epoch;
+use crate::evaluation::policy_name::PolicyName;
 use crate::models::ModelKind;
+use crate::models::lstm_cnn::Epoch;
 
 /// The figures, by file, with their captions (the HTML report lists them in this order).
 pub const FILES: &[(&str, &str)] = &[
@@ -31,8 +31,11 @@ pub const FILES: &[(&str, &str)] = &[
 pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_dirs: &[std::path::PathBuf]) -> Result<()> {
     use super::Metric;
     let value = |metric: Metric| r.honest_comparison.iter().find(|m| m.metric == metric).map(|m| m.values.clone()).unwrap_or_default();
-    let bars = [Metric::Rmse, Metric::Mae, Metric::R2, Metric::ExactAccuracy, Metric::Within1Accuracy, Metric::TrainingSeconds]
-        .map(|metric| plots::Bars { metric: metric.label(), values: value(metric), higher_is_better: metric.higher_is_better() });
+    let bars = [Metric::Rmse, Metric::Mae, Metric::R2, Metric::ExactAccuracy, Metric::Within1Accuracy, Metric::TrainingSeconds].map(|metric| plots::Bars {
+        metric: metric.label(),
+        values: value(metric),
+        higher_is_better: metric.higher_is_better(),
+    });
     plots::model_comparison(&out.join("model_comparison.png"), &r.models, &bars)?;
 
     // Predictions: actual vs each compared model on the common hold-out rows.
@@ -48,7 +51,10 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
         c.as_string::<i32>().iter().map(|s| s.unwrap_or("").to_string()).collect()
     };
     let busy = r.replay_service.clone().or_else(|| services.first().cloned()).unwrap_or_default();
-    let ts: Vec<i64> = datafusion::arrow::compute::cast(table.column_by_name("timestamp").context("no timestamp")?, &DataType::Int64)?.as_primitive::<Int64Type>().values().to_vec();
+    let ts: Vec<i64> = datafusion::arrow::compute::cast(table.column_by_name("timestamp").context("no timestamp")?, &DataType::Int64)?
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
     let mut rows: Vec<usize> = (0..services.len()).filter(|&i| services[i] == busy).collect();
     rows.sort_by_key(|&i| ts[i]);
     let last: Vec<usize> = rows[rows.len().saturating_sub(200)..].to_vec();
@@ -57,14 +63,23 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
         let (lo, hi) = (eval.replay_params.min_replicas, eval.replay_params.max_replicas);
         series.push((m.clone(), last.iter().map(|&i| crate::models::scores::replicas(p[i], lo, hi)).collect()));
     }
-    let per_model: Vec<plots::ModelPredictions> = r.models.iter().zip(&predicted).map(|(m, p)| plots::ModelPredictions { name: m, actual: &actual, predicted: p }).collect();
-    plots::prediction_comparison(&out.join("prediction_comparison.png"), &per_model, &format!("{busy}: the last {} hold-out steps (predicted replicas)", last.len()), &series)?;
+    let per_model: Vec<plots::ModelPredictions> =
+        r.models.iter().zip(&predicted).map(|(m, p)| plots::ModelPredictions { name: m, actual: &actual, predicted: p }).collect();
+    plots::prediction_comparison(
+        &out.join("prediction_comparison.png"),
+        &per_model,
+        &format!("{busy}: the last {} hold-out steps (predicted replicas)", last.len()),
+        &series,
+    )?;
 
     // The old training scripts' plot per model (rf_predictions.png, lstm_cnn_predictions.png),
     // for the compared model of each kind: its raw output against the target over the hold-out.
     for (file, kind) in [("rf_predictions.png", ModelKind::RandomForest), ("lstm_cnn_predictions.png", ModelKind::LstmCnn)] {
         let Some(i) = r.models.iter().position(|m| eval.models.iter().any(|e| &e.info.stage == m && e.kind == kind)) else { continue };
-        let series = [("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()), ("predicted (raw output)".to_string(), rows.iter().map(|&j| predicted[i][j]).collect())];
+        let series = [
+            ("actual target".to_string(), rows.iter().map(|&j| actual[j]).collect()),
+            ("predicted (raw output)".to_string(), rows.iter().map(|&j| predicted[i][j]).collect()),
+        ];
         plots::model_predictions(&out.join(file), &per_model[i], &format!("{busy}: the whole hold-out ({} steps)", rows.len()), &series)?;
     }
 
@@ -75,7 +90,8 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
         let files = crate::models::ModelDir::new(dir);
         if meta.kind == ModelKind::RandomForest && files.importances_json().exists() && !out.join("rf_feature_importance.png").exists() {
             let imp: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(files.importances_json())?)?;
-            let pairs: Vec<(String, f64)> = imp.iter().map(|v| (v["feature"].as_str().unwrap_or("").to_string(), v["importance"].as_f64().unwrap_or(0.0))).collect();
+            let pairs: Vec<(String, f64)> =
+                imp.iter().map(|v| (v["feature"].as_str().unwrap_or("").to_string(), v["importance"].as_f64().unwrap_or(0.0))).collect();
             plots::feature_importance(&out.join("rf_feature_importance.png"), &name, &pairs)?;
         }
         if meta.kind == ModelKind::LstmCnn && files.history_json().exists() && !out.join("lstm_cnn_training_history.png").exists() {
@@ -92,7 +108,12 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
             .replay
             .iter()
             .filter(|p| PolicyName::from(p.policy.as_str()) != PolicyName::Hpa)
-            .map(|p| plots::PolicyPoint { policy: p.policy.clone(), pod_hours: p.pod_hours, minutes: p.under_provisioned_minutes, margin: p.frontier_margin.as_ref().map(|m| m.minutes) })
+            .map(|p| plots::PolicyPoint {
+                policy: p.policy.clone(),
+                pod_hours: p.pod_hours,
+                minutes: p.under_provisioned_minutes,
+                margin: p.frontier_margin.as_ref().map(|m| m.minutes),
+            })
             .collect();
         plots::frontier(&out.join("frontier.png"), &hpa, &points)?;
     }
@@ -120,7 +141,12 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
                 if !shown(pol.value(i)) {
                     continue;
                 }
-                let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace { policy: pol.value(i).to_string(), hours: vec![], replicas: vec![], utilization: vec![] });
+                let tr = traces.entry(pol.value(i).to_string()).or_insert_with(|| plots::PolicyTrace {
+                    policy: pol.value(i).to_string(),
+                    hours: vec![],
+                    replicas: vec![],
+                    utilization: vec![],
+                });
                 // Microseconds for now, hours from the service's start once it is known.
                 tr.hours.push(t.value(i) as f64);
                 tr.replicas.push(reps.value(i));
@@ -144,4 +170,3 @@ fn dir_stage(eval: &Evaluation, meta: &crate::models::ModelMeta) -> Option<Strin
     let split = meta.lineage["split_stage"].as_str()?;
     eval.models.iter().find(|m| m.info.split == split && m.kind == meta.kind).map(|m| m.info.stage.clone())
 }
-

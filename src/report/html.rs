@@ -39,7 +39,13 @@ td:first-child,th:first-child{{text-align:left}}th{{background:#f3f3f3}}.win{{fo
 details pre{{background:#f8f8f8;padding:1em;overflow:auto}}</style></head><body>",
         esc(&r.pipeline)
     );
-    let _ = write!(h, "<h1>ML autoscaling: model comparison</h1><p>Pipeline <code>{}</code>, generated {}.<br>Hold-out: {}</p>", esc(&r.pipeline), esc(&r.generated_at), esc(&r.holdout));
+    let _ = write!(
+        h,
+        "<h1>ML autoscaling: model comparison</h1><p>Pipeline <code>{}</code>, generated {}.<br>Hold-out: {}</p>",
+        esc(&r.pipeline),
+        esc(&r.generated_at),
+        esc(&r.holdout)
+    );
     let _ = write!(h, "<p class=\"rec\"><b>Recommendation.</b> {}</p>", esc(&r.recommendation));
 
     let _ = write!(h, "<h2>The honest comparison: one temporal hold-out</h2><table><tr><th>metric</th>");
@@ -58,7 +64,10 @@ details pre{{background:#f8f8f8;padding:1em;overflow:auto}}</style></head><body>
     }
     h.push_str("</table>");
 
-    let _ = write!(h, "<h2>The old comparison: each model on its own split</h2><table><tr><th>model</th><th>split</th><th>RMSE</th><th>exact</th><th>within-1</th><th>leaks the future</th></tr>");
+    let _ = write!(
+        h,
+        "<h2>The old comparison: each model on its own split</h2><table><tr><th>model</th><th>split</th><th>RMSE</th><th>exact</th><th>within-1</th><th>leaks the future</th></tr>"
+    );
     for m in &r.own_split {
         let s = m.scores.as_ref();
         let _ = write!(
@@ -74,7 +83,11 @@ details pre{{background:#f8f8f8;padding:1em;overflow:auto}}</style></head><body>
     }
     h.push_str("</table>");
 
-    let _ = write!(h, "<h2>Autoscaling replay</h2><p>{}</p><table><tr><th>policy</th><th>under-provisioned minutes</th><th>surplus pod-hours</th><th>pod-hours</th><th>actions per hour</th></tr>", esc(&r.replay_method));
+    let _ = write!(
+        h,
+        "<h2>Autoscaling replay</h2><p>{}</p><table><tr><th>policy</th><th>under-provisioned minutes</th><th>surplus pod-hours</th><th>pod-hours</th><th>actions per hour</th></tr>",
+        esc(&r.replay_method)
+    );
     for p in &r.replay {
         let _ = write!(
             h,

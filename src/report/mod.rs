@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::evaluation::Confusion;
 use crate::evaluation::replay;
 use crate::evaluation::replay::frontier::{Margin, Point, Saving};
-use crate::evaluation::Confusion;
-use crate::models::scores::Scores;
 use crate::evaluation::{Evaluation, ModelEvaluation};
+use crate::models::scores::Scores;
 
 pub use metric::Metric;
 pub use text::render as render_text;
@@ -240,9 +240,7 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
     // What publish would promote: the forecast under the HPA (the models as the old system
     // used them stay in the table, for comparison).
     let candidates = honest.iter().map(|m| PolicyName::Forecast(m.info.stage.clone()).to_string());
-    let best = candidates
-        .filter_map(|policy| Some((eval.margins.get(&policy)?.clone(), policy)))
-        .max_by(|a, b| a.0.minutes.total_cmp(&b.0.minutes));
+    let best = candidates.filter_map(|policy| Some((eval.margins.get(&policy)?.clone(), policy))).max_by(|a, b| a.0.minutes.total_cmp(&b.0.minutes));
     let Some((margin, policy)) = best else {
         return (None, "No service could be replayed (CPU does not rise with load per pod), so no policy can be judged against the HPA; keep the HPA.".into());
     };
@@ -264,11 +262,6 @@ fn recommend(eval: &Evaluation, honest: &[&ModelEvaluation]) -> (Option<String>,
         };
         (Some(model.info.stage.clone()), format!("Serve {} ({}) {how}: {facts}.", model.info.stage, model.kind))
     } else {
-        (
-            None,
-            format!(
-                "Keep the reactive HPA: no model's policy beats it at the same pod-hours. The best, {policy}, has {facts}."
-            ),
-        )
+        (None, format!("Keep the reactive HPA: no model's policy beats it at the same pod-hours. The best, {policy}, has {facts}."))
     }
 }

@@ -5,7 +5,7 @@ use crate::evaluation::policy_name::PolicyName;
 use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -112,7 +112,7 @@ fn bar_chart(area: &DrawingArea<BitMapBackend, Shift>, models: &[String], b: &Ba
         .map_err(err)?;
     chart
         .configure_mesh()
-            .light_line_style(WHITE)
+        .light_line_style(WHITE)
         .disable_x_mesh()
         .x_labels(models.len())
         .x_label_formatter(&|v| match v {
@@ -129,11 +129,21 @@ fn bar_chart(area: &DrawingArea<BitMapBackend, Shift>, models: &[String], b: &Ba
         let mut bar = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], color(i).filled());
         bar.set_margin(0, 0, 14, 14);
         chart.draw_series(std::iter::once(bar)).map_err(err)?;
-        let label = if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 1.0 { format!("{v:.2}") } else { format!("{v:.3}") };
+        let label = if v.abs() >= 100.0 {
+            format!("{v:.0}")
+        } else if v.abs() >= 1.0 {
+            format!("{v:.2}")
+        } else {
+            format!("{v:.3}")
+        };
         // Above a positive bar, below a negative one.
         let (y, vpos) = if *v >= 0.0 { (*v + pad * 0.2, VPos::Bottom) } else { (*v - pad * 0.2, VPos::Top) };
         chart
-            .draw_series(std::iter::once(Text::new(label, (SegmentValue::CenterOf(i), y), TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, vpos)))))
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (SegmentValue::CenterOf(i), y),
+                TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Center, vpos)),
+            )))
             .map_err(err)?;
     }
     Ok(())
@@ -301,7 +311,13 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
         let lines = |area: &DrawingArea<BitMapBackend, Shift>, title: &str, ylabel: &str, series: Vec<(Vec<f64>, RGBColor)>, log: bool| -> Result<()> {
             let vals = series.iter().flat_map(|s| s.0.iter()).copied().filter(|v| v.is_finite() && (!log || *v > 0.0));
             let (lo, hi) = vals.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            let (lo, hi) = if lo > hi { (0.0, 1.0) } else if log { (lo / 1.5, hi * 1.5) } else { (lo.min(0.0), hi * 1.1 + 1e-9) };
+            let (lo, hi) = if lo > hi {
+                (0.0, 1.0)
+            } else if log {
+                (lo / 1.5, hi * 1.5)
+            } else {
+                (lo.min(0.0), hi * 1.1 + 1e-9)
+            };
             let mut builder = ChartBuilder::on(area);
             builder.caption(title, (FONT, 18)).margin(12).x_label_area_size(40).y_label_area_size(70);
             macro_rules! draw {
@@ -312,7 +328,9 @@ pub fn training_history(path: &Path, model: &str, history: &[Epoch], best_epoch:
                         chart.draw_series(LineSeries::new(ys.iter().enumerate().map(|(i, y)| ((i + 1) as f64, *y)), c.stroke_width(2))).map_err(err)?;
                     }
                     if best_epoch > 0 {
-                        chart.draw_series(DashedLineSeries::new([(best_epoch as f64, lo), (best_epoch as f64, hi)], 6, 4, GREY.stroke_width(1))).map_err(err)?;
+                        chart
+                            .draw_series(DashedLineSeries::new([(best_epoch as f64, lo), (best_epoch as f64, hi)], 6, 4, GREY.stroke_width(1)))
+                            .map_err(err)?;
                     }
                 }};
             }
@@ -469,12 +487,8 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
         let points_top = policies.iter().map(|p| p.minutes).fold(0.0, f64::max);
         // A policy far above everything else would flatten the rest: it sits at the top edge.
         let top = (if curve_top > 0.0 { points_top.min(2.0 * curve_top).max(curve_top) } else { points_top }).max(1.0) * 1.15;
-        let mut chart = ChartBuilder::on(&chart_area)
-            .margin(16)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, 0.0..top)
-            .map_err(err)?;
+        let mut chart =
+            ChartBuilder::on(&chart_area).margin(16).x_label_area_size(45).y_label_area_size(70).build_cartesian_2d(x0..x1, 0.0..top).map_err(err)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)

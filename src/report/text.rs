@@ -8,9 +8,8 @@ use crate::evaluation::Action;
 /// A metric's value as the report prints it (percentages, minutes, plain numbers).
 
 fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> =
+        (0..header.len()).map(|c| rows.iter().map(|r| r[c].chars().count()).chain([header[c].chars().count()]).max().unwrap_or(0)).collect();
     let line = |cells: &[String]| {
         cells
             .iter()
@@ -80,7 +79,9 @@ pub fn render(r: &Report) -> String {
         .iter()
         .map(|(s, by)| {
             let mut row = vec![s.clone()];
-            row.extend(r.models.iter().map(|m| by.get(m).map(|sc| format!("{:.1}% / {:.3}", 100.0 * sc.exact_accuracy, sc.rmse)).unwrap_or_else(|| "-".into())));
+            row.extend(
+                r.models.iter().map(|m| by.get(m).map(|sc| format!("{:.1}% / {:.3}", 100.0 * sc.exact_accuracy, sc.rmse)).unwrap_or_else(|| "-".into())),
+            );
             row
         })
         .collect();
@@ -115,16 +116,19 @@ pub fn render(r: &Report) -> String {
 scale-down stabilisation {:.0} s",
         p.pod_startup_seconds, p.metrics_delay_seconds, p.metrics_window_seconds, p.hpa_sync_seconds, p.scale_down_stabilization_seconds
     );
-    let header: Vec<String> = ["policy", "under-prov. min", "requests over cap.", "pod-hours", "surplus pod-h", "actions/h", "vs the HPA at equal cost", "at equal health"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let header: Vec<String> =
+        ["policy", "under-prov. min", "requests over cap.", "pod-hours", "surplus pod-h", "actions/h", "vs the HPA at equal cost", "at equal health"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     let rows: Vec<Vec<String>> = r
         .replay
         .iter()
         .map(|s| {
             let margin = match &s.frontier_margin {
-                Some(m) => format!("{:.1} min {}{}", m.minutes.abs(), if m.beats_hpa() { "below" } else { "above" }, if m.within { "" } else { " (extrapolated)" }),
+                Some(m) => {
+                    format!("{:.1} min {}{}", m.minutes.abs(), if m.beats_hpa() { "below" } else { "above" }, if m.within { "" } else { " (extrapolated)" })
+                }
                 None => "-".into(),
             };
             let saving = match s.frontier_saving.as_ref().map(|v| v.pod_hours) {

@@ -146,14 +146,33 @@ impl Exposition {
                 let _ = writeln!(o, "autoscaler_decisions_total{{service=\"{}\",action=\"{action}\"}} {}", label(svc), g.decisions[i]);
             }
         }
-        let _ = writeln!(o, "# HELP autoscaler_fallbacks_total Decisions that kept the current replicas instead of asking the model, by reason.\n# TYPE autoscaler_fallbacks_total counter");
+        let _ = writeln!(
+            o,
+            "# HELP autoscaler_fallbacks_total Decisions that kept the current replicas instead of asking the model, by reason.\n# TYPE autoscaler_fallbacks_total counter"
+        );
         for (reason, n) in &s.fallbacks {
             let _ = writeln!(o, "autoscaler_fallbacks_total{{reason=\"{reason}\"}} {n}");
         }
-        let _ = writeln!(o, "# HELP autoscaler_services Services with state in this server (at most --max-services).\n# TYPE autoscaler_services gauge\nautoscaler_services {}", s.services.len());
-        let _ = writeln!(o, "# HELP autoscaler_evicted_services_total Services whose state made room for another at --max-services (their series start again if they come back).\n# TYPE autoscaler_evicted_services_total counter\nautoscaler_evicted_services_total {}", s.evicted);
-        let _ = writeln!(o, "# HELP autoscaler_rejected_rows_total Rows refused as invalid (4xx).\n# TYPE autoscaler_rejected_rows_total counter\nautoscaler_rejected_rows_total {}", s.rejected);
-        let _ = writeln!(o, "# HELP autoscaler_prometheus_failures_total Steps at which Prometheus did not answer (serve --prometheus).\n# TYPE autoscaler_prometheus_failures_total counter\nautoscaler_prometheus_failures_total {}", s.pull_failures);
+        let _ = writeln!(
+            o,
+            "# HELP autoscaler_services Services with state in this server (at most --max-services).\n# TYPE autoscaler_services gauge\nautoscaler_services {}",
+            s.services.len()
+        );
+        let _ = writeln!(
+            o,
+            "# HELP autoscaler_evicted_services_total Services whose state made room for another at --max-services (their series start again if they come back).\n# TYPE autoscaler_evicted_services_total counter\nautoscaler_evicted_services_total {}",
+            s.evicted
+        );
+        let _ = writeln!(
+            o,
+            "# HELP autoscaler_rejected_rows_total Rows refused as invalid (4xx).\n# TYPE autoscaler_rejected_rows_total counter\nautoscaler_rejected_rows_total {}",
+            s.rejected
+        );
+        let _ = writeln!(
+            o,
+            "# HELP autoscaler_prometheus_failures_total Steps at which Prometheus did not answer (serve --prometheus).\n# TYPE autoscaler_prometheus_failures_total counter\nautoscaler_prometheus_failures_total {}",
+            s.pull_failures
+        );
         let name = "autoscaler_decision_latency_seconds";
         let _ = writeln!(o, "# HELP {name} Time to reach a decision, features and model included.\n# TYPE {name} histogram");
         for (b, le) in BUCKETS.iter().enumerate() {

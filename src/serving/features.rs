@@ -190,7 +190,12 @@ impl History {
             cpu / (replicas + 1.0),
             ram / (replicas + 1.0),
             rps / (replicas + 1.0),
-            flag(cpu > 70.0) + flag(ram > 75.0) + flag(rt > 500.0) + flag(g("error_rate") > 0.05) + g("node_cpu_pressure_flag") + g("node_memory_pressure_flag"),
+            flag(cpu > 70.0)
+                + flag(ram > 75.0)
+                + flag(rt > 500.0)
+                + flag(g("error_rate") > 0.05)
+                + g("node_cpu_pressure_flag")
+                + g("node_memory_pressure_flag"),
         ]);
         out
     }

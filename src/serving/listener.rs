@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 /// The server's bounds on connections and requests, each a `pipeline serve` flag.

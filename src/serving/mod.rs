@@ -1,9 +1,9 @@
 //! Serving decisions: features computed online from raw rows, the predictor with its
 //! guardrails, Prometheus metrics and the HTTP server.
 
+pub mod exposition;
 pub mod features;
 pub mod listener;
-pub mod exposition;
 pub mod predictor;
 pub mod server;
 pub mod services;

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use super::features::{self, FieldError, History, RawRow};
 use super::services::Bounded;
+use crate::artifacts::models::Registry;
 use crate::evaluation::policy::PolicySpec;
 use crate::hpa::{Ask, Hpa, OnlineHpa, Recommendation};
-use crate::artifacts::models::Registry;
 use crate::models::model::Model;
-use crate::models::{ModelKind, SERVICE_PREFIX};
 use crate::models::torch_runtime::DeviceChoice;
+use crate::models::{ModelKind, SERVICE_PREFIX};
 
 /// What the caller should do, with why: the old `get_scaling_decision` fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -269,7 +269,10 @@ impl Predictor {
         if !loaded.services.is_empty() && !loaded.services.contains(&row.service) {
             return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
         }
-        let plan = loaded.plan.as_ref().map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
+        let plan = loaded
+            .plan
+            .as_ref()
+            .map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
         let named = state.recent.back().expect("the row was just pushed");
         let nf = loaded.model.meta().features.len();
         match &loaded.model {
@@ -309,7 +312,8 @@ impl Predictor {
             reasons.push(format!("the policy said {wanted}; limited to ±{} per decision", g.max_step));
         }
         if current > hi {
-            reasons.push(format!("{current} replicas are above --max-replicas {}, as during a rolling update's surge: decided within the bounds", g.max_replicas));
+            reasons
+                .push(format!("{current} replicas are above --max-replicas {}, as during a rolling update's surge: decided within the bounds", g.max_replicas));
         } else if current < lo {
             reasons.push(format!("{current} replicas are below --min-replicas {}: decided within the bounds", g.min_replicas));
         }
@@ -457,7 +461,13 @@ mod tests {
         // ceil(3 × 90 / 60) = 5.
         let o = at("2025-10-13T10:00:00", 90.0, 3.0);
         assert_eq!((o.decision.predicted_replicas, o.fallback), (5, Some("no_model")));
-        assert!(o.decision.reasoning.starts_with("fallback: no promoted model is loaded; the reactive HPA decides (CPU 90.0% over 60 s, target 60%): High CPU usage"), "{}", o.decision.reasoning);
+        assert!(
+            o.decision
+                .reasoning
+                .starts_with("fallback: no promoted model is loaded; the reactive HPA decides (CPU 90.0% over 60 s, target 60%): High CPU usage"),
+            "{}",
+            o.decision.reasoning
+        );
         // Quiet rows: the HPA wants 2, but holds 5 for the stabilisation window.
         let o = at("2025-10-13T10:01:00", 20.0, 5.0);
         assert_eq!(o.decision.predicted_replicas, 5);
@@ -506,7 +516,7 @@ mod tests {
 
     #[test]
     fn a_model_output_that_is_not_a_number_falls_back_to_the_hpa() {
-        use crate::models::random_forest::{Forest, Node, LEAF};
+        use crate::models::random_forest::{Forest, LEAF, Node};
         let dir = tempfile::tempdir().unwrap();
         let meta = crate::models::ModelMeta {
             kind: crate::models::ModelKind::RandomForest,

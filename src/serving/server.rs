@@ -21,17 +21,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::exposition::Exposition;
 use super::features::{FieldError, RawRow};
 use super::listener::Limits;
-use super::exposition::Exposition;
-use super::predictor::{fallback, Guardrails, Loaded, Predictor};
+use super::predictor::{Guardrails, Loaded, Predictor, fallback};
 use super::tls::Tls;
 use crate::artifacts::models::Registry;
 use crate::artifacts::shared;
@@ -90,7 +90,8 @@ async fn require_token(State(app): State<Shared>, request: Request, next: Next) 
         // Every token is compared, so the time taken does not tell which one matched.
         let matched = sent.is_some_and(|s| app.cfg.tokens.iter().fold(false, |any, t| same_secret(s, t) | any));
         if !matched {
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": "missing or wrong bearer token" }))).into_response();
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], Json(json!({ "error": "missing or wrong bearer token" })))
+                .into_response();
         }
     }
     next.run(request).await
@@ -376,7 +377,11 @@ pub async fn serve(cfg: Config, pull_from: Option<Pull>) -> Result<()> {
     .await??;
     match &loaded {
         Some(m) => tracing::info!(model = %m.name, version = %m.version, "model loaded"),
-        None => tracing::warn!("no promoted {} model in {} yet: every decision falls back to the current replicas until one is promoted", cfg.model, cfg.registry.display()),
+        None => tracing::warn!(
+            "no promoted {} model in {} yet: every decision falls back to the current replicas until one is promoted",
+            cfg.model,
+            cfg.registry.display()
+        ),
     }
     let predictor = Predictor::new(loaded, cfg.guardrails.clone()).max_services(cfg.max_services).max_clock_skew(cfg.max_clock_skew);
     let in_flight = tokio::sync::Semaphore::new(cfg.limits.max_in_flight.max(1));

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::scaler::{ScalerSpec, Server};
 use super::service::Sample;
-use super::{run, Decider, Options};
-use crate::evaluation::replay::frontier::{Frontier, Margin, Point, Saving};
+use super::{Decider, Options, run};
 use crate::evaluation::replay::Score;
+use crate::evaluation::replay::frontier::{Frontier, Margin, Point, Saving};
 
 /// CPU % of the ready pods' request over which a service counts as under-provisioned (the
 /// pipeline's `target_utilization`).
@@ -150,7 +150,17 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
             }
         };
         let total = Tally::total(summary.tallies.values());
-        runs.push(PolicyRun { scaler: spec.to_string(), out, files: summary.files.len(), services: summary.tallies, total, margin: None, saving: None, avoidable_margin: None, failed_batches });
+        runs.push(PolicyRun {
+            scaler: spec.to_string(),
+            out,
+            files: summary.files.len(),
+            services: summary.tallies,
+            total,
+            margin: None,
+            saving: None,
+            avoidable_margin: None,
+            failed_batches,
+        });
     }
     let mut points = Vec::new();
     let mut capacity_bound_minutes = 0.0;
@@ -161,7 +171,9 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
         capacity_bound_minutes = t.capacity_bound_minutes;
     }
     let frontier = Frontier::new(points);
-    let avoidable = Frontier::new(frontier.points.iter().map(|p| Point { under_provisioned_minutes: p.under_provisioned_minutes - capacity_bound_minutes, ..p.clone() }).collect());
+    let avoidable = Frontier::new(
+        frontier.points.iter().map(|p| Point { under_provisioned_minutes: p.under_provisioned_minutes - capacity_bound_minutes, ..p.clone() }).collect(),
+    );
     for r in &mut runs {
         r.margin = frontier.margin(&r.total.score());
         r.saving = frontier.saving(&r.total.score());
@@ -177,18 +189,39 @@ mod tests {
     #[test]
     fn a_step_counts_as_what_the_ready_pods_went_through() {
         let mut t = Tally::default();
-        let sample = |needed: f64, at_max: f64, p95: f64, errors: f64| Sample { replicas: 4, stretches: vec![(needed, 4.0, 30.0)], needed_cpu_percent_at_max: at_max, p95_ms: p95, error_rate: errors, ..Sample::default() };
+        let sample = |needed: f64, at_max: f64, p95: f64, errors: f64| Sample {
+            replicas: 4,
+            stretches: vec![(needed, 4.0, 30.0)],
+            needed_cpu_percent_at_max: at_max,
+            p95_ms: p95,
+            error_rate: errors,
+            ..Sample::default()
+        };
         t.add(&sample(69.0, 30.0, 120.0, 0.002), 30.0, 70.0);
         t.add(&sample(71.0, 40.0, 650.0, 0.05), 30.0, 70.0);
         // Starting pods cost pod-hours too: 4 pods for a minute.
-        assert_eq!(t, Tally { pod_hours: 4.0 / 60.0, under_provisioned_minutes: 0.5, capacity_bound_minutes: 0.0, slow_minutes: 0.5, error_minutes: 0.5, decisions: 0, fallbacks: 0 });
+        assert_eq!(
+            t,
+            Tally {
+                pod_hours: 4.0 / 60.0,
+                under_provisioned_minutes: 0.5,
+                capacity_bound_minutes: 0.0,
+                slow_minutes: 0.5,
+                error_minutes: 0.5,
+                decisions: 0,
+                fallbacks: 0
+            }
+        );
         // A load past what all of max_replicas serve is under-provisioned and out of reach.
         t.add(&sample(120.0, 75.0, 900.0, 0.05), 30.0, 70.0);
         assert_eq!((t.under_provisioned_minutes, t.capacity_bound_minutes), (1.0, 0.5));
         let both = Tally::total([&t, &t]);
         assert_eq!((both.under_provisioned_minutes, both.capacity_bound_minutes, both.pod_hours), (2.0, 1.0, 12.0 / 60.0));
         // Scored against a frontier as the replay's policies are.
-        let f = Frontier::new(vec![Point { target: 40.0, pod_hours: 1.0, under_provisioned_minutes: 0.0 }, Point { target: 80.0, pod_hours: 0.0, under_provisioned_minutes: 4.0 }]);
+        let f = Frontier::new(vec![
+            Point { target: 40.0, pod_hours: 1.0, under_provisioned_minutes: 0.0 },
+            Point { target: 80.0, pod_hours: 0.0, under_provisioned_minutes: 4.0 },
+        ]);
         let m = f.margin(&both.score()).unwrap();
         assert!((m.hpa_minutes - (4.0 - 4.0 * 12.0 / 60.0)).abs() < 1e-12 && m.beats_hpa(), "{m:?}");
         // Out of reach for both sides, the same minutes are a larger share of what was avoidable.

@@ -11,13 +11,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use closed_loop::Tally;
-use crate::collect::derived::{isoformat, round, Window};
+use crate::collect::derived::{Window, isoformat, round};
 use crate::rng::Rng;
-use service::{default_profiles, Profile, Sample, Service};
+use closed_loop::Tally;
 pub use scaler::ScalerSpec;
+use service::{Profile, Sample, Service, default_profiles};
 pub use trace::Trace;
 
 /// Where files go: `DIR/metrics_YYYYMMDD.csv` or `DIR/YYYY/MM/metrics_YYYYMMDD.csv` (as on S3).
@@ -173,7 +173,13 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                     *summary.rows.entry(svc.profile.name.clone()).or_insert(0) += 1;
                     let r = summary.replicas.entry(svc.profile.name.clone()).or_insert((u32::MAX, 0));
                     *r = (r.0.min(sample.replicas), r.1.max(sample.replicas));
-                    summary.samples.push((svc.profile.name.clone(), round(sample.cpu_percent, 2), round(sample.ram_percent, 2), round(sample.p95_ms, 2), sample.replicas));
+                    summary.samples.push((
+                        svc.profile.name.clone(),
+                        round(sample.cpu_percent, 2),
+                        round(sample.ram_percent, 2),
+                        round(sample.p95_ms, 2),
+                        sample.replicas,
+                    ));
                 }
             }
             // The server's answers to this step's rows act at the next step, as a controller's
@@ -316,7 +322,17 @@ mod tests {
     #[test]
     fn a_written_line_is_posted_as_the_row_a_collector_sends() {
         let p = default_profiles().remove(0);
-        let s = Sample { cpu_percent: 61.234, ram_percent: 40.0, rps: 120.5, p95_ms: 80.0, replicas: 3, queue: 0.4, error_rate: 0.002, restarts: 1, ..Sample::default() };
+        let s = Sample {
+            cpu_percent: 61.234,
+            ram_percent: 40.0,
+            rps: 120.5,
+            p95_ms: 80.0,
+            replicas: 3,
+            queue: 0.4,
+            error_rate: 0.002,
+            restarts: 1,
+            ..Sample::default()
+        };
         let mut line = String::new();
         write_row(&mut line, 1_759_737_600_250_000, &p, &s, &mut Default::default(), false, true, false);
         let v = row_json(&line);

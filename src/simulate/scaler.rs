@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// A `--scaler` value: `hpa`, `hpa:TARGET` or `http(s)://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq)]

@@ -43,25 +43,27 @@ pub struct Profile {
 /// (Sized to 100 % and more, the cap rather than the scaler decided most under-provisioned
 /// minutes of a busy day: more than half of the HPA's on a NAB taxi day.)
 pub fn default_profiles() -> Vec<Profile> {
-    let p = |name: &str, cap: f64, peak: f64, lat: f64, cpu: (f64, f64), ram: (f64, f64), ram_use: (f64, f64, f64), reps: (u32, u32), lag: i64, offset: i64| Profile {
-        name: name.to_string(),
-        pod_capacity_rps: cap,
-        peak_rps: peak,
-        base_latency_ms: lat,
-        cpu_request: cpu.0,
-        cpu_limit: cpu.1,
-        ram_request: ram.0,
-        ram_limit: ram.1,
-        ram_idle_mib: ram_use.0,
-        ram_per_rps_mib: ram_use.1,
-        ram_leak_mib_per_hour: ram_use.2,
-        min_replicas: reps.0,
-        max_replicas: reps.1,
-        target_cpu: 60.0,
-        lag_s: lag,
-        trace_offset_days: offset,
-        base_error_rate: 0.002,
-        noise: 1.0,
+    let p = |name: &str, cap: f64, peak: f64, lat: f64, cpu: (f64, f64), ram: (f64, f64), ram_use: (f64, f64, f64), reps: (u32, u32), lag: i64, offset: i64| {
+        Profile {
+            name: name.to_string(),
+            pod_capacity_rps: cap,
+            peak_rps: peak,
+            base_latency_ms: lat,
+            cpu_request: cpu.0,
+            cpu_limit: cpu.1,
+            ram_request: ram.0,
+            ram_limit: ram.1,
+            ram_idle_mib: ram_use.0,
+            ram_per_rps_mib: ram_use.1,
+            ram_leak_mib_per_hour: ram_use.2,
+            min_replicas: reps.0,
+            max_replicas: reps.1,
+            target_cpu: 60.0,
+            lag_s: lag,
+            trace_offset_days: offset,
+            base_error_rate: 0.002,
+            noise: 1.0,
+        }
     };
     vec![
         p("frontend", 60.0, 230.0, 35.0, (0.5, 1.0), (256.0, 512.0), (70.0, 1.2, 2.0), (3, 10), 0, 0),

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 pub struct Trace {
     /// Seconds since the epoch, ascending.
@@ -26,9 +26,7 @@ impl Trace {
         file.read_to_end(&mut raw).with_context(|| format!("reading trace {}", path.display()))?;
         if path.extension().is_some_and(|e| e == "gz") {
             let mut out = Vec::new();
-            flate2::read::MultiGzDecoder::new(&raw[..])
-                .read_to_end(&mut out)
-                .with_context(|| format!("decompressing {}", path.display()))?;
+            flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut out).with_context(|| format!("decompressing {}", path.display()))?;
             raw = out;
         }
         let text = String::from_utf8_lossy(&raw);

@@ -156,13 +156,7 @@ impl Store {
     /// `list`, with each object's size and when it was written.
     pub async fn list_objects(&self, rel: &str) -> Result<Vec<Listed>> {
         let base = self.path(rel);
-        let objects: Vec<_> = self
-            .objects
-            .list(Some(&base))
-            .try_collect()
-            .await
-            .map_err(brief)
-            .with_context(|| format!("listing {}", self.url_of(rel)))?;
+        let objects: Vec<_> = self.objects.list(Some(&base)).try_collect().await.map_err(brief).with_context(|| format!("listing {}", self.url_of(rel)))?;
         let base = format!("{}/", base.as_ref());
         Ok(objects
             .into_iter()
@@ -240,20 +234,14 @@ fn brief(e: object_store::Error) -> anyhow::Error {
         root = next;
     }
     let root = root.to_string();
-    if root == outer || summary.contains(&root) {
-        anyhow::anyhow!(summary)
-    } else {
-        anyhow::anyhow!("{summary}: {root}")
-    }
+    if root == outer || summary.contains(&root) { anyhow::anyhow!(summary) } else { anyhow::anyhow!("{summary}: {root}") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use object_store::memory::InMemory;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions, PutResult, UploadPart,
-    };
+    use object_store::{CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions, PutResult, UploadPart};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// An in-memory store whose multipart uploads fail at their third part, recording whether
@@ -341,4 +329,3 @@ mod tests {
         assert_eq!(ok.get("cache/big.parquet").await.unwrap().unwrap().len(), SINGLE_PUT_MAX as usize + 3 * PART);
     }
 }
-

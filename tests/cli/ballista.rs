@@ -187,9 +187,7 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitSt
 fn a_scheduler_that_is_not_there_fails_the_stage_naming_the_engine_and_caches_nothing() {
     let p = Project::new();
     let engine = format!("ballista://127.0.0.1:{}", free_port());
-    p.pipeline(&["run", "--until", "features", "--engine", &engine])
-        .code(1)
-        .stderr_has(&format!("in sql/features.sql on the engine {engine}"));
+    p.pipeline(&["run", "--until", "features", "--engine", &engine]).code(1).stderr_has(&format!("in sql/features.sql on the engine {engine}"));
     let cached = p.path().join("artifacts/cache");
     let entries: Vec<_> = walk(&cached).into_iter().filter(|m| m.ends_with("meta.json")).collect();
     assert_eq!(entries.len(), 1, "only ingest's entry: {entries:?}");
@@ -213,7 +211,5 @@ fn scheduler_and_executor_refuse_an_open_port_without_insecure() {
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let Ok(read) = std::fs::read_dir(dir) else { return Vec::new() };
-    read.flatten()
-        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path().to_string_lossy().into_owned()] })
-        .collect()
+    read.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path().to_string_lossy().into_owned()] }).collect()
 }

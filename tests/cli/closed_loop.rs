@@ -2,7 +2,7 @@
 //! summary judges it against the internal HPA's frontier on the same load and seed.
 
 use crate::common;
-use common::{daily_trace, json, start_server, Project};
+use common::{Project, daily_trace, json, start_server};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -50,7 +50,8 @@ fn stub_server(decide: fn(&[serde_json::Value]) -> Option<Vec<serde_json::Value>
             } else {
                 ("200 OK", "ok".into())
             };
-            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
+            let _ =
+                write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}", answer.len());
         }
     });
     base
@@ -72,8 +73,27 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
     // An unseen day (another seed): the served policy, the internal HPA, and holding.
     let out = p
         .pipeline(&[
-            "simulate", "--days", "1", "--seed", "7", "--services", "frontend,order", "--trace", "trace.csv", "--pod-startup-seconds", "60",
-            "--scaler", &server.base, "--scaler", "hpa:60", "--scaler", &holding, "--out", "closed", "--summary", "summary.json",
+            "simulate",
+            "--days",
+            "1",
+            "--seed",
+            "7",
+            "--services",
+            "frontend,order",
+            "--trace",
+            "trace.csv",
+            "--pod-startup-seconds",
+            "60",
+            "--scaler",
+            &server.base,
+            "--scaler",
+            "hpa:60",
+            "--scaler",
+            &holding,
+            "--out",
+            "closed",
+            "--summary",
+            "summary.json",
         ])
         .ok();
     eprintln!("{}", out.stdout());
@@ -113,7 +133,12 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
     assert!(minutes(served, "under_provisioned_minutes") < minutes(hpa, "under_provisioned_minutes"), "{served} vs {hpa}");
     // ...and fewer pod-hours than the HPA would need to be as healthy: the frontier, read at the
     // served policy's minutes, lies at more pod-hours than it spent.
-    let points: Vec<(f64, f64)> = s["frontier"]["points"].as_array().unwrap().iter().map(|p| (p["under_provisioned_minutes"].as_f64().unwrap(), p["pod_hours"].as_f64().unwrap())).collect();
+    let points: Vec<(f64, f64)> = s["frontier"]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["under_provisioned_minutes"].as_f64().unwrap(), p["pod_hours"].as_f64().unwrap()))
+        .collect();
     let healthier: Vec<f64> = points.iter().filter(|(m, _)| *m <= minutes(served, "under_provisioned_minutes")).map(|p| p.1).collect();
     let hpa_cost = healthier.iter().copied().fold(f64::INFINITY, f64::min);
     assert!(minutes(served, "pod_hours") < hpa_cost, "the HPA is as healthy only at {hpa_cost} pod-hours (frontier {points:?}); served {}", served["total"]);
@@ -124,8 +149,27 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
     // minutes; the HPA at 5 % keeps all of max_replicas up and is left with those alone.
     let out = p
         .pipeline(&[
-            "simulate", "--days", "1", "--seed", "7", "--load", "2", "--services", "frontend,order", "--trace", "trace.csv", "--pod-startup-seconds", "60",
-            "--scaler", &server.base, "--scaler", "hpa:5", "--out", "doubled", "--summary", "doubled.json",
+            "simulate",
+            "--days",
+            "1",
+            "--seed",
+            "7",
+            "--load",
+            "2",
+            "--services",
+            "frontend,order",
+            "--trace",
+            "trace.csv",
+            "--pod-startup-seconds",
+            "60",
+            "--scaler",
+            &server.base,
+            "--scaler",
+            "hpa:5",
+            "--out",
+            "doubled",
+            "--summary",
+            "doubled.json",
         ])
         .ok();
     let total_rps = |dir: &str| -> f64 { day(dir).lines().skip(1).map(|l| l.split(',').nth(8).unwrap().parse::<f64>().unwrap()).sum() };

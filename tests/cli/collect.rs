@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 // The queried columns, in collect.yaml's order: the order of `EXPECTED`'s values.
 use autoscale::collect::config::QUERIED;
 
-use crate::common::prometheus::{self, get, Exporter, Prometheus, EXPECTED};
-use crate::common::{command, start_server, Project, HEADER};
+use crate::common::prometheus::{self, EXPECTED, Exporter, Prometheus, get};
+use crate::common::{HEADER, Project, command, start_server};
 
 /// Rates of a live query move with where the scrapes fall in the window: Prometheus
 /// extrapolates to the window's edges only up to half a scrape interval past a gap, so a window
@@ -130,7 +130,10 @@ fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
         assert!(run.stderr().contains(needle), "stderr lacks {needle}:\n{}", run.stderr());
     }
     p.write("broken.yaml", &with_query(&config(), "cpu_limit", "sum(rate(x[1m])"));
-    p.pipeline(&["collect", "--prometheus", &url, "--config", "broken.yaml", "--once"]).code(2).stderr_has("broken.yaml").stderr_has("Prometheus rejected the query");
+    p.pipeline(&["collect", "--prometheus", &url, "--config", "broken.yaml", "--once"])
+        .code(2)
+        .stderr_has("broken.yaml")
+        .stderr_has("Prometheus rejected the query");
 
     // The server takes the rows itself: /scale answers with nothing posting rows, and falls
     // back once Prometheus is gone longer than --max-decision-age.
@@ -288,7 +291,23 @@ fn backfill_rebuilds_past_days_from_prometheus_history_exactly() {
             let want = format!(
                 "{},{service},{},{},0,{},{},0,{},{},{},{},0,{weekend},{},{},{},{},{},{},{},{},{}",
                 t.format("%Y-%m-%dT%H:%M:%S"),
-                v[0], v[0], v[1], v[1], v[2], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]
+                v[0],
+                v[0],
+                v[1],
+                v[1],
+                v[2],
+                v[2],
+                v[3],
+                v[4],
+                v[5],
+                v[6],
+                v[7],
+                v[8],
+                v[9],
+                v[10],
+                v[11],
+                v[12],
+                v[13]
             );
             assert!(text.lines().any(|l| l == want), "backfill lacks\n{want}\nin\n{text}");
             checked += 1;

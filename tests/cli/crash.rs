@@ -6,7 +6,8 @@ use common::Project;
 
 use std::time::{Duration, Instant};
 
-const QUICK: &[&str] = &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=3", "--set", "device=cpu", "--set", "require_beating_hpa=false", "--no-progress"];
+const QUICK: &[&str] =
+    &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=3", "--set", "device=cpu", "--set", "require_beating_hpa=false", "--no-progress"];
 
 fn entries(p: &Project) -> usize {
     common::count(&p.path().join("artifacts/cache/entries"))

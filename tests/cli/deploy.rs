@@ -2,7 +2,7 @@
 //! promises, flags the binary accepts, and the names that tie the manifests together.
 
 use crate::common;
-use common::{repo, tool, Project};
+use common::{Project, repo, tool};
 
 fn docs(file: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo().join("deploy").join(file)).unwrap();
@@ -203,10 +203,7 @@ fn the_server_is_authenticated_and_its_clients_use_the_token() {
     assert!(secret["stringData"][key].is_string());
     // The manifest's placeholder is refused: applied as it is, the server does not start open.
     let placeholder = secret["stringData"][key].as_str().unwrap();
-    Project::empty()
-        .pipeline_env(&["serve", "--addr", "0.0.0.0:0"], &[("PIPELINE_SERVE_TOKEN", placeholder)])
-        .code(2)
-        .stderr_has("too short");
+    Project::empty().pipeline_env(&["serve", "--addr", "0.0.0.0:0"], &[("PIPELINE_SERVE_TOKEN", placeholder)]).code(2).stderr_has("too short");
     Project::empty().pipeline_env(&["serve", "--addr", "0.0.0.0:0"], &[("PIPELINE_SERVE_TOKEN", "")]).code(2);
     let mut open = common::command();
     open.args(["serve", "--addr", "0.0.0.0:0"]).env_remove("PIPELINE_SERVE_TOKEN");
@@ -260,7 +257,8 @@ fn ballista_is_reached_only_through_its_network_policies() {
     let (scheduler, executor) = (label(&cluster[0]), label(&cluster[2]));
     for (d, expected) in [(&cluster[3], &scheduler), (&cluster[4], &executor)] {
         assert_eq!(d["spec"]["podSelector"]["matchLabels"]["app"].as_str(), Some(expected.as_str()));
-        let from: Vec<&str> = d["spec"]["ingress"][0]["from"].as_array().unwrap().iter().map(|f| f["podSelector"]["matchLabels"]["app"].as_str().unwrap()).collect();
+        let from: Vec<&str> =
+            d["spec"]["ingress"][0]["from"].as_array().unwrap().iter().map(|f| f["podSelector"]["matchLabels"]["app"].as_str().unwrap()).collect();
         assert!(from.contains(&"autoscale-train"), "{from:?}");
     }
     // The nightly run's pods carry the label the policies admit.

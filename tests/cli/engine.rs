@@ -61,7 +61,8 @@ fn editing_sql_reruns_that_stage_and_its_dependants_only() {
     let p = project();
     p.pipeline(&["run", T]).ok();
     p.write("sql/per_service.sql", "SELECT service_name, count(*) AS n, min(replica_count) AS max_replicas FROM ingest GROUP BY service_name");
-    p.pipeline(&["status", T]).ok()
+    p.pipeline(&["status", T])
+        .ok()
         .stdout_has("per_service  stale   file sql/per_service.sql changed")
         .stdout_has("busiest      stale   upstream `per_service` changed")
         .stdout_has("hourly       fresh");
@@ -77,7 +78,8 @@ fn editing_sql_reruns_that_stage_and_its_dependants_only() {
 fn status_names_changed_params_and_inputs() {
     let p = project();
     p.pipeline(&["run", T]).ok();
-    p.pipeline(&["status", T, "--set", "date=2025-10-06"]).ok()
+    p.pipeline(&["status", T, "--set", "date=2025-10-06"])
+        .ok()
         .stdout_has("param `date` changed: \"\" → \"2025-10-06\"")
         .stdout_has("input files changed: 1 removed");
     // A param inside the stage's SQL params.
@@ -156,7 +158,8 @@ fn inspect_query_export_and_dag() {
     let p = project();
     p.pipeline(&["inspect", "ingest", "-p", T]).code(1).stderr_has("run `pipeline run` first");
     p.pipeline(&["run", T]).ok();
-    p.pipeline(&["inspect", "ingest", "-p", T, "--rows", "3"]).ok()
+    p.pipeline(&["inspect", "ingest", "-p", T, "--rows", "3"])
+        .ok()
         .stdout_has("rows:     ")
         .stdout_has("cpu_usage_percent_last_5_min")
         .stdout_has("Timestamp(µs)")
@@ -164,7 +167,8 @@ fn inspect_query_export_and_dag() {
         .stdout_has("tables:   quarantine");
     p.pipeline(&["inspect", "ingest", "-p", T, "--table", "quarantine", "--schema"]).ok().stdout_has("reason");
     p.pipeline(&["inspect", "nope", "-p", T]).code(1).stderr_has("no stage `nope`");
-    p.pipeline(&["query", "-p", T, "SELECT service_name, n FROM per_service ORDER BY service_name"]).ok()
+    p.pipeline(&["query", "-p", T, "SELECT service_name, n FROM per_service ORDER BY service_name"])
+        .ok()
         .stdout_has("| frontend     |")
         .stdout_has("| recommender  |");
     p.pipeline(&["query", "-p", T, "SELECT count(*) AS bad FROM ingest_quarantine"]).ok().stdout_has("| 0   |");
@@ -209,15 +213,42 @@ fn invalid_pipelines_are_rejected_before_anything_runs() {
     let p = project();
     let cases: &[(&str, &str, &str)] = &[
         ("syntax", "stages:\n  ingest:\n    op: ingest\n    source: [data\n", "bad.yaml:4"),
-        ("unknown op", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: transmogrify\n", "bad.yaml:6:9: stage `x`, field `op`: unknown op `transmogrify` (known ops: ingest, sql, split, train"),
-        ("unknown dep", "stages:\n  x:\n    op: sql\n    deps: [ingset]\n    sql: sql/busiest.sql\n", "bad.yaml:4:11: stage `x`, field `deps`: unknown stage `ingset`"),
-        ("cycle", "stages:\n  a:\n    op: sql\n    deps: [b]\n    sql: sql/busiest.sql\n  b:\n    op: sql\n    deps: [a]\n    sql: sql/busiest.sql\n", "dependency cycle"),
-        ("wrong type", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    max_bad_fraction: lots\n", "bad.yaml:5:23: stage `ingest`, field `max_bad_fraction`: invalid type: string \"lots\", expected f64"),
-        ("unknown field", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    sauce: x\n", "bad.yaml:5:12: stage `ingest`, field `sauce`: unknown field `sauce`"),
-        ("missing file", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/nope.sql\n", "bad.yaml:8:10: stage `x`, field `sql`: file"),
+        (
+            "unknown op",
+            "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: transmogrify\n",
+            "bad.yaml:6:9: stage `x`, field `op`: unknown op `transmogrify` (known ops: ingest, sql, split, train",
+        ),
+        (
+            "unknown dep",
+            "stages:\n  x:\n    op: sql\n    deps: [ingset]\n    sql: sql/busiest.sql\n",
+            "bad.yaml:4:11: stage `x`, field `deps`: unknown stage `ingset`",
+        ),
+        (
+            "cycle",
+            "stages:\n  a:\n    op: sql\n    deps: [b]\n    sql: sql/busiest.sql\n  b:\n    op: sql\n    deps: [a]\n    sql: sql/busiest.sql\n",
+            "dependency cycle",
+        ),
+        (
+            "wrong type",
+            "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    max_bad_fraction: lots\n",
+            "bad.yaml:5:23: stage `ingest`, field `max_bad_fraction`: invalid type: string \"lots\", expected f64",
+        ),
+        (
+            "unknown field",
+            "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    sauce: x\n",
+            "bad.yaml:5:12: stage `ingest`, field `sauce`: unknown field `sauce`",
+        ),
+        (
+            "missing file",
+            "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/nope.sql\n",
+            "bad.yaml:8:10: stage `x`, field `sql`: file",
+        ),
         ("bad date", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n    date: October\n", "field `date`: `October` is not a month"),
-        ("window extended in place", "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/extended.sql\n",
-         "bad.yaml:8:10: stage `x`, field `sql`: sql/extended.sql: line 2: `OVER (w ROWS ...)` extends the named window `w`"),
+        (
+            "window extended in place",
+            "stages:\n  ingest:\n    op: ingest\n    source: data/metrics\n  x:\n    op: sql\n    deps: [ingest]\n    sql: sql/extended.sql\n",
+            "bad.yaml:8:10: stage `x`, field `sql`: sql/extended.sql: line 2: `OVER (w ROWS ...)` extends the named window `w`",
+        ),
     ];
     // DataFusion would run this over the whole table, without the window's PARTITION BY.
     p.write("sql/extended.sql", "SELECT service_name,\n  max(cpu_usage_percent) OVER (w ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)\nFROM ingest WINDOW w AS (PARTITION BY service_name ORDER BY timestamp)");
@@ -268,7 +299,10 @@ fn a_sort_larger_than_memory_spills_and_a_query_that_cannot_says_so() {
     let cpu = common::f64_column(&t, "cpu_usage_percent");
     assert!(cpu.windows(2).all(|w| w[0] >= w[1]), "sorted through the spill");
     let spill = p.path().join("artifacts/spill");
-    assert!(spill.is_dir() && std::fs::read_dir(&spill).unwrap().flatten().all(|e| e.path().is_dir() && std::fs::read_dir(e.path()).unwrap().next().is_none()), "spill files are removed");
+    assert!(
+        spill.is_dir() && std::fs::read_dir(&spill).unwrap().flatten().all(|e| e.path().is_dir() && std::fs::read_dir(e.path()).unwrap().next().is_none()),
+        "spill files are removed"
+    );
     // Less than a sort needs to merge: a clear failure, nothing cached.
     p.pipeline(&["run", "pipelines/s.yaml", "--memory", "1MiB", "--force", "--only", "sorted"])
         .code(1)

@@ -11,8 +11,8 @@ use common::row_json;
 
 use std::path::Path;
 
-use autoscale::ingest::parse_file;
 use autoscale::dag::spec;
+use autoscale::ingest::parse_file;
 use autoscale::serving::features::RawRow;
 use autoscale::serving::predictor::{Guardrails, Predictor};
 use proptest::prelude::*;
@@ -20,10 +20,54 @@ use serde_json::Value;
 
 /// Text that means something to a YAML, CSV or JSON parser, for mutations to insert.
 const TOKENS: &[&str] = &[
-    "\n", "\r\n", ":", ": ", "- ", "-", "{", "}", "[", "]", "${", "${seed}", "${nope}", "&a ", "*a", "<<: *a", "!!binary ",
-    "'", "\"", "\t", "  ", "~", "null", ".nan", "1e999", "-1", "0", "op: ingest", "deps: [features]", "deps: [labels, labels]",
-    ",", ",,", "\"a,b\"", "NaN", "inf", "-inf", "1e400", "\u{feff}", "é", "\u{0}", "9999999999999999999999", "18446744073709551617", "2024-13-45 25:61:61",
-    "2024-10-15T00:00:00+02:00", "true", "#", "%", "\\",
+    "\n",
+    "\r\n",
+    ":",
+    ": ",
+    "- ",
+    "-",
+    "{",
+    "}",
+    "[",
+    "]",
+    "${",
+    "${seed}",
+    "${nope}",
+    "&a ",
+    "*a",
+    "<<: *a",
+    "!!binary ",
+    "'",
+    "\"",
+    "\t",
+    "  ",
+    "~",
+    "null",
+    ".nan",
+    "1e999",
+    "-1",
+    "0",
+    "op: ingest",
+    "deps: [features]",
+    "deps: [labels, labels]",
+    ",",
+    ",,",
+    "\"a,b\"",
+    "NaN",
+    "inf",
+    "-inf",
+    "1e400",
+    "\u{feff}",
+    "é",
+    "\u{0}",
+    "9999999999999999999999",
+    "18446744073709551617",
+    "2024-13-45 25:61:61",
+    "2024-10-15T00:00:00+02:00",
+    "true",
+    "#",
+    "%",
+    "\\",
 ];
 
 /// Edits applied to a text: (where, what) pairs; `what` picks delete, insert a token, or cut.
@@ -51,8 +95,7 @@ fn mutate(text: &str, edits: &[(prop::sample::Index, u8, prop::sample::Index)]) 
 }
 
 /// The pipeline the YAML mutations start from, read once for all cases.
-static TRAIN_YAML: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| std::fs::read_to_string(common::repo().join("pipelines/train.yaml")).unwrap());
+static TRAIN_YAML: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| std::fs::read_to_string(common::repo().join("pipelines/train.yaml")).unwrap());
 
 /// Parse a pipeline and build every stage's op from it, as `plan` does before anything runs.
 fn check_pipeline(source: &str) {

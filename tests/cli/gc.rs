@@ -2,7 +2,7 @@
 //! build and the model registry stay.
 
 use crate::common;
-use common::{count, Project};
+use common::{Project, count};
 
 /// Ingest and one SQL stage whose key follows a param: three complete runs, three entries of it.
 const PIPELINE: &str = "

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{self, row_json, start_server, Project};
+use crate::common::{self, Project, row_json, start_server};
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
@@ -96,7 +96,8 @@ fn a_row_from_the_future_is_refused_and_the_present_still_decides() {
     assert_eq!(post(&s.base, "/predict", &row_at("product", 900, 3)).0, 422);
     // A row with its offset is the same instant: 2 h ahead in +02:00 is now.
     let mut zoned = row_at("product", 0, 3);
-    zoned["timestamp"] = json!((chrono::Utc::now() + chrono::Duration::hours(2) + chrono::Duration::seconds(150)).format("%Y-%m-%dT%H:%M:%S+02:00").to_string());
+    zoned["timestamp"] =
+        json!((chrono::Utc::now() + chrono::Duration::hours(2) + chrono::Duration::seconds(150)).format("%Y-%m-%dT%H:%M:%S+02:00").to_string());
     let (code, d) = post(&s.base, "/predict", &zoned);
     assert_eq!(code, 200, "{d}");
 }
@@ -221,11 +222,8 @@ mod tls {
         std::fs::copy(&one.cert, &cert).unwrap();
         std::fs::copy(&one.key, &key).unwrap();
         let (new, old) = ("new-token-0123456789abcdef", "old-token-0123456789abcdef");
-        let s = start_server(
-            &p,
-            &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
-            &[("PIPELINE_SERVE_TOKEN", &format!("{new},{old}"))],
-        );
+        let s =
+            start_server(&p, &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()], &[("PIPELINE_SERVE_TOKEN", &format!("{new},{old}"))]);
         let addr = s.base.strip_prefix("https://").unwrap_or_else(|| panic!("not TLS: {}", s.base)).to_string();
         let roots = [one.ca.as_path(), two.ca.as_path()];
         let (code, shown) = tls_get(&addr, &roots, "/healthz", None);

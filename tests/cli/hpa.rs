@@ -3,7 +3,7 @@
 
 use autoscale::evaluation::replay::{self, Capacity, Params, Policy, Series};
 use autoscale::hpa::Hpa;
-use autoscale::simulate::service::{default_profiles, Service};
+use autoscale::simulate::service::{Service, default_profiles};
 
 /// A simulated service with no noise and room to spare (no CPU ceiling, no OOM kills), scaled by
 /// `hpa`, over `steps` 30 s steps of a load that ramps, holds, and falls: (its replicas at each

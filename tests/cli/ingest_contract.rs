@@ -2,7 +2,7 @@
 //! what was kept, what was quarantined (file, line, reason), and what was said.
 
 use crate::common;
-use common::{row, Project, HEADER};
+use common::{HEADER, Project, row};
 
 const PIPELINE: &str = "
 params:
@@ -19,31 +19,40 @@ fn messy_project() -> Project {
     Project::empty()
         .file("pipelines/p.yaml", PIPELINE)
         // 3 good rows, then a line cut off by a killed writer (no trailing newline).
-        .file("messy/metrics_20251006.csv", &format!(
-            "{HEADER}\n{}\n{}\n{}\n{}",
-            good("2025-10-06T06:00:00.937643", "order"),
-            good("2025-10-06T06:00:30.1", "order"),
-            good("2025-10-06T06:01:00", "order"),
-            &good("2025-10-06T06:01:30", "order")[..60],
-        ))
+        .file(
+            "messy/metrics_20251006.csv",
+            &format!(
+                "{HEADER}\n{}\n{}\n{}\n{}",
+                good("2025-10-06T06:00:00.937643", "order"),
+                good("2025-10-06T06:00:30.1", "order"),
+                good("2025-10-06T06:01:00", "order"),
+                &good("2025-10-06T06:01:30", "order")[..60],
+            ),
+        )
         // A double write (identical) and a conflicting one, for rows of the file above.
-        .file("messy/metrics_20251007.csv", &format!(
-            "{HEADER}\n{}\n{}\n{}\n",
-            good("2025-10-06T06:00:00.937643", "order"),
-            row("2025-10-06T06:01:00", "order", 99.0),
-            good("2025-10-07T06:00:00", "order"),
-        ))
+        .file(
+            "messy/metrics_20251007.csv",
+            &format!(
+                "{HEADER}\n{}\n{}\n{}\n",
+                good("2025-10-06T06:00:00.937643", "order"),
+                row("2025-10-06T06:01:00", "order", 99.0),
+                good("2025-10-07T06:00:00", "order"),
+            ),
+        )
         // Bad values, out-of-order rows, zoned timestamps, a new service.
-        .file("messy/metrics_20251008.csv", &format!(
-            "{HEADER}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
-            good("2025-10-08T06:01:00", "order"),
-            good("2025-10-08T06:00:00", "order"),
-            row("2025-10-08T06:02:00", "order", f64::NAN),
-            good("2025-10-08T06:03:00", "order").replacen(",42,", ",,", 1),
-            good("2025-10-08T06:04:00", "order").replacen(",42,", ",high,", 1),
-            good("2025-10-08T08:05:00+02:00", "order"),
-            good("2025-10-08T06:00:00", "payments"),
-        ))
+        .file(
+            "messy/metrics_20251008.csv",
+            &format!(
+                "{HEADER}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+                good("2025-10-08T06:01:00", "order"),
+                good("2025-10-08T06:00:00", "order"),
+                row("2025-10-08T06:02:00", "order", f64::NAN),
+                good("2025-10-08T06:03:00", "order").replacen(",42,", ",,", 1),
+                good("2025-10-08T06:04:00", "order").replacen(",42,", ",high,", 1),
+                good("2025-10-08T08:05:00+02:00", "order"),
+                good("2025-10-08T06:00:00", "payments"),
+            ),
+        )
         // An extra column.
         .file("messy/metrics_20251009.csv", &format!("{HEADER},gpu_usage\n{},7\n", good("2025-10-09T06:00:00", "order")))
         .file("messy/metrics_20251010.csv", "")
@@ -78,7 +87,15 @@ fn messy_files_keep_good_rows_and_quarantine_bad_ones() {
         assert!(table.contains(expected), "quarantine lacks {expected:?}:\n{table}");
     }
     // The kept rows are ordered per service by time, the zoned one at 06:05 UTC.
-    let kept = p.pipeline(&["query", "-p", "pipelines/p.yaml", "SELECT service_name, CAST(timestamp AS VARCHAR) AS ts, cpu_usage_percent FROM ingest WHERE timestamp >= '2025-10-08' AND timestamp < '2025-10-09'"]).ok().stdout();
+    let kept = p
+        .pipeline(&[
+            "query",
+            "-p",
+            "pipelines/p.yaml",
+            "SELECT service_name, CAST(timestamp AS VARCHAR) AS ts, cpu_usage_percent FROM ingest WHERE timestamp >= '2025-10-08' AND timestamp < '2025-10-09'",
+        ])
+        .ok()
+        .stdout();
     let order: Vec<&str> = kept.lines().filter(|l| l.contains("| order")).collect();
     assert_eq!(order.len(), 3, "{kept}");
     assert!(order[0].contains("06:00:00") && order[1].contains("06:01:00") && order[2].contains("06:05:00"), "{kept}");
@@ -87,23 +104,21 @@ fn messy_files_keep_good_rows_and_quarantine_bad_ones() {
 #[test]
 fn a_file_without_a_required_column_fails_the_stage_by_name() {
     let p = messy_project().file("messy/metrics_20251012.csv", &format!("{}\n", HEADER.replace(",queue_length", "")));
-    p.pipeline(&["run", "pipelines/p.yaml"]).code(1)
-        .stderr_has("stage `ingest` failed: messy/metrics_20251012.csv:1: required column missing: queue_length");
+    p.pipeline(&["run", "pipelines/p.yaml"]).code(1).stderr_has("stage `ingest` failed: messy/metrics_20251012.csv:1: required column missing: queue_length");
 }
 
 #[test]
 fn too_many_bad_rows_fail_the_stage_with_examples() {
     let p = messy_project();
-    p.pipeline(&["run", "pipelines/p.yaml", "--set", "max_bad=0.1"]).code(1)
+    p.pipeline(&["run", "pipelines/p.yaml", "--set", "max_bad=0.1"])
+        .code(1)
         .stderr_has("4 of 15 rows (26.7%) break the data contract, over max_bad_fraction = 0.1")
         .stderr_has("messy/metrics_20251006.csv:5: torn last line");
 }
 
 #[test]
 fn a_headerless_file_is_unusable() {
-    let p = Project::empty()
-        .file("pipelines/p.yaml", PIPELINE)
-        .file("messy/metrics_20251006.csv", &format!("{}\n", row("2025-10-06T06:00:00", "order", 1.0)));
+    let p = Project::empty().file("pipelines/p.yaml", PIPELINE).file("messy/metrics_20251006.csv", &format!("{}\n", row("2025-10-06T06:00:00", "order", 1.0)));
     p.pipeline(&["run", "pipelines/p.yaml"]).code(1).stderr_has("no header row");
 }
 

@@ -14,12 +14,8 @@ fn a_busy_project_refuses_with_no_wait_and_a_killed_holder_frees_it() {
 
     // A holder killed with SIGKILL: the kernel drops its lock.
     // -o: the lock belongs to flock itself, not to the command it runs.
-    let mut holder = std::process::Command::new("flock")
-        .arg("-o")
-        .arg(p.path().join("artifacts/run.lock"))
-        .args(["sleep", "20"])
-        .spawn()
-        .expect("util-linux flock");
+    let mut holder =
+        std::process::Command::new("flock").arg("-o").arg(p.path().join("artifacts/run.lock")).args(["sleep", "20"]).spawn().expect("util-linux flock");
     std::thread::sleep(std::time::Duration::from_millis(300));
     p.pipeline(&["run", "--until", "ingest", "--no-wait"]).code(3);
     holder.kill().unwrap();

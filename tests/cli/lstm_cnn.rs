@@ -105,7 +105,10 @@ fn misconfiguration_is_refused_with_the_fix() {
     p.write("pipelines/train.yaml", &yaml.replace("      sequence_length: 12\n", "      sequence_length: 12\n      kernel_size: 4\n"));
     p.pipeline(&["run"]).code(2).stderr_has("kernel_size").stderr_has("must be odd");
     // Evaluation and publishing compare on a temporal hold-out, read from the split stage itself.
-    for (deps, stage) in [("train_random_forest_temporal, train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"), ("train_random_forest_demand, train_lstm_cnn]\n", "publish")] {
+    for (deps, stage) in [
+        ("train_random_forest_temporal, train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"),
+        ("train_random_forest_demand, train_lstm_cnn]\n", "publish"),
+    ] {
         let from = format!("deps: [split_temporal, {deps}");
         assert_eq!(yaml.matches(&from).count(), 1, "{stage}'s deps in train.yaml");
         p.write("pipelines/train.yaml", &yaml.replace(&from, &from.replace("split_temporal", "split_shuffled")));
@@ -114,16 +117,15 @@ fn misconfiguration_is_refused_with_the_fix() {
     // The registry serves one version of each model: publishing two forests is refused.
     let from = "deps: [split_temporal, train_random_forest_demand, train_lstm_cnn]\n";
     p.write("pipelines/train.yaml", &yaml.replace(from, "deps: [split_temporal, train_random_forest_demand, train_random_forest_temporal]\n"));
-    p.pipeline(&["run"]).code(2).stderr_has("stage `publish`, field `deps`: `train_random_forest_demand` and `train_random_forest_temporal` both train a random_forest");
+    p.pipeline(&["run"])
+        .code(2)
+        .stderr_has("stage `publish`, field `deps`: `train_random_forest_demand` and `train_random_forest_temporal` both train a random_forest");
     p.write("pipelines/train.yaml", &yaml);
     // Asking for a GPU where there is none names what to do.
     if !std::path::Path::new("/proc/driver/nvidia").exists() {
-        p.pipeline(&["run", "--until", "train_lstm_cnn", "--set", "device=cuda", "--set", "lstm_epochs=1"])
-            .code(1)
-            .stderr_has("device: cuda");
+        p.pipeline(&["run", "--until", "train_lstm_cnn", "--set", "device=cuda", "--set", "lstm_epochs=1"]).code(1).stderr_has("device: cuda");
     }
 }
-
 
 /// A clone without libtorch must hear which command installs it, before torch-sys's build
 /// script fails in its C++ compile; the wrapper must not get in the way of anything else.
@@ -150,11 +152,7 @@ fn a_build_without_libtorch_names_the_setup_script() {
         .unwrap();
     assert!(installed.success(), "the wrapper must find the libtorch scripts/setup.sh installs");
 
-    let passthrough = std::process::Command::new(wrapper)
-        .args(["echo", "--crate-name", "tch"])
-        .env("LIBTORCH", empty.path())
-        .output()
-        .unwrap();
+    let passthrough = std::process::Command::new(wrapper).args(["echo", "--crate-name", "tch"]).env("LIBTORCH", empty.path()).output().unwrap();
     assert!(passthrough.status.success());
     assert_eq!(String::from_utf8_lossy(&passthrough.stdout), "--crate-name tch\n");
 }

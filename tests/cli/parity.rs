@@ -3,7 +3,7 @@
 //! sample built to hit the edge cases.
 
 use crate::common;
-use common::{copy_dir, repo, tool, Project, HEADER};
+use common::{HEADER, Project, copy_dir, repo, tool};
 
 use std::process::Command;
 
@@ -68,7 +68,13 @@ fn edge_cases() -> String {
     }
     // Ties: the same values repeated, then a jump; zero replicas in the divisors.
     for i in 0..30 {
-        let cpu = if i < 12 { 50.0 } else if i < 20 { 85.0 } else { 10.0 };
+        let cpu = if i < 12 {
+            50.0
+        } else if i < 20 {
+            85.0
+        } else {
+            10.0
+        };
         let ram = if i < 20 { 40.0 } else { 20.0 };
         let rt = if i % 3 == 0 { 450.0 } else { 450.0 + (i % 7) as f64 * 30.0 };
         let reps = if i == 5 { 0 } else { 4 };
@@ -99,7 +105,12 @@ fn dst_fall_back() -> String {
     for i in 0..600 {
         let t = (start + chrono::Duration::seconds(30 * i)).with_timezone(&paris);
         let cpu = 40.0 + (i % 17) as f64;
-        rows.push(format!("{},web,{cpu},{cpu},0.5,40,40,0,{rps},{rps},{rt},3,0,1,0.5,1,256,512,2,0.01,0,0,0", t.format("%Y-%m-%dT%H:%M:%S%:z"), rps = cpu * 2.0, rt = 100.0 + (i % 5) as f64));
+        rows.push(format!(
+            "{},web,{cpu},{cpu},0.5,40,40,0,{rps},{rps},{rt},3,0,1,0.5,1,256,512,2,0.01,0,0,0",
+            t.format("%Y-%m-%dT%H:%M:%S%:z"),
+            rps = cpu * 2.0,
+            rt = 100.0 + (i % 5) as f64
+        ));
     }
     rows.join("\n") + "\n"
 }
@@ -138,10 +149,23 @@ fn features_have_the_spec_columns() {
     p.pipeline(&["run", "--until", "features"]).ok();
     let out = p.pipeline(&["inspect", "features", "--schema"]).ok().stdout();
     for col in [
-        "cpu_usage_percent", "node_memory_pressure_flag", "hour_sin", "hour_cos", "cpu_utilization_ratio",
-        "ram_utilization_ratio", "cpu_change_rate", "ram_change_rate", "request_change_rate", "cpu_rolling_std",
-        "ram_rolling_std", "request_rolling_max", "response_time_rolling_p95", "cpu_per_replica", "ram_per_replica",
-        "requests_per_replica", "system_pressure",
+        "cpu_usage_percent",
+        "node_memory_pressure_flag",
+        "hour_sin",
+        "hour_cos",
+        "cpu_utilization_ratio",
+        "ram_utilization_ratio",
+        "cpu_change_rate",
+        "ram_change_rate",
+        "request_change_rate",
+        "cpu_rolling_std",
+        "ram_rolling_std",
+        "request_rolling_max",
+        "response_time_rolling_p95",
+        "cpu_per_replica",
+        "ram_per_replica",
+        "requests_per_replica",
+        "system_pressure",
     ] {
         assert!(out.contains(&format!("  {col} ")), "features lacks {col}:\n{out}");
     }

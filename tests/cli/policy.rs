@@ -3,7 +3,7 @@
 //! what the HPA costs.
 
 use crate::common;
-use common::{daily_trace as trace, json, Project};
+use common::{Project, daily_trace as trace, json};
 
 const QUICK: &[&str] = &["--set", "rf_trees=16", "--set", "cv_folds=0", "--set", "lstm_epochs=1", "--set", "device=cpu"];
 
@@ -33,7 +33,13 @@ fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
         _ => 80.0,
     }));
     for (policy, m) in eval["margins"].as_object().unwrap() {
-        eprintln!("{policy:<40} {:>8.1} pod-h {:>8.1} min  margin {:>7.1} min ({:.0}%)", eval["replay"][policy]["pod_hours"].as_f64().unwrap(), eval["replay"][policy]["under_provisioned_minutes"].as_f64().unwrap(), m["minutes"].as_f64().unwrap(), m["percent"].as_f64().unwrap());
+        eprintln!(
+            "{policy:<40} {:>8.1} pod-h {:>8.1} min  margin {:>7.1} min ({:.0}%)",
+            eval["replay"][policy]["pod_hours"].as_f64().unwrap(),
+            eval["replay"][policy]["under_provisioned_minutes"].as_f64().unwrap(),
+            m["minutes"].as_f64().unwrap(),
+            m["percent"].as_f64().unwrap()
+        );
     }
     let frontier = eval["frontier"]["points"].as_array().unwrap();
     assert_eq!(frontier.len(), 9, "the HPA at 40, 45, ..., 80 %");

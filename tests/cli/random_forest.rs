@@ -36,10 +36,14 @@ fn trains_scores_persists_and_reuses() {
     let imp = std::fs::read_to_string(dir.join("importances.csv")).unwrap();
     assert!(imp.starts_with("feature,importance\n") && imp.lines().count() == features.len() + 1);
     // The stage's table: test rows with predictions.
-    p.pipeline(&["query", "--set", "rf_trees=8", "--set", "cv_folds=2",
-        "SELECT count(*) AS n, min(predicted_replicas) >= 1 AS ok FROM train_random_forest"]).ok().stdout_has("| true |");
+    p.pipeline(&["query", "--set", "rf_trees=8", "--set", "cv_folds=2", "SELECT count(*) AS n, min(predicted_replicas) >= 1 AS ok FROM train_random_forest"])
+        .ok()
+        .stdout_has("| true |");
     small_forest(&p, &[]).ok().stdout_has("0 ran");
-    p.pipeline(&["inspect", "train_random_forest", "--set", "rf_trees=8", "--set", "cv_folds=2", "--rows", "0"]).ok().stdout_has("notes:").stdout_has("test RMSE");
+    p.pipeline(&["inspect", "train_random_forest", "--set", "rf_trees=8", "--set", "cv_folds=2", "--rows", "0"])
+        .ok()
+        .stdout_has("notes:")
+        .stdout_has("test RMSE");
 }
 
 #[test]

@@ -38,7 +38,16 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     for f in ["comparison_report.txt", "comparison_report.json", "report.html"] {
         assert!(report.join(f).is_file(), "{f} missing from the run's report");
     }
-    for f in ["model_comparison.png", "prediction_comparison.png", "rf_predictions.png", "lstm_cnn_predictions.png", "rf_feature_importance.png", "lstm_cnn_training_history.png", "frontier.png", "replay.png"] {
+    for f in [
+        "model_comparison.png",
+        "prediction_comparison.png",
+        "rf_predictions.png",
+        "lstm_cnn_predictions.png",
+        "rf_feature_importance.png",
+        "lstm_cnn_training_history.png",
+        "frontier.png",
+        "replay.png",
+    ] {
         let (w, h) = png_size(&report.join(f));
         assert!(w >= 800 && h >= 400, "{f} is {w}×{h}");
     }
@@ -61,7 +70,8 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     for p in ["recorded", "hpa", "seasonal_naive", "train_lstm_cnn", "train_lstm_cnn+hpa"] {
         assert!(policies.contains(&p), "{p} replayed: {policies:?}");
     }
-    let own: Vec<(String, bool)> = r["own_split"].as_array().unwrap().iter().map(|m| (m["model"].as_str().unwrap().to_string(), m["leaks_future"].as_bool().unwrap())).collect();
+    let own: Vec<(String, bool)> =
+        r["own_split"].as_array().unwrap().iter().map(|m| (m["model"].as_str().unwrap().to_string(), m["leaks_future"].as_bool().unwrap())).collect();
     assert!(own.contains(&("train_random_forest".into(), true)), "the shuffled forest is flagged: {own:?}");
     assert!(own.contains(&("train_lstm_cnn".into(), false)));
     assert_eq!(r["label_rules"].as_object().unwrap().len(), 3, "every label rule replayed: {}", r["label_rules"]);
@@ -125,7 +135,8 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     // this small, stumps under the HPA floor can land as far below the frontier as a deep forest.)
     let yaml = p.read("pipelines/train.yaml").replace("max_under_provisioned_increase_minutes: 0", "max_under_provisioned_increase_minutes: -1000");
     let (before, demand) = yaml.split_once("  train_random_forest_demand:\n").expect("the published forest's stage");
-    let worse = format!("{before}  train_random_forest_demand:\n{}", demand.replacen("    params: *forest\n", "    params: { <<: *forest, max_depth: 1 }\n", 1));
+    let worse =
+        format!("{before}  train_random_forest_demand:\n{}", demand.replacen("    params: *forest\n", "    params: { <<: *forest, max_depth: 1 }\n", 1));
     assert_ne!(worse, yaml, "the test edits the published forest");
     p.write("pipelines/train.yaml", &worse);
     run_all(&p).ok().stdout_has("random_forest v2: kept serving v1: v2 has a smaller margin below the HPA");

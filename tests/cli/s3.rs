@@ -1,8 +1,8 @@
 //! Ingest from S3 against a real S3 API server (moto) on loopback.
 
 use crate::common;
-use common::moto::Moto;
 use common::Project;
+use common::moto::Moto;
 
 const PIPELINE: &str = "
 params:
@@ -35,7 +35,10 @@ fn ingest_reads_a_month_from_s3() {
     let run = p.pipeline_env(&args, &env).ok();
     assert_eq!(run.stage_status("ingest"), "ran");
     let days = p
-        .pipeline_env(&["query", "-p", "pipelines/s3.yaml", "--set", "metrics_uri=s3://metrics-bucket/metrics/", "--set", "date=2024-10", "SELECT day, n FROM per_day"], &env)
+        .pipeline_env(
+            &["query", "-p", "pipelines/s3.yaml", "--set", "metrics_uri=s3://metrics-bucket/metrics/", "--set", "date=2024-10", "SELECT day, n FROM per_day"],
+            &env,
+        )
         .ok();
     let out = days.stdout();
     assert!(out.contains("2024-10-30") && out.contains("2024-10-31"), "{out}");

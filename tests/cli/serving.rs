@@ -2,7 +2,7 @@
 //! pipeline, and the real server answers every endpoint over a socket.
 
 use crate::common;
-use common::{row_json, start_server as start, Project};
+use common::{Project, row_json, start_server as start};
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use autoscale::artifacts::models::Registry;
 use autoscale::evaluation::policy::PolicySpec;
 use autoscale::hpa::{Ask, OnlineHpa};
-use autoscale::row::NUMERIC;
 use autoscale::models::model::Model;
 use autoscale::models::table::Table;
+use autoscale::row::NUMERIC;
 use autoscale::serving::features::{History, RawRow};
 use autoscale::serving::predictor::{Guardrails, Loaded, Predictor};
 
@@ -65,7 +65,13 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
     })
     .unwrap();
     // Features, row by row, against the SQL stage (same order: service, then time).
-    let names: Vec<String> = features.schema().fields().iter().map(|f| f.name().clone()).filter(|n| !["timestamp", "service_name", "replica_count"].contains(&n.as_str()) && !n.starts_with("service_")).collect();
+    let names: Vec<String> = features
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !["timestamp", "service_name", "replica_count"].contains(&n.as_str()) && !n.starts_with("service_"))
+        .collect();
     let sql: Vec<Vec<f64>> = names.iter().map(|n| common::f64_column(&features, n)).collect();
     let sql_service = common::str_column(&features, "service_name");
     let sql_ts = common::i64_column(&features, "timestamp");
@@ -135,7 +141,11 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
             assert!(above > 0, "{kind}: the HPA floor never lifted a decision");
         }
         assert!(compared > 1000, "{kind}: only {compared} rows compared");
-        assert_eq!(warming, if kind == autoscale::models::ModelKind::LstmCnn { 11 * 3 } else { 0 }, "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services");
+        assert_eq!(
+            warming,
+            if kind == autoscale::models::ModelKind::LstmCnn { 11 * 3 } else { 0 },
+            "{kind}: the LSTM-CNN warms up on 11 rows of each of 3 services"
+        );
     }
 }
 
@@ -220,7 +230,13 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     // Prometheus text that promtool accepts.
     let (code, metrics) = get(b, "/metrics");
     assert_eq!(code, 200);
-    for needle in ["autoscaler_predicted_replicas{service=\"frontend\"}", "autoscaler_decisions_total{service=\"order\",action=", "autoscaler_decision_latency_seconds_bucket{le=\"+Inf\"}", "autoscaler_model_info{model=\"random_forest\",version=\"v1\"} 1", "autoscaler_fallbacks_total{reason=\"unknown_service\"} 1"] {
+    for needle in [
+        "autoscaler_predicted_replicas{service=\"frontend\"}",
+        "autoscaler_decisions_total{service=\"order\",action=",
+        "autoscaler_decision_latency_seconds_bucket{le=\"+Inf\"}",
+        "autoscaler_model_info{model=\"random_forest\",version=\"v1\"} 1",
+        "autoscaler_fallbacks_total{reason=\"unknown_service\"} 1",
+    ] {
         assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
     }
     if let Ok(mut promtool) = Command::new("promtool").args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {

@@ -2,7 +2,7 @@
 //! bundled week.
 
 use crate::common;
-use common::{repo, Project};
+use common::{Project, repo};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 
 use crate::common;
 use common::moto::Moto;
-use common::{count, Project};
+use common::{Project, count};
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,7 @@ fn register_model(p: &Project) {
         r#"{"version": "v1", "model": "random_forest", "source_key": "k1", "stage": "train_random_forest",
             "pipeline": "train", "registered_at": "2026-11-27T02:00:00Z", "holdout": {}}"#,
     );
-    p.write(
-        "artifacts/models/random_forest/promoted.json",
-        r#"{"history": [{"version": "v1", "at": "2026-11-27T02:00:00Z", "reason": "first model"}]}"#,
-    );
+    p.write("artifacts/models/random_forest/promoted.json", r#"{"history": [{"version": "v1", "at": "2026-11-27T02:00:00Z", "reason": "first model"}]}"#);
 }
 
 #[test]

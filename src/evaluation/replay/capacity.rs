@@ -18,13 +18,8 @@ impl Capacity {
     /// Least squares over rows with load and replicas; `None` when CPU does not rise with load
     /// (the replay cannot say anything about such a service).
     pub fn fit(rps: &[f64], cpu: &[f64], replicas: &[f64]) -> Option<Capacity> {
-        let pts: Vec<(f64, f64)> = rps
-            .iter()
-            .zip(cpu)
-            .zip(replicas)
-            .filter(|((l, c), r)| l.is_finite() && c.is_finite() && **r > 0.0)
-            .map(|((l, c), r)| (l / r, *c))
-            .collect();
+        let pts: Vec<(f64, f64)> =
+            rps.iter().zip(cpu).zip(replicas).filter(|((l, c), r)| l.is_finite() && c.is_finite() && **r > 0.0).map(|((l, c), r)| (l / r, *c)).collect();
         let n = pts.len() as f64;
         if pts.len() < 3 {
             return None;

@@ -143,12 +143,7 @@ impl Frontier {
         let hpa = self.minutes_at(s.pod_hours)?;
         let minutes = hpa - s.under_provisioned_minutes;
         let (lo, hi) = (self.points.first()?.pod_hours, self.points.last()?.pod_hours);
-        Some(Margin {
-            hpa_minutes: hpa,
-            minutes,
-            percent: if hpa > 0.0 { 100.0 * minutes / hpa } else { 0.0 },
-            within: (lo..=hi).contains(&s.pod_hours),
-        })
+        Some(Margin { hpa_minutes: hpa, minutes, percent: if hpa > 0.0 { 100.0 * minutes / hpa } else { 0.0 }, within: (lo..=hi).contains(&s.pod_hours) })
     }
 }
 

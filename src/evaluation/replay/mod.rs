@@ -31,7 +31,7 @@ pub mod forecast;
 pub mod frontier;
 
 pub use capacity::Capacity;
-pub use cluster::{simulate, Outcome, RowState};
+pub use cluster::{Outcome, RowState, simulate};
 
 use serde::{Deserialize, Serialize};
 

@@ -36,5 +36,5 @@ impl Inputs {
 
 /// Windows' row indices `[n, steps]` and targets, on the device.
 pub(super) fn to_device(w: &Windows, steps: i64, device: Device) -> (Tensor, Tensor) {
-        (Tensor::from_slice(w.rows).view([w.len() as i64, steps]).to(device), Tensor::from_slice(w.y).to(device))
-    }
+    (Tensor::from_slice(w.rows).view([w.len() as i64, steps]).to(device), Tensor::from_slice(w.y).to(device))
+}

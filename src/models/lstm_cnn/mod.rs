@@ -34,7 +34,7 @@ pub use train::fit;
 #[cfg(feature = "lstm")]
 pub use trained::LstmCnn;
 #[cfg(not(feature = "lstm"))]
-pub use unavailable::{fit, LstmCnn};
+pub use unavailable::{LstmCnn, fit};
 
 /// Everything the YAML may set (`params:` of a `model: lstm_cnn` train stage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,7 +30,8 @@ impl Lstm {
     /// gate's input bias is 1, every other bias 0.
     fn new(vs: nn::Path, input: i64, hidden: i64) -> Lstm {
         let _ = nn::lstm(&vs, input, hidden, nn::RNNConfig { batch_first: true, ..Default::default() });
-        let mut weights: Vec<Tensor> = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|n| vs.get(n).expect("nn::lstm registers its weights")).collect();
+        let mut weights: Vec<Tensor> =
+            ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"].iter().map(|n| vs.get(n).expect("nn::lstm registers its weights")).collect();
         tch::no_grad(|| {
             weights[0].init(glorot(input, 4 * hidden));
             weights[1].init(nn::Init::Orthogonal { gain: 1.0 });
@@ -224,11 +225,8 @@ impl Folded {
             let fold_bn2 = a2.min().double_value(&[]) > 0.0;
             let ones_cnn = Tensor::ones([p.conv_filters[1] * pooled], (Kind::Float, a2.device()));
             let zeros_cnn = Tensor::zeros([p.conv_filters[1] * pooled], (Kind::Float, a2.device()));
-            let (scale_cnn, shift_cnn) = if fold_bn2 {
-                (a2.repeat_interleave_self_int(pooled, 0, None), b2.repeat_interleave_self_int(pooled, 0, None))
-            } else {
-                (ones_cnn, zeros_cnn)
-            };
+            let (scale_cnn, shift_cnn) =
+                if fold_bn2 { (a2.repeat_interleave_self_int(pooled, 0, None), b2.repeat_interleave_self_int(pooled, 0, None)) } else { (ones_cnn, zeros_cnn) };
             let scale = Tensor::cat(&[scale_cnn, a4], 0);
             let shift = Tensor::cat(&[shift_cnn, b4], 0);
             let w1 = &net.fc1.ws * scale.view([1, -1]);
@@ -358,4 +356,3 @@ mod tests {
         assert!(max_diff(&folded) < 1e-4, "folded differs by {}", max_diff(&folded));
     }
 }
-

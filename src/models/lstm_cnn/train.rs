@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use tch::nn::{self, ModuleT, OptimizerConfig};
 use tch::{Kind, Reduction, Tensor};
 
-use super::inputs::{to_device, Inputs};
+use super::inputs::{Inputs, to_device};
 use super::net::{Folded, Net};
 use super::trained::LstmCnn;
 use super::{Epoch, Params, Trained, TrainingObserver, Windows};
@@ -20,7 +20,12 @@ pub fn fit(x: &ScaledRows, train: &Windows, val: &Windows, scaler: Scaler, p: &P
     let nf = scaler.features.len() as i64;
     let steps = p.sequence_length as i64;
     if train.len() < 2 || val.is_empty() {
-        bail!("the LSTM-CNN needs training and validation windows; got {} and {} (are there at least {} rows per service?)", train.len(), val.len(), p.sequence_length);
+        bail!(
+            "the LSTM-CNN needs training and validation windows; got {} and {} (are there at least {} rows per service?)",
+            train.len(),
+            val.len(),
+            p.sequence_length
+        );
     }
     let _torch = torch_runtime::exclusive();
     let device = torch_runtime::resolve(p.device)?;

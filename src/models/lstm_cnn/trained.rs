@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use super::Params;
 use super::inputs::Inputs;
 use super::net::{Folded, Net};
-use super::Params;
 use crate::io::fs::write_atomic;
 use crate::models::sequences::{ScaledRows, Scaler, Window, WindowSet};
 use crate::models::torch_runtime::{self, DeviceChoice};
@@ -132,8 +132,12 @@ impl LstmCnn {
         let mut vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), scaler.features.len() as i64, &params);
         // A model saved before the second convolution was padded `same` has a narrower fc1.
-        vs.load(files.weights())
-            .with_context(|| format!("loading {} (if it was trained before both convolutions were padded `same`, it no longer fits: train a new one with `pipeline run`)", files.weights().display()))?;
+        vs.load(files.weights()).with_context(|| {
+            format!(
+                "loading {} (if it was trained before both convolutions were padded `same`, it no longer fits: train a new one with `pipeline run`)",
+                files.weights().display()
+            )
+        })?;
         let folded = Folded::new(&net, &params);
         Ok((meta, LstmCnn { vs, net: std::sync::Mutex::new(folded), params, scaler, device }))
     }

@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::{Params, Trained, TrainingObserver, Windows};
+use crate::models::ModelMeta;
 use crate::models::sequences::{ScaledRows, Scaler, Window, WindowSet};
 use crate::models::torch_runtime::DeviceChoice;
-use crate::models::ModelMeta;
 
 /// What a user reads when a pipeline or a registry asks for an LSTM-CNN in this build.
 pub const WHY: &str = "this `pipeline` was built without the LSTM-CNN (the `lstm` feature, which needs libtorch): \

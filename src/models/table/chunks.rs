@@ -1,20 +1,26 @@
 //! A table read a chunk of rows at a time, and a table that rows join and leave: what predicts
 //! a hold-out of 10M rows while holding a few thousand (see `models::window_stream`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use super::{columns_for, Table};
+use super::{Table, columns_for};
 use crate::models::row_keys::RowFilter;
 
 impl Table {
     /// The rows `rows` keeps, as [`Table::load_some`] reads them, handed to `each` in file order
     /// as tables of at most about `chunk` rows. Every chunk has the same features (every service
     /// of the file is known to each), so chunks can be [`Table::append`]ed.
-    pub fn load_chunks(path: &std::path::Path, wanted: Option<&[String]>, rows: &RowFilter, chunk: usize, mut each: impl FnMut(Table) -> Result<()>) -> Result<()> {
+    pub fn load_chunks(
+        path: &std::path::Path,
+        wanted: Option<&[String]>,
+        rows: &RowFilter,
+        chunk: usize,
+        mut each: impl FnMut(Table) -> Result<()>,
+    ) -> Result<()> {
         use datafusion::arrow::array::BooleanArray;
         use datafusion::arrow::compute::filter_record_batch;
-        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         use datafusion::parquet::arrow::ProjectionMask;
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let all = |_: &str| true;
         let (keep, one_hot): (Box<dyn Fn(&str) -> bool>, bool) = match wanted {
             Some(w) => {
@@ -140,7 +146,10 @@ mod tests {
         let joined = joined.unwrap();
         assert!(sizes.len() > 1 && sizes.iter().all(|&s| s <= 8), "{sizes:?}");
         assert_eq!((joined.features.clone(), joined.dense(), joined.y.clone()), (whole.features.clone(), whole.dense(), whole.y.clone()));
-        assert_eq!((joined.service_refs(), joined.timestamps.clone(), joined.test.clone()), (whole.service_refs(), whole.timestamps.clone(), whole.test.clone()));
+        assert_eq!(
+            (joined.service_refs(), joined.timestamps.clone(), joined.test.clone()),
+            (whole.service_refs(), whole.timestamps.clone(), whole.test.clone())
+        );
         assert_eq!(whole.features, ["x", "service_a", "service_b"]);
         // Features by name, as load_some reads them.
         let mut firsts = Vec::new();

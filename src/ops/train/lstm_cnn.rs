@@ -3,15 +3,15 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use anyhow::Context;
 
-use super::{latency_us, prediction_batch, Fitted, Job};
+use super::{Fitted, Job, latency_us, prediction_batch};
 use crate::models::lstm_cnn::{self, Epoch, Params, TrainingObserver, Windows};
-use crate::models::scores;
 use crate::models::row_keys::RowKeys;
+use crate::models::scores;
 use crate::models::sequences::{self, Part, ScaledRows, Window, WindowSet};
 use crate::models::table::Table;
 use crate::models::window_stream;
@@ -95,7 +95,8 @@ fn sample_runs<'a>(windows: &WindowSet, of: &[Window], keep: usize, service: &im
     }
     let services: Vec<&str> = runs.iter().map(|r| service(windows.last(&of[r.start]))).collect();
     let picked = (keep * runs.len()).div_ceil(of.len()).max(1);
-    let mut chosen: Vec<Window> = crate::models::sample::stratified(&services, picked, seed).into_iter().flat_map(|r| of[runs[r].clone()].iter().copied()).collect();
+    let mut chosen: Vec<Window> =
+        crate::models::sample::stratified(&services, picked, seed).into_iter().flat_map(|r| of[runs[r].clone()].iter().copied()).collect();
     chosen.truncate(keep);
     chosen
 }
@@ -106,7 +107,8 @@ fn sample_runs<'a>(windows: &WindowSet, of: &[Window], keep: usize, service: &im
 /// split streams past (see [`window_stream`]): 200,000 windows of 40M training rows read about
 /// 400,000 rows, and the 10M test rows are never held at once.
 pub(super) fn load_and_train(job: &Job, input: &Path, features: Option<&[String]>, p: &Params) -> Result<Fitted> {
-    let windows_of = |services: &[u32], timestamps: &[i64], test: &[bool]| sequences::windows(services, timestamps, test, p.sequence_length, p.validation_fraction);
+    let windows_of =
+        |services: &[u32], timestamps: &[i64], test: &[bool]| sequences::windows(services, timestamps, test, p.sequence_length, p.validation_fraction);
     if job.max_train_rows.is_some() {
         let keys = RowKeys::read_with_time(input)?;
         let windows = windows_of(keys.service_ids(), &keys.timestamps, &keys.test);
@@ -170,8 +172,7 @@ fn fit(job: &Job, mut data: Table, windows: &WindowSet, parts: &Parts, p: &Param
     let x_scaled = data.scaled(&scaler);
     // Raw rows for the single-decision latency, as a server would send them; then the f64
     // values go (at 10M rows they were half of the stage's memory: x_scaled holds them as f32).
-    let raw: Vec<Vec<f64>> =
-        val_w.iter().take(200).map(|w| data.matrix(&windows.rows(w).iter().map(|&r| r as usize).collect::<Vec<_>>())).collect();
+    let raw: Vec<Vec<f64>> = val_w.iter().take(200).map(|w| data.matrix(&windows.rows(w).iter().map(|&r| r as usize).collect::<Vec<_>>())).collect();
     data.release_values();
     let (rtr, ytr) = windows.index(train_w, &data.y);
     let (rva, yva) = windows.index(val_w, &data.y);

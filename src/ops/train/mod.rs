@@ -31,20 +31,20 @@ use anyhow::{Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::array::{Float64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::parse_params;
 use crate::dag::memory_budget::MemoryNeed;
+use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
-use crate::models::lstm_cnn::Params as LstmParams;
-use crate::models::scores;
 use crate::models::ModelKind;
+use crate::models::lstm_cnn::Params as LstmParams;
 use crate::models::random_forest::Params as RfParams;
 use crate::models::row_keys::{RowFilter, RowKeys};
+use crate::models::scores;
 use crate::models::table::Table;
-use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,17 +117,29 @@ impl Train {
                     return Err(p.error(spec, Some("params"), format!("{field}: {msg}")));
                 }
                 if params.cv_folds.is_some_and(|k| k > 0) {
-                    return Err(p.error(spec, Some("cv_folds"), "only the random_forest cross-validates; the lstm_cnn validates on the end of its training part"));
+                    return Err(p.error(
+                        spec,
+                        Some("cv_folds"),
+                        "only the random_forest cross-validates; the lstm_cnn validates on the end of its training part",
+                    ));
                 }
                 let dep = &spec.deps[0];
                 if super::upstream_op::<super::split::Split>(built, dep).is_some_and(|s| s.method() == super::split::Method::Shuffled) {
-                    return Err(p.error(spec, Some("deps"), format!("`{dep}` is a shuffled split; the lstm_cnn learns from windows in time order and needs a temporal split")));
+                    return Err(p.error(
+                        spec,
+                        Some("deps"),
+                        format!("`{dep}` is a shuffled split; the lstm_cnn learns from windows in time order and needs a temporal split"),
+                    ));
                 }
                 Model::LstmCnn(lstm)
             }
         };
         if params.features.as_ref().is_some_and(|f| f.is_empty() || f.iter().any(|name| name.trim().is_empty() || name == "*")) {
-            return Err(p.error(spec, Some("features"), "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them"));
+            return Err(p.error(
+                spec,
+                Some("features"),
+                "list the feature columns to train on (a trailing `*` matches a prefix), or leave `features` out for all of them",
+            ));
         }
         if params.max_train_rows.is_some_and(|m| m < 2) {
             return Err(p.error(spec, Some("max_train_rows"), "must be at least 2 (or left out to train on every row)"));
@@ -239,11 +251,7 @@ impl Stage for Train {
 /// The split's `features` (all when `None`) of the rows `rows` keeps (all when `None`).
 fn load(input: &std::path::Path, features: Option<&[String]>, rows: Option<&RowFilter>) -> Result<Table> {
     let data = Table::load_some(input, features, rows);
-    if features.is_some() {
-        data.context("`features`")
-    } else {
-        data
-    }
+    if features.is_some() { data.context("`features`") } else { data }
 }
 
 /// A training run on a blocking thread: where to write and how many cores it may use.

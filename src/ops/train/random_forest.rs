@@ -1,14 +1,14 @@
 //! Training a Random Forest: fit on the train rows, score on the test rows, k-fold CV on the
 //! training part, and the forest's feature importances beside the model.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 use serde_json::json;
 
-use super::{latency_us, write_predictions, Fitted, Job};
-use crate::models::table::Table;
-use crate::models::scores;
-use crate::models::random_forest::{self, Params};
+use super::{Fitted, Job, latency_us, write_predictions};
 use crate::dag::progress::StageProgress;
+use crate::models::random_forest::{self, Params};
+use crate::models::scores;
+use crate::models::table::Table;
 
 /// The row-major features and the targets of the table's rows that `pick` selects.
 fn table_rows(data: &Table, pick: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {

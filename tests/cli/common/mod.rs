@@ -6,8 +6,8 @@ pub mod moto;
 pub mod prometheus;
 pub mod tls;
 
-use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub const HEADER: &str = "timestamp,service_name,cpu_usage_percent,cpu_usage_percent_last_5_min,cpu_usage_percent_slope,ram_usage_percent,ram_usage_percent_last_5_min,ram_usage_percent_slope,request_count_per_second,request_count_per_second_last_5_min,response_time_ms,replica_count,is_holiday,is_weekend,cpu_request,cpu_limit,ram_request,ram_limit,queue_length,error_rate,pod_restart_count,node_cpu_pressure_flag,node_memory_pressure_flag";
@@ -255,14 +255,23 @@ impl Drop for Server {
 
 pub fn start_server(p: &Project, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = command();
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"]).args(extra).current_dir(p.path()).stdout(Stdio::piped()).stderr(Stdio::null()).env_remove("PIPELINE_SERVE_TOKEN");
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--reload-every", "0.1"])
+        .args(extra)
+        .current_dir(p.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env_remove("PIPELINE_SERVE_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("the server did not start (first line {line:?}); run it by hand to see why")).to_string();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("the server did not start (first line {line:?}); run it by hand to see why"))
+        .to_string();
     Server { child, base }
 }
 

@@ -85,4 +85,3 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
-

@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Is the `prometheus` binary here? Tests that need it say so and skip when it is not.
@@ -171,7 +171,11 @@ fn answer(mut stream: TcpStream) {
     }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let body = exposition(now);
-    let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 /// A Prometheus on a free loopback port with its data in `dir/data`, scraping `target` (if
@@ -233,7 +237,11 @@ impl Prometheus {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while get(&format!("{}/-/ready", self.url())).is_none_or(|(code, _)| code != 200) {
-            assert!(Instant::now() < deadline, "prometheus did not get ready:\n{}", std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not get ready:\n{}",
+                std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
