@@ -184,6 +184,7 @@ impl BatchWindowExec {
     }
 
     /// The window node this one computes (what travels to a Ballista executor).
+    #[cfg(feature = "ballista")]
     pub(crate) fn window(&self) -> &Arc<dyn ExecutionPlan> {
         &self.window
     }

@@ -4,7 +4,9 @@
 //! at once would interleave each other's random draws (no longer deterministic) and fight over
 //! threads. [`exclusive`] serialises them.
 
-use std::sync::{Mutex, MutexGuard, OnceLock};
+#[cfg(feature = "lstm")]
+use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "lstm")]
