@@ -13,7 +13,8 @@ the server's decisions (new pods ready after --startup seconds, scale-down stabi
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
 minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it),
 also as a share of the minutes a scaler could avoid (less those that even max replicas could
-not serve). `--load F` multiplies every service's load (`pipeline simulate --load`): above 1.4
+not serve), and the cost axis: the pod-hours saved against the HPA at the same under-provisioned
+minutes. `--load F` multiplies every service's load (`pipeline simulate --load`): above 1.4
 the traces' busy hours outgrow the services' maxReplicas.
 Run `cargo build --release` first; derived traces stay in the temporary folder, the licence
 notes of the originals are in ../shared/traces. `--work DIR` keeps the project copy there and
@@ -85,8 +86,8 @@ def main():
             s = json.load(open(summary))
             labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in models]
             for label, r in zip(labels, s["runs"]):
-                t, m, av = r["total"], r.get("margin"), r.get("avoidable_margin")
-                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], av and av["percent"]))
+                t, m, av, sv = r["total"], r.get("margin"), r.get("avoidable_margin"), r.get("saving")
+                rows.append((name, label, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], av and av["percent"], sv))
             shutil.rmtree(os.path.join(work, "closed"), ignore_errors=True)
     finally:
         for _, proc, _ in servers:
@@ -97,12 +98,20 @@ def main():
     print(f"trained on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load, pods ready {a.startup} s after they are asked for")
     for m, policy in policies.items():
         print(f"served {m}: {policy}")
-    print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11}")
-    for name, policy, ph, um, cap, slow, fb, mm, mp, ap in rows:
+    print(f"{'trace':<22} {'policy':<22} {'pod-hours':>9} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11} {'saved pod-h':>11} {'saved %':>7}")
+    for name, policy, ph, um, cap, slow, fb, mm, mp, ap, sv in rows:
         margin = f"{mm:>10.1f} {mp:>7.0f}% {ap:>10.0f}%" if mm is not None else f"{'-':>10} {'-':>8} {'-':>11}"
-        print(f"{name:<22} {policy:<22} {ph:>9.1f} {um:>14.1f} {cap:>10.1f} {slow:>9.1f} {fb:>9} {margin}")
+        if sv is None:
+            saved = f"{'-':>11} {'-':>7}"
+        elif sv.get("pod_hours") is None:
+            saved = f"{'never':>11} {'-':>7}"
+        else:
+            saved = f"{sv['pod_hours']:>11.1f} {sv['percent']:>6.1f}%"
+        print(f"{name:<22} {policy:<22} {ph:>9.1f} {um:>14.1f} {cap:>10.1f} {slow:>9.1f} {fb:>9} {margin} {saved}")
     print("beyond max: minutes even all max replicas were under-provisioned (every policy's, out of reach);")
     print("% avoidable: the margin as a share of the HPA's minutes less those")
+    print("saved pod-h: the HPA's pod-hours at the policy's under-provisioned minutes less the policy's (the cost axis;")
+    print("  never: no HPA target gets that healthy)")
 
 
 if __name__ == "__main__":

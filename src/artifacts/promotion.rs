@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::evaluation::replay::frontier::Margin;
+use crate::evaluation::replay::frontier::{Margin, Saving};
 
 /// The pipeline's `rule:` for publish.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +29,8 @@ pub struct Candidate {
     pub version: String,
     /// Against the HPA's frontier; none when no service could be replayed.
     pub margin: Option<Margin>,
+    /// Against the same frontier at its own under-provisioned minutes (the cost axis).
+    pub saving: Option<Saving>,
     pub exact_accuracy: f64,
     /// The label rule it learned.
     pub label_rule: String,
@@ -74,7 +76,11 @@ pub struct Verdict {
 pub fn decide(new: &Candidate, serving: &Serving, rule: &Rule, holdout_rule: &str) -> Verdict {
     let v = &new.version;
     let verdict = |promote: bool, reason: String| Verdict { promote, reason };
-    let against_hpa = new.margin.as_ref().map_or("no service could be replayed".to_string(), |m| m.describe());
+    let against_hpa = match (&new.margin, &new.saving) {
+        (Some(m), Some(s)) => format!("{}; {}", m.describe(), s.describe()),
+        (Some(m), None) => m.describe(),
+        _ => "no service could be replayed".to_string(),
+    };
     let beats_hpa = new.margin.as_ref().is_some_and(|m| m.beats_hpa());
     if serving.version() == Some(v.as_str()) {
         return verdict(false, format!("{v} is already serving ({against_hpa})"));
@@ -125,6 +131,7 @@ mod tests {
             kind: "random_forest".into(),
             version: "v2".into(),
             margin: Some(margin(minutes)),
+            saving: None,
             exact_accuracy: exact,
             label_rule: rule.into(),
             rows: 1000,
@@ -170,6 +177,10 @@ mod tests {
         }
         let same = decide(&Candidate { version: "v1".into(), ..new(10.0, 0.5, "seed") }, &scored(10.0, 0.5, "seed"), &rule, "seed");
         assert_eq!(same, Verdict { promote: false, reason: "v1 is already serving (10.0 min (10%) below the HPA frontier)".into() });
+        // Both axes when the cost axis is known.
+        let saving = Saving { hpa_pod_hours: Some(120.0), pod_hours: Some(12.0), percent: Some(10.0) };
+        let first = decide(&Candidate { saving: Some(saving), ..new(10.0, 0.5, "seed") }, &Serving::None, &rule, "seed");
+        assert!(first.reason.ends_with("10.0 min (10%) below the HPA frontier; 12.0 pod-h (10%) cheaper than the HPA at equal health"), "{}", first.reason);
         // No replay at all: never promoted over the HPA.
         assert!(!decide(&Candidate { margin: None, ..new(0.0, 1.0, "seed") }, &Serving::None, &rule, "seed").promote);
     }

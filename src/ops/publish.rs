@@ -164,6 +164,7 @@ impl Stage for Publish {
                 let forecast = |name: &str| PolicyName::Forecast(name.to_string()).to_string();
                 let margin = |name: &str| scored.totals.get(&forecast(name)).and_then(|s| scored.frontier.margin(s));
                 let (new_margin, new_exact) = (margin("new"), exact(0));
+                let new_saving = scored.totals.get(&forecast("new")).and_then(|s| scored.frontier.saving(s));
                 // Exact accuracy means something only against the labels the model learned.
                 let learned_holdout = label_rule == holdout_rule;
                 let new_score = scored.totals.get(&forecast("new")).cloned().unwrap_or_default();
@@ -180,15 +181,22 @@ impl Stage for Publish {
                         "under_provisioned_minutes": new_score.under_provisioned_minutes,
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
-                        "frontier_saving_pod_hours": scored.totals.get(&forecast("new")).and_then(|s| scored.frontier.saving(s)).and_then(|s| s.pod_hours),
+                        "frontier_saving_pod_hours": new_saving.as_ref().and_then(|s| s.pod_hours),
                     }),
                     policy: Some(PolicySpec::of_forecast(scored.targets.get(&forecast("new")).copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();
-                let candidate =
-                    Candidate { kind: kind.clone(), version: v.clone(), margin: new_margin, exact_accuracy: new_exact, label_rule: label_rule.clone(), rows };
+                let candidate = Candidate {
+                    kind: kind.clone(),
+                    version: v.clone(),
+                    margin: new_margin,
+                    saving: new_saving,
+                    exact_accuracy: new_exact,
+                    label_rule: label_rule.clone(),
+                    rows,
+                };
                 let serving = match (&serving, &serving_model, old_pred) {
                     (None, _, _) => Serving::None,
                     (Some((sv, _)), Some((_, Err(e))), _) => Serving::Unloadable { version: sv.clone(), error: format!("{e:#}") },

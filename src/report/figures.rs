@@ -113,6 +113,7 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
                 pod_hours: p.pod_hours,
                 minutes: p.under_provisioned_minutes,
                 margin: p.frontier_margin.as_ref().map(|m| m.minutes),
+                saving: p.frontier_saving.as_ref().map(|s| s.pod_hours),
             })
             .collect();
         plots::frontier(&out.join("frontier.png"), &hpa, &points)?;

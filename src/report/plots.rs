@@ -450,6 +450,9 @@ pub struct PolicyPoint {
     pub minutes: f64,
     /// Minutes below the frontier at the same pod-hours (positive: beats the HPA).
     pub margin: Option<f64>,
+    /// Pod-hours saved against the frontier at the same minutes: `Some(None)` when no HPA
+    /// target is that healthy.
+    pub saving: Option<Option<f64>>,
 }
 
 /// The frontier's y at `x`, by straight lines between its points (None outside them).
@@ -533,12 +536,18 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
                 Some(m) => format!("{:.1} min above", -m),
                 None => "no margin".into(),
             };
+            let saving = match p.saving {
+                Some(Some(s)) if s >= 0.0 => format!("; {s:.1} pod-h cheaper"),
+                Some(Some(s)) => format!("; {:.1} pod-h dearer", -s),
+                Some(None) => "; healthier than any HPA".into(),
+                None => String::new(),
+            };
             let clip = if p.minutes > top { format!(", ↑ {:.0} min", p.minutes) } else { String::new() };
-            entries.push((format!("{:>2}  {}", i + 1, p.policy), format!("{margin}{clip}"), c, floor));
+            entries.push((format!("{:>2}  {}", i + 1, p.policy), format!("{margin}{saving}{clip}"), c, floor));
         }
         // The legend: the curve, then each numbered point with its margin below the frontier.
         let y0 = 60;
-        legend.draw(&Text::new("policy (margin vs the HPA frontier)", (10, y0 - 30), (FONT, 15).into_font().style(FontStyle::Bold))).map_err(err)?;
+        legend.draw(&Text::new("policy (vs the HPA: equal cost; equal health)", (10, y0 - 30), (FONT, 15).into_font().style(FontStyle::Bold))).map_err(err)?;
         legend.draw(&PathElement::new([(10, y0 + 8), (34, y0 + 8)], ORANGE.stroke_width(3))).map_err(err)?;
         legend.draw(&Text::new("reactive HPA at 40–80 % targets", (42, y0), (FONT, 14))).map_err(err)?;
         for (i, (name, margin, c, floor)) in entries.iter().enumerate() {
@@ -570,7 +579,13 @@ mod tests {
     #[test]
     fn a_frontier_with_crowded_and_far_points_is_drawn() {
         let hpa: Vec<(f64, f64, f64)> = (0..9).map(|i| (40.0 + 5.0 * i as f64, 850.0 - 48.0 * i as f64, 20.0 * (1.6f64).powi(i))).collect();
-        let point = |policy: &str, pod_hours: f64, minutes: f64, margin: f64| PolicyPoint { policy: policy.into(), pod_hours, minutes, margin: Some(margin) };
+        let point = |policy: &str, pod_hours: f64, minutes: f64, margin: f64| PolicyPoint {
+            policy: policy.into(),
+            pod_hours,
+            minutes,
+            margin: Some(margin),
+            saving: Some(Some(margin / 10.0)),
+        };
         let policies = vec![
             point("recorded", 700.0, 95.0, -30.0),
             point("holt_winters", 590.0, 180.0, 60.0),
@@ -578,6 +593,7 @@ mod tests {
             point("train_random_forest_demand+hpa", 642.0, 90.0, 31.0),
             point("train_lstm_cnn", 640.5, 5000.0, -4800.0),
             point("train_lstm_cnn+hpa", 641.0, 100.0, 20.0),
+            PolicyPoint { policy: "never_short".into(), pod_hours: 800.0, minutes: 0.0, margin: Some(10.0), saving: Some(None) },
         ];
         let path = std::env::temp_dir().join(format!("frontier-{}.png", std::process::id()));
         frontier(&path, &hpa, &policies).unwrap();

@@ -36,6 +36,10 @@ pub use trained::LstmCnn;
 #[cfg(not(feature = "lstm"))]
 pub use unavailable::{LstmCnn, fit};
 
+/// What a user reads when a pipeline or a registry asks for an LSTM-CNN in a build without it.
+pub const NOT_BUILT: &str = "this `pipeline` was built without the LSTM-CNN (the `lstm` feature, which needs libtorch): \
+run ./scripts/setup.sh and build with the default features, or use the random_forest";
+
 /// Everything the YAML may set (`params:` of a `model: lstm_cnn` train stage).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

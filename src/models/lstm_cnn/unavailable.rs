@@ -6,14 +6,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::{Params, Trained, TrainingObserver, Windows};
+use super::{NOT_BUILT, Params, Trained, TrainingObserver, Windows};
 use crate::models::ModelMeta;
 use crate::models::sequences::{ScaledRows, Scaler, Window, WindowSet};
 use crate::models::torch_runtime::DeviceChoice;
-
-/// What a user reads when a pipeline or a registry asks for an LSTM-CNN in this build.
-pub const WHY: &str = "this `pipeline` was built without the LSTM-CNN (the `lstm` feature, which needs libtorch): \
-run ./scripts/setup.sh and build with the default features, or use the random_forest";
 
 /// No value of this type exists in this build: every method is unreachable by construction.
 pub struct LstmCnn {
@@ -23,12 +19,12 @@ pub struct LstmCnn {
 }
 
 pub fn fit(_: &ScaledRows, _: &Windows, _: &Windows, _: Scaler, _: &Params, _: &dyn TrainingObserver) -> Result<Trained> {
-    anyhow::bail!("{WHY}")
+    anyhow::bail!("{NOT_BUILT}")
 }
 
 impl LstmCnn {
     pub fn load(_dir: &Path, _device: DeviceChoice) -> Result<(ModelMeta, LstmCnn)> {
-        anyhow::bail!("{WHY}")
+        anyhow::bail!("{NOT_BUILT}")
     }
 
     pub fn predict_scaled(&self, _: &[f32]) -> Vec<f64> {

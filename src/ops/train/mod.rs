@@ -112,6 +112,9 @@ impl Train {
                 Model::RandomForest { params: rf, cv_folds }
             }
             ModelKind::LstmCnn => {
+                if !cfg!(feature = "lstm") {
+                    return Err(p.error(spec, Some("model"), crate::models::lstm_cnn::NOT_BUILT));
+                }
                 let lstm: LstmParams = model_params(p, spec, &params.params)?;
                 if let Err((field, msg)) = lstm.check() {
                     return Err(p.error(spec, Some("params"), format!("{field}: {msg}")));
