@@ -9,7 +9,8 @@
 -- label_rule 'demand': the pods the load will need once pods asked for now are ready:
 -- ceil(peak request rate of the rows lead_start .. horizon_end ahead / what one pod serves at
 -- the top of the HPA's tolerance band, target_cpu × (1 + hpa_tolerance)): the pods the HPA
--- itself would not do without at that load, so on steady load the forecast adds none. lead_start is the first row after a pod's start-up (2 for 60 s at 30 s rows);
+-- itself would not do without at that load, so on steady load the forecast adds none. lead_start is the first row after a pod's start-up (the default pipeline
+-- derives it from its one `pod_startup_seconds` param: ceil(start-up / row interval), 2 for 60 s);
 -- horizon_end is the window's last row (the default pipeline's demand labels: 6, 2.5 minutes;
 -- the HPA's scale-down hold keeps each decision 5 minutes on top). What one pod serves comes from the service's CPU
 -- against its requests per pod, fitted (least squares) on the rows before the last

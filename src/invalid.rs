@@ -21,6 +21,11 @@ impl InvalidInput {
         InvalidInput { origin: format!("pipeline {command} {flag}"), at: None, field: None, message: message.into() }
     }
 
+    /// A flag every command takes (`--store`, `--engine`), with a value that cannot work.
+    pub fn global_flag(flag: &str, message: impl Into<String>) -> Self {
+        InvalidInput { origin: format!("pipeline {flag}"), at: None, field: None, message: message.into() }
+    }
+
     /// A file (or standard input) whose content cannot be used.
     pub fn file(origin: impl fmt::Display, message: impl Into<String>) -> Self {
         InvalidInput { origin: origin.to_string(), at: None, field: None, message: message.into() }
@@ -57,6 +62,7 @@ mod tests {
     #[test]
     fn says_where_the_mistake_is() {
         assert_eq!(InvalidInput::flag("serve", "--token", "too short").to_string(), "pipeline serve --token: too short");
+        assert_eq!(InvalidInput::global_flag("--store", "not s3://").to_string(), "pipeline --store: not s3://");
         assert_eq!(InvalidInput::file("rows.json", "not JSON").at(3, 7).to_string(), "rows.json:3:7: not JSON");
         assert_eq!(
             InvalidInput::file("collect.yaml", "not a metrics column").field("columns.cpu").to_string(),

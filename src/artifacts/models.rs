@@ -35,6 +35,10 @@ pub struct VersionInfo {
     /// it was recorded, which all learned `seed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_rule: Option<String>,
+    /// The member of the risk family it serves with (`evaluation::risk`): the level and the
+    /// pods each service's forecast is raised by. Absent: the forecast as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::evaluation::risk::RiskMember>,
 }
 
 impl VersionInfo {
@@ -219,6 +223,7 @@ mod tests {
         VersionInfo {
             policy: None,
             label_rule: None,
+            risk: None,
             version: String::new(),
             model: String::new(),
             source_key: key.into(),

@@ -11,8 +11,9 @@ use crate::evaluation::replay::frontier::{Margin, Saving};
 pub struct Rule {
     pub max_under_provisioned_increase_minutes: f64,
     pub max_exact_accuracy_drop: f64,
-    /// Promote only a model whose policy beats the reactive HPA's frontier (false: judge it
-    /// against the serving version alone, e.g. to try a model out).
+    /// Promote only a model whose policy beats the reactive HPA's frontier on either axis
+    /// (fewer under-provisioned minutes at equal pod-hours, or fewer pod-hours at equal
+    /// minutes); false: judge it against the serving version alone, e.g. to try a model out.
     pub require_beating_hpa: bool,
 }
 
@@ -81,7 +82,9 @@ pub fn decide(new: &Candidate, serving: &Serving, rule: &Rule, holdout_rule: &st
         (Some(m), None) => m.describe(),
         _ => "no service could be replayed".to_string(),
     };
-    let beats_hpa = new.margin.as_ref().is_some_and(|m| m.beats_hpa());
+    // Below the frontier on either axis: fewer minutes at its cost, or fewer pod-hours at its
+    // health (the two part only at the frontier's ends, where one of them is extrapolated).
+    let beats_hpa = new.margin.as_ref().is_some_and(|m| m.beats_hpa()) || new.saving.as_ref().is_some_and(|s| s.cheaper_than_hpa());
     if serving.version() == Some(v.as_str()) {
         return verdict(false, format!("{v} is already serving ({against_hpa})"));
     }
@@ -179,8 +182,14 @@ mod tests {
         assert_eq!(same, Verdict { promote: false, reason: "v1 is already serving (10.0 min (10%) below the HPA frontier)".into() });
         // Both axes when the cost axis is known.
         let saving = Saving { hpa_pod_hours: Some(120.0), pod_hours: Some(12.0), percent: Some(10.0) };
-        let first = decide(&Candidate { saving: Some(saving), ..new(10.0, 0.5, "seed") }, &Serving::None, &rule, "seed");
+        let first = decide(&Candidate { saving: Some(saving.clone()), ..new(10.0, 0.5, "seed") }, &Serving::None, &rule, "seed");
         assert!(first.reason.ends_with("10.0 min (10%) below the HPA frontier; 12.0 pod-h (10%) cheaper than the HPA at equal health"), "{}", first.reason);
+        // Cheaper than the HPA at equal health beats it, even where the minutes' margin (at the
+        // frontier's end) does not.
+        let cheaper = Candidate { saving: Some(saving.clone()), ..new(-0.5, 0.5, "seed") };
+        assert!(decide(&cheaper, &Serving::None, &rule, "seed").promote);
+        let dearer = Saving { pod_hours: Some(-1.0), percent: Some(-1.0), ..saving };
+        assert!(!decide(&Candidate { saving: Some(dearer), ..new(-0.5, 0.5, "seed") }, &Serving::None, &rule, "seed").promote);
         // No replay at all: never promoted over the HPA.
         assert!(!decide(&Candidate { margin: None, ..new(0.0, 1.0, "seed") }, &Serving::None, &rule, "seed").promote);
     }

@@ -44,7 +44,7 @@ impl PipelineArgs {
             p.store = Some(url.clone());
         }
         if let Some(engine) = &self.engine {
-            p.engine = crate::engine::Engine::parse_supported(engine).map_err(|m| InvalidInput::file("--engine", m))?;
+            p.engine = crate::engine::Engine::parse_supported(engine).map_err(|m| InvalidInput::global_flag("--engine", m))?;
         }
         Ok(Arc::new(p))
     }
@@ -75,7 +75,7 @@ pub fn open_store(url: Option<&str>) -> Result<Option<Store>> {
 }
 
 fn check_store_url(url: &str) -> Result<(), InvalidInput> {
-    crate::store::check_url(url).map_err(|e| InvalidInput::file("--store", e.to_string()))
+    crate::store::check_url(url).map_err(|e| InvalidInput::global_flag("--store", e.to_string()))
 }
 
 /// The model registry folder.
@@ -192,6 +192,6 @@ mod tests {
     fn a_malformed_store_is_a_usage_error() {
         let e = super::open_store(Some("ftp://nowhere")).unwrap_err();
         assert_eq!(crate::cli::exit::code_for(&e), crate::cli::exit::INVALID, "{e}");
-        assert!(e.to_string().starts_with("--store: "), "{e}");
+        assert!(e.to_string().starts_with("pipeline --store: "), "{e}");
     }
 }

@@ -87,6 +87,10 @@ pub async fn models(a: ModelsArgs) -> Result<u8> {
                 None => "its prediction is the replica count (published before policies were recorded)".to_string(),
             };
             println!("policy:     {policy}");
+            if let Some(r) = &info.risk {
+                let offsets: Vec<String> = r.offsets.iter().map(|(s, o)| format!("{s} {o:+.1}")).collect();
+                println!("risk:       {}; pods added: {} (any other service {:+.1})", r.describe(), offsets.join(", "), r.pooled);
+            }
             println!("hold-out:   {}", info.holdout);
             println!("metrics:    {}", serde_json::to_string_pretty(&meta["metrics"])?);
             for p in promoted.history.iter().filter(|p| p.version == version) {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::exit;
 use crate::simulate::closed_loop::{self, Comparison, Tally};
-use crate::simulate::{self, Options, ScalerSpec, label_mix};
+use crate::simulate::{self, Options, ScalerSpec, World, label_mix, world};
 
 #[derive(clap::Args, Debug)]
 pub struct SimulateArgs {
@@ -15,8 +15,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 7)]
     days: u32,
     /// Output folder (with several --scaler values, one subfolder per scaler).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "list_worlds")]
+    out: Option<PathBuf>,
     /// Request-rate trace: CSV `time,value` (YYYY-MM-DD HH:MM:SS), optionally gzipped.
     #[arg(long, value_name = "FILE", default_value = "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")]
     trace: PathBuf,
@@ -36,7 +36,8 @@ pub struct SimulateArgs {
     #[arg(long)]
     gzip: bool,
     /// Who sets the replicas: `hpa` (the internal reactive HPA at each service's 60 %),
-    /// `hpa:TARGET`, or a decision server's URL (`http://127.0.0.1:8080`, `pipeline serve`).
+    /// `hpa:TARGET`, a decision server's URL (`http://127.0.0.1:8080`, `pipeline serve`), or
+    /// `oracle`: the forecast that knew the future exactly, the limit of what any forecast brings.
     /// Repeat it to compare policies on the same load and seed; any --scaler also prints the
     /// internal HPA's frontier (targets 40–80 %) and each policy's margin below it.
     #[arg(long, value_name = "hpa[:TARGET]|URL")]
@@ -44,9 +45,23 @@ pub struct SimulateArgs {
     /// Bearer token for a scaler server started with --token.
     #[arg(long, env = "PIPELINE_SERVE_TOKEN", hide_env_values = true)]
     scaler_token: Option<String>,
-    /// Seconds from a new pod's scheduling to ready.
-    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
-    pod_startup_seconds: f64,
+    /// What the cluster is like beyond its load (start-ups, a capacity knee, noise, flash
+    /// crowds, maxReplicas, initial replicas): one of the named worlds (--list-worlds;
+    /// docs/worlds.md says where each value comes from).
+    #[arg(long, default_value = "default", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(world::NAMES))]
+    world: String,
+    /// One setting of the world, as `FIELD=VALUE` (repeatable): `pod_startup_seconds`,
+    /// `startup_spread`, `knee`, `knee_slowdown`, `noise`, `flash_crowd_chance`,
+    /// `flash_crowd_factor=[2,5]`, `flash_crowd_minutes=[20,60]`, `max_replicas_factor`,
+    /// `initial_replicas`.
+    #[arg(long = "world-set", value_name = "FIELD=VALUE", value_parser = crate::dag::spec::parse_override)]
+    world_set: Vec<(String, serde_json::Value)>,
+    /// Print the named worlds (name, pod start-up, what it is), one a line, and exit.
+    #[arg(long)]
+    list_worlds: bool,
+    /// Seconds from a new pod's scheduling to ready [default: the world's, 60 in `default`].
+    #[arg(long, value_name = "SECONDS")]
+    pod_startup_seconds: Option<f64>,
     /// Scale down only to the highest decision of this many seconds, as the HPA does.
     #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     stabilization_seconds: f64,
@@ -71,39 +86,71 @@ pub struct SimulateArgs {
     summary: Option<PathBuf>,
 }
 
-/// The HPA's settings with `--hpa FIELD=VALUE` applied (`scale_up.pods` reaches into a rate);
-/// a field that is not one, or a value of the wrong type, is a usage error naming it.
-fn hpa_settings(base: crate::hpa::Hpa, sets: &[(String, serde_json::Value)]) -> Result<crate::hpa::Hpa> {
+/// `base` with `FIELD=VALUE` settings applied (`scale_up.pods` reaches into a rate); a field
+/// that is not one, or a value of the wrong type, is a usage error naming `flag` and `what`.
+fn with_settings<T: serde::Serialize + serde::de::DeserializeOwned>(base: T, sets: &[(String, serde_json::Value)], flag: &str, what: &str) -> Result<T> {
     let mut v = serde_json::to_value(&base)?;
     for (field, value) in sets {
         let mut at = &mut v;
         for part in field.split('.') {
             at = match at.get_mut(part) {
                 Some(next) => next,
-                None => return Err(super::usage_error("simulate", "--hpa", format!("`{field}` is not a setting of the HPA (see --help)"))),
+                None => return Err(super::usage_error("simulate", flag, format!("`{field}` is not a setting of {what} (see --help)"))),
             };
         }
-        *at = value.clone();
+        // `[2,5]` arrives as a string: read it as the JSON it is.
+        *at = match value {
+            serde_json::Value::String(s) if s.starts_with('[') => serde_json::from_str(s).unwrap_or_else(|_| value.clone()),
+            _ => value.clone(),
+        };
     }
-    let hpa: crate::hpa::Hpa = serde_json::from_value(v).map_err(|e| super::usage_error("simulate", "--hpa", e.to_string()))?;
+    serde_json::from_value(v).map_err(|e| super::usage_error("simulate", flag, e.to_string()))
+}
+
+/// The HPA's settings with `--hpa FIELD=VALUE` applied.
+fn hpa_settings(base: crate::hpa::Hpa, sets: &[(String, serde_json::Value)]) -> Result<crate::hpa::Hpa> {
+    let hpa = with_settings(base, sets, "--hpa", "the HPA")?;
     hpa.check().map_err(|e| super::usage_error("simulate", "--hpa", e.to_string()))?;
     Ok(hpa)
 }
 
-pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> {
-    if !(0.0..=3600.0).contains(&a.pod_startup_seconds) || !(0.0..=3600.0).contains(&a.stabilization_seconds) {
-        return Err(super::usage_error("simulate", "--pod-startup-seconds/--stabilization-seconds", "must be within 0..3600 seconds"));
+/// The named world with `--world-set FIELD=VALUE` and `--pod-startup-seconds` applied.
+fn world_settings(a: &SimulateArgs) -> Result<World> {
+    let (base, _) = world::named(&a.world).expect("clap checked the name");
+    let mut w: World = with_settings(base, &a.world_set, "--world-set", "a world")?;
+    if let Some(s) = a.pod_startup_seconds {
+        w.pod_startup_seconds = s;
     }
+    w.check().map_err(|e| super::usage_error("simulate", "--world-set/--pod-startup-seconds", e))?;
+    Ok(w)
+}
+
+pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> {
+    if a.list_worlds {
+        println!("{:<14} {:>9}  what it is", "world", "start-up");
+        for name in world::NAMES {
+            let (w, what) = world::named(name).expect("a named world");
+            println!("{name:<14} {:>8}s  {what}", w.pod_startup_seconds);
+        }
+        return Ok(exit::SUCCESS);
+    }
+    if !(0.0..=3600.0).contains(&a.stabilization_seconds) {
+        return Err(super::usage_error("simulate", "--stabilization-seconds", "must be within 0..3600 seconds"));
+    }
+    let world = world_settings(&a)?;
     let hpa = hpa_settings(
-        crate::hpa::Hpa { pod_startup_seconds: a.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() },
+        crate::hpa::Hpa { pod_startup_seconds: world.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() },
         &a.hpa,
     )?;
+    if a.hpa.iter().any(|(f, _)| f == "pod_startup_seconds") {
+        return Err(super::usage_error("simulate", "--hpa", "a pod's start-up is the world's: say --pod-startup-seconds or --world-set pod_startup_seconds=…"));
+    }
     if !(a.load > 0.0 && a.load <= 100.0) {
         anyhow::bail!("--load must be a factor above 0 and at most 100 (1: the profiles' own load), not {}", a.load);
     }
     let opts = Options {
         days: a.days,
-        out: a.out,
+        out: a.out.expect("clap requires --out without --list-worlds"),
         trace: a.trace,
         services: a.services,
         seed: a.seed,
@@ -112,6 +159,7 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
         gzip: a.gzip,
         hpa,
         load: a.load,
+        world,
     };
     let t0 = std::time::Instant::now();
     if a.scaler.is_empty() {
@@ -120,7 +168,14 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
         print_mix(&summary);
         return Ok(exit::SUCCESS);
     }
-    let cmp = closed_loop::compare(&opts, &a.scaler, a.scaler_token, runtime, a.target_utilization)?;
+    let mut cmp = closed_loop::compare(&opts, &a.scaler, a.scaler_token, runtime, a.target_utilization)?;
+    cmp.world_name = a.world.clone();
+    println!(
+        "world: {} ({}){}",
+        a.world,
+        world::named(&a.world).expect("a named world").1,
+        if a.world_set.is_empty() && a.pod_startup_seconds.is_none() { "" } else { ", with changes (see --summary)" }
+    );
     for r in &cmp.runs {
         println!("{}: wrote {} files to {}", r.scaler, r.files, r.out.display());
     }
@@ -185,5 +240,17 @@ fn print_comparison(c: &Comparison) {
         };
         let unanswered = if r.failed_batches > 0 { format!(" ({} steps unanswered)", r.failed_batches) } else { String::new() };
         println!("{}: {margin}{avoidable}{unanswered}", r.scaler);
+    }
+    // What knowing the future is worth here, against the HPA at 60 %: the limit of any forecast.
+    let hpa60 = c.frontier.points.iter().find(|p| p.target == 60.0);
+    for (r, h) in c.runs.iter().filter(|r| r.scaler == "oracle").zip(hpa60) {
+        println!(
+            "oracle (knew the future): {:.1} pod-hours, {:.1} % fewer than the HPA at 60 % ({:.1}), at {:.1} under-provisioned minutes (the HPA's: {:.1})",
+            r.total.pod_hours,
+            100.0 * (1.0 - r.total.pod_hours / h.pod_hours),
+            h.pod_hours,
+            r.total.under_provisioned_minutes,
+            h.under_provisioned_minutes
+        );
     }
 }

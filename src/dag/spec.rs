@@ -145,6 +145,8 @@ pub enum ParamError {
     Unknown { name: String, declared: Vec<String> },
     #[error("unclosed `${{` in `{0}`")]
     Unclosed(String),
+    #[error(transparent)]
+    Expression(#[from] super::expr::ExprError),
 }
 
 /// Parse `--set NAME=VALUE`; VALUE is read as a YAML scalar so numbers stay numbers.
@@ -314,7 +316,13 @@ fn substitute(v: &Value, params: &IndexMap<String, Value>) -> Result<Value, Para
 }
 
 fn substitute_str(s: &str, params: &IndexMap<String, Value>) -> Result<Value, ParamError> {
-    let lookup = |name: &str| params.get(name).cloned().ok_or_else(|| ParamError::Unknown { name: name.into(), declared: params.keys().cloned().collect() });
+    // `${name}` is the param; anything else inside `${…}` is arithmetic on params (dag::expr).
+    let lookup = |name: &str| {
+        if !is_identifier(name) && !name.is_empty() {
+            return Ok(super::expr::evaluate(name, params)?);
+        }
+        params.get(name).cloned().ok_or_else(|| ParamError::Unknown { name: name.into(), declared: params.keys().cloned().collect() })
+    };
     if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
         && !name.contains(['$', '{', '}'])
     {
@@ -387,6 +395,27 @@ stages:
         assert_eq!(s.params["n"], Value::from(50));
         assert_eq!(s.params["note"], Value::from("from data/metrics with 50"));
         assert_eq!(p.root, PathBuf::from("."));
+    }
+
+    #[test]
+    fn one_fact_in_seconds_is_read_in_rows_by_arithmetic_on_params() {
+        let src = "
+params:
+  pod_startup_seconds: 60
+  row_seconds: 30
+stages:
+  labels:
+    op: sql
+    params:
+      lead_start: ${ceil(pod_startup_seconds / row_seconds)}
+      horizon_end: ${ceil(pod_startup_seconds / row_seconds) + 4}
+      note: \"ready after ${pod_startup_seconds * 1000} ms\"
+";
+        let p = parse(Path::new("pipelines/t.yaml"), src, &[("pod_startup_seconds".into(), Value::from(45))]).unwrap();
+        let s = &p.stages["labels"].params["params"];
+        assert_eq!((&s["lead_start"], &s["horizon_end"], &s["note"]), (&Value::from(2), &Value::from(6), &Value::from("ready after 45000 ms")));
+        let e = parse_str("params:\n  a: 1\nstages:\n  s:\n    op: sql\n    n: ${ceil(a / b)}\n").unwrap_err().to_string();
+        assert!(e.starts_with("pipelines/t.yaml:6:") && e.contains("field `n`") && e.contains("no param `b`"), "{e}");
     }
 
     #[test]

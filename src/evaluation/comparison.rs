@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::policy_name::PolicyName;
 use super::replay::frontier::{Frontier, Point};
 use super::replay::{self, Capacity, Policy, RowState, Score, Series, forecast};
+use super::risk;
 use crate::models::scores;
 use crate::models::table::Table;
 
@@ -53,6 +54,12 @@ pub struct Compared {
     pub targets: BTreeMap<String, Option<f64>>,
     /// What the reader should know (a baseline that had too little history).
     pub notes: Vec<String>,
+    /// Per model: its risk family, each level replayed under the model's HPA target.
+    pub risk: BTreeMap<String, Vec<risk::Scored>>,
+    /// Per model and service: the demand (pods the load in the window after the start-up
+    /// needed) less the model's forecast, per scored row in time order (NaN where the rows end
+    /// before the window): what a risk member's offsets are the quantiles of.
+    pub errors: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
 }
 
 /// One service, ready to replay.
@@ -67,6 +74,9 @@ struct Prepared {
     forecasts: Vec<(String, Vec<f64>)>,
     /// Holt-Winters had under two days of rows before the hold-out.
     no_holt_winters: bool,
+    /// Per model: its forecast as it came (unrounded), and the demand less it (see `Compared::errors`).
+    raw: Vec<Vec<f64>>,
+    errors: Vec<Vec<f64>>,
 }
 
 /// `predictions[m][table row]` for each of `names`, scored on `rows` (the hold-out rows all
@@ -145,7 +155,35 @@ pub fn compare(
     if !short.is_empty() {
         notes.push(format!("holt_winters needs two days of rows before the hold-out; for {} it is the reactive HPA alone", short.join(", ")));
     }
-    Ok(Compared { services, totals, frontier, targets, notes })
+    // Each model's risk family, under the HPA target its forecast runs best with.
+    let bounded = |v: f64| scores::replicas(v, p.min_replicas, p.max_replicas);
+    let mut family = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for (m, name) in names.iter().enumerate() {
+        let target = targets.get(&PolicyName::Forecast(name.clone()).to_string()).copied().unwrap_or(Some(p.hpa_target));
+        let mut members = Vec::new();
+        for &level in &p.risk_levels {
+            let (mut score, mut over, mut known) = (Score::default(), 0usize, 0usize);
+            for (s, cap) in &replayable {
+                let offsets = risk::cross_fitted(&s.errors[m], level);
+                let raised: Vec<f64> = s.raw[m].iter().zip(&offsets).map(|(f, o)| bounded(f + o)).collect();
+                score.add(&replay::simulate(&s.series, cap, &Policy::Proactive { target, forecast: &raised }, p).score);
+                for (e, o) in s.errors[m].iter().zip(&offsets).filter(|(e, _)| e.is_finite()) {
+                    known += 1;
+                    over += usize::from(e > o);
+                }
+            }
+            members.push(risk::Scored {
+                level,
+                pod_hours: score.pod_hours,
+                under_provisioned_minutes: score.under_provisioned_minutes,
+                exceedance: over as f64 / known.max(1) as f64,
+            });
+        }
+        family.insert(name.clone(), members);
+        errors.insert(name.clone(), replayable.iter().map(|(s, _)| (s.service.clone(), s.errors[m].clone())).collect());
+    }
+    Ok(Compared { services, totals, frontier, targets, notes, risk: family, errors })
 }
 
 /// Per service: its capacity (fitted on the rows before the hold-out), its hold-out series,
@@ -179,6 +217,7 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
         let mut given = vec![(PolicyName::Recorded.to_string(), series.recorded.clone())];
         let mut forecasts = Vec::new();
         let mut no_holt_winters = false;
+        let mut demand = vec![None; rs.len()];
         if let Some(cap) = &capacity {
             let seconds: Vec<f64> = all.iter().map(|&i| table.timestamps[i] as f64 / 1e6).collect();
             let load_rps = pick(&rps, &all);
@@ -195,13 +234,18 @@ fn prepare(table: &Table, rows: &[usize], names: &[String], predictions: &[Vec<f
             no_holt_winters = hw.is_none();
             let hw = hw.map_or_else(|| vec![p.min_replicas; rs.len()], |f| f.into_iter().map(pods).collect());
             forecasts.push((PolicyName::HoltWinters.to_string(), hw));
+            demand = forecast::realized(&load, &at, p).into_iter().map(|f| f.map(pods)).collect();
         }
+        let (mut raw, mut errors) = (Vec::new(), Vec::new());
         for (name, pred) in names.iter().zip(predictions) {
             let r: Vec<f64> = rs.iter().map(|&i| bounded(pred[i])).collect();
             given.push((name.clone(), r.clone()));
             forecasts.push((PolicyName::Forecast(name.clone()).to_string(), r));
+            let f: Vec<f64> = rs.iter().map(|&i| pred[i]).collect();
+            errors.push(f.iter().zip(&demand).map(|(f, d)| d.map_or(f64::NAN, |d| d - f)).collect());
+            raw.push(f);
         }
-        out.push(Prepared { service: service.to_string(), capacity, mean_rps, series, given, forecasts, no_holt_winters });
+        out.push(Prepared { service: service.to_string(), capacity, mean_rps, series, given, forecasts, no_holt_winters, raw, errors });
     }
     Ok(out)
 }

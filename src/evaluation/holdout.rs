@@ -99,6 +99,9 @@ pub struct Scored {
     pub targets: BTreeMap<String, Option<f64>>,
     /// What the replay wants the reader to know.
     pub notes: Vec<String>,
+    /// Per name: its risk family, and per service its errors (see `comparison::Compared`).
+    pub risk: BTreeMap<String, Vec<super::risk::Scored>>,
+    pub errors: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
 }
 
 impl Holdout {
@@ -195,7 +198,18 @@ impl Holdout {
         }
         let predictions: Vec<Vec<f64>> = predictions.iter().map(|m| self.table.spread(&self.test, m)).collect();
         let c = comparison::compare(&self.table, &rows, &names, &predictions, p, trace)?;
-        Ok(Scored { rows, names, predictions, services: c.services, totals: c.totals, frontier: c.frontier, targets: c.targets, notes: c.notes })
+        Ok(Scored {
+            rows,
+            names,
+            predictions,
+            services: c.services,
+            totals: c.totals,
+            frontier: c.frontier,
+            targets: c.targets,
+            notes: c.notes,
+            risk: c.risk,
+            errors: c.errors,
+        })
     }
 }
 

@@ -7,6 +7,7 @@ pub mod policy;
 pub mod policy_name;
 pub mod replay;
 mod result;
+pub mod risk;
 
 pub use comparison::{ReplayTrace, ServiceReplay};
 pub use holdout::{Holdout, Scored};

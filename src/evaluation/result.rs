@@ -70,6 +70,10 @@ pub struct Evaluation {
     pub busy_service: Option<String>,
     /// Per label rule, the model whose proactive policy lies furthest below the frontier.
     pub best_by_label_rule: BTreeMap<String, String>,
+    /// Per model stage: its risk family (`evaluation::risk`), each level's cost, health and
+    /// observed exceedance on the hold-out.
+    #[serde(default)]
+    pub risk: BTreeMap<String, Vec<super::risk::Scored>>,
     pub notes: Vec<String>,
 }
 

@@ -46,7 +46,8 @@ impl Pods {
     }
 
     /// Asks for `want` pods at `now`: new ones serve after `startup`; removed ones go at once,
-    /// those not ready yet first and the newest of them first, as a ReplicaSet removes them.
+    /// those not ready yet first and the last due of them first (the newest, when start-ups are
+    /// alike), as a ReplicaSet removes them.
     pub fn set(&mut self, want: f64, now: f64, startup: f64) {
         if want != self.replicas {
             self.actions += u64::from(self.replicas.is_finite());
@@ -54,7 +55,7 @@ impl Pods {
         self.replicas = want;
         let mut total = self.total();
         while total < want {
-            self.starting.push_back((now + startup, now));
+            self.enqueue(now + startup, now);
             total += 1.0;
         }
         while total > want {
@@ -82,7 +83,14 @@ impl Pods {
     /// The ready pod `i` restarts at `now` (killed for its memory): it serves again after `startup`.
     pub fn restart(&mut self, i: usize, now: f64, startup: f64) {
         self.ready.remove(i);
-        self.starting.push_back((now + startup, now));
+        self.enqueue(now + startup, now);
+    }
+
+    /// A pod asked for at `asked` serves from `ready_at`: in order of serving, since start-ups
+    /// may differ (the simulator's spread); those due later go first when replicas fall.
+    fn enqueue(&mut self, ready_at: f64, asked: f64) {
+        let at = self.starting.partition_point(|s| s.0 <= ready_at);
+        self.starting.insert(at, (ready_at, asked));
     }
 }
 
@@ -194,5 +202,10 @@ mod tests {
         assert_eq!(p.ready(), 2.0);
         p.restart(0, 140.0, 60.0);
         assert_eq!((p.ready(), p.total(), p.next_ready()), (1.0, 2.0, Some(200.0)));
+        // Start-ups that differ: the pods serve in order of readiness, not of asking.
+        p.set(3.0, 150.0, 20.0);
+        assert_eq!((p.total(), p.next_ready()), (3.0, Some(170.0)));
+        p.set(2.0, 160.0, 20.0);
+        assert_eq!(p.next_ready(), Some(170.0), "the pod due last went");
     }
 }

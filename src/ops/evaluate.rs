@@ -63,7 +63,8 @@ impl Stage for Evaluate {
     fn version(&self) -> u32 {
         // 2: replicas rounded half to even. 3: the replay with delays, baselines, the frontier.
         // 4: the replay's history is the two weeks before the hold-out (holdout::HISTORY_SECONDS).
-        4
+        // 5: each model's risk family.
+        5
     }
 
     fn params(&self) -> serde_json::Value {
@@ -174,6 +175,7 @@ impl Stage for Evaluate {
                 replay_services: scored.services.clone(),
                 busy_service,
                 best_by_label_rule,
+                risk: scored.risk.clone(),
                 notes,
             };
             crate::io::fs::write_atomic(&out_dir.join(EVALUATION), &serde_json::to_vec_pretty(&eval)?)?;

@@ -38,6 +38,8 @@ use crate::dag::spec::{Pipeline, SpecError, StageSpec};
 use crate::dag::stage::{Built, Stage, StageContext, StageOutput};
 use crate::evaluation::policy::PolicySpec;
 use crate::evaluation::policy_name::PolicyName;
+use crate::evaluation::replay::Score;
+use crate::evaluation::risk::{self, RiskChoice};
 use crate::evaluation::{Holdout, replay};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
@@ -49,11 +51,16 @@ struct Params {
     replay: replay::Params,
     #[serde(default)]
     rule: Rule,
+    /// The member of each model's risk family to serve: `none` (the forecast as it is), `auto`
+    /// (the cheapest member at least as healthy as the reactive HPA at its target) or a level.
+    #[serde(default)]
+    risk: RiskChoice,
 }
 
 pub struct Publish {
     replay: replay::Params,
     rule: Rule,
+    risk: RiskChoice,
     /// The label rule of the hold-out, and of each train stage's labels.
     holdout_rule: String,
     label_rules: std::collections::BTreeMap<String, String>,
@@ -76,7 +83,7 @@ impl Publish {
         }
         let params: Params = parse_params(p, spec)?;
         params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
-        Ok(Publish { replay: params.replay, rule: params.rule, holdout_rule: deps.holdout_rule, label_rules })
+        Ok(Publish { replay: params.replay, rule: params.rule, risk: params.risk, holdout_rule: deps.holdout_rule, label_rules })
     }
 }
 
@@ -94,12 +101,13 @@ impl Stage for Publish {
     fn version(&self) -> u32 {
         // 2: exact accuracy on replicas rounded half to even. 3: the replay with delays.
         // 4: label rules recorded, exact accuracy compared only on the hold-out's labels.
-        // 5: the replay's history is the two weeks before the hold-out.
-        5
+        // 5: the replay's history is the two weeks before the hold-out. 6: both axes decide;
+        // the risk family.
+        6
     }
 
     fn params(&self) -> serde_json::Value {
-        json!({ "replay": self.replay, "rule": self.rule, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
+        json!({ "replay": self.replay, "rule": self.rule, "risk": self.risk, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
     }
 
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
@@ -116,7 +124,7 @@ impl Stage for Publish {
         let (holdout_stage, holdout) = (holdout_stage.clone(), holdout.output());
         let models: Vec<(String, std::path::PathBuf, String)> = deps.map(|(s, e)| (s.clone(), e.dir.clone(), e.meta.key.clone())).collect();
         let registry = Registry::of_project(&ctx.pipeline.root);
-        let (rp, rule) = (self.replay.clone(), self.rule.clone());
+        let (rp, rule, risk_choice) = (self.replay.clone(), self.rule.clone(), self.risk);
         let pipeline = ctx.pipeline.name.clone();
         let (holdout_rule, label_rules) = (self.holdout_rule.clone(), self.label_rules.clone());
         let progress = ctx.progress.clone();
@@ -163,11 +171,24 @@ impl Stage for Publish {
                 // floor at some target, or the forecast alone).
                 let forecast = |name: &str| PolicyName::Forecast(name.to_string()).to_string();
                 let margin = |name: &str| scored.totals.get(&forecast(name)).and_then(|s| scored.frontier.margin(s));
-                let (new_margin, new_exact) = (margin("new"), exact(0));
-                let new_saving = scored.totals.get(&forecast("new")).and_then(|s| scored.frontier.saving(s));
+                // The member of its risk family the pipeline asked for, scored as it would serve.
+                let hpa_minutes = scored.under_provisioned_minutes(&PolicyName::Hpa.to_string());
+                let member = risk::pick(scored.risk.get("new").map_or(&[][..], Vec::as_slice), risk_choice, hpa_minutes);
+                let new_score = match member {
+                    Some(m) => Score { pod_hours: m.pod_hours, under_provisioned_minutes: m.under_provisioned_minutes, ..Score::default() },
+                    None => scored.totals.get(&forecast("new")).cloned().unwrap_or_default(),
+                };
+                let (new_margin, new_exact) = (scored.frontier.margin(&new_score), exact(0));
+                let new_saving = scored.frontier.saving(&new_score);
+                let served_risk = member.map(|m| risk::member(&scored.errors["new"], m.level));
+                if risk_choice != RiskChoice::None && member.is_none() {
+                    progress.message(&format!(
+                        "{stage}: no member of its risk family is as healthy as the HPA at {:.0} %; it serves its forecast as it is",
+                        rp.hpa_target
+                    ));
+                }
                 // Exact accuracy means something only against the labels the model learned.
                 let learned_holdout = label_rule == holdout_rule;
-                let new_score = scored.totals.get(&forecast("new")).cloned().unwrap_or_default();
                 let info = VersionInfo {
                     version: String::new(),
                     model: kind.clone(),
@@ -182,9 +203,11 @@ impl Stage for Publish {
                         "pod_hours": new_score.pod_hours,
                         "frontier_margin_minutes": new_margin.as_ref().map(|m| m.minutes),
                         "frontier_saving_pod_hours": new_saving.as_ref().and_then(|s| s.pod_hours),
+                        "risk_family": scored.risk.get("new"),
                     }),
                     policy: Some(PolicySpec::of_forecast(scored.targets.get(&forecast("new")).copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),
+                    risk: served_risk,
                 };
                 let (version, _) = registry.register(&kind, &dir, info)?;
                 let v = version.version.clone();

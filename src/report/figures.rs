@@ -116,7 +116,16 @@ pub fn draw(out: &Path, r: &Report, eval: &Evaluation, eval_dir: &Path, model_di
                 saving: p.frontier_saving.as_ref().map(|s| s.pod_hours),
             })
             .collect();
-        plots::frontier(&out.join("frontier.png"), &hpa, &points)?;
+        let families: Vec<plots::Family> = r
+            .risk
+            .iter()
+            .filter(|(_, members)| !members.is_empty())
+            .map(|(model, members)| plots::Family {
+                model: model.clone(),
+                members: members.iter().map(|m| (m.level, m.pod_hours, m.under_provisioned_minutes)).collect(),
+            })
+            .collect();
+        plots::frontier(&out.join("frontier.png"), &hpa, &points, &families)?;
     }
 
     // The replay of the busiest service.

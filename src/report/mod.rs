@@ -77,6 +77,10 @@ pub struct Report {
     pub replay: Vec<PolicyRow>,
     /// The reactive HPA at each target: pod-hours against under-provisioned minutes.
     pub frontier: Vec<Point>,
+    /// The risk families of the models that forecast demand (the `demand` label rule), whose
+    /// levels mean "the chance that demand exceeds the forecast".
+    #[serde(default)]
+    pub risk: BTreeMap<String, Vec<crate::evaluation::risk::Scored>>,
     pub replay_service: Option<String>,
     pub label_rules: BTreeMap<String, String>,
     pub better_label_rule: Option<String>,
@@ -218,6 +222,12 @@ unseen by the models compared) is the honest comparison."
         replay_params: eval.replay_params.clone(),
         replay,
         frontier: eval.frontier.points.clone(),
+        risk: eval
+            .risk
+            .iter()
+            .filter(|(stage, _)| eval.models.iter().any(|m| &m.info.stage == *stage && m.info.label_rule == "demand"))
+            .map(|(s, f)| (s.clone(), f.clone()))
+            .collect(),
         replay_service: eval.busy_service.clone(),
         label_rules: eval.best_by_label_rule.clone(),
         better_label_rule,

@@ -455,6 +455,13 @@ pub struct PolicyPoint {
     pub saving: Option<Option<f64>>,
 }
 
+/// A model's risk family on the frontier plot: (level, pod-hours, under-provisioned minutes)
+/// of each member, from the riskiest.
+pub struct Family {
+    pub model: String,
+    pub members: Vec<(f64, f64, f64)>,
+}
+
 /// The frontier's y at `x`, by straight lines between its points (None outside them).
 fn curve_at(curve: &[(f64, f64)], x: f64) -> Option<f64> {
     curve.windows(2).find(|w| (w[0].0.min(w[1].0)..=w[0].0.max(w[1].0)).contains(&x)).map(|w| {
@@ -467,14 +474,15 @@ fn curve_at(curve: &[(f64, f64)], x: f64) -> Option<f64> {
 /// point: below the curve is better than the HPA at the same cost. The view is zoomed to the
 /// policies (the frontier beyond them says nothing about them); points are numbered, and the
 /// legend gives each number's policy and margin, so crowded points never hide a name.
-pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) -> Result<()> {
+pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint], families: &[Family]) -> Result<()> {
     const WIDTH: u32 = 1500;
     const LEGEND: u32 = 470;
     png(path, (WIDTH, 820), "Under-provisioning against cost: policies and the reactive HPA's frontier", |root| {
         let (chart_area, legend) = root.split_horizontally(WIDTH - LEGEND);
         let mut curve: Vec<(f64, f64)> = hpa.iter().map(|h| (h.1, h.2)).collect();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let xs: Vec<f64> = if policies.is_empty() { curve.iter().map(|c| c.0).collect() } else { policies.iter().map(|p| p.pod_hours).collect() };
+        let mut xs: Vec<f64> = if policies.is_empty() { curve.iter().map(|c| c.0).collect() } else { policies.iter().map(|p| p.pod_hours).collect() };
+        xs.extend(families.iter().flat_map(|f| f.members.iter().map(|m| m.1)));
         let (lo, hi) = xs.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         let pad = ((hi - lo) * 0.12).max(hi.abs() * 0.02).max(0.5);
         let (x0, x1) = (lo - pad, hi + pad);
@@ -545,6 +553,19 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
             let clip = if p.minutes > top { format!(", ↑ {:.0} min", p.minutes) } else { String::new() };
             entries.push((format!("{:>2}  {}", i + 1, p.policy), format!("{margin}{saving}{clip}"), c, floor));
         }
+        // Each risk family: a dashed line through its members, in its model's colour, each
+        // member labelled with its level.
+        for f in families {
+            let c = bases.iter().position(|b| *b == f.model).map_or(color(bases.len()), color);
+            let line: Vec<(f64, f64)> = f.members.iter().map(|m| (m.1, m.2.min(top * 0.98))).collect();
+            chart.draw_series(DashedLineSeries::new(line, 7, 4, c.stroke_width(2))).map_err(err)?;
+            for &(level, x, y) in &f.members {
+                let at = (x, y.min(top * 0.98));
+                chart.draw_series(std::iter::once(Cross::new(at, 5, c.stroke_width(2)))).map_err(err)?;
+                let style = TextStyle::from((FONT, 12).into_font()).color(&c).pos(Pos::new(HPos::Left, VPos::Top));
+                chart.draw_series(std::iter::once(EmptyElement::at(at) + Text::new(format!("{:.0}%", 100.0 * level), (6, 4), style))).map_err(err)?;
+            }
+        }
         // The legend: the curve, then each numbered point with its margin below the frontier.
         let y0 = 60;
         legend.draw(&Text::new("policy (vs the HPA: equal cost; equal health)", (10, y0 - 30), (FONT, 15).into_font().style(FontStyle::Bold))).map_err(err)?;
@@ -559,6 +580,15 @@ pub fn frontier(path: &Path, hpa: &[(f64, f64, f64)], policies: &[PolicyPoint]) 
             }
             legend.draw(&Text::new(name.clone(), (42, y), (FONT, 14))).map_err(err)?;
             legend.draw(&Text::new(margin.clone(), (70, y + 17), TextStyle::from((FONT, 13).into_font()).color(&GREY))).map_err(err)?;
+        }
+        for (k, f) in families.iter().enumerate() {
+            let y = y0 + 30 + 40 * (entries.len() + k) as i32;
+            let c = bases.iter().position(|b| *b == f.model).map_or(color(bases.len()), color);
+            legend.draw(&PathElement::new([(10, y + 8), (34, y + 8)], c.stroke_width(2))).map_err(err)?;
+            legend.draw(&Text::new(format!("risk family of {}", f.model), (42, y), (FONT, 14))).map_err(err)?;
+            legend
+                .draw(&Text::new("(dashed; % = chance demand exceeds it)".to_string(), (70, y + 17), TextStyle::from((FONT, 13).into_font()).color(&GREY)))
+                .map_err(err)?;
         }
         Ok(())
     })
@@ -596,7 +626,11 @@ mod tests {
             PolicyPoint { policy: "never_short".into(), pod_hours: 800.0, minutes: 0.0, margin: Some(10.0), saving: Some(None) },
         ];
         let path = std::env::temp_dir().join(format!("frontier-{}.png", std::process::id()));
-        frontier(&path, &hpa, &policies).unwrap();
+        let family = Family {
+            model: "train_random_forest_demand".into(),
+            members: vec![(0.5, 600.0, 150.0), (0.2, 625.0, 100.0), (0.1, 650.0, 70.0), (0.02, 700.0, 40.0)],
+        };
+        frontier(&path, &hpa, &policies, &[family]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
         if std::env::var_os("KEEP_PLOTS").is_none() {

@@ -136,6 +136,12 @@ scale-down stabilisation {:.0} s",
                 Some(None) => "HPA never this healthy".into(),
                 None => "-".into(),
             };
+            // The HPA at its own target is a point of the frontier, not a policy against it.
+            let (margin, saving) = if crate::evaluation::policy_name::PolicyName::from(s.policy.as_str()) == crate::evaluation::policy_name::PolicyName::Hpa {
+                ("on the frontier".to_string(), "on the frontier".to_string())
+            } else {
+                (margin, saving)
+            };
             vec![
                 s.policy.clone(),
                 format!("{:.1}", s.under_provisioned_minutes),
@@ -157,6 +163,16 @@ scale-down stabilisation {:.0} s",
         let _ = writeln!(o, "\n  The reactive HPA's frontier (target: pod-hours, under-provisioned minutes):");
         let points: Vec<String> = r.frontier.iter().map(|q| format!("{:.0}%: {:.1}, {:.1}", q.target, q.pod_hours, q.under_provisioned_minutes)).collect();
         let _ = writeln!(o, "  {}", wrap(&points.join("; "), 96, "  "));
+    }
+    for (model, members) in &r.risk {
+        let _ = writeln!(
+            o,
+            "\n  The risk family of {model} (its forecast raised by the hold-out errors' quantile per service, cross-fitted; a pipeline picks a member with `risk`):"
+        );
+        let _ = writeln!(o, "  {:>6} {:>10} {:>14} {:>22}", "risk", "pod-hours", "under-prov min", "demand above it (rows)");
+        for m in members {
+            let _ = writeln!(o, "  {:>5.0}% {:>10.1} {:>14.1} {:>21.1}%", 100.0 * m.level, m.pod_hours, m.under_provisioned_minutes, 100.0 * m.exceedance);
+        }
     }
     let _ = writeln!(o, "\n  Method: {}", wrap(&r.replay_method, 96, "  "));
 

@@ -99,6 +99,8 @@ pub struct Loaded {
     services: Vec<String>,
     /// How its output becomes replicas, as publish promoted it.
     pub policy: PolicySpec,
+    /// The member of its risk family publish chose: what each service's forecast is raised by.
+    pub risk: Option<crate::evaluation::risk::RiskMember>,
 }
 
 impl Loaded {
@@ -107,14 +109,16 @@ impl Loaded {
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
         let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
         let services = model.meta().features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).map(str::to_string).collect();
-        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy })
+        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy, risk: None })
     }
 
     /// The promoted version of `kind` in a registry, with the policy it was promoted with.
     pub fn promoted(registry: &Registry, kind: ModelKind) -> Result<Option<Loaded>> {
         let Some((version, dir)) = registry.serving_dir(kind.as_str())? else { return Ok(None) };
-        let policy = registry.versions(kind.as_str())?.into_iter().find(|v| v.version == version).and_then(|v| v.policy).unwrap_or(PolicySpec::AsPredicted);
-        Ok(Some(Loaded::from_dir(&dir, kind, &version, policy)?))
+        let info = registry.versions(kind.as_str())?.into_iter().find(|v| v.version == version);
+        let policy = info.as_ref().and_then(|v| v.policy.clone()).unwrap_or(PolicySpec::AsPredicted);
+        let risk = info.and_then(|v| v.risk);
+        Ok(Some(Loaded { risk, ..Loaded::from_dir(&dir, kind, &version, policy)? }))
     }
 }
 
@@ -215,7 +219,10 @@ impl Predictor {
         let (lo, hi) = self.guard.bounds();
         let forecast = match &model {
             None => Err(("no_model", "no promoted model is loaded".to_string())),
-            Some(loaded) => self.output(loaded, state, row).map(|output| crate::models::scores::replicas(output, lo, hi)),
+            Some(loaded) => {
+                let raised = loaded.risk.as_ref().map_or(0.0, |r| r.offset(&row.service));
+                self.output(loaded, state, row).map(|output| crate::models::scores::replicas(output + raised, lo, hi))
+            }
         };
         // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
         // a proactive policy's forecast is its floor, a forecast policy's decides alone.
@@ -540,6 +547,36 @@ mod tests {
             assert_eq!(o.decision.predicted_replicas, 5, "{policy:?}: {}", o.decision.reasoning);
             assert!(o.decision.reasoning.contains("the model gave NaN"), "{}", o.decision.reasoning);
         }
+    }
+
+    #[test]
+    fn a_risk_member_raises_each_services_forecast_by_its_own_offset() {
+        use crate::models::random_forest::{Forest, LEAF, Node};
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::models::ModelMeta {
+            kind: crate::models::ModelKind::RandomForest,
+            format: 1,
+            features: vec!["cpu_usage_percent".into()],
+            params: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            lineage: serde_json::json!({}),
+            trained_at: String::new(),
+            tool_version: String::new(),
+        };
+        // A forest that forecasts 2 pods for every row.
+        let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value: 2.0, left: 0, right: 0 }], roots: vec![0] };
+        crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
+        let risk = crate::evaluation::risk::RiskMember { level: 0.1, offsets: [("api".to_string(), 1.6)].into(), pooled: -0.4 };
+        let decided = |risk: Option<crate::evaluation::risk::RiskMember>, service: &str| {
+            let loaded = Loaded { risk, ..Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::AsPredicted).unwrap() };
+            let p = Predictor::new(Some(loaded), Guardrails { max_step: 10, ..Guardrails::default() });
+            let mut r = row(&[("replica_count", 2.0)]);
+            r.service = service.to_string();
+            p.decide(&r).unwrap().decision.predicted_replicas
+        };
+        assert_eq!(decided(None, "api"), 2);
+        assert_eq!(decided(Some(risk.clone()), "api"), 4, "2 + 1.6, rounded");
+        assert_eq!(decided(Some(risk), "web"), 2, "a service the hold-out did not have: 2 - 0.4, rounded");
     }
 
     #[test]

@@ -114,6 +114,9 @@ pub struct PolicyRun {
 /// Every `--scaler` on the same load and seed, and the frontier they are judged against.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// The world the cluster ran in: its name (as `--world` gave it) and every setting.
+    pub world_name: String,
+    pub world: super::World,
     pub target_utilization: f64,
     pub frontier: Frontier,
     /// Minutes even `max_replicas` pods could not serve under the target (every scaler's).
@@ -131,6 +134,7 @@ fn out_dir(opts: &Options, n: usize, total: usize, spec: &ScalerSpec) -> PathBuf
         ScalerSpec::Hpa(None) => "hpa".to_string(),
         ScalerSpec::Hpa(Some(t)) => format!("hpa-{t}"),
         ScalerSpec::Server(_) => "server".to_string(),
+        ScalerSpec::Oracle => "oracle".to_string(),
     };
     opts.out.join(format!("{}-{name}", n + 1))
 }
@@ -142,6 +146,7 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
         let out = out_dir(opts, n, scalers.len(), spec);
         let (summary, failed_batches) = match spec {
             ScalerSpec::Hpa(t) => (run(opts, Decider::Hpa(*t), Some(&out), target_utilization)?, 0),
+            ScalerSpec::Oracle => (run(opts, Decider::Oracle, Some(&out), target_utilization)?, 0),
             ScalerSpec::Server(url) => {
                 let mut server = Server::new(url, token.clone(), runtime.clone())?;
                 server.wait_ready(std::time::Duration::from_secs(30))?;
@@ -179,7 +184,7 @@ pub fn compare(opts: &Options, scalers: &[ScalerSpec], token: Option<String>, ru
         r.saving = frontier.saving(&r.total.score());
         r.avoidable_margin = avoidable.margin(&r.total.avoidable_score());
     }
-    Ok(Comparison { target_utilization, frontier, capacity_bound_minutes, runs })
+    Ok(Comparison { world_name: String::new(), world: opts.world.clone(), target_utilization, frontier, capacity_bound_minutes, runs })
 }
 
 #[cfg(test)]

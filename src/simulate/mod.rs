@@ -3,9 +3,11 @@
 //! the collector writes them (every ~30 s with jitter, 06:00–22:00, one CSV per day).
 
 pub mod closed_loop;
+pub mod oracle;
 pub mod scaler;
 pub mod service;
 mod trace;
+pub mod world;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -19,6 +21,7 @@ use closed_loop::Tally;
 pub use scaler::ScalerSpec;
 use service::{Profile, Sample, Service, default_profiles};
 pub use trace::Trace;
+pub use world::World;
 
 /// Where files go: `DIR/metrics_YYYYMMDD.csv` or `DIR/YYYY/MM/metrics_YYYYMMDD.csv` (as on S3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +45,9 @@ pub struct Options {
     pub hpa: crate::hpa::Hpa,
     /// Every service's load times this (1: the trace's 99th percentile at its profile's peak).
     pub load: f64,
+    /// What the cluster is like: start-ups, capacity curve, noise, flash crowds, maxReplicas.
+    /// Its start-up is the HPA's (`hpa.pod_startup_seconds` is set from it).
+    pub world: World,
 }
 
 /// Who sets the replicas while the simulation runs.
@@ -51,6 +57,8 @@ pub enum Decider<'a> {
     /// A decision server, sent every service's row each step (all day, not only the hours
     /// the files keep), whose answers take effect at the next step.
     Server(&'a mut scaler::Server),
+    /// The forecast that knew the future exactly (`oracle::Oracle`), answering as a server.
+    Oracle,
 }
 
 const STEP_S: f64 = 30.0;
@@ -107,9 +115,13 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         bail!("--days must be at least 1");
     }
     let trace = Trace::load(&opts.trace)?;
+    let world = &opts.world;
+    world.check().map_err(|e| anyhow::anyhow!("the world: {e}"))?;
     let mut profiles = profiles_for(&opts.services);
     for p in &mut profiles {
         p.peak_rps *= opts.load;
+        p.noise *= world.noise;
+        p.max_replicas = world.max_replicas(p.min_replicas, p.max_replicas);
         if let Decider::Hpa(Some(t)) = decider {
             p.target_cpu = t;
         }
@@ -121,15 +133,41 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let node_mib: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.ram_request).sum::<f64>() * 0.6;
 
     let mut rng = Rng::new(opts.seed, 0);
+    // Flash crowds have a stream of their own: the same days for every scaler and service count.
+    let mut crowds = Rng::new(opts.seed, 1 << 41);
+    let crowds: Vec<_> = (0..opts.days as i64).map(|day| world.flash_crowd(&mut crowds, (start + day * 86_400) as f64)).collect();
+    let steps = (86_400.0 / STEP_S) as i64;
+    // The normalised load service `p` meets at `now`, on day `day`.
+    let load_at = |p: &Profile, day: i64, now: f64| {
+        let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
+        trace.at(offset) * crowds[day as usize].map_or(1.0, |c| c.multiplier(now))
+    };
+    let oracle = matches!(decider, Decider::Oracle).then(|| {
+        let demands: Vec<Vec<f64>> = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut d = service::Demand::new(opts.seed, i as u64);
+                (0..opts.days as i64 * steps)
+                    .map(|g| d.next(p, load_at(p, g / steps, (start + g / steps * 86_400) as f64 + (g % steps) as f64 * STEP_S)))
+                    .collect()
+            })
+            .collect();
+        oracle::Oracle::new(&profiles, &demands, world, target_utilization, STEP_S)
+    });
     let mut services: Vec<Service> = profiles
         .iter()
         .enumerate()
-        .map(|(i, p)| Service::new(p.clone(), crate::hpa::Hpa { target: p.target_cpu, ..opts.hpa.clone() }, start as f64, opts.seed, i as u64))
+        .map(|(i, p)| {
+            let hpa = crate::hpa::Hpa { target: p.target_cpu, pod_startup_seconds: world.pod_startup_seconds, ..opts.hpa.clone() };
+            Service::in_world(p.clone(), hpa, world, start as f64, opts.seed, i as u64)
+        })
         .collect();
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
     let mut summary = Summary::default();
     let (mut cpu_pressure, mut mem_pressure) = (false, false);
     let feed = matches!(decider, Decider::Server(_));
+    let asks = !matches!(decider, Decider::Hpa(_));
     let mut line = String::with_capacity(512);
     let mut batch: Vec<serde_json::Value> = Vec::with_capacity(services.len());
 
@@ -140,7 +178,6 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         let mut file = String::with_capacity(4 << 20);
         file.push_str(&crate::row::column_names().join(","));
         file.push('\n');
-        let steps = (86_400.0 / STEP_S) as i64;
         for k in 0..steps {
             let now = day_start as f64 + k as f64 * STEP_S;
             let hour = k as f64 * STEP_S / 3600.0;
@@ -153,9 +190,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 if k as f64 * STEP_S == ROLLOUT_H * 3600.0 {
                     svc.rollout(now);
                 }
-                let p = &svc.profile;
-                let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
-                let sample = svc.step(now, STEP_S, trace.at(offset));
+                let sample = svc.step(now, STEP_S, load_at(&svc.profile, day, now));
                 cores += sample.cpu_cores;
                 mib += sample.ram_mib;
                 summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
@@ -187,9 +222,17 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             if let Decider::Server(server) = &mut decider {
                 for (svc, answer) in services.iter_mut().zip(server.decide(&batch)) {
                     svc.wanted = Some(answer.replicas.unwrap_or(svc.replicas()));
-                    let t = summary.tallies.entry(svc.profile.name.clone()).or_default();
-                    t.decisions += 1;
-                    t.fallbacks += u64::from(answer.fallback);
+                    summary.tallies.entry(svc.profile.name.clone()).or_default().fallbacks += u64::from(answer.fallback);
+                }
+            }
+            if let Some(oracle) = &oracle {
+                for (i, svc) in services.iter_mut().enumerate() {
+                    svc.wanted = Some(oracle.wanted(i, (day * steps + k) as usize, (svc.profile.min_replicas, svc.profile.max_replicas)));
+                }
+            }
+            if asks {
+                for svc in &services {
+                    summary.tallies.entry(svc.profile.name.clone()).or_default().decisions += 1;
                 }
             }
             // Node pressure follows the whole cluster's use, as kubelet reports it.

@@ -15,6 +15,8 @@ pub enum ScalerSpec {
     Hpa(Option<f64>),
     /// A server's `POST /predict/batch`.
     Server(String),
+    /// The forecast that knew the future exactly: the limit of any forecast (`oracle`).
+    Oracle,
 }
 
 impl Default for ScalerSpec {
@@ -30,6 +32,9 @@ impl FromStr for ScalerSpec {
         if s == "hpa" {
             return Ok(ScalerSpec::Hpa(None));
         }
+        if s == "oracle" {
+            return Ok(ScalerSpec::Oracle);
+        }
         if let Some(t) = s.strip_prefix("hpa:") {
             let target: f64 = t.trim_end_matches('%').parse().map_err(|_| format!("`{s}`: the HPA target is a CPU %, e.g. hpa:60"))?;
             if !(1.0..=100.0).contains(&target) {
@@ -40,7 +45,7 @@ impl FromStr for ScalerSpec {
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(ScalerSpec::Server(s.trim_end_matches('/').to_string()));
         }
-        Err(format!("`{s}`: expected `hpa`, `hpa:TARGET` (e.g. hpa:60) or a server's URL (http://127.0.0.1:8080)"))
+        Err(format!("`{s}`: expected `hpa`, `hpa:TARGET` (e.g. hpa:60), `oracle` or a server's URL (http://127.0.0.1:8080)"))
     }
 }
 
@@ -50,6 +55,7 @@ impl fmt::Display for ScalerSpec {
             ScalerSpec::Hpa(None) => write!(f, "hpa"),
             ScalerSpec::Hpa(Some(t)) => write!(f, "hpa:{t}"),
             ScalerSpec::Server(url) => write!(f, "{url}"),
+            ScalerSpec::Oracle => write!(f, "oracle"),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the metrics that follow from load and ready capacity (CPU, RAM, queueing latency, errors,
 //! OOM restarts).
 
+use super::world::World;
 use crate::hpa::{Ask, Autoscaler, Hpa};
 use crate::rng::Rng;
 
@@ -100,22 +101,44 @@ pub struct Sample {
     pub needed_cpu_percent_at_max: f64,
 }
 
-/// A service's own random streams. Demand noise has a stream of its own, drawn once a step, so
-/// every scaler given the same seed faces the same load to the request: what a policy's pods do
-/// (each pod draws its memory) shifts neither its own load nor another service's.
+/// A service's demand: the trace, a floor so nights are not dead, and AR(1) multiplicative noise
+/// from a stream of its own, drawn once a step, so every scaler given the same seed faces the
+/// same load to the request (and the oracle can read it ahead): what a policy's pods do (each pod
+/// draws its memory) shifts neither its own load nor another service's.
+pub struct Demand {
+    rng: Rng,
+    noise: f64,
+}
+
+impl Demand {
+    /// The `index`-th service's demand in a simulation seeded with `seed`.
+    pub fn new(seed: u64, index: u64) -> Demand {
+        Demand { rng: Rng::new(seed, 1 + 3 * index), noise: 0.0 }
+    }
+
+    /// Requests per second at the next step, under `load` (the normalised trace value).
+    pub fn next(&mut self, p: &Profile, load: f64) -> f64 {
+        self.noise = 0.85 * self.noise + 0.15 * self.rng.normal() * 0.6 * p.noise;
+        p.peak_rps * (0.04 + 0.96 * load) * self.noise.exp()
+    }
+}
+
+/// A service's other random streams.
 struct Streams {
-    load: Rng,
     /// CPU, latency and error noise: three draws a step, whatever the pods.
     readings: Rng,
     /// Per-pod memory and OOM kills: as many draws as there are pods.
     pods: Rng,
+    /// The start-up of the pods asked for in a step: one draw a step.
+    startup: Rng,
 }
 
 impl Streams {
     fn new(seed: u64, index: u64) -> Streams {
         // Stream 0 is the collector's (wake-up jitter); each service takes the next three.
+        // Stream 1 + 3 × index is the demand's.
         let at = |k: u64| Rng::new(seed, 1 + 3 * index + k);
-        Streams { load: at(0), readings: at(1), pods: at(2) }
+        Streams { readings: at(1), pods: at(2), startup: Rng::new(seed, (1 << 40) + index) }
     }
 }
 
@@ -124,19 +147,42 @@ pub struct Service {
     /// The HPA (its target the profile's, or the scaler's) and the pods it sets.
     pub hpa: Hpa,
     rng: Streams,
+    demand: Demand,
     /// Replicas a decision server asked for at the last step; `None`: the HPA decides on CPU.
     pub wanted: Option<u32>,
     scaler: Autoscaler,
+    /// How pods start and slow down.
+    world: World,
+    /// The HPA's start-up: the median of the spread ones.
+    startup_median: f64,
     backlog: f64,
-    noise: f64,
     restarts: u64,
 }
 
 impl Service {
-    /// The `index`-th service of a simulation seeded with `seed`, scaled by `hpa`.
+    /// The `index`-th service of a simulation seeded with `seed`, scaled by `hpa`, in the
+    /// default world (pods alike, CPU linear in load).
     pub fn new(profile: Profile, hpa: Hpa, now: f64, seed: u64, index: u64) -> Service {
-        let scaler = Autoscaler::new(profile.min_replicas as f64, now);
-        Service { profile, hpa, rng: Streams::new(seed, index), wanted: None, scaler, backlog: 0.0, noise: 0.0, restarts: 0 }
+        Service::in_world(profile, hpa, &World::default(), now, seed, index)
+    }
+
+    /// The same in `world`: its start-up spread around `hpa.pod_startup_seconds`, its capacity
+    /// curve and its initial replicas (the profile's bounds are the world's already).
+    pub fn in_world(profile: Profile, hpa: Hpa, world: &World, now: f64, seed: u64, index: u64) -> Service {
+        let scaler = Autoscaler::new(world.initial(profile.min_replicas, profile.max_replicas) as f64, now);
+        let startup_median = hpa.pod_startup_seconds;
+        Service {
+            profile,
+            hpa,
+            rng: Streams::new(seed, index),
+            demand: Demand::new(seed, index),
+            wanted: None,
+            scaler,
+            world: world.clone(),
+            startup_median,
+            backlog: 0.0,
+            restarts: 0,
+        }
     }
 
     /// Pods asked for, ready or starting.
@@ -154,23 +200,27 @@ impl Service {
     /// answer), as the replay's does; the step's load meets the pods ready through it.
     pub fn step(&mut self, now: f64, dt: f64, load: f64) -> Sample {
         let p = self.profile.clone();
-        // Demand: the trace, a floor so nights are not dead, and AR(1) multiplicative noise.
-        self.noise = 0.85 * self.noise + 0.15 * self.rng.load.normal() * 0.6 * p.noise;
-        let demand = p.peak_rps * (0.04 + 0.96 * load) * self.noise.exp();
+        let demand = self.demand.next(&p, load);
         // Requests beyond capacity wait; clients give up after ~30 s, so the backlog is bounded.
         let offered = demand + self.backlog / dt;
         let cpu_cap = 100.0 * p.cpu_limit / p.cpu_request;
         let reading = self.rng.readings.normal() * 1.5 * p.noise;
         // CPU %: 3 idle, 95 more at a pod's capacity (the replay's `base + slope × rps / ready`,
-        // computed in the same order).
+        // computed in the same order); in a world with a knee, steeper past it, and a pod serves
+        // only up to where its request is all busy.
         let slope = 95.0 / p.pod_capacity_rps;
+        let world = &self.world;
+        let busy = |rps: f64, ready: f64| if world.knee >= 1.0 { slope * rps / ready } else { 95.0 * world.busy(rps / ready / p.pod_capacity_rps) };
+        let pod_serves = p.pod_capacity_rps * world.saturation();
         // CPU % of a ready pod with `ready` pods serving: what metrics-server reports.
         let cpu_of = |ready: f64| {
-            let served = if ready > 0.0 { offered.min(ready * p.pod_capacity_rps) } else { 0.0 };
-            let busy = if ready > 0.0 { slope * served / ready } else { 0.0 };
+            let served = if ready > 0.0 { offered.min(ready * pod_serves) } else { 0.0 };
+            let busy = if ready > 0.0 { busy(served, ready) } else { 0.0 };
             (3.0 + busy + reading).clamp(0.5, cpu_cap)
         };
-        let needed = |ready: f64| if ready > 0.0 { 3.0 + slope * demand / ready } else { f64::INFINITY };
+        let needed = |ready: f64| if ready > 0.0 { 3.0 + busy(demand, ready) } else { f64::INFINITY };
+        // The pods asked for in this step start up alike (one draw a step, whoever scales).
+        self.hpa.pod_startup_seconds = world.startup(self.startup_median, &mut self.rng.startup);
         let ask = match self.wanted {
             Some(r) => Ask::Replicas(r as f64),
             None => Ask::Metrics { floor: 0.0 },
@@ -185,7 +235,7 @@ impl Service {
         });
         // The step's load meets the pods that were ready through it, on average.
         let ready = ready_seconds / dt;
-        let capacity = ready * p.pod_capacity_rps;
+        let capacity = ready * pod_serves;
         let served = offered.min(capacity);
         let overflow = (offered - served) * dt;
         let max_backlog = capacity.max(p.pod_capacity_rps) * 30.0;
@@ -239,7 +289,7 @@ impl Service {
             cpu_cores: ready * p.cpu_request * cpu_percent / 100.0,
             ram_mib: ram_total,
             stretches,
-            needed_cpu_percent_at_max: 3.0 + 95.0 * demand / (p.max_replicas.max(1) as f64 * p.pod_capacity_rps),
+            needed_cpu_percent_at_max: 3.0 + 95.0 * world.busy(demand / (p.max_replicas.max(1) as f64 * p.pod_capacity_rps)),
         }
     }
 }

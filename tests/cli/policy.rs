@@ -25,7 +25,7 @@ fn margin(eval: &serde_json::Value, policy: &str) -> f64 {
 #[test]
 fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
     // Quiet nights, a steep morning ramp (07:00-08:00), a busy day, an evening decline.
-    let (_p, eval) = evaluated(trace(4, |h| match h {
+    let (p, eval) = evaluated(trace(4, |h| match h {
         h if h < 7.0 => 80.0,
         h if h < 8.0 => 80.0 + 920.0 * (h - 7.0),
         h if h < 18.0 => 1000.0 + 60.0 * (h * 3.0).sin(),
@@ -47,6 +47,31 @@ fn with_a_daily_ramp_the_forecast_beats_the_hpa() {
     assert!(demand > 0.0, "the demand forecast under the HPA beats the frontier: {demand} min; {}", eval["margins"]);
     // The HPA itself lies on its frontier.
     assert!(margin(&eval, "hpa").abs() < 1.0, "{}", eval["margins"]["hpa"]);
+
+    // The demand forest's risk family: the less risk, the more pods and the fewer minutes short,
+    // and the less often demand came above the raised forecast.
+    let family = eval["risk"]["train_random_forest_demand"].as_array().unwrap_or_else(|| panic!("no risk family: {}", eval["risk"]));
+    let level = |k: usize, what: &str| family[k][what].as_f64().unwrap();
+    assert_eq!(family.iter().map(|m| m["level"].as_f64().unwrap()).collect::<Vec<_>>(), [0.5, 0.3, 0.2, 0.1, 0.05, 0.02]);
+    let last = family.len() - 1;
+    assert!(level(last, "pod_hours") > level(0, "pod_hours"), "{family:?}");
+    assert!(level(last, "under_provisioned_minutes") <= level(0, "under_provisioned_minutes"), "{family:?}");
+    assert!(level(last, "exceedance") < level(0, "exceedance"), "{family:?}");
+
+    // A pipeline that asks for one member publishes it with its offsets; serve and `models show`
+    // read them from the version.
+    let mut publish = vec!["run", "--until", "publish", "--no-progress", "--set", "risk=0.1", "--set", "require_beating_hpa=false"];
+    publish.extend_from_slice(QUICK);
+    p.pipeline(&publish).ok().stdout_has("random_forest v1: promoted");
+    let version = json(&p.path().join("artifacts/models/random_forest/v1/version.json"));
+    assert_eq!(version["risk"]["level"].as_f64(), Some(0.1), "{version}");
+    assert!(version["risk"]["offsets"]["frontend"].is_number() && version["risk"]["pooled"].is_number(), "{version}");
+    p.pipeline(&["models", "show", "random_forest"])
+        .ok()
+        .stdout_has("risk:       risk 10 % (each service's forecast raised by its hold-out errors' 90 % quantile); pods added: frontend ");
+    let mut bad = vec!["run", "--until", "publish", "--no-progress", "--set", "risk=often"];
+    bad.extend_from_slice(QUICK);
+    p.pipeline(&bad).code(2).stderr_has("publish").stderr_has("`risk` is `none`, `auto` or a probability");
 }
 
 #[test]

@@ -61,7 +61,12 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
     for needle in ["THE HONEST COMPARISON", "leaks the future", "AUTOSCALING REPLAY", "hpa", "recorded", "RECOMMENDATION", "LABEL RULES", "scale_up"] {
         assert!(text.contains(needle), "the text report lacks `{needle}`:\n{text}");
     }
+    let hpa_row = text.lines().find(|l| l.trim_start().starts_with("hpa ")).unwrap_or_else(|| panic!("no hpa row:\n{text}"));
+    assert!(hpa_row.ends_with("on the frontier") && hpa_row.matches("on the frontier").count() == 2, "the HPA is a point of its frontier: {hpa_row}");
+    // The demand forest's risk family, listed and drawn beside the frontier.
+    assert!(text.contains("The risk family of train_random_forest_demand"), "{text}");
     let r = json(&report.join("comparison_report.json"));
+    assert_eq!(r["risk"]["train_random_forest_demand"].as_array().map(Vec::len), Some(6), "{}", r["risk"]);
     assert_eq!(r["models"], serde_json::json!(["train_random_forest_temporal", "train_lstm_cnn"]), "the honest comparison: unseen hold-out, same labels");
     let recommendation = r["recommendation"].as_str().unwrap();
     assert!(r["recommended_model"].is_string() || recommendation.starts_with("Keep the reactive HPA"), "{recommendation}");

@@ -105,3 +105,46 @@ fn a_week_exercises_replicas_and_every_label() {
         }
     }
 }
+
+/// The day's request rates and replicas per row of one service, from a flat-layout day file.
+fn column(p: &Project, file: &str, service: &str, at: usize) -> Vec<f64> {
+    p.read(file).lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).filter(|r| r[1] == service).map(|r| r[at].parse().unwrap()).collect()
+}
+
+#[test]
+fn a_world_changes_the_cluster_and_names_what_it_cannot_be() {
+    let p = Project::empty();
+    let out = p.pipeline(&["simulate", "--list-worlds"]).ok().stdout();
+    assert_eq!(out.lines().count(), 1 + 14, "{out}");
+    assert!(out.lines().any(|l| l.split_whitespace().take(2).eq(["jvm-knee", "180s"])), "{out}");
+    for name in ["default", "jvm-knee", "flash-crowds", "tight-max", "hostile"] {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name} in {out}");
+    }
+    let day =
+        |world: &str, out: &str| p.simulate(&["--days", "1", "--seed", "7", "--layout", "flat", "--services", "frontend", "--world", world, "--out", out]);
+    day("default", "default");
+    p.simulate(&["--days", "1", "--seed", "7", "--layout", "flat", "--services", "frontend", "--out", "plain"]);
+    assert_eq!(p.read("default/metrics_20251006.csv"), p.read("plain/metrics_20251006.csv"), "`default` is the world without --world");
+    // A flash crowd: for a while every row asks more, up to 2-5 times the default's load at that
+    // time (the trace part of it: a floor of 4 % of the peak stays).
+    day("flash-crowds", "crowd");
+    let (calm, crowd) = (column(&p, "default/metrics_20251006.csv", "frontend", 8), column(&p, "crowd/metrics_20251006.csv", "frontend", 8));
+    let ratios: Vec<f64> = calm.iter().zip(&crowd).map(|(a, b)| b / a).collect();
+    let peak = ratios.iter().copied().fold(0.0, f64::max);
+    assert!((1.3..=5.1).contains(&peak), "the crowd's peak: ×{peak}");
+    let crowded = ratios.iter().filter(|r| (**r - 1.0).abs() > 1e-6).count();
+    assert!((20..=2 * 60 + 2).contains(&crowded), "20-60 minutes of 30 s rows: {crowded}");
+    // Tight maxReplicas: frontend's 10 become 8, the cap a day at eight times the load reaches.
+    let busy = |world: &str, out: &str| {
+        p.simulate(&["--days", "1", "--seed", "7", "--layout", "flat", "--services", "frontend", "--load", "8", "--world", world, "--out", out]);
+        column(&p, &format!("{out}/metrics_20251006.csv"), "frontend", 11).into_iter().fold(0.0, f64::max)
+    };
+    assert_eq!((busy("default", "busy"), busy("tight-max", "tight")), (10.0, 8.0));
+    // Settings are named; a wrong one is a usage error naming its field, and writes nothing.
+    p.pipeline(&["simulate", "--days", "1", "--world", "mars", "--out", "x"]).code(2).stderr_has("jvm-knee");
+    p.pipeline(&["simulate", "--days", "1", "--world-set", "knee=2", "--out", "x"]).code(2).stderr_has("`knee` must be within 0.05..1");
+    p.pipeline(&["simulate", "--days", "1", "--world-set", "knees=0.5", "--out", "x"]).code(2).stderr_has("`knees` is not a setting of a world");
+    p.pipeline(&["simulate", "--days", "1", "--world-set", "flash_crowd_factor=[5,2]", "--out", "x"]).code(2).stderr_has("flash_crowd_factor");
+    p.pipeline(&["simulate", "--days", "1", "--hpa", "pod_startup_seconds=90", "--out", "x"]).code(2).stderr_has("--pod-startup-seconds");
+    assert!(!p.path().join("x").exists());
+}

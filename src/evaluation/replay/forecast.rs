@@ -31,6 +31,18 @@ fn ahead(t: f64, p: &Params) -> (f64, f64) {
     (t + p.pod_startup_seconds, t + p.pod_startup_seconds + p.forecast_horizon_seconds)
 }
 
+/// At each row `at[k]` of `load`: the peak its window actually had, what a forecast that knew
+/// the future would provision for; `None` where the rows end before the window does.
+pub fn realized(load: &Load, at: &[usize], p: &Params) -> Vec<Option<f64>> {
+    let last = load.seconds.last().copied().unwrap_or(f64::NEG_INFINITY);
+    at.iter()
+        .map(|&i| {
+            let (from, to) = ahead(load.seconds[i], p);
+            if to > last { None } else { load.peak(from, to) }
+        })
+        .collect()
+}
+
 /// At each row `at[k]` of `load`: the peak of the same window one week earlier when the data
 /// reaches back a week, else one day earlier; `None` before a day of data.
 pub fn seasonal_naive(load: &Load, at: &[usize], p: &Params) -> Vec<Option<f64>> {

@@ -155,14 +155,19 @@ mod tests {
         Score { pod_hours, under_provisioned_minutes: minutes, ..Score::default() }
     }
 
-    #[test]
-    fn a_policy_below_the_curve_beats_the_hpa() {
-        // Cheaper targets (80 %) use fewer pod-hours and leave more minutes under-provisioned.
-        let f = Frontier::new(vec![
+    /// 80 %: 100 pod-h and 100 min; 60 %: 140 and 20; 40 %: 200 and 0 (given out of order).
+    fn three_targets() -> Frontier {
+        Frontier::new(vec![
             Point { target: 40.0, pod_hours: 200.0, under_provisioned_minutes: 0.0 },
             Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 100.0 },
             Point { target: 60.0, pod_hours: 140.0, under_provisioned_minutes: 20.0 },
-        ]);
+        ])
+    }
+
+    #[test]
+    fn a_policy_below_the_curve_beats_the_hpa() {
+        // Cheaper targets (80 %) use fewer pod-hours and leave more minutes under-provisioned.
+        let f = three_targets();
         assert_eq!(f.points[0].target, 80.0);
         // Halfway between 100 and 140 pod-hours: 60 minutes.
         let m = f.margin(&score(120.0, 30.0)).unwrap();
@@ -183,12 +188,7 @@ mod tests {
 
     #[test]
     fn the_cost_axis_reads_the_curve_the_other_way() {
-        // 80 %: 100 pod-h and 100 min; 60 %: 140 and 20; 40 %: 200 and 0.
-        let f = Frontier::new(vec![
-            Point { target: 40.0, pod_hours: 200.0, under_provisioned_minutes: 0.0 },
-            Point { target: 80.0, pod_hours: 100.0, under_provisioned_minutes: 100.0 },
-            Point { target: 60.0, pod_hours: 140.0, under_provisioned_minutes: 20.0 },
-        ]);
+        let f = three_targets();
         // 60 min lies halfway from 100 to 20 min: halfway from 100 to 140 pod-h.
         assert_eq!(f.pod_hours_at(60.0), Some(120.0));
         assert_eq!(f.pod_hours_at(20.0), Some(140.0));

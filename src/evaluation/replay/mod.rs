@@ -86,6 +86,9 @@ pub struct Params {
     pub forecast_alone: bool,
     /// Forecasting baselines provision for the peak of this long after the start-up delay.
     pub forecast_horizon_seconds: f64,
+    /// The risk levels (probability that demand exceeds the forecast) of each model's family
+    /// (`evaluation::risk`).
+    pub risk_levels: Vec<f64>,
 }
 
 impl Default for Params {
@@ -113,6 +116,7 @@ impl Default for Params {
             floor_targets: (0..5).map(|k| 60.0 + 5.0 * k as f64).collect(),
             forecast_alone: true,
             forecast_horizon_seconds: 300.0,
+            risk_levels: crate::evaluation::risk::LEVELS.to_vec(),
         }
     }
 }
@@ -173,6 +177,9 @@ impl Params {
         }
         if let Some(t) = self.floor_targets.iter().find(|t| !(t.is_finite() && **t > 0.0 && **t <= 100.0)) {
             return bad("floor_targets", format!("has {t}, not a CPU % within 0..100"));
+        }
+        if let Some(r) = self.risk_levels.iter().find(|r| !(**r > 0.0 && **r < 1.0)) {
+            return bad("risk_levels", format!("has {r}, not a probability between 0 and 1"));
         }
         self.hpa(self.hpa_target).check().map_err(|e| {
             // The pipeline file's names for the model's fields.
