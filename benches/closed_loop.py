@@ -105,6 +105,14 @@ def policies_of(work, models):
     for m in models:
         shown = pipeline(["models", "show", m], work).stdout
         out[m] = next((l.split(":", 1)[1].strip() for l in shown.splitlines() if l.startswith("policy:")), "?")
+        # The risk family on the hold-out: how many members lie below the frontier on each axis.
+        holdout = next((l.split(":", 1)[1].strip() for l in shown.splitlines() if l.startswith("hold-out:")), "{}")
+        family = json.loads(holdout).get("risk_family") or []
+        if family and "margin_minutes" in family[0]:
+            below = sum(1 for f in family if (f.get("margin_minutes") or 0) > 0)
+            cheaper = sum(1 for f in family if (f.get("saving_pod_hours") or 0) > 0)
+            calib = ", ".join(f"{100 * f['level']:.0f}%→{100 * f['exceedance']:.1f}%" for f in family)
+            out[m] += f"; risk family: {below} of {len(family)} below the frontier at equal cost, {cheaper} cheaper at equal health; observed exceedance {calib}"
     return out
 
 

@@ -178,6 +178,8 @@ pub fn compare(
                 pod_hours: score.pod_hours,
                 under_provisioned_minutes: score.under_provisioned_minutes,
                 exceedance: over as f64 / known.max(1) as f64,
+                margin_minutes: frontier.margin(&score).map(|m| m.minutes),
+                saving_pod_hours: frontier.saving(&score).and_then(|s| s.pod_hours),
             });
         }
         family.insert(name.clone(), members);

@@ -127,8 +127,14 @@ pub struct Scored {
     pub level: f64,
     pub pod_hours: f64,
     pub under_provisioned_minutes: f64,
-    /// Of the scored rows, the share whose demand label exceeded the (cross-fitted) forecast.
+    /// Of the scored rows, the share whose demand exceeded the (cross-fitted) raised forecast.
     pub exceedance: f64,
+    /// Against the HPA's frontier: minutes below it at equal pod-hours, pod-hours saved at
+    /// equal minutes (none: the HPA is never that healthy, or there is no frontier).
+    #[serde(default)]
+    pub margin_minutes: Option<f64>,
+    #[serde(default)]
+    pub saving_pod_hours: Option<f64>,
 }
 
 /// Which of `members` a pipeline's `choice` serves: the level asked for (the nearest scored),
@@ -189,7 +195,14 @@ mod tests {
 
     #[test]
     fn a_pipeline_picks_a_level_or_the_cheapest_as_healthy_as_the_hpa() {
-        let s = |level: f64, pod_hours: f64, minutes: f64| Scored { level, pod_hours, under_provisioned_minutes: minutes, exceedance: level };
+        let s = |level: f64, pod_hours: f64, minutes: f64| Scored {
+            level,
+            pod_hours,
+            under_provisioned_minutes: minutes,
+            exceedance: level,
+            margin_minutes: None,
+            saving_pod_hours: None,
+        };
         let members = [s(0.5, 100.0, 30.0), s(0.2, 110.0, 12.0), s(0.1, 120.0, 8.0), s(0.05, 130.0, 5.0)];
         assert_eq!(pick(&members, RiskChoice::None, 10.0), None);
         assert_eq!(pick(&members, RiskChoice::Auto, 10.0).map(|m| m.level), Some(0.1));

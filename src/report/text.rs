@@ -169,10 +169,25 @@ scale-down stabilisation {:.0} s",
             o,
             "\n  The risk family of {model} (its forecast raised by the hold-out errors' quantile per service, cross-fitted; a pipeline picks a member with `risk`):"
         );
-        let _ = writeln!(o, "  {:>6} {:>10} {:>14} {:>22}", "risk", "pod-hours", "under-prov min", "demand above it (rows)");
+        let _ = writeln!(
+            o,
+            "  {:>6} {:>10} {:>14} {:>22} {:>16} {:>16}",
+            "risk", "pod-hours", "under-prov min", "demand above it (rows)", "vs HPA: min", "vs HPA: pod-h"
+        );
+        let or_dash = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:+.1}"));
         for m in members {
-            let _ = writeln!(o, "  {:>5.0}% {:>10.1} {:>14.1} {:>21.1}%", 100.0 * m.level, m.pod_hours, m.under_provisioned_minutes, 100.0 * m.exceedance);
+            let _ = writeln!(
+                o,
+                "  {:>5.0}% {:>10.1} {:>14.1} {:>21.1}% {:>16} {:>16}",
+                100.0 * m.level,
+                m.pod_hours,
+                m.under_provisioned_minutes,
+                100.0 * m.exceedance,
+                or_dash(m.margin_minutes),
+                or_dash(m.saving_pod_hours)
+            );
         }
+        let _ = writeln!(o, "  (vs HPA: minutes below the frontier at equal pod-hours, pod-hours saved at equal minutes; positive beats it)");
     }
     let _ = writeln!(o, "\n  Method: {}", wrap(&r.replay_method, 96, "  "));
 
