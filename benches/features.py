@@ -2,9 +2,11 @@
 """Benchmark: ingest + features + labels, ours against the pandas reference, end to end on the
 same 1M-row CSV (one file in, the labelled table as Parquet out), in one run.
 
-usage: benches/features.py [--rows 1000000] [--repeat 3]
+usage: benches/features.py [--rows 1000000] [--repeat 3] [--smoke]
 Prints wall time and peak memory (max RSS) of each, and the ratios. Needs the release build
-(cargo build --release) and the venv (scripts/setup.sh).
+(cargo build --release) and the venv (scripts/setup.sh). The pipeline is the product's own,
+pipelines/train.yaml up to its `labels` stage (`--until labels`), so the bench cannot drift from
+it. `--smoke`: 20,000 rows, once (CI runs it so a broken bench fails; its ratios mean little).
 
 Two more lines say where the pipeline's time goes: its start-up (`pipeline --version`: libtorch's
 static initialisers run before main), and the same three cached stages with pass-through SQL
@@ -26,27 +28,8 @@ TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~")
 PIPELINE_BIN = os.path.join(TARGET, "release", "pipeline")
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 
-BENCH_YAML = """
-name: bench
-params:
-  metrics_uri: metrics.csv
-stages:
-  ingest:
-    op: ingest
-    source: ${metrics_uri}
-  features:
-    op: sql
-    deps: [ingest]
-    sql: sql/features.sql
-    one_hot: { column: service_name, from: ingest, prefix: service_ }
-  labels:
-    op: sql
-    deps: [features]
-    sql: sql/labels.sql
-    params: {horizon: 10, label_rule: seed, scale_up_cpu: 70, scale_up_ram: 75, scale_up_response_ms: 500,
-             scale_down_cpu: 30, scale_down_ram: 35, target_cpu: 60, min_replicas: 1, max_replicas: 10}
-"""
-
+# The product's pipeline on one CSV, up to the labels: ingest, features, labels.
+RUN = ["run", "pipelines/train.yaml", "--until", "labels", "--set", "metrics_uri=metrics.csv", "--force", "--no-progress"]
 
 
 def measure(cmd, cwd):
@@ -71,7 +54,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="20,000 rows, once: that the bench runs, not what it measures")
     a = ap.parse_args()
+    if a.smoke:
+        a.rows, a.repeat = 20_000, 1
     work = tempfile.mkdtemp(prefix="bench-features-")
     try:
         days = -(-a.rows // (7 * 16 * 120))
@@ -91,13 +77,12 @@ def main():
                         out.write(line)
                         written += 1
         shutil.rmtree(os.path.join(work, "days"))
-        shutil.copytree(os.path.join(ROOT, "sql"), os.path.join(work, "sql"))
-        with open(os.path.join(work, "bench.yaml"), "w") as f:
-            f.write(BENCH_YAML)
-        # The floor: the same pipeline in a sibling folder whose SQL files pass rows through.
+        for d in ("sql", "pipelines"):
+            shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
+        # The floor: the same pipeline in a sibling folder whose features and labels SQL pass rows through.
         floor_dir = os.path.join(work, "floor")
-        os.makedirs(os.path.join(floor_dir, "sql"))
-        shutil.copy(os.path.join(work, "bench.yaml"), floor_dir)
+        for d in ("sql", "pipelines"):
+            shutil.copytree(os.path.join(ROOT, d), os.path.join(floor_dir, d))
         os.symlink(os.path.join(work, "metrics.csv"), os.path.join(floor_dir, "metrics.csv"))
         for stage, upstream in (("features", "ingest"), ("labels", "features")):
             with open(os.path.join(floor_dir, "sql", f"{stage}.sql"), "w") as f:
@@ -107,7 +92,7 @@ def main():
 
         runs = []
         for _ in range(a.repeat):
-            runs.append((measure([PIPELINE_BIN, "run", "bench.yaml", "--force", "--no-progress"], work),
+            runs.append((measure([PIPELINE_BIN, *RUN], work),
                          stage_seconds(open(os.path.join(work, "stdout.txt")).read())))
         ours, stages = min(runs)
         ref_cmd = [PYTHON, os.path.join(ROOT, "tests/reference/features.py"), "metrics.csv", "ref.parquet"]
@@ -118,7 +103,7 @@ def main():
         print(f"speed-up: {ref[0] / ours[0]:.1f}x faster; memory: {ours[1] / ref[1]:.2f}x of pandas'")
         print(f"pipeline stages in its best run: {stages} (the rest is start-up and planning)")
         start = min(measure([PIPELINE_BIN, "--version"], work) for _ in range(a.repeat))
-        floor = min((measure([PIPELINE_BIN, "run", "bench.yaml", "--force", "--no-progress"], floor_dir),
+        floor = min((measure([PIPELINE_BIN, *RUN], floor_dir),
                      stage_seconds(open(os.path.join(floor_dir, "stdout.txt")).read())) for _ in range(a.repeat))
         print(f"pipeline start-up alone: {start[0]:.2f} s; the same stages with pass-through SQL: {floor[0][0]:.2f} s "
               f"({floor[1]})")
