@@ -521,8 +521,8 @@ mod tests {
         assert_eq!(Guardrails { stabilization_seconds: -1.0, ..Guardrails::default() }.check().unwrap_err().0, "--stabilization-seconds");
     }
 
-    #[test]
-    fn a_model_output_that_is_not_a_number_falls_back_to_the_hpa() {
+    /// A forest folder whose one tree answers `value` for every row (of one feature, CPU).
+    fn constant_forest(value: f64) -> tempfile::TempDir {
         use crate::models::random_forest::{Forest, LEAF, Node};
         let dir = tempfile::tempdir().unwrap();
         let meta = crate::models::ModelMeta {
@@ -535,8 +535,14 @@ mod tests {
             trained_at: String::new(),
             tool_version: String::new(),
         };
-        let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value: f64::NAN, left: 0, right: 0 }], roots: vec![0] };
+        let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value, left: 0, right: 0 }], roots: vec![0] };
         crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_model_output_that_is_not_a_number_falls_back_to_the_hpa() {
+        let dir = constant_forest(f64::NAN);
         let r = crate::evaluation::replay::Params::default().hpa(60.0);
         for policy in [PolicySpec::AsPredicted, PolicySpec::Proactive(r.clone()), PolicySpec::Forecast(r.clone())] {
             let loaded = Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", policy.clone()).unwrap();
@@ -551,21 +557,8 @@ mod tests {
 
     #[test]
     fn a_risk_member_raises_each_services_forecast_by_its_own_offset() {
-        use crate::models::random_forest::{Forest, LEAF, Node};
-        let dir = tempfile::tempdir().unwrap();
-        let meta = crate::models::ModelMeta {
-            kind: crate::models::ModelKind::RandomForest,
-            format: 1,
-            features: vec!["cpu_usage_percent".into()],
-            params: serde_json::json!({}),
-            metrics: serde_json::json!({}),
-            lineage: serde_json::json!({}),
-            trained_at: String::new(),
-            tool_version: String::new(),
-        };
         // A forest that forecasts 2 pods for every row.
-        let forest = Forest { n_features: 1, nodes: vec![Node { feature: LEAF, value: 2.0, left: 0, right: 0 }], roots: vec![0] };
-        crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
+        let dir = constant_forest(2.0);
         let risk = crate::evaluation::risk::RiskMember { level: 0.1, offsets: [("api".to_string(), 1.6)].into(), pooled: -0.4 };
         let decided = |risk: Option<crate::evaluation::risk::RiskMember>, service: &str| {
             let loaded = Loaded { risk, ..Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::AsPredicted).unwrap() };
