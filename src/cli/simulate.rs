@@ -137,14 +137,14 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     if !(0.0..=3600.0).contains(&a.stabilization_seconds) {
         return Err(super::usage_error("simulate", "--stabilization-seconds", "must be within 0..3600 seconds"));
     }
+    if a.hpa.iter().any(|(f, _)| f == "pod_startup_seconds") {
+        return Err(super::usage_error("simulate", "--hpa", "a pod's start-up is the world's: say --pod-startup-seconds or --world-set pod_startup_seconds=…"));
+    }
     let world = world_settings(&a)?;
     let hpa = hpa_settings(
         crate::hpa::Hpa { pod_startup_seconds: world.pod_startup_seconds, scale_down_stabilization_seconds: a.stabilization_seconds, ..Default::default() },
         &a.hpa,
     )?;
-    if a.hpa.iter().any(|(f, _)| f == "pod_startup_seconds") {
-        return Err(super::usage_error("simulate", "--hpa", "a pod's start-up is the world's: say --pod-startup-seconds or --world-set pod_startup_seconds=…"));
-    }
     if !(a.load > 0.0 && a.load <= 100.0) {
         anyhow::bail!("--load must be a factor above 0 and at most 100 (1: the profiles' own load), not {}", a.load);
     }
