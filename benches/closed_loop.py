@@ -4,11 +4,14 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
+                              [--warm-up-days 1] [--pipeline FILE]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
 each with `pipeline serve`, and for each trace (World Cup 1998 in June, NAB elb_request_count,
-NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler`: the services follow
+NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler`, after --warm-up-days
+of the same trace that each server sees but nothing judges (so a server has its services'
+yesterday, as one that has been running has): the services follow
 the server's decisions (new pods ready after --startup seconds, scale-down stabilised over
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
 minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it),
@@ -79,7 +82,7 @@ def judge(work, a, models, world, startup, rows, label):
             # trace's day starts at the same simulated time.
             servers = [(m, *serve(work, m)) for m in models]
             summary = os.path.join(work, "summary.json")
-            args = ["simulate", "--days", "1", "--seed", "7", "--trace", trace, "--load", str(a.load), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
+            args = ["simulate", "--days", "1", "--warm-up-days", str(a.warm_up_days), "--seed", "7", "--trace", trace, "--load", str(a.load), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             args += ["--world", world] if world else ["--pod-startup-seconds", str(startup)]
             for _, _, url in servers:
                 args += ["--scaler", url]
@@ -151,6 +154,8 @@ def main():
     ap.add_argument("--work", help="keep the trained project here and reuse it (default: a temporary folder)")
     ap.add_argument("--worlds", help="`all` or NAME,...: train and judge in each cluster world (pipeline simulate --list-worlds)")
     ap.add_argument("--train-days", type=int, default=14, help="simulated days each world trains on (with --worlds)")
+    ap.add_argument("--warm-up-days", type=int, default=1, help="days of each trace every server sees before the judged one (its services' yesterday, for the seasonal features)")
+    ap.add_argument("--pipeline", help="train with this pipeline file instead of pipelines/train.yaml (e.g. a variant without some features)")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
     a = ap.parse_args()
     models = a.models.split(",")
@@ -166,6 +171,8 @@ def main():
     def project(at):
         for d in ("pipelines", "sql", "data"):
             shutil.copytree(os.path.join(ROOT, d), os.path.join(at, d), dirs_exist_ok=True)
+        if a.pipeline:
+            shutil.copyfile(a.pipeline, os.path.join(at, "pipelines", "train.yaml"))
         return at
 
     try:
@@ -195,9 +202,9 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     if chosen is None:
         how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
-        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load, pods ready {a.startup} s after they are asked for")
+        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for")
     else:
-        print(f"{len(chosen)} worlds, each trained on {a.train_days} simulated days of World Cup 1998 ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most) and judged on one unseen day per trace at {a.load}x load, in {trained:.0f} s")
+        print(f"{len(chosen)} worlds, each trained on {a.train_days} simulated days of World Cup 1998 ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most) and judged on one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), in {trained:.0f} s")
     for w, ps in policies.items():
         for m, policy in ps.items():
             print(f"{w}: served {m}: {policy}")

@@ -3,6 +3,14 @@
 -- so this table stays as narrow with 200 services as with 2. Every window is over ROWS of one service
 -- ordered by time (not a time range), so a window may straddle the night gap, as before.
 -- Values a window cannot produce (first row, single-row std) become 0.
+--
+-- Then five seasonal features, on 5-minute slots of time (src/features/seasonal.rs, which the
+-- server shares): the mean request rate of the service's slot a day and a week before the row's,
+-- the peak of that slot and the next (the demand label's window lies within them), and the
+-- Holt-Winters forecast of the slot after the row's from the slots before it. Slots are joined by
+-- number, so gaps never shift them; a row whose lagged slot had no rows (the first day, the first
+-- week) or whose forecast has less than a day behind it gets its own request rate instead.
+WITH seed AS (
 SELECT
     timestamp,
     service_name,
@@ -53,9 +61,42 @@ SELECT
       + CAST(response_time_ms > 500 AS DOUBLE)
       + CAST(error_rate > 0.05 AS DOUBLE)
       + node_cpu_pressure_flag
-      + node_memory_pressure_flag AS system_pressure
+      + node_memory_pressure_flag AS system_pressure,
+    CAST(floor(date_part('epoch', timestamp) / 300) AS BIGINT) AS slot
 FROM ingest
 WINDOW
     by_time AS (PARTITION BY service_name ORDER BY timestamp),
     last_10 AS (PARTITION BY service_name ORDER BY timestamp ROWS BETWEEN 9 PRECEDING AND CURRENT ROW)
-ORDER BY service_name, timestamp
+),
+slots AS (
+    SELECT service_name, CAST(floor(date_part('epoch', timestamp) / 300) AS BIGINT) AS slot, avg(request_count_per_second) AS rate
+    FROM ingest
+    GROUP BY service_name, slot
+),
+profile AS (
+    SELECT
+        service_name,
+        slot,
+        rate,
+        -- The slot and the next one (seasonal::PEAK_SLOTS).
+        max(rate) OVER (PARTITION BY service_name ORDER BY slot RANGE BETWEEN CURRENT ROW AND 1 FOLLOWING) AS peak,
+        holt_winters_next(rate, slot) OVER (PARTITION BY service_name ORDER BY slot) AS holt_winters
+    FROM slots
+)
+-- The small slot tables come first in their joins, so the joins hold them, not the rows.
+SELECT
+    s.* EXCEPT (slot),
+    coalesce(d.rate, s.request_count_per_second) AS request_rate_yesterday,
+    coalesce(d.peak, s.request_count_per_second) AS request_peak_yesterday,
+    coalesce(w.rate, s.request_count_per_second) AS request_rate_last_week,
+    coalesce(w.peak, s.request_count_per_second) AS request_peak_last_week,
+    coalesce(h.holt_winters, s.request_count_per_second) AS request_rate_holt_winters
+FROM profile d
+RIGHT JOIN (
+    profile w
+    RIGHT JOIN (
+        profile h
+        RIGHT JOIN seed s ON h.service_name = s.service_name AND h.slot = s.slot
+    ) ON w.service_name = s.service_name AND w.slot = s.slot - 2016
+) ON d.service_name = s.service_name AND d.slot = s.slot - 288
+ORDER BY s.service_name, s.timestamp

@@ -161,7 +161,13 @@ impl Registry {
 
     /// Copies a trained model folder in as the next version, or returns the version that
     /// already holds the same source.
-    pub fn register(&self, model: &str, src: &Path, mut info: VersionInfo) -> Result<(VersionInfo, bool)> {
+    pub fn register(&self, model: &str, src: &Path, info: VersionInfo) -> Result<(VersionInfo, bool)> {
+        self.register_with(model, src, info, &[])
+    }
+
+    /// `register`, with `extra` files (name, bytes) written into the version beside the model's
+    /// before it appears.
+    pub fn register_with(&self, model: &str, src: &Path, mut info: VersionInfo, extra: &[(&str, Vec<u8>)]) -> Result<(VersionInfo, bool)> {
         let existing = self.versions(model)?;
         if let Some(v) = existing.iter().find(|v| v.source_key == info.source_key) {
             return Ok((v.clone(), false));
@@ -181,6 +187,9 @@ impl Registry {
             if e.path().is_file() && n != "meta.json" && n != crate::cache::OUTPUT {
                 std::fs::copy(e.path(), tmp.path().join(&name))?;
             }
+        }
+        for (name, bytes) in extra {
+            std::fs::write(tmp.path().join(name), bytes).with_context(|| format!("writing {name} of {model} {}", info.version))?;
         }
         write_atomic(&tmp.path().join("version.json"), &serde_json::to_vec_pretty(&info)?)?;
         std::fs::rename(tmp.keep(), dir.join(&info.version)).with_context(|| format!("registering {model} {}", info.version))?;

@@ -14,6 +14,11 @@ pub struct SimulateArgs {
     /// Number of days.
     #[arg(long, default_value_t = 7)]
     days: u32,
+    /// Days lived through before the judged ones, the services' own HPA deciding: a --scaler
+    /// server sees their rows (its services' yesterday, as one that has been running has);
+    /// nothing of them is counted or written.
+    #[arg(long, default_value_t = 0, value_name = "DAYS")]
+    warm_up_days: u32,
     /// Output folder (with several --scaler values, one subfolder per scaler).
     #[arg(long, value_name = "DIR", required_unless_present = "list_worlds")]
     out: Option<PathBuf>,
@@ -150,6 +155,7 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     }
     let opts = Options {
         days: a.days,
+        warm_up_days: a.warm_up_days,
         out: a.out.expect("clap requires --out without --list-worlds"),
         trace: a.trace,
         services: a.services,

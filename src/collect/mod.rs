@@ -197,6 +197,32 @@ impl Collector {
         Ok(rows)
     }
 
+    /// `service`'s request rate every 30 s from `start` to `end` (seconds since the epoch), as
+    /// the live rows take it, from Prometheus' history: what rebuilds its seasonal profile when
+    /// a server starts. Steps without a sample are left out (the service did not exist yet).
+    pub async fn request_history(&mut self, service: &str, start: i64, end: i64) -> Result<Vec<(i64, f64)>, QueryError> {
+        let k = QUERIED.iter().position(|n| *n == "request_count_per_second").expect("a queried column");
+        let query = self.config.expand(&self.config.columns[k].query, service);
+        let mut out = Vec::new();
+        let mut from = start - start.rem_euclid(STEP_SECONDS);
+        while from < end {
+            // A day a query: 2,880 points, under Prometheus' 11,000 a series.
+            let to = (from + 86_400 - STEP_SECONDS).min(end);
+            let series = self.prometheus.query_range(&query, from as f64, to as f64, STEP_SECONDS as f64).await?;
+            let by_time: Vec<HashMap<i64, f64>> = series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect();
+            for t in (from..=to).step_by(STEP_SECONDS as usize) {
+                let samples: Vec<Option<f64>> = by_time.iter().filter_map(|m| m.get(&t).map(|v| Some(*v))).collect();
+                if !samples.is_empty()
+                    && let Some(v) = self.value(service, k, samples)
+                {
+                    out.push((t, round(v, 2)));
+                }
+            }
+            from = to + STEP_SECONDS;
+        }
+        Ok(out)
+    }
+
     /// One column's value from the series its query returned (each series' sample, if any).
     fn value(&mut self, service: &str, k: usize, samples: Vec<Option<f64>>) -> Option<f64> {
         let name = QUERIED[k];

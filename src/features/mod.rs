@@ -3,6 +3,7 @@
 pub mod batch_window;
 pub mod named_windows;
 pub mod rolling;
+pub mod seasonal;
 pub mod spill_pool;
 
 use datafusion::execution::context::SessionContext;
@@ -62,6 +63,7 @@ pub fn window_functions() -> Vec<std::sync::Arc<WindowUDF>> {
     [rolling::Stat::Quantile, rolling::Stat::Max, rolling::Stat::Stddev]
         .into_iter()
         .map(|stat| std::sync::Arc::new(WindowUDF::from(rolling::Rolling::new(stat))))
+        .chain([std::sync::Arc::new(WindowUDF::from(seasonal::HoltWintersNext::default()))])
         .collect()
 }
 

@@ -41,6 +41,7 @@ use crate::evaluation::policy_name::PolicyName;
 use crate::evaluation::replay::Score;
 use crate::evaluation::risk::{self, RiskChoice};
 use crate::evaluation::{Holdout, replay};
+use crate::features::seasonal::{self, Profiles};
 use crate::models::model::Model;
 use crate::models::torch_runtime::DeviceChoice;
 
@@ -102,8 +103,8 @@ impl Stage for Publish {
         // 2: exact accuracy on replicas rounded half to even. 3: the replay with delays.
         // 4: label rules recorded, exact accuracy compared only on the hold-out's labels.
         // 5: the replay's history is the two weeks before the hold-out. 6: both axes decide;
-        // the risk family.
-        6
+        // the risk family. 7: a model reading seasonal features carries each service's profile.
+        7
     }
 
     fn params(&self) -> serde_json::Value {
@@ -122,6 +123,7 @@ impl Stage for Publish {
         let mut deps = ctx.upstream.iter();
         let (holdout_stage, holdout) = deps.next().context("publish needs the hold-out split")?;
         let (holdout_stage, holdout) = (holdout_stage.clone(), holdout.output());
+        let holdout_path = holdout.clone();
         let models: Vec<(String, std::path::PathBuf, String)> = deps.map(|(s, e)| (s.clone(), e.dir.clone(), e.meta.key.clone())).collect();
         let registry = Registry::of_project(&ctx.pipeline.root);
         let (rp, rule, risk_choice) = (self.replay.clone(), self.rule.clone(), self.risk);
@@ -209,7 +211,14 @@ impl Stage for Publish {
                     label_rule: Some(label_rule.clone()),
                     risk: served_risk,
                 };
-                let (version, _) = registry.register(&kind, &dir, info)?;
+                // A model reading seasonal features serves with each service's profile as its
+                // training data left it (the split holds every row, hold-out included).
+                let mut extra = Vec::new();
+                if Profiles::wanted_by(&model.meta().features) {
+                    progress.message(&format!("{stage}: each service's seasonal profile"));
+                    extra.push((seasonal::FILE, serde_json::to_vec(&Profiles::from_table(&holdout_path)?)?));
+                }
+                let (version, _) = registry.register_with(&kind, &dir, info, &extra)?;
                 let v = version.version.clone();
                 let candidate = Candidate {
                     kind: kind.clone(),

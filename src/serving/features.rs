@@ -1,9 +1,10 @@
-//! The features of `sql/features.sql`, computed one row at a time from a service's recent rows,
-//! so the server can take raw metrics. `tests/cli/serving.rs` proves both give the same numbers
+//! The features of `sql/features.sql`, computed one row at a time from a service's recent rows
+//! and its seasonal profile, so the server can take raw metrics. `tests/cli/serving.rs` proves both give the same numbers
 //! (1e-9) on the same history; change one, change the other.
 
 use std::collections::VecDeque;
 
+use crate::features::seasonal::{self, Profile};
 use crate::row::{Kind, NUMERIC};
 
 /// The 18 core features: metrics as read (not replica_count, is_holiday, is_weekend).
@@ -47,17 +48,25 @@ pub const ENGINEERED: [&str; 15] = [
     "system_pressure",
 ];
 
-/// A row's features: the 18 core then the 15 engineered, in [`name`] order.
-pub type Named = [f64; 33];
+/// Features in [`Named`].
+pub const NAMED: usize = CORE_FEATURES.len() + ENGINEERED.len() + seasonal::NAMES.len();
+
+/// A row's features: the 18 core, the 15 engineered, then the 5 seasonal, in [`name`] order.
+pub type Named = [f64; NAMED];
 
 /// The name of a feature of [`Named`] by position.
 pub fn name(i: usize) -> &'static str {
-    if i < CORE_FEATURES.len() { CORE_FEATURES[i] } else { ENGINEERED[i - CORE_FEATURES.len()] }
+    let (core, engineered) = (CORE_FEATURES.len(), CORE_FEATURES.len() + ENGINEERED.len());
+    match i {
+        _ if i < core => CORE_FEATURES[i],
+        _ if i < engineered => ENGINEERED[i - core],
+        _ => seasonal::NAMES[i - engineered],
+    }
 }
 
 /// Position of a feature in [`Named`].
 pub fn position(feature: &str) -> Option<usize> {
-    (0..33).find(|&i| name(i) == feature)
+    (0..NAMED).find(|&i| name(i) == feature)
 }
 
 /// Rows in the rolling windows (`ROWS BETWEEN 9 PRECEDING AND CURRENT ROW`).
@@ -127,12 +136,14 @@ impl RawRow {
     }
 }
 
-/// The recent rows of one service.
+/// The recent rows of one service, and its load by 5-minute slot over the last week.
 #[derive(Debug, Default, Clone)]
 pub struct History {
     /// (cpu, ram, requests/s, response time) of the last [`WINDOW`] rows, oldest first.
     window: VecDeque<[f64; 4]>,
     pub last_timestamp: Option<i64>,
+    /// Starts empty, or as the serving model's version left it at the end of training.
+    pub profile: Profile,
 }
 
 /// Sample standard deviation (n−1); 0 for a single value, as the SQL's coalesce gives.
@@ -154,7 +165,7 @@ pub fn quantile(values: &mut [f64], q: f64) -> f64 {
 }
 
 impl History {
-    /// Adds the row and returns its features (core, engineered; not the one-hot).
+    /// Adds the row and returns its features (core, engineered, seasonal; not the one-hot).
     pub fn push(&mut self, row: &RawRow) -> Named {
         let g = |n: &str| row.get(n);
         let (cpu, ram, rps, rt) = (g("cpu_usage_percent"), g("ram_usage_percent"), g("request_count_per_second"), g("response_time_ms"));
@@ -170,12 +181,14 @@ impl History {
         let replicas = row.replicas();
         let change = |k: usize, now: f64| prev.map_or(0.0, |p| now - p[k]);
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
-        let mut out = [0.0; 33];
+        let mut out = [0.0; NAMED];
         for (i, n) in CORE_FEATURES.iter().enumerate() {
             out[i] = g(n);
         }
+        let engineered = CORE_FEATURES.len()..CORE_FEATURES.len() + ENGINEERED.len();
+        out[engineered.end..].copy_from_slice(&self.profile.push(row.timestamp, rps));
         // In ENGINEERED's order.
-        out[18..].copy_from_slice(&[
+        out[engineered].copy_from_slice(&[
             (2.0 * std::f64::consts::PI * hour / 24.0).sin(),
             (2.0 * std::f64::consts::PI * hour / 24.0).cos(),
             cpu / (g("cpu_limit") + 1e-6),
@@ -307,13 +320,14 @@ mod tests {
         let mut bad = ok;
         bad["timestamp"] = serde_json::json!("yesterday");
         assert_eq!(RawRow::from_json(&bad).unwrap_err().field, "timestamp");
-        let mut named = [0.0; 33];
+        let mut named = [0.0; NAMED];
         named[position("cpu_per_replica").unwrap()] = 2.0;
         let plan = Plan::new(&["cpu_per_replica".into(), "service_order".into(), "service_x".into()], "service_").unwrap();
         let mut v = Vec::new();
         plan.extend(&named, "order", &mut v);
         assert_eq!(v, vec![2.0, 1.0, 0.0]);
         assert_eq!(Plan::new(&["nope".into()], "service_").unwrap_err(), vec!["nope".to_string()]);
-        assert!((0..33).all(|i| position(name(i)) == Some(i)), "names are unique");
+        assert!((0..NAMED).all(|i| position(name(i)) == Some(i)), "names are unique");
+        assert_eq!(name(NAMED - 1), "request_rate_holt_winters");
     }
 }

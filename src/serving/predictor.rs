@@ -101,6 +101,9 @@ pub struct Loaded {
     pub policy: PolicySpec,
     /// The member of its risk family publish chose: what each service's forecast is raised by.
     pub risk: Option<crate::evaluation::risk::RiskMember>,
+    /// Each service's seasonal profile at the end of its training data (a model that reads
+    /// seasonal features): a service new to this server starts from it.
+    profiles: crate::features::seasonal::Profiles,
 }
 
 impl Loaded {
@@ -109,10 +112,16 @@ impl Loaded {
         let model = Model::load(dir, DeviceChoice::Cpu).with_context(|| format!("loading {name} {version} from {}", dir.display()))?;
         let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
         let services = model.meta().features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).map(str::to_string).collect();
-        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy, risk: None })
+        let profiles = crate::features::seasonal::Profiles::load(dir)?.unwrap_or_default();
+        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy, risk: None, profiles })
     }
 
     /// The promoted version of `kind` in a registry, with the policy it was promoted with.
+    /// Whether its model reads the seasonal features (and so each service's profile).
+    pub fn reads_seasonal(&self) -> bool {
+        crate::features::seasonal::Profiles::wanted_by(&self.model.meta().features)
+    }
+
     pub fn promoted(registry: &Registry, kind: ModelKind) -> Result<Option<Loaded>> {
         let Some((version, dir)) = registry.serving_dir(kind.as_str())? else { return Ok(None) };
         let info = registry.versions(kind.as_str())?.into_iter().find(|v| v.version == version);
@@ -203,6 +212,12 @@ impl Predictor {
                 message: format!("is not after the last row of `{}` already seen; send rows in time order", row.service),
             });
         }
+        if state.history.profile.is_empty()
+            && let Some(p) = model.as_ref().and_then(|m| m.profiles.services.get(&row.service))
+            && p.ends_before(row.timestamp)
+        {
+            state.history.profile = p.clone();
+        }
         let named = state.history.push(row);
         if state.recent.len() == KEEP {
             state.recent.pop_front();
@@ -251,6 +266,21 @@ impl Predictor {
             },
         };
         Ok(Outcome { decision, fallback: None, evicted: slot.evicted })
+    }
+
+    /// Rebuilds `service`'s seasonal profile from its past request rates ((seconds since the
+    /// epoch, rate), in time order), unless this server has had rows of it already.
+    pub fn rebuild_profile(&self, service: &str, history: &[(i64, f64)]) {
+        let slot = self.services.get(service);
+        let mut state = slot.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.history.last_timestamp.is_some() {
+            return;
+        }
+        let mut profile = crate::features::seasonal::Profile::default();
+        for &(t, rate) in history {
+            profile.push(t * 1_000_000, rate);
+        }
+        state.history.profile = profile;
     }
 
     /// A row stamped too far ahead is refused before it touches its service's state: taken,
@@ -570,6 +600,53 @@ mod tests {
         assert_eq!(decided(None, "api"), 2);
         assert_eq!(decided(Some(risk.clone()), "api"), 4, "2 + 1.6, rounded");
         assert_eq!(decided(Some(risk), "web"), 2, "a service the hold-out did not have: 2 - 0.4, rounded");
+    }
+
+    #[test]
+    fn seasonal_features_read_the_versions_profile_or_one_rebuilt_and_fall_back_without() {
+        use crate::features::seasonal::{self, Profile, Profiles};
+        use crate::models::random_forest::{Forest, LEAF, Node};
+        let dir = tempfile::tempdir().unwrap();
+        let meta = crate::models::ModelMeta {
+            kind: crate::models::ModelKind::RandomForest,
+            format: 1,
+            features: vec!["request_rate_yesterday".into()],
+            params: serde_json::json!({}),
+            metrics: serde_json::json!({}),
+            lineage: serde_json::json!({}),
+            trained_at: String::new(),
+            tool_version: String::new(),
+        };
+        // 1 pod while yesterday's load was at most 50 requests/s, 6 above.
+        let leaf = |value| Node { feature: LEAF, value, left: 0, right: 0 };
+        let forest = Forest { n_features: 1, nodes: vec![Node { feature: 0, value: 50.0, left: 1, right: 2 }, leaf(1.0), leaf(6.0)], roots: vec![0] };
+        crate::models::save_forest(dir.path(), &meta, &forest).unwrap();
+        // Training ended the day before the rows: 100 requests/s at their time of day.
+        let today = row(&[]).timestamp;
+        let yesterday = today - 86_400 * 1_000_000;
+        let mut api = Profile::default();
+        api.push(yesterday, 100.0);
+        api.push(yesterday + 300 * 1_000_000, 5.0);
+        let profiles = Profiles { services: [("api".to_string(), api)].into() };
+        std::fs::write(dir.path().join(seasonal::FILE), serde_json::to_vec(&profiles).unwrap()).unwrap();
+        let loaded = Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::AsPredicted).unwrap();
+        assert!(loaded.reads_seasonal());
+        let p = Predictor::new(Some(loaded), Guardrails { max_step: 10, ..Guardrails::default() });
+        let decide = |service: &str, timestamp: i64| {
+            let mut r = row(&[("replica_count", 1.0), ("request_count_per_second", 10.0)]);
+            (r.service, r.timestamp) = (service.to_string(), timestamp);
+            p.decide(&r).unwrap().decision.predicted_replicas
+        };
+        assert_eq!(decide("api", today), 6, "yesterday from the version's profile");
+        assert_eq!(decide("web", today), 1, "no profile: yesterday falls back to its own 10 requests/s");
+        // A rebuilt profile (from Prometheus' history) serves a service the version did not know.
+        p.rebuild_profile("db", &[(yesterday / 1_000_000, 100.0), (yesterday / 1_000_000 + 300, 5.0)]);
+        assert_eq!(decide("db", today), 6);
+        // Rows older than the profile's end do not read it: it would hand them their own future.
+        let p2 = Predictor::new(Some(Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::AsPredicted).unwrap()), Guardrails::default());
+        let mut r = row(&[("replica_count", 1.0), ("request_count_per_second", 10.0)]);
+        r.timestamp = yesterday;
+        assert_eq!(p2.decide(&r).unwrap().decision.predicted_replicas, 1);
     }
 
     #[test]

@@ -255,6 +255,9 @@ async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Respon
 /// Takes every service's row from Prometheus each step and decides on it, as if it had been
 /// POSTed: every replica of the server computes the same state from the same source.
 async fn pull(app: Shared, mut p: Pull) {
+    if app.predictor.model().is_some_and(|m| m.reads_seasonal()) {
+        rebuild_profiles(&app, &mut p).await;
+    }
     let mut tick = tokio::time::interval(p.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -288,6 +291,31 @@ async fn pull(app: Shared, mut p: Pull) {
         })
         .await;
     }
+}
+
+/// Each service's last eight days of request rate from Prometheus, so a restarted server has
+/// yesterday and last week at once instead of falling back for a week (docs/serving.md).
+async fn rebuild_profiles(app: &Shared, p: &mut Pull) {
+    use crate::features::seasonal::{DAY, SLOT_SECONDS, WEEK};
+    let now = chrono::Utc::now().timestamp();
+    let services = match p.collector.services(now as f64, None).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("seasonal profiles start empty: Prometheus did not list the services: {e}");
+            return;
+        }
+    };
+    let mut rebuilt = 0;
+    for service in &services {
+        match p.collector.request_history(service, now - (WEEK + DAY) * SLOT_SECONDS, now).await {
+            Ok(history) => {
+                app.predictor.rebuild_profile(service, &history);
+                rebuilt += 1;
+            }
+            Err(e) => tracing::warn!(service = %service, "its seasonal profile starts empty: Prometheus did not give its history: {e}"),
+        }
+    }
+    tracing::info!("rebuilt the seasonal profile of {rebuilt} of {} services from eight days of Prometheus history", services.len());
 }
 
 async fn metrics(State(app): State<Shared>) -> Response {

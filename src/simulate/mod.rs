@@ -33,6 +33,10 @@ pub enum Layout {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub days: u32,
+    /// Days before the first of `days` that every scaler lives through with the services' own
+    /// HPA deciding: a decision server sees their rows, as one running for a while has its
+    /// services' yesterday; nothing of them is counted, judged or written.
+    pub warm_up_days: u32,
     pub out: PathBuf,
     pub trace: PathBuf,
     pub services: Vec<String>,
@@ -129,13 +133,16 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     // Start the trace at a midnight near its middle: the busy part of most traces.
     let anchor = ((trace.start() + trace.span() * 45 / 100) / 86_400 * 86_400) - trace.start();
     let start = opts.start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    // Warm-up days come first; days are counted from the first of them.
+    let (warm, total) = (opts.warm_up_days as i64, opts.warm_up_days as i64 + opts.days as i64);
+    let first = start - warm * 86_400;
     let node_cores: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.cpu_request).sum::<f64>() * 0.5;
     let node_mib: f64 = profiles.iter().map(|p| p.max_replicas as f64 * p.ram_request).sum::<f64>() * 0.6;
 
     let mut rng = Rng::new(opts.seed, 0);
     // Flash crowds have a stream of their own: the same days for every scaler and service count.
     let mut crowds = Rng::new(opts.seed, 1 << 41);
-    let crowds: Vec<_> = (0..opts.days as i64).map(|day| world.flash_crowd(&mut crowds, (start + day * 86_400) as f64)).collect();
+    let crowds: Vec<_> = (0..total).map(|day| world.flash_crowd(&mut crowds, (first + day * 86_400) as f64)).collect();
     let steps = (86_400.0 / STEP_S) as i64;
     // The normalised load service `p` meets at `now`, on day `day`.
     let load_at = |p: &Profile, day: i64, now: f64| {
@@ -148,9 +155,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             .enumerate()
             .map(|(i, p)| {
                 let mut d = service::Demand::new(opts.seed, i as u64);
-                (0..opts.days as i64 * steps)
-                    .map(|g| d.next(p, load_at(p, g / steps, (start + g / steps * 86_400) as f64 + (g % steps) as f64 * STEP_S)))
-                    .collect()
+                (0..total * steps).map(|g| d.next(p, load_at(p, g / steps, (first + g / steps * 86_400) as f64 + (g % steps) as f64 * STEP_S))).collect()
             })
             .collect();
         oracle::Oracle::new(&profiles, &demands, world, target_utilization, STEP_S)
@@ -160,7 +165,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         .enumerate()
         .map(|(i, p)| {
             let hpa = crate::hpa::Hpa { target: p.target_cpu, pod_startup_seconds: world.pod_startup_seconds, ..opts.hpa.clone() };
-            Service::in_world(p.clone(), hpa, world, start as f64, opts.seed, i as u64)
+            Service::in_world(p.clone(), hpa, world, first as f64, opts.seed, i as u64)
         })
         .collect();
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
@@ -171,8 +176,9 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let mut line = String::with_capacity(512);
     let mut batch: Vec<serde_json::Value> = Vec::with_capacity(services.len());
 
-    for day in 0..opts.days as i64 {
-        let day_start = start + day * 86_400;
+    for day in 0..total {
+        let day_start = first + day * 86_400;
+        let judged = day >= warm;
         let date = chrono::DateTime::from_timestamp(day_start, 0).unwrap().date_naive();
         let weekend = matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun);
         let mut file = String::with_capacity(4 << 20);
@@ -193,7 +199,9 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 let sample = svc.step(now, STEP_S, load_at(&svc.profile, day, now));
                 cores += sample.cpu_cores;
                 mib += sample.ram_mib;
-                summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
+                if judged {
+                    summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
+                }
                 // Drawn every step, written or not, so the timestamps are the same whoever scales.
                 let ts = ((wake + i as f64 * 0.035 + rng.uniform() * 0.02) * 1e6).round() as i64;
                 if collect || feed {
@@ -203,7 +211,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                         batch.push(row_json(&line));
                     }
                 }
-                if collect {
+                if collect && judged {
                     file.push_str(&line);
                     *summary.rows.entry(svc.profile.name.clone()).or_insert(0) += 1;
                     let r = summary.replicas.entry(svc.profile.name.clone()).or_insert((u32::MAX, 0));
@@ -220,17 +228,18 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             // The server's answers to this step's rows act at the next step, as a controller's
             // decision acts after the metrics it read.
             if let Decider::Server(server) = &mut decider {
-                for (svc, answer) in services.iter_mut().zip(server.decide(&batch)) {
+                let answers = server.decide(&batch);
+                for (svc, answer) in services.iter_mut().zip(answers).filter(|_| judged) {
                     svc.wanted = Some(answer.replicas.unwrap_or(svc.replicas()));
                     summary.tallies.entry(svc.profile.name.clone()).or_default().fallbacks += u64::from(answer.fallback);
                 }
             }
-            if let Some(oracle) = &oracle {
+            if let Some(oracle) = oracle.as_ref().filter(|_| judged) {
                 for (i, svc) in services.iter_mut().enumerate() {
                     svc.wanted = Some(oracle.wanted(i, (day * steps + k) as usize, (svc.profile.min_replicas, svc.profile.max_replicas)));
                 }
             }
-            if asks {
+            if asks && judged {
                 for svc in &services {
                     summary.tallies.entry(svc.profile.name.clone()).or_default().decisions += 1;
                 }
@@ -239,7 +248,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             cpu_pressure = cores > 0.85 * node_cores;
             mem_pressure = mib > 0.85 * node_mib;
         }
-        if let Some(out) = out {
+        if let Some(out) = out.filter(|_| judged) {
             let path = file_path(out, opts.layout, date, opts.gzip);
             write_file(&path, file.as_bytes(), opts.gzip)?;
             summary.files.push(path);

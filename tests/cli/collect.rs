@@ -323,3 +323,28 @@ fn backfill_rebuilds_past_days_from_prometheus_history_exactly() {
     let run = p.pipeline(&["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--from", &d, "--to", &d, "--out", "metrics"]).ok();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text, "a backfill run twice writes the same day{}", run.stderr());
 }
+
+#[test]
+fn a_services_request_history_comes_back_every_30_s_for_its_seasonal_profile() {
+    require_prometheus();
+    let p = Project::empty().file("collect.yaml", &config());
+    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
+    let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp();
+    prometheus::write_history(p.path(), &prometheus::history(at(9, 50), at(10, 10), 15, None));
+    let prom = Prometheus::start(p.path(), None);
+    let config = autoscale::collect::config::Config::load(Some(&p.path().join("collect.yaml"))).unwrap();
+    let client = autoscale::collect::prometheus::Prometheus::new(&prom.url(), std::time::Duration::from_secs(10)).unwrap();
+    let mut collector = autoscale::collect::Collector::new(config, client);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut history = |service: &str, from: i64, to: i64| runtime.block_on(collector.request_history(service, from, to)).unwrap();
+    // web serves 40 requests/s: a point every 30 s from 09:55 to 10:05, its rate as the rows have it.
+    let web = history("web", at(9, 55), at(10, 5));
+    assert_eq!(web.iter().map(|(t, _)| *t).collect::<Vec<_>>(), (at(9, 55)..=at(10, 5)).step_by(30).collect::<Vec<_>>());
+    assert!(web.iter().all(|(_, r)| (*r - 40.0).abs() < 1e-6), "{web:?}");
+    // Asked for a day and a half before it (two queries of a day), the same points and none
+    // before the history began.
+    let long = history("web", at(9, 50) - 129_600, at(10, 5));
+    assert!(long.first().is_some_and(|(t, _)| *t >= at(9, 50)), "{:?}", long.first());
+    assert!(web.iter().all(|p| long.contains(p)));
+    assert!(history("web", at(8, 0), at(9, 40)).is_empty(), "nothing before the history");
+}

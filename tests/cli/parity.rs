@@ -85,6 +85,16 @@ fn edge_cases() -> String {
         let (day, hour) = if i < 7 { (6, 21) } else { (7, 6) };
         push(format!("2025-10-{day:02}T{hour:02}:{:02}:00", 50 + i % 7), "night", 25.0 + (i * 7 % 11) as f64, 30.0, 520.0 - i as f64, 10, 2.0, 1024.0);
     }
+    // Seasonal: the same minutes a day and a week apart, across 5-minute slot edges, with slots
+    // missing on one day but not the other (lags and peaks by slot number, not by row).
+    for (day, scale) in [(6, 1.0), (7, 2.0), (8, 1.5), (13, 3.0)] {
+        for (k, (minute, second)) in [(4, 59.9), (5, 0.0), (9, 30.0), (10, 0.0), (14, 59.0), (20, 0.0)].into_iter().enumerate() {
+            if day == 8 && k == 2 {
+                continue;
+            }
+            push(format!("2025-10-{day:02}T12:{minute:02}:{second:06.3}"), "daily", scale * (20.0 + 7.0 * k as f64), 30.0, 100.0, 2, 1.0, 512.0);
+        }
+    }
     rows.join("\n") + "\n"
 }
 
@@ -166,11 +176,16 @@ fn features_have_the_spec_columns() {
         "ram_per_replica",
         "requests_per_replica",
         "system_pressure",
+        "request_rate_yesterday",
+        "request_peak_yesterday",
+        "request_rate_last_week",
+        "request_peak_last_week",
+        "request_rate_holt_winters",
     ] {
         assert!(out.contains(&format!("  {col} ")), "features lacks {col}:\n{out}");
     }
-    // 3 keys + 18 core + 15 engineered; the 7 services' one-hot columns are the models' input
-    // layer's, so the table does not widen with the services.
-    assert!(out.contains("schema:   36 columns") && !out.contains("service_authen"), "{out}");
+    // 3 keys + 18 core + 15 engineered + 5 seasonal; the 7 services' one-hot columns are the
+    // models' input layer's, so the table does not widen with the services.
+    assert!(out.contains("schema:   41 columns") && !out.contains("service_authen"), "{out}");
     p.pipeline(&["run", "--set", "label_rule=hap"]).code(2).stderr_has("`label_rule` is \"hap\"; it must be one of \"seed\", \"hpa\"");
 }

@@ -49,6 +49,19 @@ fn seeds_decide_the_bytes() {
 }
 
 #[test]
+fn warm_up_days_are_lived_through_but_never_written() {
+    let p = Project::empty();
+    p.simulate(&["--days", "1", "--warm-up-days", "2", "--start", "2025-10-08", "--layout", "flat", "--out", "warm"]);
+    p.simulate(&["--days", "1", "--start", "2025-10-08", "--layout", "flat", "--out", "cold"]);
+    let (warm, cold) = (files(&p.path().join("warm")), files(&p.path().join("cold")));
+    assert_eq!(warm.keys().collect::<Vec<_>>(), ["metrics_20251008.csv"], "only the judged day");
+    let lines = |b: &[u8]| String::from_utf8_lossy(b).lines().map(str::to_string).collect::<Vec<_>>();
+    let (w, c) = (lines(&warm["metrics_20251008.csv"]), lines(&cold["metrics_20251008.csv"]));
+    assert_eq!(w.len(), c.len(), "the same rows of the judged day");
+    assert!(w[1..].iter().all(|l| l.starts_with("2025-10-08T")));
+}
+
+#[test]
 fn a_missing_trace_says_where_it_was_looked_for() {
     let p = Project::empty();
     // The default trace is a path in the project folder; this folder has none.

@@ -24,6 +24,12 @@ CORE = [
 ]
 WINDOW = 10
 HORIZON = 10
+# Seasonal features (src/features/seasonal.rs): 5-minute slots, lags of a day and a week, the
+# lagged slot's peak with the next one, Holt-Winters (damped trend, daily season) on the slots.
+SLOT_SECONDS = 300
+DAY = 288
+WEEK = 7 * DAY
+ALPHA, BETA, GAMMA, PHI = 0.2, 0.02, 0.3, 0.9
 
 
 def load(path):
@@ -69,9 +75,63 @@ def features(df):
         + (df["response_time_ms"] > 500).astype(float) + (df["error_rate"] > 0.05).astype(float)
         + df["node_cpu_pressure_flag"] + df["node_memory_pressure_flag"]
     )
+    out = out.fillna(0)
+    out = pd.concat([out, seasonal(df)], axis=1)
     dummies = pd.get_dummies(df["service_name"], prefix="service").astype(float)
-    out = pd.concat([out, dummies[sorted(dummies.columns)]], axis=1)
-    return out.fillna(0)
+    return pd.concat([out, dummies[sorted(dummies.columns)]], axis=1)
+
+
+def holt_winters_next(slots, rates):
+    """For each slot (in order), the forecast of the slot after it from the slots before it."""
+    out = np.full(len(slots), np.nan)
+    first = None
+    for i, (slot, x) in enumerate(zip(slots, rates)):
+        target = slot + 1
+        if first is not None and target - first >= DAY:
+            h = target - last
+            damped = sum(PHI ** k for k in range(1, min(h, 64) + 1))
+            sv = season[target % DAY]
+            out[i] = max(level + damped * trend + (0.0 if np.isnan(sv) else sv), 0.0)
+        if first is None or slot - last > WEEK:
+            level, trend, season, first, last = x, 0.0, np.full(DAY, np.nan), slot, slot
+            season[slot % DAY] = 0.0
+            continue
+        for _ in range(last + 1, slot):
+            level += PHI * trend
+            trend *= PHI
+        j = slot % DAY
+        sv = season[j]
+        new = ALPHA * (x - (0.0 if np.isnan(sv) else sv)) + (1 - ALPHA) * (level + PHI * trend)
+        trend = BETA * (new - level) + (1 - BETA) * PHI * trend
+        season[j] = x - new if np.isnan(sv) else GAMMA * (x - new) + (1 - GAMMA) * sv
+        level, last = new, slot
+    return out
+
+
+def seasonal(df):
+    slot = (df["timestamp"] - pd.Timestamp(0)) // pd.Timedelta(seconds=SLOT_SECONDS)
+    rows = pd.DataFrame({"service_name": df["service_name"], "slot": slot})
+    prof = (pd.DataFrame({"service_name": df["service_name"], "slot": slot, "rate": df["request_count_per_second"]})
+            .groupby(["service_name", "slot"], sort=True)["rate"].mean().reset_index())
+    nxt = prof.assign(slot=prof["slot"] - 1).rename(columns={"rate": "next"})
+    prof = prof.merge(nxt, on=["service_name", "slot"], how="left")
+    prof["peak"] = prof[["rate", "next"]].max(axis=1)
+    prof["hw"] = np.concatenate([holt_winters_next(g["slot"].to_numpy(), g["rate"].to_numpy())
+                                 for _, g in prof.groupby("service_name", sort=True)])
+    rate = df["request_count_per_second"].to_numpy(dtype=float)
+    out = pd.DataFrame(index=df.index)
+
+    def lagged(lag, col):
+        keyed = prof.assign(slot=prof["slot"] + lag)[["service_name", "slot", col]]
+        v = rows.merge(keyed, on=["service_name", "slot"], how="left")[col].to_numpy(dtype=float)
+        return np.where(np.isnan(v), rate, v)
+
+    out["request_rate_yesterday"] = lagged(DAY, "rate")
+    out["request_peak_yesterday"] = lagged(DAY, "peak")
+    out["request_rate_last_week"] = lagged(WEEK, "rate")
+    out["request_peak_last_week"] = lagged(WEEK, "peak")
+    out["request_rate_holt_winters"] = lagged(0, "hw")
+    return out
 
 
 def future(g, col, how):
