@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::predictor::Decision;
+use super::predictor::{Decision, Record, Term};
 
 /// Upper bounds of the decision latency histogram, in seconds.
 const BUCKETS: [f64; 14] = [5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0];
@@ -17,10 +17,29 @@ struct ServiceGauges {
     confidence: f64,
     /// When the last decision was made, for its age at /scale.
     at: Instant,
+    /// The same, seconds since the epoch, for alerts (`time() - …`).
+    at_unix: f64,
     /// The decision's place among all decisions: the smallest makes room at the bound.
     seq: u64,
     /// scale_down, no_change, scale_up
     decisions: [u64; 3],
+    record: Record,
+    /// Decisions by the term that set them, in `Term::ALL` order.
+    terms: [u64; 3],
+    fallbacks: BTreeMap<&'static str, u64>,
+    /// The last decision's fallback, if it was one.
+    fallback: Option<&'static str>,
+}
+
+/// The last decision for a service, as `/scale` reports it.
+pub struct Last {
+    pub predicted: f64,
+    pub current: f64,
+    pub confidence: f64,
+    pub age: Duration,
+    pub record: Record,
+    pub fallback: Option<&'static str>,
+    pub fallbacks: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -32,7 +51,6 @@ struct State {
     evicted: u64,
     /// Decisions recorded so far.
     seq: u64,
-    fallbacks: BTreeMap<&'static str, u64>,
     buckets: [u64; BUCKETS.len()],
     latency_sum: f64,
     latency_count: u64,
@@ -63,7 +81,7 @@ impl Exposition {
         Exposition { state: Mutex::new(State::default()), max_services: max_services.max(1) }
     }
 
-    pub fn record(&self, d: &Decision, fallback: Option<&'static str>, seconds: f64) {
+    pub fn record(&self, d: &Decision, fallback: Option<&'static str>, record: &Record, seconds: f64) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.seq += 1;
         let seq = s.seq;
@@ -78,10 +96,19 @@ impl Exposition {
             current: 0.0,
             confidence: 0.0,
             at: Instant::now(),
+            at_unix: 0.0,
             seq: 0,
             decisions: [0; 3],
+            record: *record,
+            terms: [0; 3],
+            fallbacks: BTreeMap::new(),
+            fallback: None,
         });
         g.at = Instant::now();
+        g.at_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        g.record = *record;
+        g.terms[Term::ALL.iter().position(|t| *t == record.decided_by).expect("a term")] += 1;
+        g.fallback = fallback;
         g.seq = seq;
         g.predicted = d.predicted_replicas as f64;
         g.current = d.current_replicas as f64;
@@ -93,7 +120,7 @@ impl Exposition {
         };
         g.decisions[i] += 1;
         if let Some(f) = fallback {
-            *s.fallbacks.entry(f).or_default() += 1;
+            *g.fallbacks.entry(f).or_default() += 1;
         }
         for (b, le) in BUCKETS.iter().enumerate() {
             if seconds <= *le {
@@ -116,10 +143,18 @@ impl Exposition {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).pull_failures += 1;
     }
 
-    /// The last decision for a service: (predicted, current, confidence, age).
-    pub fn last(&self, service: &str) -> Option<(f64, f64, f64, Duration)> {
+    /// The last decision for a service.
+    pub fn last(&self, service: &str) -> Option<Last> {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.services.get(service).map(|g| (g.predicted, g.current, g.confidence, g.at.elapsed()))
+        s.services.get(service).map(|g| Last {
+            predicted: g.predicted,
+            current: g.current,
+            confidence: g.confidence,
+            age: g.at.elapsed(),
+            record: g.record,
+            fallback: g.fallback,
+            fallbacks: g.fallbacks.clone(),
+        })
     }
 
     pub fn render(&self, model: Option<(&str, &str)>) -> String {
@@ -129,15 +164,36 @@ impl Exposition {
         if let Some((m, v)) = model {
             let _ = writeln!(o, "autoscaler_model_info{{model=\"{}\",version=\"{}\"}} 1", label(m), label(v));
         }
-        let gauges: [(&str, &str, fn(&ServiceGauges) -> f64); 3] = [
-            ("autoscaler_predicted_replicas", "Replicas the last decision recommends, per service.", |g| g.predicted),
-            ("autoscaler_current_replicas", "Replicas the service reported in its last row.", |g| g.current),
-            ("autoscaler_confidence", "Confidence of the last decision (0.4 to 1), per service.", |g| g.confidence),
+        // Per service, at most --max-services of each (a service's series go when it makes room).
+        let gauges: [(&str, &str, fn(&ServiceGauges) -> Option<f64>); 7] = [
+            ("autoscaler_predicted_replicas", "Replicas the last decision recommends (the decided replicas), per service.", |g| Some(g.predicted)),
+            ("autoscaler_current_replicas", "Replicas the service reported in its last row.", |g| Some(g.current)),
+            ("autoscaler_confidence", "Confidence of the last decision (0.4 to 1), per service.", |g| Some(g.confidence)),
+            (
+                "autoscaler_forecast_replicas",
+                "The model's forecast in pods at the last decision (risk offset added, before the guardrails); absent when it gave none.",
+                |g| g.record.forecast,
+            ),
+            ("autoscaler_reactive_replicas", "The reactive HPA's recommendation in pods at the last decision.", |g| Some(g.record.reactive)),
+            ("autoscaler_last_row_timestamp_seconds", "Timestamp of the service's last row, seconds since the epoch.", |g| Some(g.record.row_time)),
+            ("autoscaler_last_decision_timestamp_seconds", "When the service's last decision was made, seconds since the epoch.", |g| Some(g.at_unix)),
         ];
         for (name, help, get) in gauges {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
             for (svc, g) in &s.services {
-                let _ = writeln!(o, "{name}{{service=\"{}\"}} {}", label(svc), get(g));
+                if let Some(v) = get(g) {
+                    let _ = writeln!(o, "{name}{{service=\"{}\"}} {v}", label(svc));
+                }
+            }
+        }
+        let name = "autoscaler_decisions_by_term_total";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Decisions per service by the term that set the replicas: forecast, reactive (the HPA, or a fallback) or both.\n# TYPE {name} counter"
+        );
+        for (svc, g) in &s.services {
+            for (i, term) in Term::ALL.iter().enumerate() {
+                let _ = writeln!(o, "{name}{{service=\"{}\",term=\"{}\"}} {}", label(svc), term.name(), g.terms[i]);
             }
         }
         let _ = writeln!(o, "# HELP autoscaler_decisions_total Decisions made, per service and action.\n# TYPE autoscaler_decisions_total counter");
@@ -148,10 +204,12 @@ impl Exposition {
         }
         let _ = writeln!(
             o,
-            "# HELP autoscaler_fallbacks_total Decisions that kept the current replicas instead of asking the model, by reason.\n# TYPE autoscaler_fallbacks_total counter"
+            "# HELP autoscaler_fallbacks_total Decisions the reactive HPA made because the model could not, per service and reason.\n# TYPE autoscaler_fallbacks_total counter"
         );
-        for (reason, n) in &s.fallbacks {
-            let _ = writeln!(o, "autoscaler_fallbacks_total{{reason=\"{reason}\"}} {n}");
+        for (svc, g) in &s.services {
+            for (reason, n) in &g.fallbacks {
+                let _ = writeln!(o, "autoscaler_fallbacks_total{{service=\"{}\",reason=\"{reason}\"}} {n}", label(svc));
+            }
         }
         let _ = writeln!(
             o,
@@ -202,8 +260,9 @@ mod tests {
     #[test]
     fn series_stay_within_the_service_bound() {
         let m = Exposition::new(2);
+        let record = Record { forecast: Some(4.0), reactive: 3.0, decided_by: Term::Forecast, row_time: 1.7e9 };
         for s in ["a", "b", "a", "c"] {
-            m.record(&decision(s), None, 1e-5);
+            m.record(&decision(s), (s == "b").then_some("no_model"), &record, 1e-5);
         }
         assert_eq!(m.services(), 2);
         assert!(m.last("b").is_none(), "b's last decision is the oldest");
@@ -211,5 +270,14 @@ mod tests {
         let text = m.render(None);
         assert!(text.contains("autoscaler_evicted_services_total 1"), "{text}");
         assert!(text.contains("autoscaler_services 2"), "{text}");
+        assert!(!text.contains("service=\"b\""), "an evicted service's series go with it: {text}");
+        for line in [
+            "autoscaler_forecast_replicas{service=\"a\"} 4",
+            "autoscaler_reactive_replicas{service=\"c\"} 3",
+            "autoscaler_decisions_by_term_total{service=\"a\",term=\"forecast\"} 2",
+            "autoscaler_last_row_timestamp_seconds{service=\"a\"} 1700000000",
+        ] {
+            assert!(text.contains(line), "lacks {line}: {text}");
+        }
     }
 }

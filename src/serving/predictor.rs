@@ -163,6 +163,45 @@ pub struct Outcome {
     pub fallback: Option<&'static str>,
     /// A service whose state made room for this row's (at `--max-services`).
     pub evicted: Option<String>,
+    /// How the decision was reached, for the decision record (`/metrics`, `/scale`).
+    pub record: Record,
+}
+
+/// Which term of a policy set the decided replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Term {
+    /// The forecast, above the reactive HPA (or alone, under a forecast-only policy).
+    Forecast,
+    /// The reactive HPA, above the forecast or without one (a fallback).
+    Reactive,
+    /// Both asked for the same replicas.
+    Both,
+}
+
+impl Term {
+    pub const ALL: [Term; 3] = [Term::Forecast, Term::Reactive, Term::Both];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Term::Forecast => "forecast",
+            Term::Reactive => "reactive",
+            Term::Both => "both",
+        }
+    }
+}
+
+/// The terms behind one decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record {
+    /// The model's forecast in pods (its risk offset added, before the guardrails); none when
+    /// the model gave none.
+    pub forecast: Option<f64>,
+    /// The reactive HPA's recommendation in pods.
+    pub reactive: f64,
+    pub decided_by: Term,
+    /// The row's timestamp, seconds since the epoch.
+    pub row_time: f64,
 }
 
 impl Predictor {
@@ -247,6 +286,13 @@ impl Predictor {
             _ => Ask::Metrics { floor: 0.0 },
         };
         let rec = state.hpa.decide(now, cpu, current, part, &reactive, (lo, hi));
+        let decided_by = match (model.as_ref().map(|m| &m.policy), &forecast) {
+            (Some(PolicySpec::Forecast(_) | PolicySpec::AsPredicted), _) => Term::Forecast,
+            (_, Ok(f)) if *f > rec.reactive => Term::Forecast,
+            (_, Ok(f)) if *f == rec.reactive => Term::Both,
+            _ => Term::Reactive,
+        };
+        let record = Record { forecast: forecast.as_ref().ok().copied(), reactive: rec.reactive, decided_by, row_time: now };
         let decision = match (model, forecast) {
             (_, Err((kind, reason))) => return Ok(Outcome { evicted: slot.evicted, ..self.reactive_only(row, rec, &reactive, kind, &reason, confidence) }),
             (None, Ok(_)) => unreachable!("a forecast needs a model"),
@@ -265,7 +311,7 @@ impl Predictor {
                 }
             },
         };
-        Ok(Outcome { decision, fallback: None, evicted: slot.evicted })
+        Ok(Outcome { decision, fallback: None, evicted: slot.evicted, record })
     }
 
     /// Rebuilds `service`'s seasonal profile from its past request rates ((seconds since the
@@ -373,7 +419,8 @@ impl Predictor {
             "fallback: {reason}; the reactive HPA decides (CPU {:.1}% over {:.0} s, target {:.0}%): {}",
             rec.utilization, r.metrics_window_seconds, r.target, d.reasoning
         );
-        Outcome { decision: d, fallback: Some(kind), evicted: None }
+        let record = Record { forecast: None, reactive: rec.reactive, decided_by: Term::Reactive, row_time: row.timestamp as f64 / 1e6 };
+        Outcome { decision: d, fallback: Some(kind), evicted: None, record }
     }
 }
 

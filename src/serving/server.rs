@@ -152,7 +152,7 @@ impl App {
         if let Some(gone) = &outcome.evicted {
             tracing::debug!(service = %gone, "state dropped to make room for `{}` (--max-services {})", row.service, self.cfg.max_services);
         }
-        self.exposition.record(&outcome.decision, outcome.fallback, t0.elapsed().as_secs_f64());
+        self.exposition.record(&outcome.decision, outcome.fallback, &outcome.record, t0.elapsed().as_secs_f64());
         Ok(outcome.decision)
     }
 }
@@ -222,15 +222,26 @@ async fn predict_batch(State(app): State<Shared>, body: Bytes) -> Response {
 /// the ScaledObject's `fallback.replicas`.
 async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Response {
     match app.exposition.last(&service) {
-        Some((predicted, current, confidence, age)) => {
+        Some(last) => {
+            let age = last.age;
+            let (predicted, current) = (last.predicted, last.current);
             let stale = age > app.cfg.max_decision_age;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let tenth = |x: f64| (x * 10.0).round() / 10.0;
             let body = json!({
                 "service": service,
                 "desiredReplicas": if stale { current as u32 } else { predicted as u32 },
                 "currentReplicas": current as u32,
-                "confidence": confidence,
-                "ageSeconds": (age.as_secs_f64() * 10.0).round() / 10.0,
+                "confidence": last.confidence,
+                "ageSeconds": tenth(age.as_secs_f64()),
                 "model": app.predictor.model().map(|m| format!("{} {}", m.name, m.version)),
+                // The decision record: what each term asked for and which one decided.
+                "forecastReplicas": last.record.forecast,
+                "reactiveReplicas": last.record.reactive,
+                "decidedBy": last.record.decided_by,
+                "fallback": last.fallback,
+                "fallbacks": last.fallbacks,
+                "rowAgeSeconds": tenth(now - last.record.row_time),
             });
             if stale {
                 let mut body = body;

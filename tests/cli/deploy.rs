@@ -307,3 +307,61 @@ fn manifests_validate_against_the_kubernetes_schemas() {
     let out = std::process::Command::new(tool("kubernetes-validate")).arg("--strict").arg(&bad).output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn the_alerts_fire_where_they_should_and_query_only_series_the_server_exports() {
+    let dir = repo().join("deploy/alerts");
+    if std::process::Command::new("promtool").arg("--version").output().is_err() {
+        panic!("promtool is needed (Debian package `prometheus`; .ci/run installs it)");
+    }
+    let promtool = |args: &[&str]| {
+        let out = std::process::Command::new("promtool").args(args).current_dir(&dir).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "promtool {}: {text}", args.join(" "));
+    };
+    promtool(&["check", "rules", "autoscaler.rules.yaml"]);
+    promtool(&["test", "rules", "autoscaler.rules.test.yaml"]);
+
+    // The operator's copy has the same groups.
+    let rules = std::fs::read_to_string(dir.join("autoscaler.rules.yaml")).unwrap();
+    let plain: serde_json::Value = serde_saphyr::from_str(&rules).unwrap();
+    let crd = docs("prometheusrule.yaml");
+    assert_eq!(kinds(&crd), ["PrometheusRule"]);
+    assert_eq!(crd[0]["spec"]["groups"], plain["groups"], "deploy/prometheusrule.yaml and deploy/alerts/autoscaler.rules.yaml differ");
+
+    // Every autoscaler_* series an alert reads is in the server's /metrics.
+    let exposition = autoscale::serving::exposition::Exposition::new(10);
+    let decision = autoscale::serving::predictor::Decision {
+        service_name: "web".into(),
+        current_replicas: 2,
+        predicted_replicas: 3,
+        action: "scale_up".into(),
+        change: 1,
+        confidence: 1.0,
+        reasoning: String::new(),
+    };
+    let record =
+        autoscale::serving::predictor::Record { forecast: Some(3.0), reactive: 2.0, decided_by: autoscale::serving::predictor::Term::Forecast, row_time: 1.0 };
+    exposition.record(&decision, Some("model_error"), &record, 1e-4);
+    let exported = exposition.render(Some(("random_forest", "v1")));
+    let mut read = Vec::new();
+    for group in plain["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            let expr = rule["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(i) = rest.find("autoscaler_") {
+                let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[i + name.len()..];
+                read.push(name);
+            }
+            assert!(rule["annotations"]["runbook"].as_str().is_some_and(|r| !r.is_empty()), "{} has no runbook line", rule["alert"]);
+        }
+    }
+    assert!(read.len() >= 5, "{read:?}");
+    for name in read {
+        assert!(
+            exported.contains(&format!("\n{name}{{")) || exported.contains(&format!("\n{name} ")),
+            "the alerts read `{name}`, which the server does not export"
+        );
+    }
+}

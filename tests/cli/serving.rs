@@ -199,6 +199,17 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     assert_eq!(code, 200);
     let keda: serde_json::Value = serde_json::from_str(&keda).unwrap();
     assert!(keda["desiredReplicas"].as_u64().is_some(), "{keda}");
+    // The decision record: each term's pods and the one that decided.
+    assert!(keda["forecastReplicas"].as_f64().is_some() && keda["reactiveReplicas"].as_f64().is_some(), "{keda}");
+    assert!(["forecast", "reactive", "both"].contains(&keda["decidedBy"].as_str().unwrap()), "{keda}");
+    assert!(keda["fallback"].is_null() && keda["fallbacks"] == serde_json::json!({}), "{keda}");
+    assert!(keda["rowAgeSeconds"].as_f64().is_some(), "{keda}");
+    let (_, checkout) = get(b, "/scale/checkout");
+    let checkout: serde_json::Value = serde_json::from_str(&checkout).unwrap();
+    assert_eq!(checkout["decidedBy"], "reactive", "{checkout}");
+    assert!(checkout["forecastReplicas"].is_null(), "{checkout}");
+    assert_eq!(checkout["fallback"], "unknown_service", "{checkout}");
+    assert_eq!(checkout["fallbacks"], serde_json::json!({ "unknown_service": 1 }), "{checkout}");
     assert_eq!(get(b, "/scale/nobody").0, 404);
 
     // Bad requests: 4xx naming the field, nothing crashes.
@@ -235,7 +246,10 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
         "autoscaler_decisions_total{service=\"order\",action=",
         "autoscaler_decision_latency_seconds_bucket{le=\"+Inf\"}",
         "autoscaler_model_info{model=\"random_forest\",version=\"v1\"} 1",
-        "autoscaler_fallbacks_total{reason=\"unknown_service\"} 1",
+        "autoscaler_fallbacks_total{service=\"checkout\",reason=\"unknown_service\"} 1",
+        "autoscaler_decisions_by_term_total{service=\"checkout\",term=\"reactive\"} 1",
+        "autoscaler_reactive_replicas{service=\"checkout\"} 1",
+        "autoscaler_last_row_timestamp_seconds{service=\"frontend\"}",
     ] {
         assert!(metrics.contains(needle), "metrics lack {needle}:\n{metrics}");
     }
