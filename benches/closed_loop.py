@@ -4,14 +4,14 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
-                              [--warm-up-days 1] [--pipeline FILE]
+                              [--warm-up-days 0] [--pipeline FILE]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
 each with `pipeline serve`, and for each trace (World Cup 1998 in June, NAB elb_request_count,
-NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler`, after --warm-up-days
-of the same trace that each server sees but nothing judges (so a server has its services'
-yesterday, as one that has been running has): the services follow
+NAB nyc_taxi) simulates one unseen day with `pipeline simulate --scaler` (after --warm-up-days
+of the same trace that each server sees but nothing judges, so a server has its services'
+yesterday for a model reading the seasonal features): the services follow
 the server's decisions (new pods ready after --startup seconds, scale-down stabilised over
 5 minutes). Prints one table: per trace and policy, pod-hours, under-provisioned minutes, slow
 minutes (P95 over 500 ms) and the margin below the internal HPA's frontier (positive: beats it),
@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--work", help="keep the trained project here and reuse it (default: a temporary folder)")
     ap.add_argument("--worlds", help="`all` or NAME,...: train and judge in each cluster world (pipeline simulate --list-worlds)")
     ap.add_argument("--train-days", type=int, default=14, help="simulated days each world trains on (with --worlds)")
-    ap.add_argument("--warm-up-days", type=int, default=1, help="days of each trace every server sees before the judged one (its services' yesterday, for the seasonal features)")
+    ap.add_argument("--warm-up-days", type=int, default=0, help="days of each trace every server sees before the judged one (its services' yesterday, for a model reading the seasonal features)")
     ap.add_argument("--pipeline", help="train with this pipeline file instead of pipelines/train.yaml (e.g. a variant without some features)")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
     a = ap.parse_args()

@@ -118,6 +118,22 @@ pub struct GuardrailArgs {
     /// they come.
     #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
     pub stabilization_seconds: f64,
+    /// Judge each forecast, once its window has passed, against the demand that came (the pods
+    /// that would have held the CPU at the HPA's target), weighing the forecasts of the last
+    /// this many seconds per service; 1800 is a good start. 0 (default): off, because the CPU
+    /// past a capacity knee reads as demand a load forecast does not see (docs/serving.md).
+    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    pub drift_window_seconds: f64,
+    /// A service whose judged forecasts fell short by a pod or more more often than this share
+    /// (of at least 20) gets the reactive HPA's decisions (`forecast_drift`) instead.
+    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    pub drift_max_short_share: f64,
+    /// The same when they missed by more than this many pods on average, either way.
+    #[arg(long, default_value_t = 2.0, value_name = "PODS")]
+    pub drift_max_error_pods: f64,
+    /// Its forecasts decide again after this many seconds back within both bounds.
+    #[arg(long, default_value_t = 900.0, value_name = "SECONDS")]
+    pub drift_recover_seconds: f64,
 }
 
 impl GuardrailArgs {
@@ -129,6 +145,13 @@ impl GuardrailArgs {
             max_step: self.max_step,
             hpa_target: self.hpa_target,
             stabilization_seconds: self.stabilization_seconds,
+            drift: crate::serving::drift::DriftBounds {
+                window_seconds: self.drift_window_seconds,
+                max_short_share: self.drift_max_short_share,
+                max_error_pods: self.drift_max_error_pods,
+                recover_seconds: self.drift_recover_seconds,
+                ..Default::default()
+            },
         };
         g.check().map_err(|(flags, why)| usage_error(command, flags, why))?;
         Ok(g)

@@ -43,11 +43,13 @@ pub struct Guardrails {
     /// (KEDA's HPA, `pipeline simulate --scaler`) already holds scale-downs for its window, and
     /// a second hold here made every pod wait out both, ten minutes where the replay had five.
     pub stabilization_seconds: f64,
+    /// When a service's forecasts count as drifting (the reactive HPA then decides for it).
+    pub drift: super::drift::DriftBounds,
 }
 
 impl Default for Guardrails {
     fn default() -> Guardrails {
-        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0, stabilization_seconds: 0.0 }
+        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0, stabilization_seconds: 0.0, drift: Default::default() }
     }
 }
 
@@ -83,7 +85,7 @@ impl Guardrails {
         if !(0.0..=86_400.0).contains(&self.stabilization_seconds) {
             return Err(("--stabilization-seconds", format!("{} is not within 0..86400 seconds", self.stabilization_seconds)));
         }
-        Ok(())
+        self.drift.check()
     }
 }
 
@@ -139,6 +141,8 @@ struct ServiceState {
     /// The reactive HPA on this service's rows: the floor under a forecast, and the decision
     /// when no model can give one.
     hpa: OnlineHpa,
+    /// Its forecasts against the demand that came.
+    monitor: super::drift::Monitor,
 }
 
 /// Holds at most this many recent feature rows per service (the longest window any model reads).
@@ -277,6 +281,15 @@ impl Predictor {
                 let raised = loaded.risk.as_ref().map_or(0.0, |r| r.offset(&row.service));
                 self.output(loaded, state, row).map(|output| crate::models::scores::replicas(output + raised, lo, hi))
             }
+        };
+        // Every forecast is judged once its window has passed, trusted or not, so a drifting
+        // one is seen coming back.
+        // The demand is the pods at the top of the HPA's tolerance band, as the demand labels count it.
+        let aim = reactive.target * (1.0 + reactive.tolerance);
+        state.monitor.observe(now, current, cpu, aim, reactive.pod_startup_seconds, forecast.as_ref().ok().copied(), &self.guard.drift);
+        let forecast = match (forecast, state.monitor.drift(&self.guard.drift)) {
+            (Ok(_), Some(why)) => Err(("forecast_drift", why)),
+            (f, _) => f,
         };
         // The HPA sees every row, whoever decides, so its window and stabilisation stay whole;
         // a proactive policy's forecast is its floor, a forecast policy's decides alone.
@@ -694,6 +707,46 @@ mod tests {
         let mut r = row(&[("replica_count", 1.0), ("request_count_per_second", 10.0)]);
         r.timestamp = yesterday;
         assert_eq!(p2.decide(&r).unwrap().decision.predicted_replicas, 1);
+    }
+
+    #[test]
+    fn a_forecast_that_drifts_hands_the_service_to_the_reactive_hpa_until_it_is_right_again() {
+        // A forest that forecasts 3 pods: right while 3 pods run at 60 % CPU, 3 short once a
+        // release doubles the CPU per request (120 %: 6 pods needed).
+        let dir = constant_forest(3.0);
+        let r = crate::evaluation::replay::Params::default().hpa(60.0);
+        let loaded = Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::Proactive(r)).unwrap();
+        let on = super::super::drift::DriftBounds { window_seconds: super::super::drift::SUGGESTED_WINDOW_SECONDS, ..Default::default() };
+        let p = Predictor::new(Some(loaded), Guardrails { drift: on, ..Guardrails::default() });
+        let start = row(&[]).timestamp;
+        let mut first_drift = None;
+        for k in 0..480 {
+            let t = k as i64 * 30;
+            // Two hours right, then the release; CPU at 3 pods whatever the decision (the load
+            // does not follow the decisions here).
+            let cpu = if t < 7200 { 55.0 } else { 110.0 };
+            let mut r = row(&[("replica_count", 3.0), ("cpu_usage_percent", cpu)]);
+            r.timestamp = start + t * 1_000_000;
+            let o = p.decide(&r).unwrap();
+            if t < 7200 {
+                assert_eq!(o.fallback, None, "at {t} s: {}", o.decision.reasoning);
+            } else if o.fallback == Some("forecast_drift") && first_drift.is_none() {
+                first_drift = Some(t);
+                assert!(o.decision.reasoning.contains("the forecast has drifted"), "{}", o.decision.reasoning);
+                assert_eq!(o.record.decided_by, Term::Reactive);
+            }
+        }
+        let after = first_drift.expect("the monitor trips") - 7200;
+        assert!(after <= 1200, "it took {after} s");
+        // Off (the default), it never does.
+        let off = Guardrails::default();
+        let r = crate::evaluation::replay::Params::default().hpa(60.0);
+        let p = Predictor::new(Some(Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::Proactive(r)).unwrap()), off);
+        for k in 0..480 {
+            let mut r = row(&[("replica_count", 3.0), ("cpu_usage_percent", if k < 240 { 55.0 } else { 110.0 })]);
+            r.timestamp = start + k * 30 * 1_000_000;
+            assert_eq!(p.decide(&r).unwrap().fallback, None);
+        }
     }
 
     #[test]
