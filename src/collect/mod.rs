@@ -179,8 +179,7 @@ impl Collector {
             let columns: Vec<Vec<Series>> =
                 futures::future::try_join_all(queries.iter().map(|q| self.prometheus.query_range(q, start as f64, end as f64, STEP_SECONDS as f64))).await?;
             // Each series' samples by second: a series may lack some steps.
-            let by_time: Vec<Vec<HashMap<i64, f64>>> =
-                columns.iter().map(|series| series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect()).collect();
+            let by_time: Vec<Vec<HashMap<i64, f64>>> = columns.iter().map(|series| by_second(series)).collect();
             for &t in &steps {
                 let queried: Vec<Option<f64>> = by_time
                     .iter()
@@ -209,7 +208,7 @@ impl Collector {
             // A day a query: 2,880 points, under Prometheus' 11,000 a series.
             let to = (from + 86_400 - STEP_SECONDS).min(end);
             let series = self.prometheus.query_range(&query, from as f64, to as f64, STEP_SECONDS as f64).await?;
-            let by_time: Vec<HashMap<i64, f64>> = series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect();
+            let by_time = by_second(&series);
             for t in (from..=to).step_by(STEP_SECONDS as usize) {
                 let samples: Vec<Option<f64>> = by_time.iter().filter_map(|m| m.get(&t).map(|v| Some(*v))).collect();
                 if !samples.is_empty()
@@ -283,6 +282,11 @@ impl Collector {
             Some(f64::from(u8::from(matches!(chrono::Datelike::weekday(&date), chrono::Weekday::Sat | chrono::Weekday::Sun))));
         Some(Row { timestamp: at, service: service.to_string(), values })
     }
+}
+
+/// Each series' samples keyed by their second (a series may lack some steps).
+fn by_second(series: &[Series]) -> Vec<HashMap<i64, f64>> {
+    series.iter().map(|s| s.samples.iter().map(|(t, v)| (t.round() as i64, *v)).collect()).collect()
 }
 
 /// Seconds since the epoch of the first instant of `day` in `tz` (a day starting in a DST gap

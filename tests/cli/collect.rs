@@ -269,15 +269,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A Prometheus holding two days ago's 09:50 to 10:10 UTC, a sample every 15 s (as a scrape
+/// interval would), and that day with a function giving its times in seconds.
+fn two_days_ago(p: &Project) -> (Prometheus, chrono::NaiveDate, impl Fn(u32, u32) -> i64) {
+    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
+    let at = move |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp();
+    prometheus::write_history(p.path(), &prometheus::history(at(9, 50), at(10, 10), 15, None));
+    (Prometheus::start(p.path(), None), day, at)
+}
+
 #[test]
 fn backfill_rebuilds_past_days_from_prometheus_history_exactly() {
     require_prometheus();
     let p = Project::empty().file("collect.yaml", &config());
-    // Two days ago, 09:50 to 10:10 UTC, a sample every 15 s (as a scrape interval would).
-    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
-    let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp();
-    prometheus::write_history(p.path(), &prometheus::history(at(9, 50), at(10, 10), 15, None));
-    let prom = Prometheus::start(p.path(), None);
+    let (prom, day, _) = two_days_ago(&p);
     let d = day.format("%Y-%m-%d").to_string();
     p.pipeline(&["collect", "--prometheus", &prom.url(), "--config", "collect.yaml", "--from", &d, "--to", &d, "--out", "metrics"]).ok();
     let file = p.path().join(format!("metrics/{}/metrics_{}.csv", day.format("%Y/%m"), day.format("%Y%m%d")));
@@ -328,10 +333,7 @@ fn backfill_rebuilds_past_days_from_prometheus_history_exactly() {
 fn a_services_request_history_comes_back_every_30_s_for_its_seasonal_profile() {
     require_prometheus();
     let p = Project::empty().file("collect.yaml", &config());
-    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(2);
-    let at = |h: u32, m: u32| day.and_hms_opt(h, m, 0).unwrap().and_utc().timestamp();
-    prometheus::write_history(p.path(), &prometheus::history(at(9, 50), at(10, 10), 15, None));
-    let prom = Prometheus::start(p.path(), None);
+    let (prom, _, at) = two_days_ago(&p);
     let config = autoscale::collect::config::Config::load(Some(&p.path().join("collect.yaml"))).unwrap();
     let client = autoscale::collect::prometheus::Prometheus::new(&prom.url(), std::time::Duration::from_secs(10)).unwrap();
     let mut collector = autoscale::collect::Collector::new(config, client);
