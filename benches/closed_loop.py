@@ -4,7 +4,7 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
-                              [--warm-up-days 0] [--pipeline FILE]
+                              [--warm-up-days 0] [--pipeline FILE] [--rename]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
@@ -30,6 +30,11 @@ scaling), trains on them, telling the pipeline the world's pod start-up once
 (`--set pod_startup_seconds=S`), serves, and judges each trace's unseen day in the same world.
 Prints one table, world × trace × policy, both margins. The worlds were fixed before any result
 (docs/worlds.md); add a world rather than change one.
+
+`--rename`: the judged days' services are the seven under new names (`new-frontend=frontend`,
+…: the same services, `pipeline simulate --services NEW=KNOWN`), so no served model was trained
+on any name and the forest's version serves them with its pooled forest once the server has
+fitted each one's capacity (`serve --capacity-min-minutes`, the reactive HPA until then).
 """
 import argparse
 import json
@@ -42,6 +47,8 @@ import time
 from unseen_traces import BIN, DEFAULT_TRACES, ROOT, TRACES, cut, pipeline
 
 MODELS = ["random_forest", "lstm_cnn"]
+# The simulator's seven services (src/simulate/service.rs), renamed by --rename.
+SEVEN = ["frontend", "authen", "product", "order", "booking", "profile", "recommender"]
 
 
 def serve(work, model):
@@ -84,6 +91,8 @@ def judge(work, a, models, world, startup, rows, label):
             summary = os.path.join(work, "summary.json")
             args = ["simulate", "--days", "1", "--warm-up-days", str(a.warm_up_days), "--seed", "7", "--trace", trace, "--load", str(a.load), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             args += ["--world", world] if world else ["--pod-startup-seconds", str(startup)]
+            if a.rename:
+                args += ["--services", ",".join(f"new-{s}={s}" for s in SEVEN)]
             for _, _, url in servers:
                 args += ["--scaler", url]
             # The forecast that knew the future: the limit of any forecast in this world.
@@ -156,6 +165,7 @@ def main():
     ap.add_argument("--train-days", type=int, default=14, help="simulated days each world trains on (with --worlds)")
     ap.add_argument("--warm-up-days", type=int, default=0, help="days of each trace every server sees before the judged one (its services' yesterday, for a model reading the seasonal features)")
     ap.add_argument("--pipeline", help="train with this pipeline file instead of pipelines/train.yaml (e.g. a variant without some features)")
+    ap.add_argument("--rename", action="store_true", help="judge the seven services under names no model was trained on")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
     a = ap.parse_args()
     models = a.models.split(",")
@@ -202,7 +212,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     if chosen is None:
         how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
-        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for")
+        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for{'; services renamed' if a.rename else ''}")
     else:
         print(f"{len(chosen)} worlds, each trained on {a.train_days} simulated days of World Cup 1998 ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most) and judged on one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), in {trained:.0f} s")
     for w, ps in policies.items():

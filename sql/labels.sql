@@ -17,6 +17,11 @@
 -- holdout_fraction of its time, so the hold-out does not shape its own labels. A service whose
 -- CPU does not rise with load gets the 'hpa' label.
 -- All are clipped to [min_replicas, max_replicas].
+-- The load_pods columns are the load in pods of that fitted capacity (the request rate, its
+-- 5-minute mean, its rolling max and its change, over what one pod serves at the band's top):
+-- features that name no service, read by the pooled forest (src/models/pooled.rs), which serves
+-- services it never saw; NaN for a service whose CPU does not rise with load. A train stage
+-- reads them only when its `features` names them.
 -- The windows read `features` in its order (service, time), so they stream; the small per-service
 -- tables come first in their joins, so the joins hold them, not the rows (labels_demand on 10M
 -- rows held 8 GB when the capacity was joined before the windows).
@@ -77,6 +82,11 @@ labelled AS (
         END AS BIGINT) AS target_replicas
     FROM future
 )
-SELECT * EXCEPT (full_horizon, full_demand_horizon, future_cpu_max, future_ram_max, future_rt_p95, future_rps_max, rps_per_pod)
+SELECT
+    * EXCEPT (full_horizon, full_demand_horizon, future_cpu_max, future_ram_max, future_rt_p95, future_rps_max, rps_per_pod),
+    coalesce(request_count_per_second / rps_per_pod, CAST('NaN' AS DOUBLE)) AS load_pods,
+    coalesce(request_count_per_second_last_5_min / rps_per_pod, CAST('NaN' AS DOUBLE)) AS load_pods_last_5_min,
+    coalesce(request_rolling_max / rps_per_pod, CAST('NaN' AS DOUBLE)) AS load_pods_rolling_max,
+    coalesce(request_change_rate / rps_per_pod, CAST('NaN' AS DOUBLE)) AS load_pods_change
 FROM labelled
 ORDER BY service_name, timestamp

@@ -39,6 +39,11 @@ pub struct VersionInfo {
     /// pods each service's forecast is raised by. Absent: the forecast as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risk: Option<crate::evaluation::risk::RiskMember>,
+    /// The pooled forest the version carries in `pooled/` (`models::pooled`): per trained
+    /// service, which forest serves it; services it does not list (new ones) get the pooled one.
+    /// Absent: the version's own forest alone, which answers `unknown_service` for a new service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooled: Option<crate::models::pooled::PooledChoice>,
 }
 
 impl VersionInfo {
@@ -162,12 +167,12 @@ impl Registry {
     /// Copies a trained model folder in as the next version, or returns the version that
     /// already holds the same source.
     pub fn register(&self, model: &str, src: &Path, info: VersionInfo) -> Result<(VersionInfo, bool)> {
-        self.register_with(model, src, info, &[])
+        self.register_with(model, src, info, &[] as &[(&str, Vec<u8>)])
     }
 
     /// `register`, with `extra` files (name, bytes) written into the version beside the model's
     /// before it appears.
-    pub fn register_with(&self, model: &str, src: &Path, mut info: VersionInfo, extra: &[(&str, Vec<u8>)]) -> Result<(VersionInfo, bool)> {
+    pub fn register_with(&self, model: &str, src: &Path, mut info: VersionInfo, extra: &[(impl AsRef<str>, Vec<u8>)]) -> Result<(VersionInfo, bool)> {
         let existing = self.versions(model)?;
         if let Some(v) = existing.iter().find(|v| v.source_key == info.source_key) {
             return Ok((v.clone(), false));
@@ -179,16 +184,23 @@ impl Registry {
         let dir = self.model_dir(model);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let tmp = tempfile::Builder::new().prefix(".registering-").tempdir_in(&dir)?;
-        for e in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
-            let e = e?;
-            let name = e.file_name();
-            let n = name.to_string_lossy();
+        for file in crate::io::fs::files_below(src)? {
+            let rel = file.strip_prefix(src).expect("below src");
+            let top = rel.to_string_lossy();
             // The cache's own bookkeeping and the predictions table are not part of the model.
-            if e.path().is_file() && n != "meta.json" && n != crate::cache::OUTPUT {
-                std::fs::copy(e.path(), tmp.path().join(&name))?;
+            if top == "meta.json" || top == crate::cache::OUTPUT {
+                continue;
             }
+            if let Some(folder) = rel.parent().filter(|f| !f.as_os_str().is_empty()) {
+                std::fs::create_dir_all(tmp.path().join(folder))?;
+            }
+            std::fs::copy(&file, tmp.path().join(rel))?;
         }
         for (name, bytes) in extra {
+            let name = name.as_ref();
+            if let Some(parent) = Path::new(name).parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(tmp.path().join(parent))?;
+            }
             std::fs::write(tmp.path().join(name), bytes).with_context(|| format!("writing {name} of {model} {}", info.version))?;
         }
         write_atomic(&tmp.path().join("version.json"), &serde_json::to_vec_pretty(&info)?)?;
@@ -233,6 +245,7 @@ mod tests {
             policy: None,
             label_rule: None,
             risk: None,
+            pooled: None,
             version: String::new(),
             model: String::new(),
             source_key: key.into(),

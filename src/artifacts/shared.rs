@@ -37,7 +37,8 @@ pub async fn pull_registry(store: &Store, registry: &Registry) -> Result<()> {
             [model, PROMOTED] => {
                 promoted.insert(model.to_string());
             }
-            [model, version, _] => versions.entry((model.to_string(), version.to_string())).or_default().push(rel.clone()),
+            // A version's files, and those of its folders (a forest's `pooled/`).
+            [model, version, _, ..] => versions.entry((model.to_string(), version.to_string())).or_default().push(rel.clone()),
             _ => {}
         }
     }
@@ -50,8 +51,12 @@ pub async fn pull_registry(store: &Store, registry: &Registry) -> Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         let tmp = tempfile::Builder::new().prefix(".pulling-").tempdir_in(parent)?;
         for rel in &files {
-            let name = rel.rsplit('/').next().unwrap();
-            store.download(&format!("models/{rel}"), &tmp.path().join(name)).await?;
+            // Below <model>/<version>/, each part already checked above.
+            let inside: std::path::PathBuf = rel.split('/').skip(2).collect();
+            if let Some(folder) = inside.parent().filter(|f| !f.as_os_str().is_empty()) {
+                std::fs::create_dir_all(tmp.path().join(folder))?;
+            }
+            store.download(&format!("models/{rel}"), &tmp.path().join(inside)).await?;
         }
         std::fs::rename(tmp.keep(), &dest).with_context(|| format!("moving {} into place", dest.display()))?;
         tracing::info!("model {model} {version}: fetched from {}", store.url());
@@ -160,11 +165,13 @@ mod tests {
         // An upload cut short: the model file is there, version.json is not.
         store.put("models/random_forest/v2/model.json", b"{}".to_vec()).await.unwrap();
         store.put("models/random_forest/v1/model.json", b"{}".to_vec()).await.unwrap();
+        store.put("models/random_forest/v1/pooled/forest.bin", b"trees".to_vec()).await.unwrap();
         store.put("models/random_forest/v1/version.json", b"{}".to_vec()).await.unwrap();
         let local = tempfile::tempdir().unwrap();
         let registry = Registry::at(local.path());
         pull_registry(&store, &registry).await.unwrap();
         assert!(registry.version_dir("random_forest", "v1").join("model.json").is_file());
+        assert_eq!(std::fs::read(registry.version_dir("random_forest", "v1").join("pooled/forest.bin")).unwrap(), b"trees", "a version's folders come too");
         assert!(!registry.version_dir("random_forest", "v2").exists(), "a half-uploaded version must not be fetched");
 
         // A promotion naming a path instead of a version is refused, named, and not written.

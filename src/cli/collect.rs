@@ -54,6 +54,10 @@ pub struct CollectArgs {
     /// Time to wait for Prometheus' answer to one query (10, 10s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = super::parse_seconds)]
     pub timeout: f64,
+    /// Serve the live loop's own metrics (steps, skipped steps, rows, last write) at
+    /// http://ADDR/metrics for Prometheus to scrape, e.g. 0.0.0.0:9464.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["once", "from"])]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `--flush-every`: minutes when bare (as it always was), else a duration; in minutes.
@@ -108,7 +112,15 @@ pub async fn collect(a: CollectArgs) -> Result<u8> {
         flush_every: Duration::from_secs_f64(a.flush_every * 60.0),
         stop_timeout: Duration::from_secs_f64(a.stop_timeout),
     };
-    live(collector, &out, timing).await
+    let metrics = std::sync::Arc::new(crate::collect::exposition::CollectorMetrics::default());
+    if let Some(addr) = a.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| usage("--metrics-addr", format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener.local_addr()?;
+        tracing::info!("the collector's metrics at http://{bound}/metrics");
+        eprintln!("metrics on http://{bound}/metrics");
+        tokio::spawn(crate::collect::exposition::serve(listener, metrics.clone()));
+    }
+    live(collector, &out, timing, &metrics).await
 }
 
 /// The live loop's clock: rows every `every`, written every `flush_every`, and at most
@@ -145,7 +157,7 @@ async fn backfill(collector: &mut Collector, from: NaiveDate, to: NaiveDate, out
     Ok(exit::SUCCESS)
 }
 
-async fn live(mut collector: Collector, out: &str, timing: Timing) -> Result<u8> {
+async fn live(mut collector: Collector, out: &str, timing: Timing, metrics: &crate::collect::exposition::CollectorMetrics) -> Result<u8> {
     let Timing { every, flush_every, stop_timeout } = timing;
     let mut files = DayFiles::open(out)?;
     let mut tick = tokio::time::interval(every);
@@ -170,12 +182,14 @@ async fn live(mut collector: Collector, out: &str, timing: Timing) -> Result<u8>
         match step {
             Ok(rows) => {
                 written += rows.len() as u64;
+                metrics.step(rows.len());
                 backlog.extend(rows);
             }
             Err(e @ QueryError::Rejected { .. }) => return Err(with_config(&collector)(e)),
             // Never invented: the step is skipped, counted, and the loop goes on.
             Err(e) => {
                 skipped += 1;
+                metrics.skipped();
                 tracing::warn!(skipped, "step skipped: {e}");
             }
         }
@@ -184,10 +198,18 @@ async fn live(mut collector: Collector, out: &str, timing: Timing) -> Result<u8>
         // what is dropped here is tried again by the last write below.
         let write = async {
             drain(&mut files, &mut backlog).await;
+            metrics.backlog(backlog.len() + files.pending());
             if flushed.elapsed() >= flush_every && files.pending() > 0 {
                 match files.flush().await {
-                    Ok(()) => flushed = Instant::now(),
-                    Err(e) => tracing::warn!("{e:#}; the rows are kept for the next flush"),
+                    Ok(()) => {
+                        flushed = Instant::now();
+                        metrics.flushed(Utc::now().timestamp_millis() as f64 / 1000.0);
+                        metrics.backlog(backlog.len());
+                    }
+                    Err(e) => {
+                        metrics.flush_failed();
+                        tracing::warn!("{e:#}; the rows are kept for the next flush");
+                    }
                 }
             }
         };

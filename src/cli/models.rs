@@ -91,6 +91,16 @@ pub async fn models(a: ModelsArgs) -> Result<u8> {
                 let offsets: Vec<String> = r.offsets.iter().map(|(s, o)| format!("{s} {o:+.1}")).collect();
                 println!("risk:       {}; pods added: {} (any other service {:+.1})", r.describe(), offsets.join(", "), r.pooled);
             }
+            if let Some(p) = &info.pooled {
+                let pooled: Vec<&str> =
+                    p.services.iter().filter(|(_, s)| **s == crate::models::pooled::Serves::Pooled).map(|(name, _)| name.as_str()).collect();
+                let list = if pooled.is_empty() { "none".to_string() } else { pooled.join(", ") };
+                println!(
+                    "pooled:     a pooled forest (stage `{}`) serves services it was not trained on, and of the {} trained: {list}",
+                    p.stage,
+                    p.services.len()
+                );
+            }
             println!("hold-out:   {}", info.holdout);
             println!("metrics:    {}", serde_json::to_string_pretty(&meta["metrics"])?);
             for p in promoted.history.iter().filter(|p| p.version == version) {

@@ -25,7 +25,8 @@ pub struct SimulateArgs {
     /// Request-rate trace: CSV `time,value` (YYYY-MM-DD HH:MM:SS), optionally gzipped.
     #[arg(long, value_name = "FILE", default_value = "data/traces/worldcup98/wc98_requests_per_minute.csv.gz")]
     trace: PathBuf,
-    /// Services to simulate, comma separated [default: the seven of the old system].
+    /// Services to simulate, comma separated [default: the seven of the old system];
+    /// `NEW=KNOWN` simulates one of the seven under a new name (`checkout=order`).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     services: Vec<String>,
     /// Random seed: the same seed and options give the same bytes.

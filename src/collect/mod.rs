@@ -8,6 +8,7 @@
 pub mod config;
 pub mod day_files;
 pub mod derived;
+pub mod exposition;
 pub mod prometheus;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

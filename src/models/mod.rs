@@ -10,6 +10,7 @@ mod forest_file;
 pub mod kind;
 pub mod lstm_cnn;
 pub mod model;
+pub mod pooled;
 pub mod random_forest;
 pub mod row_keys;
 pub mod sample;

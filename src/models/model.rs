@@ -49,7 +49,11 @@ impl Model {
         match self {
             Model::RandomForest { forest, .. } => {
                 let threads = crate::io::threads::available();
-                Ok(table.map_chunks(rows, |x| forest.predict_batch(x, threads)).into_iter().map(Some).collect())
+                // A row with a feature that is not a number (a load feature without a fitted
+                // capacity) gets no prediction, as a row before an LSTM-CNN's window.
+                let finite: Vec<usize> = rows.iter().copied().filter(|&r| table.finite(r)).collect();
+                let mut predicted = table.map_chunks(&finite, |x| forest.predict_batch(x, threads)).into_iter();
+                Ok(rows.iter().map(|&r| if table.finite(r) { predicted.next() } else { None }).collect())
             }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;

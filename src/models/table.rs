@@ -249,6 +249,23 @@ impl Table {
         }
     }
 
+    /// Whether every stored feature of row `i` is a number: a load feature of a service whose
+    /// capacity could not be fitted is NaN (`sql/labels.sql`), and such a row is neither trained
+    /// nor predicted on.
+    pub fn finite(&self, i: usize) -> bool {
+        self.x[i * self.stored..(i + 1) * self.stored].iter().all(|v| v.is_finite())
+    }
+
+    /// The table without the features only a train stage's `features` may name (the pooled
+    /// forest's load features): what a stage that names none trains on.
+    pub fn without_named_only(self) -> Result<Table> {
+        if !self.features.iter().any(|f| f.starts_with(super::pooled::LOAD_PREFIX)) {
+            return Ok(self);
+        }
+        let kept: Vec<String> = self.features.iter().filter(|f| !f.starts_with(super::pooled::LOAD_PREFIX)).cloned().collect();
+        self.select(&kept)
+    }
+
     /// Row `i`'s features.
     pub fn row(&self, i: usize) -> Vec<f64> {
         let mut out = Vec::with_capacity(self.nf());

@@ -51,14 +51,12 @@ pub fn temporal_split<'a>(built: &'a Built, name: &str) -> Option<&'a split::Spl
 /// The `label_rule` of the labels stage behind a split (`seed` when it sets none): what the
 /// models trained on it learned to predict.
 pub fn label_rule(p: &Pipeline, built: &Built, split: &str) -> String {
-    p.stages
-        .get(split)
-        .and_then(|s| s.deps.first())
-        .and_then(|labels| upstream_op::<sql::Sql>(built, labels))
-        .and_then(|l| l.param("label_rule"))
-        .and_then(|r| r.as_str())
-        .unwrap_or("seed")
-        .to_string()
+    label_param(p, built, split, "label_rule").as_ref().and_then(|r| r.as_str()).unwrap_or("seed").to_string()
+}
+
+/// A param of the SQL stage that a split stage splits (its labels), when it has it.
+pub fn label_param(p: &Pipeline, built: &Built, split: &str, name: &str) -> Option<serde_json::Value> {
+    p.stages.get(split).and_then(|s| s.deps.first()).and_then(|labels| upstream_op::<sql::Sql>(built, labels)).and_then(|l| l.param(name)).cloned()
 }
 
 /// Read an op's typed params from the stage's fields; a type error names the field and its line.

@@ -11,7 +11,12 @@
 //!     max_under_provisioned_increase_minutes: 0   # margin below the HPA frontier not smaller...
 //!     max_exact_accuracy_drop: 0                  # ...and exact accuracy not lower
 //!     require_beating_hpa: true                   # never promote what the HPA beats
+//!   pooled: train_random_forest_pooled  # a forest on load features: rides with random_forest
 //! ```
+//! `pooled` names a train stage among the deps whose forest reads no service column
+//! (`models::pooled`): it is registered inside the `random_forest` version, and each trained
+//! service is served by whichever of the two forests replays it no worse on the hold-out
+//! (`pooled::choose`); the version is scored, and promoted, as it will serve.
 //! Both models are scored on the rows of this run's hold-out, so an old model is judged on the
 //! same data as its challenger. Exact accuracy is compared only between models that learned the
 //! hold-out's label rule: a `demand` forest's replicas are not the `seed` rule's, and the margin
@@ -56,6 +61,16 @@ struct Params {
     /// (the cheapest member at least as healthy as the reactive HPA at its target) or a level.
     #[serde(default)]
     risk: RiskChoice,
+    /// The train stage of the pooled forest that rides with the `random_forest` version.
+    #[serde(default)]
+    pooled: Option<String>,
+}
+
+/// The pooled forest's stage and the CPU % its load features count pods at.
+#[derive(Debug, Clone, Serialize)]
+struct PooledStage {
+    stage: String,
+    aim_cpu: f64,
 }
 
 pub struct Publish {
@@ -65,14 +80,20 @@ pub struct Publish {
     /// The label rule of the hold-out, and of each train stage's labels.
     holdout_rule: String,
     label_rules: std::collections::BTreeMap<String, String>,
+    pooled: Option<PooledStage>,
 }
 
 impl Publish {
     pub fn from_spec(p: &Pipeline, spec: &StageSpec, built: &Built) -> Result<Publish, SpecError> {
         let deps = HoldoutAndModels::from_spec(p, spec, built)?;
+        let params: Params = parse_params(p, spec)?;
+        let pooled = match &params.pooled {
+            None => None,
+            Some(stage) => Some(pooled_stage(p, spec, built, &deps, stage)?),
+        };
         let mut kinds: std::collections::BTreeMap<crate::models::ModelKind, &str> = Default::default();
         let mut label_rules = std::collections::BTreeMap::new();
-        for (model, kind) in &deps.models {
+        for (model, kind) in deps.models.iter().filter(|(m, _)| pooled.as_ref().is_none_or(|p| p.stage != m.stage)) {
             if let Some(other) = kinds.insert(*kind, &model.stage) {
                 return Err(p.error(
                     spec,
@@ -82,9 +103,30 @@ impl Publish {
             }
             label_rules.insert(model.stage.clone(), model.label_rule.clone());
         }
-        let params: Params = parse_params(p, spec)?;
         params.replay.check().map_err(|e| p.error(spec, Some("replay"), e.to_string()))?;
-        Ok(Publish { replay: params.replay, rule: params.rule, risk: params.risk, holdout_rule: deps.holdout_rule, label_rules })
+        Ok(Publish { replay: params.replay, rule: params.rule, risk: params.risk, holdout_rule: deps.holdout_rule, label_rules, pooled })
+    }
+}
+
+/// `pooled:` checked: a random_forest train stage among the deps, whose labels say at what CPU
+/// % their load features count pods.
+fn pooled_stage(p: &Pipeline, spec: &StageSpec, built: &Built, deps: &HoldoutAndModels, stage: &str) -> Result<PooledStage, SpecError> {
+    let Some((model, kind)) = deps.models.iter().find(|(m, _)| m.stage == stage) else {
+        return Err(p.error(spec, Some("pooled"), format!("`{stage}` is not among the train stages in deps; add it there")));
+    };
+    if *kind != crate::models::ModelKind::RandomForest {
+        return Err(p.error(spec, Some("pooled"), format!("`{stage}` trains a {kind}; the pooled model is a random_forest")));
+    }
+    let number = |name: &str| super::label_param(p, built, &model.split, name).and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    match (number("target_cpu"), number("hpa_tolerance")) {
+        (Some(target), Some(tolerance)) if target > 0.0 && tolerance >= 0.0 => {
+            Ok(PooledStage { stage: stage.to_string(), aim_cpu: target * (1.0 + tolerance) })
+        }
+        _ => Err(p.error(
+            spec,
+            Some("pooled"),
+            format!("the labels behind `{stage}` need `target_cpu` and `hpa_tolerance` params (sql/labels.sql): its load features count pods at that CPU %"),
+        )),
     }
 }
 
@@ -104,11 +146,12 @@ impl Stage for Publish {
         // 4: label rules recorded, exact accuracy compared only on the hold-out's labels.
         // 5: the replay's history is the two weeks before the hold-out. 6: both axes decide;
         // the risk family. 7: a model reading seasonal features carries each service's profile.
-        7
+        // 8: the pooled forest rides with the random_forest version.
+        8
     }
 
     fn params(&self) -> serde_json::Value {
-        json!({ "replay": self.replay, "rule": self.rule, "risk": self.risk, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules })
+        json!({ "replay": self.replay, "rule": self.rule, "risk": self.risk, "holdout_rule": self.holdout_rule, "label_rules": self.label_rules, "pooled": self.pooled })
     }
 
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
@@ -124,7 +167,17 @@ impl Stage for Publish {
         let (holdout_stage, holdout) = deps.next().context("publish needs the hold-out split")?;
         let (holdout_stage, holdout) = (holdout_stage.clone(), holdout.output());
         let holdout_path = holdout.clone();
-        let models: Vec<(String, std::path::PathBuf, String)> = deps.map(|(s, e)| (s.clone(), e.dir.clone(), e.meta.key.clone())).collect();
+        let pooled_stage = self.pooled.clone();
+        let is_pooled = |s: &str| pooled_stage.as_ref().is_some_and(|p| p.stage == s);
+        let mut pooled = None;
+        let mut models: Vec<(String, std::path::PathBuf, String)> = Vec::new();
+        for (s, e) in deps {
+            if is_pooled(s) {
+                pooled = pooled_stage.clone().map(|p| (p, e.dir.clone(), e.meta.key.clone()));
+            } else {
+                models.push((s.clone(), e.dir.clone(), e.meta.key.clone()));
+            }
+        }
         let registry = Registry::of_project(&ctx.pipeline.root);
         let (rp, rule, risk_choice) = (self.replay.clone(), self.rule.clone(), self.risk);
         let pipeline = ctx.pipeline.name.clone();
@@ -145,22 +198,65 @@ impl Stage for Publish {
                     Some((sv, _)) => Some(registry.version(&kind, sv)?.label_rule().to_string()),
                     None => None,
                 };
-                let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Model::load(d, DeviceChoice::Cpu)));
+                let serving_model = serving.as_ref().map(|(v, d)| (v.clone(), Served::load(&registry, &kind, v, d)));
+                // The pooled forest rides with the random_forest version.
+                let pooled_here = match &pooled {
+                    Some((p, pdir, pkey)) if kind == crate::models::ModelKind::RandomForest.as_str() => {
+                        let m = Model::load(pdir, DeviceChoice::Cpu).with_context(|| format!("loading the pooled forest of `{}`", p.stage))?;
+                        if let Some(f) = m.meta().features.iter().find(|f| f.starts_with(crate::models::SERVICE_PREFIX)) {
+                            anyhow::bail!(
+                                "`{}` is named `pooled`, but its forest reads `{f}`: a pooled forest names no service (list its features without service_*)",
+                                p.stage
+                            );
+                        }
+                        Some((p.clone(), pdir.clone(), pkey.clone(), m))
+                    }
+                    _ => None,
+                };
                 // Both scored on the rows both can predict; a serving model that cannot be read
                 // or cannot predict these rows is replaced.
                 let mut names = vec!["new".to_string()];
                 let report = |m: &str| progress.message(m);
                 // One read of the features for both; only if that fails, the new model alone (its
                 // own failure then stops the stage, the serving one's is why it is replaced).
+                let mut ours: Vec<&Model> = vec![&model];
+                ours.extend(pooled_here.as_ref().map(|p| &p.3));
+                let n_ours = ours.len();
                 let (mut preds, old_pred) = match &serving_model {
-                    Some((_, Ok(old))) => match holdout.predict(&[&model, old], &report) {
-                        Ok(mut both) => {
-                            let old = both.pop();
-                            (both, old.map(Ok))
+                    Some((_, Ok(old))) => match holdout.predict(&[ours.as_slice(), old.models().as_slice()].concat(), &report) {
+                        Ok(mut all) => {
+                            let old = old.combine(&holdout, all.split_off(n_ours));
+                            (all, Some(Ok(old)))
                         }
-                        Err(e) => (holdout.predict(&[&model], &report)?, Some(Err(e))),
+                        Err(e) => (holdout.predict(&ours, &report)?, Some(Err(e))),
                     },
-                    _ => (holdout.predict(&[&model], &report)?, None),
+                    _ => (holdout.predict(&ours, &report)?, None),
+                };
+                // Each trained service goes to the forest that replays it no worse; the version
+                // is then scored as it will serve.
+                let choice = match &pooled_here {
+                    Some((p, ..)) => {
+                        progress.message(&format!("{stage}: per service, its own forest or the pooled `{}`", p.stage));
+                        let pooled_preds = preds.pop().expect("the pooled forest's predictions");
+                        let per_service = preds[0].clone();
+                        let both = holdout.score(vec!["per_service".into(), "pooled".into()], &[per_service, pooled_preds.clone()], &rp, &mut |_| Ok(()))?;
+                        let by_service = |name: &str| -> std::collections::BTreeMap<String, (f64, f64)> {
+                            let policy = PolicyName::Forecast(name.to_string()).to_string();
+                            both.services
+                                .iter()
+                                .filter_map(|s| s.policies.get(&policy).map(|sc| (s.service.clone(), (sc.under_provisioned_minutes, sc.pod_hours))))
+                                .collect()
+                        };
+                        let choice = crate::models::pooled::PooledChoice {
+                            services: crate::models::pooled::choose(&by_service("per_service"), &by_service("pooled")),
+                            stage: p.stage.clone(),
+                            aim_cpu: p.aim_cpu,
+                        };
+                        let known = |s: &str| model.meta().features.iter().any(|f| f.strip_prefix(crate::models::SERVICE_PREFIX) == Some(s));
+                        preds[0] = combine(&holdout, &preds[0], &pooled_preds, &choice, known);
+                        Some(choice)
+                    }
+                    None => None,
                 };
                 if let Some(Ok(o)) = &old_pred {
                     names.push("serving".into());
@@ -210,13 +306,24 @@ impl Stage for Publish {
                     policy: Some(PolicySpec::of_forecast(scored.targets.get(&forecast("new")).copied().unwrap_or(Some(rp.hpa_target)), &rp)),
                     label_rule: Some(label_rule.clone()),
                     risk: served_risk,
+                    pooled: choice.clone(),
                 };
                 // A model reading seasonal features serves with each service's profile as its
                 // training data left it (the split holds every row, hold-out included).
                 let mut extra = Vec::new();
                 if Profiles::wanted_by(&model.meta().features) {
                     progress.message(&format!("{stage}: each service's seasonal profile"));
-                    extra.push((seasonal::FILE, serde_json::to_vec(&Profiles::from_table(&holdout_path)?)?));
+                    extra.push((seasonal::FILE.to_string(), serde_json::to_vec(&Profiles::from_table(&holdout_path)?)?));
+                }
+                let mut info = info;
+                if let Some((_, pdir, pkey, _)) = &pooled_here {
+                    // One version per pair of forests.
+                    info.source_key = format!("{}+{pkey}", info.source_key);
+                    let dir = crate::models::ModelDir::new(pdir.as_path());
+                    for file in [dir.meta(), dir.forest()] {
+                        let name = format!("{}/{}", crate::models::pooled::DIR, file.file_name().expect("a file").to_string_lossy());
+                        extra.push((name, std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?));
+                    }
                 }
                 let (version, _) = registry.register_with(&kind, &dir, info, &extra)?;
                 let v = version.version.clone();
@@ -253,6 +360,64 @@ impl Stage for Publish {
         let notes = decisions.iter().map(|d| format!("{} {}: {}{}", d.model, d.version, if d.promoted { "promoted, " } else { "" }, d.reason)).collect();
         Ok(StageOutput { rows: decisions.len() as u64, summary: json!({ "decisions": decisions }), notes, ..Default::default() })
     }
+}
+
+/// The serving version as it serves: its forest, and the pooled forest with its choice when
+/// it carries one.
+struct Served {
+    model: Model,
+    pooled: Option<(Model, crate::models::pooled::PooledChoice)>,
+}
+
+impl Served {
+    fn load(registry: &Registry, kind: &str, version: &str, dir: &std::path::Path) -> Result<Served> {
+        let model = Model::load(dir, DeviceChoice::Cpu)?;
+        let pooled = match registry.version(kind, version)?.pooled {
+            Some(choice) => Some((Model::load(&dir.join(crate::models::pooled::DIR), DeviceChoice::Cpu)?, choice)),
+            None => None,
+        };
+        Ok(Served { model, pooled })
+    }
+
+    fn models(&self) -> Vec<&Model> {
+        let mut m = vec![&self.model];
+        m.extend(self.pooled.as_ref().map(|p| &p.0));
+        m
+    }
+
+    /// Its predictions from those of [`Served::models`], each service's from its forest.
+    fn combine(&self, holdout: &Holdout, mut predictions: Vec<Vec<Option<f64>>>) -> Vec<Option<f64>> {
+        match &self.pooled {
+            None => predictions.swap_remove(0),
+            Some((_, choice)) => {
+                let known = |s: &str| self.model.meta().features.iter().any(|f| f.strip_prefix(crate::models::SERVICE_PREFIX) == Some(s));
+                combine(holdout, &predictions[0], &predictions[1], choice, known)
+            }
+        }
+    }
+}
+
+/// Per hold-out row, the pooled forest's prediction where `choice` gives it the row's service
+/// (and it has one), else the per-service forest's.
+fn combine(
+    holdout: &Holdout,
+    per_service: &[Option<f64>],
+    pooled: &[Option<f64>],
+    choice: &crate::models::pooled::PooledChoice,
+    known: impl Fn(&str) -> bool,
+) -> Vec<Option<f64>> {
+    holdout
+        .test
+        .iter()
+        .enumerate()
+        .map(|(k, &row)| {
+            let service = holdout.table.service(row);
+            match pooled[k] {
+                Some(p) if choice.pooled_serves(service, known(service)) => Some(p),
+                _ => per_service[k],
+            }
+        })
+        .collect()
 }
 
 fn write_decisions(path: &std::path::Path, d: &[Decision]) -> Result<()> {

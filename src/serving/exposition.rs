@@ -165,7 +165,7 @@ impl Exposition {
             let _ = writeln!(o, "autoscaler_model_info{{model=\"{}\",version=\"{}\"}} 1", label(m), label(v));
         }
         // Per service, at most --max-services of each (a service's series go when it makes room).
-        let gauges: [(&str, &str, fn(&ServiceGauges) -> Option<f64>); 7] = [
+        let gauges: [(&str, &str, fn(&ServiceGauges) -> Option<f64>); 13] = [
             ("autoscaler_predicted_replicas", "Replicas the last decision recommends (the decided replicas), per service.", |g| Some(g.predicted)),
             ("autoscaler_current_replicas", "Replicas the service reported in its last row.", |g| Some(g.current)),
             ("autoscaler_confidence", "Confidence of the last decision (0.4 to 1), per service.", |g| Some(g.confidence)),
@@ -177,6 +177,20 @@ impl Exposition {
             ("autoscaler_reactive_replicas", "The reactive HPA's recommendation in pods at the last decision.", |g| Some(g.record.reactive)),
             ("autoscaler_last_row_timestamp_seconds", "Timestamp of the service's last row, seconds since the epoch.", |g| Some(g.record.row_time)),
             ("autoscaler_last_decision_timestamp_seconds", "When the service's last decision was made, seconds since the epoch.", |g| Some(g.at_unix)),
+            ("autoscaler_cpu_utilization_ratio", "CPU utilisation in the service's last row (0.6: 60 %).", |g| Some(g.record.cpu_percent / 100.0)),
+            ("autoscaler_target_cpu_utilization_ratio", "Target CPU utilisation of the HPA the served policy runs, at the last decision.", |g| {
+                Some(g.record.target_cpu / 100.0)
+            }),
+            ("autoscaler_requests_per_second", "Request rate in the service's last row.", |g| Some(g.record.requests_per_second)),
+            ("autoscaler_latency_p95_seconds", "P95 response time in the service's last row.", |g| Some(g.record.latency_p95_ms / 1000.0)),
+            (
+                "autoscaler_forecast_error_pods",
+                "Mean absolute error in pods of the service's forecasts judged in the last window against the demand that came; absent before one is judged.",
+                |g| g.record.errors.map(|e| e.mean_error_pods),
+            ),
+            ("autoscaler_forecast_short_ratio", "Share of those forecasts that fell short of the demand by a pod or more.", |g| {
+                g.record.errors.map(|e| e.short_share)
+            }),
         ];
         for (name, help, get) in gauges {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -260,7 +274,17 @@ mod tests {
     #[test]
     fn series_stay_within_the_service_bound() {
         let m = Exposition::new(2);
-        let record = Record { forecast: Some(4.0), reactive: 3.0, decided_by: Term::Forecast, row_time: 1.7e9 };
+        let record = Record {
+            forecast: Some(4.0),
+            reactive: 3.0,
+            decided_by: Term::Forecast,
+            row_time: 1.7e9,
+            cpu_percent: 55.0,
+            requests_per_second: 40.0,
+            latency_p95_ms: 250.0,
+            target_cpu: 60.0,
+            errors: Some(super::super::drift::Errors { judged: 20, short_share: 0.25, mean_error_pods: 0.5 }),
+        };
         for s in ["a", "b", "a", "c"] {
             m.record(&decision(s), (s == "b").then_some("no_model"), &record, 1e-5);
         }
@@ -276,6 +300,11 @@ mod tests {
             "autoscaler_reactive_replicas{service=\"c\"} 3",
             "autoscaler_decisions_by_term_total{service=\"a\",term=\"forecast\"} 2",
             "autoscaler_last_row_timestamp_seconds{service=\"a\"} 1700000000",
+            "autoscaler_cpu_utilization_ratio{service=\"a\"} 0.55",
+            "autoscaler_target_cpu_utilization_ratio{service=\"a\"} 0.6",
+            "autoscaler_latency_p95_seconds{service=\"c\"} 0.25",
+            "autoscaler_forecast_error_pods{service=\"a\"} 0.5",
+            "autoscaler_forecast_short_ratio{service=\"a\"} 0.25",
         ] {
             assert!(text.contains(line), "lacks {line}: {text}");
         }

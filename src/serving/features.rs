@@ -220,6 +220,8 @@ enum Slot {
     Named(usize),
     /// `service_<name>`: 1 for that service's rows.
     Service(String),
+    /// A pooled forest's load feature: the named request feature over what one pod serves.
+    Load(usize),
 }
 
 /// How to build a model's feature vector from a row's [`Named`] features and its service.
@@ -232,10 +234,11 @@ impl Plan {
         let mut missing = Vec::new();
         let slots = model_features
             .iter()
-            .map(|f| match (position(f), f.strip_prefix(one_hot_prefix)) {
-                (Some(i), _) => Slot::Named(i),
-                (None, Some(s)) => Slot::Service(s.to_string()),
-                (None, None) => {
+            .map(|f| match (position(f), f.strip_prefix(one_hot_prefix), crate::models::pooled::load_source(f).and_then(position)) {
+                (Some(i), _, _) => Slot::Named(i),
+                (None, Some(s), _) => Slot::Service(s.to_string()),
+                (None, None, Some(i)) => Slot::Load(i),
+                (None, None, None) => {
                     missing.push(f.clone());
                     Slot::Named(0)
                 }
@@ -244,10 +247,18 @@ impl Plan {
         if missing.is_empty() { Ok(Plan(slots)) } else { Err(missing) }
     }
 
-    pub fn extend(&self, named: &Named, service: &str, out: &mut Vec<f64>) {
+    /// Whether the model reads load features, and so a service's fitted capacity.
+    pub fn reads_load(&self) -> bool {
+        self.0.iter().any(|s| matches!(s, Slot::Load(_)))
+    }
+
+    /// Appends the model's features; `rps_per_pod` is what one pod of the service serves (the
+    /// load features are NaN without it).
+    pub fn extend(&self, named: &Named, service: &str, rps_per_pod: Option<f64>, out: &mut Vec<f64>) {
         out.extend(self.0.iter().map(|s| match s {
             Slot::Named(i) => named[*i],
             Slot::Service(s) => f64::from(u8::from(s == service)),
+            Slot::Load(i) => rps_per_pod.map_or(f64::NAN, |c| named[*i] / c),
         }));
     }
 }
@@ -324,8 +335,19 @@ mod tests {
         named[position("cpu_per_replica").unwrap()] = 2.0;
         let plan = Plan::new(&["cpu_per_replica".into(), "service_order".into(), "service_x".into()], "service_").unwrap();
         let mut v = Vec::new();
-        plan.extend(&named, "order", &mut v);
+        plan.extend(&named, "order", None, &mut v);
         assert_eq!(v, vec![2.0, 1.0, 0.0]);
+        assert!(!plan.reads_load());
+        // The pooled forest's load features: the request features in pods of a capacity.
+        named[position("request_rolling_max").unwrap()] = 90.0;
+        let pooled = Plan::new(&["load_pods_rolling_max".into(), "cpu_per_replica".into()], "service_").unwrap();
+        assert!(pooled.reads_load());
+        v.clear();
+        pooled.extend(&named, "order", Some(30.0), &mut v);
+        assert_eq!(v, vec![3.0, 2.0]);
+        v.clear();
+        pooled.extend(&named, "order", None, &mut v);
+        assert!(v[0].is_nan(), "no capacity: not a number, so no forecast");
         assert_eq!(Plan::new(&["nope".into()], "service_").unwrap_err(), vec!["nope".to_string()]);
         assert!((0..NAMED).all(|i| position(name(i)) == Some(i)), "names are unique");
         assert_eq!(name(NAMED - 1), "request_rate_holt_winters");

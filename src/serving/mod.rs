@@ -1,6 +1,7 @@
 //! Serving decisions: features computed online from raw rows, the predictor with its
 //! guardrails, Prometheus metrics and the HTTP server.
 
+pub mod capacity;
 pub mod drift;
 pub mod exposition;
 pub mod features;

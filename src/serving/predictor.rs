@@ -45,11 +45,22 @@ pub struct Guardrails {
     pub stabilization_seconds: f64,
     /// When a service's forecasts count as drifting (the reactive HPA then decides for it).
     pub drift: super::drift::DriftBounds,
+    /// Minutes of a service's rows before the pooled forest forecasts for it: its capacity is
+    /// fitted on them (`serving::capacity`).
+    pub capacity_min_minutes: f64,
 }
 
 impl Default for Guardrails {
     fn default() -> Guardrails {
-        Guardrails { min_replicas: 1, max_replicas: 10, max_step: 2, hpa_target: 60.0, stabilization_seconds: 0.0, drift: Default::default() }
+        Guardrails {
+            min_replicas: 1,
+            max_replicas: 10,
+            max_step: 2,
+            hpa_target: 60.0,
+            stabilization_seconds: 0.0,
+            drift: Default::default(),
+            capacity_min_minutes: super::capacity::DEFAULT_MIN_MINUTES,
+        }
     }
 }
 
@@ -85,6 +96,9 @@ impl Guardrails {
         if !(0.0..=86_400.0).contains(&self.stabilization_seconds) {
             return Err(("--stabilization-seconds", format!("{} is not within 0..86400 seconds", self.stabilization_seconds)));
         }
+        if !(0.0..=1440.0).contains(&self.capacity_min_minutes) {
+            return Err(("--capacity-min-minutes", format!("{} is not within 0..1440 minutes", self.capacity_min_minutes)));
+        }
         self.drift.check()
     }
 }
@@ -106,6 +120,16 @@ pub struct Loaded {
     /// Each service's seasonal profile at the end of its training data (a model that reads
     /// seasonal features): a service new to this server starts from it.
     profiles: crate::features::seasonal::Profiles,
+    /// The pooled forest the version carries (`models::pooled`), for services this model was
+    /// not trained on and those where it replayed no worse.
+    pooled: Option<PooledForest>,
+}
+
+/// A version's pooled forest and the services it serves.
+pub struct PooledForest {
+    model: Model,
+    plan: Result<features::Plan, Vec<String>>,
+    choice: crate::models::pooled::PooledChoice,
 }
 
 impl Loaded {
@@ -115,7 +139,45 @@ impl Loaded {
         let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
         let services = model.meta().features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).map(str::to_string).collect();
         let profiles = crate::features::seasonal::Profiles::load(dir)?.unwrap_or_default();
-        Ok(Loaded { model, name: name.to_string(), version: version.to_string(), dir: dir.to_path_buf(), plan, services, policy, risk: None, profiles })
+        Ok(Loaded {
+            model,
+            name: name.to_string(),
+            version: version.to_string(),
+            dir: dir.to_path_buf(),
+            plan,
+            services,
+            policy,
+            risk: None,
+            profiles,
+            pooled: None,
+        })
+    }
+
+    /// With the pooled forest of the version's `pooled/` folder, serving as `choice` says.
+    pub fn with_pooled(mut self, choice: crate::models::pooled::PooledChoice) -> Result<Loaded> {
+        let dir = self.dir.join(crate::models::pooled::DIR);
+        let model = Model::load(&dir, DeviceChoice::Cpu)
+            .with_context(|| format!("loading the pooled forest of {} {} from {}", self.name, self.version, dir.display()))?;
+        let plan = features::Plan::new(&model.meta().features, SERVICE_PREFIX);
+        self.pooled = Some(PooledForest { model, plan, choice });
+        Ok(self)
+    }
+
+    /// Whether a pooled forest comes with it.
+    pub fn has_pooled(&self) -> bool {
+        self.pooled.is_some()
+    }
+
+    /// The version's own model alone, as it served before versions carried a pooled forest.
+    pub fn without_pooled(self) -> Loaded {
+        Loaded { pooled: None, ..self }
+    }
+
+    /// Whether the version gives `service` to its pooled forest (which forecasts for it once the
+    /// server has fitted its capacity; a service its own forest knows stays with that until then).
+    pub fn pooled_serves(&self, service: &str) -> bool {
+        let known = self.services.is_empty() || self.services.iter().any(|s| s == service);
+        self.pooled.as_ref().is_some_and(|p| p.choice.pooled_serves(service, known))
     }
 
     /// The promoted version of `kind` in a registry, with the policy it was promoted with.
@@ -128,8 +190,13 @@ impl Loaded {
         let Some((version, dir)) = registry.serving_dir(kind.as_str())? else { return Ok(None) };
         let info = registry.versions(kind.as_str())?.into_iter().find(|v| v.version == version);
         let policy = info.as_ref().and_then(|v| v.policy.clone()).unwrap_or(PolicySpec::AsPredicted);
+        let pooled = info.as_ref().and_then(|v| v.pooled.clone());
         let risk = info.and_then(|v| v.risk);
-        Ok(Some(Loaded { risk, ..Loaded::from_dir(&dir, kind, &version, policy)? }))
+        let loaded = Loaded { risk, ..Loaded::from_dir(&dir, kind, &version, policy)? };
+        Ok(Some(match pooled {
+            Some(choice) => loaded.with_pooled(choice)?,
+            None => loaded,
+        }))
     }
 }
 
@@ -143,6 +210,8 @@ struct ServiceState {
     hpa: OnlineHpa,
     /// Its forecasts against the demand that came.
     monitor: super::drift::Monitor,
+    /// What one of its pods serves, fitted on its rows (the pooled forest's load features).
+    capacity: super::capacity::OnlineCapacity,
 }
 
 /// Holds at most this many recent feature rows per service (the longest window any model reads).
@@ -206,6 +275,31 @@ pub struct Record {
     pub decided_by: Term,
     /// The row's timestamp, seconds since the epoch.
     pub row_time: f64,
+    /// The row's CPU %, request rate and P95 latency (ms), and the target CPU % of the HPA the
+    /// policy runs: what the dashboard sets the decision against.
+    pub cpu_percent: f64,
+    pub requests_per_second: f64,
+    pub latency_p95_ms: f64,
+    pub target_cpu: f64,
+    /// The service's recent forecasts against the demand that came (none judged yet: none).
+    pub errors: Option<super::drift::Errors>,
+}
+
+impl Record {
+    /// A record of `row` with the given terms, the row's own numbers and the forecasts' errors.
+    fn of(row: &RawRow, forecast: Option<f64>, reactive: f64, decided_by: Term, target_cpu: f64, errors: Option<super::drift::Errors>) -> Record {
+        Record {
+            forecast,
+            reactive,
+            decided_by,
+            row_time: row.timestamp as f64 / 1e6,
+            cpu_percent: row.get("cpu_usage_percent"),
+            requests_per_second: row.get("request_count_per_second"),
+            latency_p95_ms: row.get("response_time_ms"),
+            target_cpu,
+            errors,
+        }
+    }
 }
 
 impl Predictor {
@@ -262,6 +356,7 @@ impl Predictor {
             state.history.profile = p.clone();
         }
         let named = state.history.push(row);
+        state.capacity.push(row.timestamp as f64 / 1e6, row.get("request_count_per_second"), row.get("cpu_usage_percent"), row.replicas());
         if state.recent.len() == KEEP {
             state.recent.pop_front();
         }
@@ -275,17 +370,17 @@ impl Predictor {
             _ => self.guard.reactive(),
         };
         let (lo, hi) = self.guard.bounds();
+        // The pods at the top of the HPA's tolerance band, where the demand labels count them.
+        let aim = reactive.target * (1.0 + reactive.tolerance);
         let forecast = match &model {
             None => Err(("no_model", "no promoted model is loaded".to_string())),
             Some(loaded) => {
                 let raised = loaded.risk.as_ref().map_or(0.0, |r| r.offset(&row.service));
-                self.output(loaded, state, row).map(|output| crate::models::scores::replicas(output + raised, lo, hi))
+                self.output(loaded, state, row, aim).map(|output| crate::models::scores::replicas(output + raised, lo, hi))
             }
         };
         // Every forecast is judged once its window has passed, trusted or not, so a drifting
         // one is seen coming back.
-        // The demand is the pods at the top of the HPA's tolerance band, as the demand labels count it.
-        let aim = reactive.target * (1.0 + reactive.tolerance);
         state.monitor.observe(now, current, cpu, aim, reactive.pod_startup_seconds, forecast.as_ref().ok().copied(), &self.guard.drift);
         let forecast = match (forecast, state.monitor.drift(&self.guard.drift)) {
             (Ok(_), Some(why)) => Err(("forecast_drift", why)),
@@ -305,9 +400,11 @@ impl Predictor {
             (_, Ok(f)) if *f == rec.reactive => Term::Both,
             _ => Term::Reactive,
         };
-        let record = Record { forecast: forecast.as_ref().ok().copied(), reactive: rec.reactive, decided_by, row_time: now };
+        let record = Record::of(row, forecast.as_ref().ok().copied(), rec.reactive, decided_by, reactive.target, state.monitor.errors());
         let decision = match (model, forecast) {
-            (_, Err((kind, reason))) => return Ok(Outcome { evicted: slot.evicted, ..self.reactive_only(row, rec, &reactive, kind, &reason, confidence) }),
+            (_, Err((kind, reason))) => {
+                return Ok(Outcome { evicted: slot.evicted, ..self.reactive_only(row, rec, &reactive, kind, &reason, confidence, state.monitor.errors()) });
+            }
             (None, Ok(_)) => unreachable!("a forecast needs a model"),
             (Some(loaded), Ok(forecast)) => match &loaded.policy {
                 PolicySpec::AsPredicted => self.decision(row, current, forecast, confidence, None),
@@ -360,21 +457,58 @@ impl Predictor {
         Ok(())
     }
 
-    /// The model's raw output for this row, or why there is none (a fallback kind and reason).
-    fn output(&self, loaded: &Loaded, state: &ServiceState, row: &RawRow) -> Result<f64, (&'static str, String)> {
-        if !loaded.services.is_empty() && !loaded.services.contains(&row.service) {
-            return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
-        }
-        let plan = loaded
-            .plan
-            .as_ref()
-            .map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
+    /// The model's raw output for this row, or why there is none (a fallback kind and reason):
+    /// the per-service forest for a service it knows, unless the version's choice gives it the
+    /// pooled forest, which also takes every service it does not know once its capacity is fitted.
+    fn output(&self, loaded: &Loaded, state: &ServiceState, row: &RawRow, aim: f64) -> Result<f64, (&'static str, String)> {
+        let known = loaded.services.is_empty() || loaded.services.contains(&row.service);
+        let min_seconds = self.guard.capacity_min_minutes * 60.0;
+        // The pooled forest where the version gives it the service, once the service's capacity
+        // is fitted; until then a service the version's own forest knows stays with it.
+        let (model, plan, rps_per_pod) = match &loaded.pooled {
+            Some(p) if loaded.pooled_serves(&row.service) => match state.capacity.rps_per_pod(p.choice.aim_cpu, min_seconds) {
+                Some(c) => (&p.model, &p.plan, Some(c)),
+                None if known => (&loaded.model, &loaded.plan, None),
+                None => {
+                    let span = state.capacity.span_seconds() / 60.0;
+                    let why = if span < self.guard.capacity_min_minutes {
+                        format!(
+                            "the pooled forest forecasts `{}` once its capacity is fitted on {} minutes of its rows (--capacity-min-minutes); it has {span:.0}",
+                            row.service, self.guard.capacity_min_minutes
+                        )
+                    } else {
+                        format!("`{}`'s CPU has not risen with its load per pod yet, so what one pod serves cannot be fitted", row.service)
+                    };
+                    return Err(("warming_up", why));
+                }
+            },
+            _ if known => (&loaded.model, &loaded.plan, None),
+            _ => {
+                return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
+            }
+        };
+        let plan =
+            plan.as_ref().map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
+        // Load features with no capacity to count them in (a version's own model reading them):
+        // the server's fit at the reactive HPA's aim.
+        let rps_per_pod = match rps_per_pod {
+            None if plan.reads_load() => match state.capacity.rps_per_pod(aim, min_seconds) {
+                Some(c) => Some(c),
+                None => {
+                    return Err((
+                        "warming_up",
+                        format!("the model counts `{}`'s load in pods once its capacity is fitted (--capacity-min-minutes)", row.service),
+                    ));
+                }
+            },
+            c => c,
+        };
         let named = state.recent.back().expect("the row was just pushed");
-        let nf = loaded.model.meta().features.len();
-        match &loaded.model {
+        let nf = model.meta().features.len();
+        match model {
             Model::RandomForest { forest, .. } => {
                 let mut x = Vec::with_capacity(nf);
-                plan.extend(named, &row.service, &mut x);
+                plan.extend(named, &row.service, rps_per_pod, &mut x);
                 finite(forest.predict_row(&x))
             }
             Model::LstmCnn { net, .. } => {
@@ -384,7 +518,7 @@ impl Predictor {
                 }
                 let mut window = Vec::with_capacity(len * nf);
                 for named in state.recent.iter().skip(state.recent.len() - len) {
-                    plan.extend(named, &row.service, &mut window);
+                    plan.extend(named, &row.service, rps_per_pod, &mut window);
                 }
                 net.predict_raw(&window).map_err(|e| ("model_error", format!("the model failed: {e}"))).and_then(finite)
             }
@@ -426,13 +560,23 @@ impl Predictor {
     }
 
     /// No model output: the reactive HPA decides, within the guardrails.
-    fn reactive_only(&self, row: &RawRow, rec: Recommendation, r: &Hpa, kind: &'static str, reason: &str, confidence: f64) -> Outcome {
+    #[allow(clippy::too_many_arguments)] // one call site, each a part of the fallback's record
+    fn reactive_only(
+        &self,
+        row: &RawRow,
+        rec: Recommendation,
+        r: &Hpa,
+        kind: &'static str,
+        reason: &str,
+        confidence: f64,
+        errors: Option<super::drift::Errors>,
+    ) -> Outcome {
         let mut d = self.decision(row, row.replicas(), rec.replicas, confidence, None);
         d.reasoning = format!(
             "fallback: {reason}; the reactive HPA decides (CPU {:.1}% over {:.0} s, target {:.0}%): {}",
             rec.utilization, r.metrics_window_seconds, r.target, d.reasoning
         );
-        let record = Record { forecast: None, reactive: rec.reactive, decided_by: Term::Reactive, row_time: row.timestamp as f64 / 1e6 };
+        let record = Record::of(row, None, rec.reactive, Term::Reactive, r.target, errors);
         Outcome { decision: d, fallback: Some(kind), evicted: None, record }
     }
 }

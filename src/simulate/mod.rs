@@ -83,8 +83,10 @@ pub struct Summary {
     pub tallies: BTreeMap<String, Tally>,
 }
 
-/// Profiles for the requested services: the known seven by name, and a plausible one
-/// derived from the name for any other, so new services can be simulated too.
+/// Profiles for the requested services: the known seven by name, `NEW=KNOWN` for one of them
+/// under a new name (the same service, renamed: what a model trained on the old name never
+/// saw), and a plausible one derived from the name for any other, so new services can be
+/// simulated too.
 pub fn profiles_for(names: &[String]) -> Vec<Profile> {
     let defaults = default_profiles();
     if names.is_empty() {
@@ -92,16 +94,19 @@ pub fn profiles_for(names: &[String]) -> Vec<Profile> {
     }
     names
         .iter()
-        .map(|n| match defaults.iter().find(|p| &p.name == n) {
-            Some(p) => p.clone(),
-            None => {
-                let h = blake3::hash(n.as_bytes()).as_bytes()[0] as i64;
-                let mut p = defaults[(h as usize) % defaults.len()].clone();
-                p.name = n.clone();
-                p.trace_offset_days = h % 7;
-                p.lag_s = (h % 5) * 60;
-                p
-            }
+        .map(|n| match n.split_once('=').and_then(|(new, known)| Some((new, defaults.iter().find(|p| p.name == known)?))) {
+            Some((new, p)) => Profile { name: new.to_string(), ..p.clone() },
+            None => match defaults.iter().find(|p| &p.name == n) {
+                Some(p) => p.clone(),
+                None => {
+                    let h = blake3::hash(n.as_bytes()).as_bytes()[0] as i64;
+                    let mut p = defaults[(h as usize) % defaults.len()].clone();
+                    p.name = n.clone();
+                    p.trace_offset_days = h % 7;
+                    p.lag_s = (h % 5) * 60;
+                    p
+                }
+            },
         })
         .collect()
 }

@@ -329,21 +329,8 @@ fn the_alerts_fire_where_they_should_and_query_only_series_the_server_exports() 
     assert_eq!(kinds(&crd), ["PrometheusRule"]);
     assert_eq!(crd[0]["spec"]["groups"], plain["groups"], "deploy/prometheusrule.yaml and deploy/alerts/autoscaler.rules.yaml differ");
 
-    // Every autoscaler_* series an alert reads is in the server's /metrics.
-    let exposition = autoscale::serving::exposition::Exposition::new(10);
-    let decision = autoscale::serving::predictor::Decision {
-        service_name: "web".into(),
-        current_replicas: 2,
-        predicted_replicas: 3,
-        action: "scale_up".into(),
-        change: 1,
-        confidence: 1.0,
-        reasoning: String::new(),
-    };
-    let record =
-        autoscale::serving::predictor::Record { forecast: Some(3.0), reactive: 2.0, decided_by: autoscale::serving::predictor::Term::Forecast, row_time: 1.0 };
-    exposition.record(&decision, Some("model_error"), &record, 1e-4);
-    let exported = exposition.render(Some(("random_forest", "v1")));
+    // Every autoscaler_* series an alert reads is in the server's or the collector's /metrics.
+    let exported = exported_series();
     let mut read = Vec::new();
     for group in plain["groups"].as_array().unwrap() {
         for rule in group["rules"].as_array().unwrap() {
@@ -361,7 +348,37 @@ fn the_alerts_fire_where_they_should_and_query_only_series_the_server_exports() 
     for name in read {
         assert!(
             exported.contains(&format!("\n{name}{{")) || exported.contains(&format!("\n{name} ")),
-            "the alerts read `{name}`, which the server does not export"
+            "the alerts read `{name}`, which neither the server nor the collector exports"
         );
     }
+}
+
+/// What the server's and the collector's /metrics give after a decision and a few steps.
+fn exported_series() -> String {
+    let exposition = autoscale::serving::exposition::Exposition::new(10);
+    let decision = autoscale::serving::predictor::Decision {
+        service_name: "web".into(),
+        current_replicas: 2,
+        predicted_replicas: 3,
+        action: "scale_up".into(),
+        change: 1,
+        confidence: 1.0,
+        reasoning: String::new(),
+    };
+    let record = autoscale::serving::predictor::Record {
+        forecast: Some(3.0),
+        reactive: 2.0,
+        decided_by: autoscale::serving::predictor::Term::Forecast,
+        row_time: 1.0,
+        cpu_percent: 55.0,
+        requests_per_second: 40.0,
+        latency_p95_ms: 120.0,
+        target_cpu: 60.0,
+        errors: Some(autoscale::serving::drift::Errors { judged: 20, short_share: 0.1, mean_error_pods: 0.4 }),
+    };
+    exposition.record(&decision, Some("model_error"), &record, 1e-4);
+    let collector = autoscale::collect::exposition::CollectorMetrics::default();
+    collector.step(3);
+    collector.skipped();
+    format!("{}{}", exposition.render(Some(("random_forest", "v1"))), collector.render())
 }

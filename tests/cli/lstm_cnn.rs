@@ -54,7 +54,8 @@ fn trains_keeps_history_and_reloads_to_identical_predictions() {
     let (meta, model) = LstmCnn::load(&dir, DeviceChoice::Cpu).unwrap();
     let split = p.path().join("split.parquet");
     p.pipeline(&["export", "split_temporal", split.to_str().unwrap()]).ok();
-    let table = autoscale::models::table::Table::load(&split).unwrap();
+    // (The pooled forest's load features are read only where named.)
+    let table = autoscale::models::table::Table::load(&split).unwrap().without_named_only().unwrap();
     let features: Vec<String> = meta.features.clone();
     assert_eq!(table.features, features);
     let (ts, x) = (&table.timestamps, &table.dense());
@@ -106,8 +107,11 @@ fn misconfiguration_is_refused_with_the_fix() {
     p.pipeline(&["run"]).code(2).stderr_has("kernel_size").stderr_has("must be odd");
     // Evaluation and publishing compare on a temporal hold-out, read from the split stage itself.
     for (deps, stage) in [
-        ("train_random_forest_temporal, train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand]", "evaluate"),
-        ("train_random_forest_demand, train_lstm_cnn]\n", "publish"),
+        (
+            "train_random_forest_temporal, train_lstm_cnn, train_random_forest, train_random_forest_hpa, train_random_forest_demand, train_random_forest_pooled]",
+            "evaluate",
+        ),
+        ("train_random_forest_demand, train_lstm_cnn, train_random_forest_pooled]\n", "publish"),
     ] {
         let from = format!("deps: [split_temporal, {deps}");
         assert_eq!(yaml.matches(&from).count(), 1, "{stage}'s deps in train.yaml");
@@ -115,11 +119,19 @@ fn misconfiguration_is_refused_with_the_fix() {
         p.pipeline(&["run"]).code(2).stderr_has(&format!("stage `{stage}`, field `deps`: the first dep, `split_shuffled`, must be a temporal split"));
     }
     // The registry serves one version of each model: publishing two forests is refused.
-    let from = "deps: [split_temporal, train_random_forest_demand, train_lstm_cnn]\n";
-    p.write("pipelines/train.yaml", &yaml.replace(from, "deps: [split_temporal, train_random_forest_demand, train_random_forest_temporal]\n"));
+    let from = "deps: [split_temporal, train_random_forest_demand, train_lstm_cnn, train_random_forest_pooled]\n";
+    p.write(
+        "pipelines/train.yaml",
+        &yaml.replace(from, "deps: [split_temporal, train_random_forest_demand, train_random_forest_temporal, train_random_forest_pooled]\n"),
+    );
     p.pipeline(&["run"])
         .code(2)
         .stderr_has("stage `publish`, field `deps`: `train_random_forest_demand` and `train_random_forest_temporal` both train a random_forest");
+    // The pooled forest rides with the forest's version: it must be one of the deps, and a forest.
+    p.write("pipelines/train.yaml", &yaml.replace("    pooled: train_random_forest_pooled\n", "    pooled: train_random_forest_hpa\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("stage `publish`, field `pooled`: `train_random_forest_hpa` is not among the train stages in deps");
+    p.write("pipelines/train.yaml", &yaml.replace("    pooled: train_random_forest_pooled\n", "    pooled: train_lstm_cnn\n"));
+    p.pipeline(&["run"]).code(2).stderr_has("`train_lstm_cnn` trains a lstm_cnn; the pooled model is a random_forest");
     p.write("pipelines/train.yaml", &yaml);
     // Asking for a GPU where there is none names what to do.
     if !std::path::Path::new("/proc/driver/nvidia").exists() {

@@ -25,6 +25,7 @@ mod lock;
 mod lstm_cnn;
 mod parity;
 mod policy;
+mod pooled;
 mod random_forest;
 mod report;
 mod s3;

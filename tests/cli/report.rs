@@ -86,15 +86,21 @@ fn a_run_ends_with_the_report_its_plots_and_promoted_models() {
 
     // The registry.
     p.pipeline(&["models", "list"]).ok().stdout_has("random_forest").stdout_has("*     v1").stdout_has("lstm_cnn");
-    p.pipeline(&["models", "show", "random_forest"]).ok().stdout_has("(serving)").stdout_has("train_random_forest_demand").stdout_has("label rule: demand");
+    p.pipeline(&["models", "show", "random_forest"])
+        .ok()
+        .stdout_has("(serving)")
+        .stdout_has("train_random_forest_demand")
+        .stdout_has("label rule: demand")
+        .stdout_has("pooled:     a pooled forest (stage `train_random_forest_pooled`)");
     p.pipeline(&["models", "rollback", "random_forest"]).code(1).stderr_has("nothing to roll back to");
 
-    // Decisions without a server: the README's example row (a service this model never saw
-    // falls back to the current replicas, and says so), then a history through the LSTM-CNN.
+    // Decisions without a server: the README's example row (a service this forest never saw:
+    // the reactive HPA decides until the pooled forest has its capacity, and says so), then a
+    // history through the LSTM-CNN.
     let row = common::repo().join("data/row.json");
     let one: serde_json::Value = serde_json::from_str(&p.pipeline(&["predict", row.to_str().unwrap()]).ok().stdout()).unwrap();
     assert_eq!((one["service_name"].as_str(), one["current_replicas"].as_u64()), (Some("product"), Some(3)), "{one}");
-    assert!(one["reasoning"].as_str().unwrap().contains("unknown to the model"), "{one}");
+    assert!(one["reasoning"].as_str().unwrap().contains("the pooled forest forecasts `product` once its capacity is fitted"), "{one}");
     let history: Vec<String> = (0..12).map(|i| common::row_json("order", 30 * i, 55.0).to_string()).collect();
     p.write("rows.jsonl", &history.join("\n"));
     let lines = p.pipeline(&["predict", "rows.jsonl", "--model", "lstm_cnn"]).ok().stdout();

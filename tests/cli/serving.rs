@@ -16,10 +16,11 @@ use autoscale::row::NUMERIC;
 use autoscale::serving::features::{History, RawRow};
 use autoscale::serving::predictor::{Guardrails, Loaded, Predictor};
 
-const QUICK: &[&str] = &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=2", "--set", "device=cpu", "--set", "require_beating_hpa=false"];
+pub const QUICK: &[&str] =
+    &["--set", "rf_trees=8", "--set", "cv_folds=0", "--set", "lstm_epochs=2", "--set", "device=cpu", "--set", "require_beating_hpa=false"];
 
 /// A project whose registry has a promoted forest and LSTM-CNN.
-fn trained() -> Project {
+pub fn trained() -> Project {
     let p = Project::new();
     let mut args = vec!["run", "--until", "publish", "--no-progress"];
     args.extend_from_slice(QUICK);
@@ -27,7 +28,7 @@ fn trained() -> Project {
     p
 }
 
-fn export(p: &Project, stage: &str) -> datafusion::arrow::array::RecordBatch {
+pub fn export(p: &Project, stage: &str) -> datafusion::arrow::array::RecordBatch {
     let path = p.path().join(format!("{stage}.parquet"));
     let mut args = vec!["export", stage, path.to_str().unwrap()];
     args.extend_from_slice(QUICK);
@@ -36,7 +37,7 @@ fn export(p: &Project, stage: &str) -> datafusion::arrow::array::RecordBatch {
 }
 
 /// The ingest table's rows as the collector would send them, in time order per service.
-fn raw_rows(p: &Project) -> Vec<RawRow> {
+pub fn raw_rows(p: &Project) -> Vec<RawRow> {
     let t = export(p, "ingest");
     let ts = common::i64_column(&t, "timestamp");
     let svc = common::str_column(&t, "service_name");
@@ -117,7 +118,8 @@ fn predictor_replays_rows_to_the_batch_features_and_predictions() {
             PolicySpec::AsPredicted => panic!("{kind} was published without a policy"),
         };
         let reactive = reactive.unheld();
-        let predictor = Predictor::new(Some(loaded), open.clone());
+        // The version's own model alone: its pooled forest is compared in pooled.rs.
+        let predictor = Predictor::new(Some(loaded.without_pooled()), open.clone());
         let mut hpa: std::collections::HashMap<String, OnlineHpa> = Default::default();
         let (mut compared, mut warming, mut above) = (0, 0, 0);
         for row in &rows {
@@ -192,7 +194,7 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     assert_eq!(code, 200, "{out}");
     let out: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(out.len(), 3);
-    assert!(out[2]["reasoning"].as_str().unwrap().contains("unknown to the model"), "{}", out[2]);
+    assert!(out[2]["reasoning"].as_str().unwrap().contains("the pooled forest forecasts `checkout` once its capacity is fitted"), "{}", out[2]);
     // The reactive HPA decides for it: ceil(3 × 20 / target) = 1 (targets are 60 % or more),
     // within the step of 2.
     assert!(out[2]["reasoning"].as_str().unwrap().contains("the reactive HPA decides (CPU 20.0%"), "{}", out[2]);
@@ -210,8 +212,9 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     let checkout: serde_json::Value = serde_json::from_str(&checkout).unwrap();
     assert_eq!(checkout["decidedBy"], "reactive", "{checkout}");
     assert!(checkout["forecastReplicas"].is_null(), "{checkout}");
-    assert_eq!(checkout["fallback"], "unknown_service", "{checkout}");
-    assert_eq!(checkout["fallbacks"], serde_json::json!({ "unknown_service": 1 }), "{checkout}");
+    // A service no model was trained on: the pooled forest takes it once its capacity is fitted.
+    assert_eq!(checkout["fallback"], "warming_up", "{checkout}");
+    assert_eq!(checkout["fallbacks"], serde_json::json!({ "warming_up": 1 }), "{checkout}");
     assert_eq!(get(b, "/scale/nobody").0, 404);
 
     // Bad requests: 4xx naming the field, nothing crashes.
@@ -248,7 +251,7 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
         "autoscaler_decisions_total{service=\"order\",action=",
         "autoscaler_decision_latency_seconds_bucket{le=\"+Inf\"}",
         "autoscaler_model_info{model=\"random_forest\",version=\"v1\"} 1",
-        "autoscaler_fallbacks_total{service=\"checkout\",reason=\"unknown_service\"} 1",
+        "autoscaler_fallbacks_total{service=\"checkout\",reason=\"warming_up\"} 1",
         "autoscaler_decisions_by_term_total{service=\"checkout\",term=\"reactive\"} 1",
         "autoscaler_reactive_replicas{service=\"checkout\"} 1",
         "autoscaler_last_row_timestamp_seconds{service=\"frontend\"}",
@@ -270,7 +273,9 @@ fn the_server_answers_every_endpoint_and_refuses_bad_requests() {
     let src = p.path().join("copy");
     std::fs::create_dir_all(&src).unwrap();
     for f in std::fs::read_dir(&v1).unwrap().flatten() {
-        if f.file_name() != "version.json" {
+        if f.path().is_dir() {
+            common::copy_dir(&f.path(), &src.join(f.file_name()));
+        } else if f.file_name() != "version.json" {
             std::fs::copy(f.path(), src.join(f.file_name())).unwrap();
         }
     }

@@ -45,7 +45,9 @@ def main():
         elif col in ("service_name", "replica_count", "target_replicas"):
             bad = (o.to_numpy() != r.to_numpy()).sum()
         else:
-            diff = np.abs(o.to_numpy(dtype=float) - r.to_numpy(dtype=float))
+            of, rf = o.to_numpy(dtype=float), r.to_numpy(dtype=float)
+            # NaN where the other has a number is a mismatch; NaN in both agrees.
+            diff = np.where(np.isnan(of) | np.isnan(rf), np.where(np.isnan(of) & np.isnan(rf), 0.0, np.inf), np.abs(of - rf))
             bad = (diff > a.tolerance).sum()
             if bad:
                 i = int(np.argmax(diff))

@@ -164,6 +164,37 @@ def labels(df, rule, up_cpu=70, up_ram=75, up_rt=500, down_cpu=30, down_ram=35, 
     return np.where(full, target, rc).astype(np.int64)
 
 
+def load_pods(df, out, target_cpu=60, tolerance=0.1, holdout_fraction=0.2):
+    """The load features of the pooled forest: request features over what one pod serves at
+    target_cpu × (1 + tolerance), from each service's CPU against requests per pod (least
+    squares, intercept at least 0) on the rows before the last holdout_fraction of its time;
+    NaN where CPU does not rise with load or leaves no headroom."""
+    t = df["timestamp"].astype("int64") / 1e9
+    span = t.groupby(df["service_name"]).agg(["min", "max"])
+    cut = df["service_name"].map(span["min"] + (span["max"] - span["min"]) * (1 - holdout_fraction))
+    fit = df[(df["replica_count"] > 0) & (t <= cut)]
+    x = fit["request_count_per_second"] / fit["replica_count"]
+    y = fit["cpu_usage_percent"]
+    per_pod = {}
+    for svc, idx in fit.groupby("service_name").groups.items():
+        xs, ys = x[idx].to_numpy(), y[idx].to_numpy()
+        if len(xs) < 2:
+            continue
+        sxy = ((xs - xs.mean()) * (ys - ys.mean())).sum()
+        sxx = ((xs - xs.mean()) ** 2).sum()
+        if sxx <= 0:
+            continue
+        slope = sxy / sxx
+        base = max(ys.mean() - slope * xs.mean(), 0.0)
+        aim = target_cpu * (1 + tolerance)
+        if slope > 0 and aim > base:
+            per_pod[svc] = (aim - base) / slope
+    c = df["service_name"].map(per_pod).astype(float)
+    for name, src in [("load_pods", "request_count_per_second"), ("load_pods_last_5_min", "request_count_per_second_last_5_min"),
+                      ("load_pods_rolling_max", "request_rolling_max"), ("load_pods_change", "request_change_rate")]:
+        out[name] = out[src] / c
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("metrics")
@@ -173,6 +204,7 @@ def main():
     df = load(a.metrics)
     out = features(df)
     out["target_replicas"] = labels(df, a.label_rule)
+    load_pods(df, out)
     out.to_parquet(a.out, index=False)
 
 

@@ -251,10 +251,13 @@ impl Stage for Train {
     }
 }
 
-/// The split's `features` (all when `None`) of the rows `rows` keeps (all when `None`).
+/// The split's `features` (all when `None`, but the pooled forest's load features, which are
+/// read only when named) of the rows `rows` keeps (all when `None`).
 fn load(input: &std::path::Path, features: Option<&[String]>, rows: Option<&RowFilter>) -> Result<Table> {
-    let data = Table::load_some(input, features, rows);
-    if features.is_some() { data.context("`features`") } else { data }
+    match features {
+        Some(_) => Table::load_some(input, features, rows).context("`features`"),
+        None => Table::load_some(input, None, rows)?.without_named_only(),
+    }
 }
 
 /// A training run on a blocking thread: where to write and how many cores it may use.

@@ -31,7 +31,9 @@ fn rows(x: &[f64], y: &[f64], nf: usize, pick: impl Fn(usize) -> bool) -> (Vec<f
 
 pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Result<Fitted> {
     let nf = data.nf();
-    let available: Vec<usize> = (0..data.len()).filter(|&i| !data.test[i]).collect();
+    // Rows with a feature that is not a number (a load feature of a service whose capacity
+    // could not be fitted) are left out of both parts.
+    let available: Vec<usize> = (0..data.len()).filter(|&i| !data.test[i] && data.finite(i)).collect();
     let n_available = job.sampled_from.unwrap_or(available.len());
     let mut picked = vec![false; data.len()];
     for i in job.sample(available, |i| data.service(i), rf.seed) {
@@ -39,7 +41,7 @@ pub(super) fn train(job: &Job, data: &Table, rf: &Params, folds: usize) -> Resul
     }
     let (xtr, ytr) = table_rows(data, |i| picked[i]);
     let sampled = crate::models::sample::note(ytr.len(), n_available, "rows");
-    let test_rows = data.test_rows();
+    let test_rows: Vec<usize> = data.test_rows().into_iter().filter(|&i| data.finite(i)).collect();
     let yte: Vec<f64> = test_rows.iter().map(|&i| data.y[i]).collect();
     if ytr.is_empty() || yte.is_empty() {
         bail!("the split has {} train and {} test rows; both are needed", ytr.len(), yte.len());

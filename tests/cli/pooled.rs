@@ -1,0 +1,81 @@
+//! The pooled forest: one forest for every service on load features that name none, carried
+//! inside the random_forest version and served to a service the pipeline never saw once the
+//! server has fitted what one of its pods serves.
+
+use crate::serving::{export, raw_rows, trained};
+
+use autoscale::artifacts::models::Registry;
+use autoscale::models::ModelKind;
+use autoscale::models::model::Model;
+use autoscale::models::table::Table;
+use autoscale::models::torch_runtime::DeviceChoice;
+use autoscale::serving::features::RawRow;
+use autoscale::serving::predictor::{Guardrails, Loaded, Predictor};
+
+#[test]
+fn a_service_never_trained_on_gets_forecasts_once_its_capacity_is_fitted() {
+    let p = trained();
+    // The promoted forest's version carries the pooled forest and, per trained service, which
+    // of the two serves it.
+    let reg = Registry::of_project(p.path());
+    let (version, dir) = reg.serving_dir("random_forest").unwrap().expect("a promoted forest");
+    assert!(dir.join("pooled/model.json").is_file() && dir.join("pooled/forest.bin").is_file(), "{}", dir.display());
+    let choice = reg.version("random_forest", &version).unwrap().pooled.expect("version.json records the pooled choice");
+    assert_eq!(choice.services.keys().collect::<Vec<_>>(), ["frontend", "order", "recommender"]);
+    assert_eq!((choice.stage.as_str(), choice.aim_cpu), ("train_random_forest_pooled", 60.0 * 1.1));
+    let pooled = Model::load(&dir.join("pooled"), DeviceChoice::Cpu).unwrap();
+    assert!(pooled.meta().features.iter().all(|f| f.starts_with("load_pods")), "{:?}", pooled.meta().features);
+
+    // A trained service given to the pooled forest gets its own forest's forecasts from its first
+    // row, until the server has fitted its capacity.
+    if let Some((trained, _)) = choice.services.iter().find(|(_, s)| **s == autoscale::models::pooled::Serves::Pooled) {
+        let fresh = Predictor::new(Loaded::promoted(&reg, ModelKind::RandomForest).unwrap(), Guardrails::default());
+        for row in raw_rows(&p).iter().filter(|r| &r.service == trained).take(3) {
+            let o = fresh.decide(row).unwrap();
+            assert!(o.fallback.is_none() && o.record.forecast.is_some(), "{trained}: {:?}", o.decision);
+        }
+    }
+
+    // `order`'s rows under a name no model saw.
+    let rows: Vec<RawRow> = raw_rows(&p).into_iter().filter(|r| r.service == "order").map(|r| RawRow { service: "checkout".into(), ..r }).collect();
+    let loaded = Loaded::promoted(&reg, ModelKind::RandomForest).unwrap().unwrap();
+    assert!(loaded.has_pooled());
+    let predictor = Predictor::new(Some(loaded), Guardrails { max_step: 10, ..Guardrails::default() });
+    let first = rows[0].timestamp;
+    let (mut warming, mut forecasts, mut online) = (0, 0, std::collections::HashMap::new());
+    for row in &rows {
+        let o = predictor.decide(row).unwrap();
+        let minutes = (row.timestamp - first) as f64 / 60e6;
+        if minutes < 30.0 {
+            assert_eq!(o.fallback, Some("warming_up"), "at minute {minutes}: {:?}", o.decision);
+            assert!(o.decision.reasoning.contains("--capacity-min-minutes"), "{}", o.decision.reasoning);
+            warming += 1;
+        } else if o.fallback.is_none() {
+            forecasts += 1;
+            online.insert(row.timestamp, o.record.forecast.expect("a forecast"));
+        }
+    }
+    assert!(warming >= 59, "half an hour of 30 s rows on the reactive HPA: {warming}");
+    assert!(forecasts as f64 >= 0.95 * (rows.len() - warming) as f64, "forecasts for {forecasts} of {} rows after the warm-up", rows.len() - warming);
+
+    // Those forecasts are the pooled forest's on the same rows with the pipeline's capacity
+    // (fitted on the two days before the hold-out), to the pod on almost every row: the online
+    // fit converges to the offline one.
+    let table = Table::load(&{
+        export(&p, "split_temporal_demand");
+        p.path().join("split_temporal_demand.parquet")
+    })
+    .unwrap();
+    let order: Vec<usize> = (0..table.len()).filter(|&i| table.service(i) == "order").collect();
+    let batch = pooled.predict_rows(&table, &order).unwrap();
+    let (mut same, mut compared) = (0, 0);
+    for (&i, b) in order.iter().zip(batch) {
+        if let (Some(b), Some(o)) = (b, online.get(&table.timestamps[i])) {
+            compared += 1;
+            same += usize::from(autoscale::models::scores::replicas(b, 1.0, 10.0) == *o);
+        }
+    }
+    eprintln!("pooled choice {:?}; {warming} rows warming up, {forecasts} forecasts; the same pods as the batch on {same} of {compared} rows", choice.services);
+    assert!(compared > 1000, "{compared}");
+    assert!(same as f64 >= 0.9 * compared as f64, "the same pods on {same} of {compared} rows");
+}
