@@ -28,8 +28,15 @@ def query(expr, legend, ref):
     return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref).datasource(DATASOURCE)
 
 
+IDS = iter(range(1, 1000))
+
+
+def row(title):
+    return dashboard.Row(title).id(next(IDS))
+
+
 def panel(title, description, unit, queries, width=12):
-    p = timeseries.Panel().title(title).description(description).unit(unit).datasource(DATASOURCE).height(8).span(width)
+    p = timeseries.Panel().id(next(IDS)).title(title).description(description).unit(unit).datasource(DATASOURCE).height(8).span(width)
     for i, (expr, legend) in enumerate(queries):
         p = p.with_target(query(expr, legend, chr(ord("A") + i)))
     return p
@@ -55,7 +62,7 @@ def build():
             .include_all(True)
         )
     )
-    d = d.with_row(dashboard.Row("Decisions"))
+    d = d.with_row(row("Decisions"))
     d = d.with_panel(panel(
         "Replicas: actual, forecast, reactive, decided",
         "What the service runs (its last row), the model's forecast, the reactive HPA's recommendation and the decision served to KEDA.",
@@ -90,7 +97,7 @@ def build():
         ],
         width=24,
     ))
-    d = d.with_row(dashboard.Row("The service"))
+    d = d.with_row(row("The service"))
     d = d.with_panel(panel(
         "CPU against target",
         "CPU utilisation in the service's last row, and the target of the HPA the served policy runs.",
@@ -103,7 +110,7 @@ def build():
     ))
     d = d.with_panel(panel("Request rate", "Requests per second in the service's last row.", "reqps", [(f"autoscaler_requests_per_second{{{SERVICE}}}", "{{service}}")], width=8))
     d = d.with_panel(panel("P95 latency", "P95 response time in the service's last row.", "s", [(f"autoscaler_latency_p95_seconds{{{SERVICE}}}", "{{service}}")], width=8))
-    d = d.with_row(dashboard.Row("The autoscaler"))
+    d = d.with_row(row("The autoscaler"))
     d = d.with_panel(panel(
         "Age of the last row",
         "Seconds since each service's last row; decisions go stale (KEDA falls back) after --max-decision-age.",

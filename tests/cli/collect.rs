@@ -170,8 +170,23 @@ fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
     // the loop goes on when it is back, and the day file stays valid CSV throughout.
     prom.restart();
     prom.wait_for_scrapes(1);
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut collector = command()
-        .args(["collect", "--prometheus", &url, "--config", "collect.yaml", "--every", "0.5s", "--flush-every", "0.3s", "--out", "out"])
+        .args([
+            "collect",
+            "--prometheus",
+            &url,
+            "--config",
+            "collect.yaml",
+            "--every",
+            "0.5s",
+            "--flush-every",
+            "0.3s",
+            "--out",
+            "out",
+            "--metrics-addr",
+            &metrics_addr,
+        ])
         .current_dir(p.path())
         .stderr(Stdio::piped())
         .spawn()
@@ -199,6 +214,13 @@ fn collect_once_serve_and_the_live_loop_read_a_real_prometheus() {
     let during = rows().len();
     prom.restart();
     wait_rows(during + 4);
+    // Its own /metrics count the skipped steps (what the dashboard and the alerts read).
+    let (code, metrics) = get(&format!("http://{metrics_addr}/metrics")).expect("the collector serves /metrics");
+    let value =
+        |name: &str| -> f64 { metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).unwrap_or_else(|| panic!("{metrics}")).parse().unwrap() };
+    assert_eq!(code, 200);
+    assert!(value("autoscaler_collector_skipped_steps_total") >= 1.0, "{metrics}");
+    assert!(value("autoscaler_collector_rows_total") >= rows().len() as f64 && value("autoscaler_collector_last_flush_timestamp_seconds") > 1.7e9, "{metrics}");
     unsafe { libc::kill(collector.id() as i32, libc::SIGTERM) };
     let mut stderr = String::new();
     for line in BufReader::new(collector.stderr.take().unwrap()).lines() {

@@ -382,3 +382,82 @@ fn exported_series() -> String {
     collector.skipped();
     format!("{}{}", exposition.render(Some(("random_forest", "v1"))), collector.render())
 }
+
+/// The series of `exposition` (Prometheus text) every 15 s over `[from, to]` seconds, as
+/// OpenMetrics for promtool: counters (`_total`, and a histogram's `_bucket`, `_count`, `_sum`)
+/// grow by their value each step, so every rate has something to say; gauges hold still.
+fn history_of(exposition: &str, from: i64, to: i64) -> String {
+    let mut by_name: std::collections::BTreeMap<String, Vec<(String, f64)>> = Default::default();
+    for line in exposition.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let name = series.split('{').next().unwrap().to_string();
+        by_name.entry(name).or_default().push((series.to_string(), value.parse().unwrap()));
+    }
+    let mut text = String::new();
+    for (name, series) in by_name {
+        let counter = ["_total", "_bucket", "_count", "_sum"].iter().any(|s| name.ends_with(s));
+        for (s, v) in series {
+            for (k, t) in (from..=to).step_by(15).enumerate() {
+                let value = if counter { v.max(1.0) * (k + 1) as f64 } else { v };
+                text.push_str(&format!("{s} {value} {t}\n"));
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+#[test]
+fn the_dashboard_is_grafanas_sdk_output_and_every_panel_query_answers_on_a_real_prometheus() {
+    // deploy/grafana/autoscaler.json is what deploy/grafana/dashboard.py builds with Grafana's
+    // own SDK (grafana-foundation-sdk), so it is a dashboard Grafana's schema accepts.
+    let out = std::process::Command::new(tool("python3"))
+        .arg(repo().join("deploy/grafana/dashboard.py"))
+        .output()
+        .expect("python3 with grafana-foundation-sdk (scripts/setup.sh)");
+    assert!(out.status.success(), "dashboard.py: {}", String::from_utf8_lossy(&out.stderr));
+    let built = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        built,
+        std::fs::read_to_string(repo().join("deploy/grafana/autoscaler.json")).unwrap(),
+        "deploy/grafana/autoscaler.json is not dashboard.py's output: run `.venv/bin/python deploy/grafana/dashboard.py deploy/grafana/autoscaler.json`"
+    );
+    let dashboard: serde_json::Value = serde_json::from_str(&built).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let queries: Vec<(String, String)> = panels
+        .iter()
+        .flat_map(|p| {
+            p["targets"].as_array().into_iter().flatten().map(move |t| (p["title"].as_str().unwrap().to_string(), t["expr"].as_str().unwrap().to_string()))
+        })
+        .collect();
+    assert!(queries.len() >= 18, "{queries:?}");
+    let ids: std::collections::BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "every panel has its own id");
+    for wanted in [
+        "autoscaler_forecast_replicas",
+        "autoscaler_reactive_replicas",
+        "autoscaler_cpu_utilization_ratio",
+        "autoscaler_forecast_error_pods",
+        "autoscaler_fallbacks_total",
+        "autoscaler_collector_skipped_steps_total",
+    ] {
+        assert!(queries.iter().any(|(_, q)| q.contains(wanted)), "no panel reads {wanted}");
+    }
+
+    // A real Prometheus holding twenty minutes of what the server and the collector export:
+    // every query parses and returns series, so a misspelt metric or label fails here.
+    assert!(common::prometheus::installed(), "prometheus is needed (Debian package `prometheus`; .ci/run installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    common::prometheus::write_history(dir.path(), &history_of(&exported_series(), now - 1200, now - 60));
+    let prometheus = common::prometheus::Prometheus::start(dir.path(), None);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for (panel, expr) in &queries {
+        let q = expr.replace("$__rate_interval", "2m").replace("$service", ".+");
+        let mut r = agent.get(&format!("{}/api/v1/query", prometheus.url())).query("query", &q).query("time", (now - 90).to_string()).call().unwrap();
+        let body = r.body_mut().read_to_string().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{panel}: {q}: {body}"));
+        assert_eq!(v["status"], "success", "{panel}: `{q}` does not parse: {body}");
+        assert!(v["data"]["result"].as_array().is_some_and(|r| !r.is_empty()), "{panel}: `{q}` finds no series in what the server and the collector export");
+    }
+}
