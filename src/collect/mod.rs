@@ -172,6 +172,14 @@ impl Collector {
         let tz = self.config.time_zone;
         let start = local_midnight(tz, day);
         let end = local_midnight(tz, day.succ_opt().unwrap_or(day)) - STEP_SECONDS;
+        self.backfill(start, end).await
+    }
+
+    /// Every 30 s row from `start` to `end` (seconds since the epoch, inclusive), rebuilt from
+    /// Prometheus' history as [`Collector::backfill_day`] does; ordered by time, then service.
+    pub async fn backfill(&mut self, start: i64, end: i64) -> Result<Vec<Row>, QueryError> {
+        let tz = self.config.time_zone;
+        let start = start - start.rem_euclid(STEP_SECONDS);
         let services = self.services(start as f64, Some(end as f64)).await?;
         let steps: Vec<i64> = (start..=end).step_by(STEP_SECONDS as usize).collect();
         let mut rows = Vec::new();

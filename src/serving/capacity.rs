@@ -17,6 +17,9 @@ pub const HALF_LIFE_SECONDS: f64 = 6.0 * 3600.0;
 /// minutes the 90th percentile was 15 %.
 pub const DEFAULT_MIN_MINUTES: f64 = 30.0;
 
+/// The least variation of the load per pod (standard deviation over mean) the fit needs.
+pub const MIN_SPREAD: f64 = 0.02;
+
 /// Exponentially weighted sums of one service's (requests per pod, CPU %).
 #[derive(Debug, Default, Clone)]
 pub struct OnlineCapacity {
@@ -68,8 +71,9 @@ impl OnlineCapacity {
         let sxx = self.xx - self.w * mx * mx;
         let sxy = self.xy - self.w * mx * my;
         let syy = self.yy - self.w * my * my;
-        // Sums of squares this small against the means are rounding: no spread to fit on.
-        if sxx <= 1e-12 * self.xx.max(1e-300) || sxy <= 0.0 {
+        // A load per pod that varied by under 2 % (its standard deviation against its mean) has
+        // no spread to fit on: the slope would be the rounding of the rows.
+        if sxx <= (MIN_SPREAD * mx).powi(2) * self.w || sxy <= 0.0 {
             return None;
         }
         let slope = sxy / sxx;
@@ -118,6 +122,13 @@ mod tests {
             flat.push(k as f64 * 30.0, 100.0, 40.0, 2.0);
         }
         assert!(flat.fit(0.0).is_none());
+        // Load per pod within rounding of constant (±0.5 %): CPU that follows it is no fit either.
+        let mut jitter = OnlineCapacity::default();
+        for k in 0..200 {
+            let load = if k % 2 == 0 { 199.0 } else { 201.0 };
+            jitter.push(k as f64 * 30.0, load, 10.0 + 0.5 * load / 2.0, 2.0);
+        }
+        assert!(jitter.fit(0.0).is_none());
         // Older rows fade: a release that doubles the CPU per request is followed within hours.
         for k in 120..(120 + 2 * 24 * 120) {
             let load = 100.0 + 80.0 * (k as f64 / 9.0).sin();

@@ -29,6 +29,8 @@ struct ServiceGauges {
     fallbacks: BTreeMap<&'static str, u64>,
     /// The last decision's fallback, if it was one.
     fallback: Option<&'static str>,
+    /// The last decision's reasons, for /scale (why it scaled).
+    reasoning: String,
 }
 
 /// The last decision for a service, as `/scale` reports it.
@@ -40,6 +42,7 @@ pub struct Last {
     pub record: Record,
     pub fallback: Option<&'static str>,
     pub fallbacks: BTreeMap<&'static str, u64>,
+    pub reasoning: String,
 }
 
 #[derive(Default)]
@@ -103,12 +106,14 @@ impl Exposition {
             terms: [0; 3],
             fallbacks: BTreeMap::new(),
             fallback: None,
+            reasoning: String::new(),
         });
         g.at = Instant::now();
         g.at_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         g.record = *record;
         g.terms[Term::ALL.iter().position(|t| *t == record.decided_by).expect("a term")] += 1;
         g.fallback = fallback;
+        g.reasoning.clone_from(&d.reasoning);
         g.seq = seq;
         g.predicted = d.predicted_replicas as f64;
         g.current = d.current_replicas as f64;
@@ -154,6 +159,7 @@ impl Exposition {
             record: g.record,
             fallback: g.fallback,
             fallbacks: g.fallbacks.clone(),
+            reasoning: g.reasoning.clone(),
         })
     }
 

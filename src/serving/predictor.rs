@@ -477,7 +477,10 @@ impl Predictor {
                             row.service, self.guard.capacity_min_minutes
                         )
                     } else {
-                        format!("`{}`'s CPU has not risen with its load per pod yet, so what one pod serves cannot be fitted", row.service)
+                        format!(
+                            "`{}`'s load per pod has not varied enough, or its CPU has not risen with it, for what one pod serves to be fitted",
+                            row.service
+                        )
                     };
                     return Err(("warming_up", why));
                 }

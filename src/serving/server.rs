@@ -242,6 +242,7 @@ async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Respon
                 "fallback": last.fallback,
                 "fallbacks": last.fallbacks,
                 "rowAgeSeconds": tenth(now - last.record.row_time),
+                "reasoning": last.reasoning,
             });
             if stale {
                 let mut body = body;
@@ -266,9 +267,14 @@ async fn scale(State(app): State<Shared>, Path(service): Path<String>) -> Respon
 /// Takes every service's row from Prometheus each step and decides on it, as if it had been
 /// POSTed: every replica of the server computes the same state from the same source.
 async fn pull(app: Shared, mut p: Pull) {
+    // A restarted replica starts where the others are: each service's seasonal profile up to
+    // the replayed stretch, then its last rows (windows, capacity fit, the HPA's history).
+    let now = chrono::Utc::now().timestamp();
+    let replay_from = now - REPLAY_SECONDS;
     if app.predictor.model().is_some_and(|m| m.reads_seasonal()) {
-        rebuild_profiles(&app, &mut p).await;
+        rebuild_profiles(&app, &mut p, replay_from).await;
     }
+    replay(&app, &mut p, replay_from, now).await;
     let mut tick = tokio::time::interval(p.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -306,9 +312,8 @@ async fn pull(app: Shared, mut p: Pull) {
 
 /// Each service's last eight days of request rate from Prometheus, so a restarted server has
 /// yesterday and last week at once instead of falling back for a week (docs/serving.md).
-async fn rebuild_profiles(app: &Shared, p: &mut Pull) {
+async fn rebuild_profiles(app: &Shared, p: &mut Pull, now: i64) {
     use crate::features::seasonal::{DAY, SLOT_SECONDS, WEEK};
-    let now = chrono::Utc::now().timestamp();
     let services = match p.collector.services(now as f64, None).await {
         Ok(s) => s,
         Err(e) => {
@@ -327,6 +332,34 @@ async fn rebuild_profiles(app: &Shared, p: &mut Pull) {
         }
     }
     tracing::info!("rebuilt the seasonal profile of {rebuilt} of {} services from eight days of Prometheus history", services.len());
+}
+
+/// How far back a starting server replays every service's rows from Prometheus: two hours, so
+/// the capacity fit of a service the model was not trained on (`--capacity-min-minutes`, 30 by
+/// default) and every window are full before the first live step.
+const REPLAY_SECONDS: i64 = 2 * 3600;
+
+/// Decides on each service's rows of `[from, to)` from Prometheus' history, in time order, as
+/// the live loop would have; the decisions are not served or counted, only the state they leave.
+async fn replay(app: &Shared, p: &mut Pull, from: i64, to: i64) {
+    let rows = match p.collector.backfill(from, to - 1).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!("the services' state starts empty: Prometheus did not give their last rows: {e}");
+            return;
+        }
+    };
+    let app = app.clone();
+    let n = rows.len();
+    let _ = tokio::task::spawn_blocking(move || {
+        for row in rows {
+            if let Ok(raw) = RawRow::from_json(&row.to_json()) {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.predictor.decide(&raw)));
+            }
+        }
+    })
+    .await;
+    tracing::info!("replayed {n} rows of the last {} minutes from Prometheus", (to - from) / 60);
 }
 
 async fn metrics(State(app): State<Shared>) -> Response {

@@ -79,3 +79,37 @@ fn a_service_never_trained_on_gets_forecasts_once_its_capacity_is_fitted() {
     assert!(compared > 1000, "{compared}");
     assert!(same as f64 >= 0.9 * compared as f64, "the same pods on {same} of {compared} rows");
 }
+
+/// A server started under `--prometheus` replays every service's last two hours of rows from
+/// Prometheus' history before its first live step, so a restarted replica does not start the
+/// capacity fit (nor any window) from nothing.
+#[test]
+fn a_starting_server_replays_the_services_last_rows_from_prometheus() {
+    use crate::common::prometheus::{self, Exporter, Prometheus, get};
+    assert!(prometheus::installed(), "this test needs a real Prometheus (Debian package `prometheus`; .ci/run installs it)");
+    let p = trained();
+    // The test cluster's services (`web`, `api`: names the forest never saw), with 40 minutes
+    // of history behind the live scrapes.
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let exporter = Exporter::start();
+    prometheus::write_history(p.path(), &prometheus::history(t - 40 * 60, t - 2, 15, Some(&exporter.addr)));
+    let prom = Prometheus::start(p.path(), Some(&exporter.addr));
+    prom.wait_for_scrapes(2);
+    let config = std::fs::read_to_string(crate::common::repo().join("pipelines/collect.yaml")).unwrap().replace("namespace: default", "namespace: shop");
+    p.write("collect.yaml", &config);
+    let server = crate::common::start_server(&p, &["--prometheus", &prom.url(), "--collect-config", "collect.yaml", "--every", "0.5"], &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let web = loop {
+        if let Some((200, body)) = get(&format!("{}/scale/web", server.base)) {
+            break serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no decision for web");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // The pooled forest takes web; its first live decision already has the replayed 40 minutes
+    // behind it, so it is not waiting for --capacity-min-minutes of rows: it forecasts (or, if
+    // this cluster's nearly constant load per pod gives nothing to fit, says that instead).
+    let why = web["reasoning"].as_str().unwrap();
+    assert!(!why.contains("--capacity-min-minutes"), "the history was not replayed: {web}");
+    assert!(web["fallback"].is_null() || why.contains("`web`'s load per pod has not varied enough"), "{web}");
+}
