@@ -103,7 +103,9 @@ mod tests {
             let r = 1.0 + (k / 30) as f64;
             let c = 12.0 + 0.6 * load / r;
             online.push(t, load, c, r);
-            (rps.push(load), cpu.push(c), reps.push(r));
+            rps.push(load);
+            cpu.push(c);
+            reps.push(r);
             if t < 1800.0 {
                 assert!(online.rps_per_pod(66.0, 1800.0).is_none(), "not before 30 minutes of rows (t = {t})");
             }
