@@ -49,6 +49,13 @@ pub struct ModelMeta {
 pub const SERVICE_PREFIX: &str = "service_";
 
 impl ModelMeta {
+    /// Whether the model can forecast for `service` by name: it has that service's one-hot
+    /// column, or none at all (then it takes any service).
+    pub fn knows_service(&self, service: &str) -> bool {
+        let mut one_hot = self.features.iter().filter_map(|f| f.strip_prefix(SERVICE_PREFIX)).peekable();
+        one_hot.peek().is_none() || one_hot.any(|s| s == service)
+    }
+
     /// Where each of the model's features is among `offered` (a table's features, in its
     /// column order): the model reads its own by name, so a table may hold more, in any order.
     /// Refused, saying which: features the table lacks, and a one-hot service column the model

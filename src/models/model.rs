@@ -51,9 +51,10 @@ impl Model {
                 let threads = crate::io::threads::available();
                 // A row with a feature that is not a number (a load feature without a fitted
                 // capacity) gets no prediction, as a row before an LSTM-CNN's window.
-                let finite: Vec<usize> = rows.iter().copied().filter(|&r| table.finite(r)).collect();
-                let mut predicted = table.map_chunks(&finite, |x| forest.predict_batch(x, threads)).into_iter();
-                Ok(rows.iter().map(|&r| if table.finite(r) { predicted.next() } else { None }).collect())
+                let finite: Vec<bool> = rows.iter().map(|&r| table.finite(r)).collect();
+                let kept: Vec<usize> = rows.iter().zip(&finite).filter(|(_, f)| **f).map(|(&r, _)| r).collect();
+                let mut predicted = table.map_chunks(&kept, |x| forest.predict_batch(x, threads)).into_iter();
+                Ok(finite.iter().map(|&f| if f { predicted.next() } else { None }).collect())
             }
             Model::LstmCnn { net, .. } => {
                 let len = net.params.sequence_length;

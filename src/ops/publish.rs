@@ -252,8 +252,7 @@ impl Stage for Publish {
                             stage: p.stage.clone(),
                             aim_cpu: p.aim_cpu,
                         };
-                        let known = |s: &str| model.meta().features.iter().any(|f| f.strip_prefix(crate::models::SERVICE_PREFIX) == Some(s));
-                        preds[0] = combine(&holdout, &preds[0], &pooled_preds, &choice, known);
+                        preds[0] = combine(&holdout, &preds[0], &pooled_preds, &choice, &model);
                         Some(choice)
                     }
                     None => None,
@@ -287,7 +286,7 @@ impl Stage for Publish {
                 }
                 // Exact accuracy means something only against the labels the model learned.
                 let learned_holdout = label_rule == holdout_rule;
-                let info = VersionInfo {
+                let mut info = VersionInfo {
                     version: String::new(),
                     model: kind.clone(),
                     source_key: key,
@@ -315,7 +314,6 @@ impl Stage for Publish {
                     progress.message(&format!("{stage}: each service's seasonal profile"));
                     extra.push((seasonal::FILE.to_string(), serde_json::to_vec(&Profiles::from_table(&holdout_path)?)?));
                 }
-                let mut info = info;
                 if let Some((_, pdir, pkey, _)) = &pooled_here {
                     // One version per pair of forests.
                     info.source_key = format!("{}+{pkey}", info.source_key);
@@ -389,22 +387,19 @@ impl Served {
     fn combine(&self, holdout: &Holdout, mut predictions: Vec<Vec<Option<f64>>>) -> Vec<Option<f64>> {
         match &self.pooled {
             None => predictions.swap_remove(0),
-            Some((_, choice)) => {
-                let known = |s: &str| self.model.meta().features.iter().any(|f| f.strip_prefix(crate::models::SERVICE_PREFIX) == Some(s));
-                combine(holdout, &predictions[0], &predictions[1], choice, known)
-            }
+            Some((_, choice)) => combine(holdout, &predictions[0], &predictions[1], choice, &self.model),
         }
     }
 }
 
 /// Per hold-out row, the pooled forest's prediction where `choice` gives it the row's service
-/// (and it has one), else the per-service forest's.
+/// (and it has one), else that of `own`, the per-service forest.
 fn combine(
     holdout: &Holdout,
     per_service: &[Option<f64>],
     pooled: &[Option<f64>],
     choice: &crate::models::pooled::PooledChoice,
-    known: impl Fn(&str) -> bool,
+    own: &Model,
 ) -> Vec<Option<f64>> {
     holdout
         .test
@@ -413,7 +408,7 @@ fn combine(
         .map(|(k, &row)| {
             let service = holdout.table.service(row);
             match pooled[k] {
-                Some(p) if choice.pooled_serves(service, known(service)) => Some(p),
+                Some(p) if choice.pooled_serves(service, own.meta().knows_service(service)) => Some(p),
                 _ => per_service[k],
             }
         })

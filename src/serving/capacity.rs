@@ -73,13 +73,10 @@ impl OnlineCapacity {
         let syy = self.yy - self.w * my * my;
         // A load per pod that varied by under 2 % (its standard deviation against its mean) has
         // no spread to fit on: the slope would be the rounding of the rows.
-        if sxx <= (MIN_SPREAD * mx).powi(2) * self.w || sxy <= 0.0 {
+        if sxx <= (MIN_SPREAD * mx).powi(2) * self.w {
             return None;
         }
-        let slope = sxy / sxx;
-        let base = (my - slope * mx).max(0.0);
-        let r2 = if syy > 0.0 { (sxy * sxy / (sxx * syy)).min(1.0) } else { 0.0 };
-        Some(Capacity { base, slope, r2, rows: self.w.round() as usize })
+        Capacity::from_moments((mx, my), (sxx, sxy, syy), self.w.round() as usize)
     }
 
     /// Requests/s one pod serves at `aim` CPU %, once fitted; none where the fit leaves no

@@ -111,7 +111,8 @@ pub struct Loaded {
     pub dir: PathBuf,
     /// How to build its feature vector, or the features this server cannot compute.
     plan: Result<features::Plan, Vec<String>>,
-    /// The services of its one-hot columns; none: a model without them takes any service.
+    /// The services of its one-hot columns, for saying which it knows (`ModelMeta::knows_service`
+    /// decides).
     services: Vec<String>,
     /// How its output becomes replicas, as publish promoted it.
     pub policy: PolicySpec,
@@ -176,8 +177,7 @@ impl Loaded {
     /// Whether the version gives `service` to its pooled forest (which forecasts for it once the
     /// server has fitted its capacity; a service its own forest knows stays with that until then).
     pub fn pooled_serves(&self, service: &str) -> bool {
-        let known = self.services.is_empty() || self.services.iter().any(|s| s == service);
-        self.pooled.as_ref().is_some_and(|p| p.choice.pooled_serves(service, known))
+        self.pooled.as_ref().is_some_and(|p| p.choice.pooled_serves(service, self.model.meta().knows_service(service)))
     }
 
     /// The promoted version of `kind` in a registry, with the policy it was promoted with.
@@ -461,50 +461,37 @@ impl Predictor {
     /// the per-service forest for a service it knows, unless the version's choice gives it the
     /// pooled forest, which also takes every service it does not know once its capacity is fitted.
     fn output(&self, loaded: &Loaded, state: &ServiceState, row: &RawRow, aim: f64) -> Result<f64, (&'static str, String)> {
-        let known = loaded.services.is_empty() || loaded.services.contains(&row.service);
+        let known = loaded.model.meta().knows_service(&row.service);
         let min_seconds = self.guard.capacity_min_minutes * 60.0;
+        let fitted = |aim: f64| state.capacity.rps_per_pod(aim, min_seconds);
         // The pooled forest where the version gives it the service, once the service's capacity
         // is fitted; until then a service the version's own forest knows stays with it.
-        let (model, plan, rps_per_pod) = match &loaded.pooled {
-            Some(p) if loaded.pooled_serves(&row.service) => match state.capacity.rps_per_pod(p.choice.aim_cpu, min_seconds) {
-                Some(c) => (&p.model, &p.plan, Some(c)),
-                None if known => (&loaded.model, &loaded.plan, None),
-                None => {
-                    let span = state.capacity.span_seconds() / 60.0;
-                    let why = if span < self.guard.capacity_min_minutes {
-                        format!(
-                            "the pooled forest forecasts `{}` once its capacity is fitted on {} minutes of its rows (--capacity-min-minutes); it has {span:.0}",
-                            row.service, self.guard.capacity_min_minutes
-                        )
-                    } else {
-                        format!(
-                            "`{}`'s load per pod has not varied enough, or its CPU has not risen with it, for what one pod serves to be fitted",
-                            row.service
-                        )
-                    };
-                    return Err(("warming_up", why));
-                }
-            },
-            _ if known => (&loaded.model, &loaded.plan, None),
+        let (model, plan, aim, who) = match &loaded.pooled {
+            Some(p) if loaded.pooled_serves(&row.service) && !(known && fitted(p.choice.aim_cpu).is_none()) => {
+                (&p.model, &p.plan, p.choice.aim_cpu, "the pooled forest")
+            }
+            _ if known => (&loaded.model, &loaded.plan, aim, "the model"),
             _ => {
                 return Err(("unknown_service", format!("service `{}` is unknown to the model (trained on {})", row.service, loaded.services.join(", "))));
             }
         };
         let plan =
             plan.as_ref().map_err(|missing| ("model_error", format!("the model needs features this server does not compute: {}", missing.join(", "))))?;
-        // Load features with no capacity to count them in (a version's own model reading them):
-        // the server's fit at the reactive HPA's aim.
-        let rps_per_pod = match rps_per_pod {
-            None if plan.reads_load() => match state.capacity.rps_per_pod(aim, min_seconds) {
-                Some(c) => Some(c),
-                None => {
-                    return Err((
-                        "warming_up",
-                        format!("the model counts `{}`'s load in pods once its capacity is fitted (--capacity-min-minutes)", row.service),
-                    ));
-                }
-            },
-            c => c,
+        // Load features count the service's load in pods of its capacity: none before it is fitted.
+        let rps_per_pod = match plan.reads_load() {
+            false => None,
+            true => Some(fitted(aim).ok_or_else(|| {
+                let span = state.capacity.span_seconds() / 60.0;
+                let why = if span < self.guard.capacity_min_minutes {
+                    format!(
+                        "{who} forecasts `{}` once its capacity is fitted on {} minutes of its rows (--capacity-min-minutes); it has {span:.0}",
+                        row.service, self.guard.capacity_min_minutes
+                    )
+                } else {
+                    format!("`{}`'s load per pod has not varied enough, or its CPU has not risen with it, for what one pod serves to be fitted", row.service)
+                };
+                ("warming_up", why)
+            })?),
         };
         let named = state.recent.back().expect("the row was just pushed");
         let nf = model.meta().features.len();

@@ -28,13 +28,20 @@ impl Capacity {
         let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
         let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
         let syy: f64 = pts.iter().map(|p| (p.1 - my) * (p.1 - my)).sum();
+        Capacity::from_moments((mx, my), (sxx, sxy, syy), pts.len())
+    }
+
+    /// The least-squares line from the means of load per pod and CPU and their centred sums of
+    /// squares and products (also what `serving::capacity` keeps online); `None` when CPU does
+    /// not rise with load.
+    pub fn from_moments((mx, my): (f64, f64), (sxx, sxy, syy): (f64, f64, f64), rows: usize) -> Option<Capacity> {
         if sxx <= 0.0 || sxy <= 0.0 {
             return None;
         }
         let slope = sxy / sxx;
         let base = (my - slope * mx).max(0.0);
         let r2 = if syy > 0.0 { sxy * sxy / (sxx * syy) } else { 0.0 };
-        Some(Capacity { base, slope, r2, rows: pts.len() })
+        Some(Capacity { base, slope, r2, rows })
     }
 
     /// CPU % of each of `ready` pods sharing `rps`; infinite with no pod to serve it.
