@@ -135,6 +135,14 @@ mod tests {
     }
 
     #[test]
+    fn a_model_knows_the_services_of_its_one_hot_columns_or_any_without_them() {
+        let per_service = meta(&["request_count_per_second", "service_web", "service_api"]);
+        assert!(per_service.knows_service("web") && per_service.knows_service("api"));
+        assert!(!per_service.knows_service("checkout") && !per_service.knows_service("we"));
+        assert!(meta(&["load_pods", "load_pods_change"]).knows_service("checkout"), "no service column: any service");
+    }
+
+    #[test]
     fn saved_forest_loads_back_identical() {
         let (x, y): (Vec<f64>, Vec<f64>) = ((0..200).map(|i| (i % 17) as f64).collect(), (0..100).map(|i| (i % 5) as f64).collect());
         let p = random_forest::Params { n_estimators: 4, max_depth: 4, sub_forests: 2, min_samples_split: 2, min_samples_leaf: 1, ..Default::default() };
