@@ -743,6 +743,8 @@ mod tests {
         assert_eq!(Guardrails { max_replicas: 0, min_replicas: 0, ..Guardrails::default() }.check().unwrap_err().0, "--max-replicas");
         assert_eq!(Guardrails { hpa_target: f64::NAN, ..Guardrails::default() }.check().unwrap_err().0, "--hpa-target");
         assert_eq!(Guardrails { stabilization_seconds: -1.0, ..Guardrails::default() }.check().unwrap_err().0, "--stabilization-seconds");
+        assert_eq!(Guardrails { capacity_min_minutes: f64::NAN, ..Guardrails::default() }.check().unwrap_err().0, "--capacity-min-minutes");
+        assert_eq!(Guardrails { capacity_min_minutes: 1441.0, ..Guardrails::default() }.check().unwrap_err().0, "--capacity-min-minutes");
     }
 
     /// A forest folder whose one tree answers `value` for every row (of one feature, CPU).

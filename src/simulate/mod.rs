@@ -377,6 +377,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_known_service_can_be_simulated_under_a_new_name() {
+        let known = profiles_for(&["order".into()]);
+        let renamed = profiles_for(&["checkout=order".into(), "payments".into()]);
+        assert_eq!(renamed[0].name, "checkout");
+        let as_order = Profile { name: "order".into(), ..renamed[0].clone() };
+        assert_eq!(format!("{as_order:?}"), format!("{:?}", known[0]), "the same service, renamed");
+        assert_eq!(renamed[1].name, "payments");
+    }
+
+    #[test]
     fn a_written_line_is_posted_as_the_row_a_collector_sends() {
         let p = default_profiles().remove(0);
         let s = Sample {
