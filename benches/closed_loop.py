@@ -4,7 +4,7 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
-                              [--warm-up-days 0] [--pipeline FILE] [--rename]
+                              [--warm-up-days 0] [--pipeline FILE] [--rename] [--drift]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
@@ -35,6 +35,13 @@ Prints one table, world × trace × policy, both margins. The worlds were fixed 
 …: the same services, `pipeline simulate --services NEW=KNOWN`), so no served model was trained
 on any name and the forest's version serves them with its pooled forest once the server has
 fitted each one's capacity (`serve --capacity-min-minutes`, the reactive HPA until then).
+
+`--drift`: trained on the bundled week as usual, each trace's day is judged in the world
+`default` (nothing drifts: what the monitor costs) and in `heavier-release` (at noon a release
+doubles the CPU per request, which no model saw), and each model is served twice: as is, and with the server's forecast-error monitor on
+(`serve --drift-window-seconds 1800`, the other bounds at their defaults). The `first fb` column
+says when the first fallback came (the monitor letting go of the forecast). With `--worlds`,
+each world's models are served with and without the monitor in that world.
 """
 import argparse
 import json
@@ -51,9 +58,14 @@ MODELS = ["random_forest", "lstm_cnn"]
 SEVEN = ["frontend", "authen", "product", "order", "booking", "profile", "recommender"]
 
 
-def serve(work, model):
+# The release of the world `heavier-release`, minutes into the judged day.
+RELEASE_MINUTE = 12 * 60
+DRIFT_ARGS = ["--drift-window-seconds", "1800"]
+
+
+def serve(work, model, extra=()):
     """`pipeline serve` for one promoted model on a free port; (process, base URL)."""
-    proc = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--model", model], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen([BIN, "serve", "--addr", "127.0.0.1:0", "--model", model, *extra], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
         proc.kill()
@@ -87,7 +99,10 @@ def judge(work, a, models, world, startup, rows, label):
                 cut(os.path.join(a.traces, rel), skip, 3, trace)
             # Fresh servers per trace: a server keeps each service's recent rows, and every
             # trace's day starts at the same simulated time.
-            servers = [(m, *serve(work, m)) for m in models]
+            variants = [(f"served {m}", m, ()) for m in models]
+            if a.drift:
+                variants += [(f"served {m} + monitor", m, DRIFT_ARGS) for m in models]
+            servers = [(label, *serve(work, m, extra)) for label, m, extra in variants]
             summary = os.path.join(work, "summary.json")
             args = ["simulate", "--days", "1", "--warm-up-days", str(a.warm_up_days), "--seed", "7", "--trace", trace, "--load", str(a.load), "--out", os.path.join(work, "closed"), "--summary", summary, "--scaler", "hpa"]
             args += ["--world", world] if world else ["--pod-startup-seconds", str(startup)]
@@ -102,10 +117,10 @@ def judge(work, a, models, world, startup, rows, label):
                 proc.kill()
             servers = []
             s = json.load(open(summary))
-            labels = ["hpa (internal, 60 %)"] + [f"served {m}" for m in models] + ["oracle (knew the future)"]
+            labels = ["hpa (internal, 60 %)"] + [v[0] for v in variants] + ["oracle (knew the future)"]
             for policy, r in zip(labels, s["runs"]):
                 t, m, av, sv = r["total"], r.get("margin"), r.get("avoidable_margin"), r.get("saving")
-                rows.append((label, name, policy, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], av and av["percent"], sv))
+                rows.append((label, name, policy, t["pod_hours"], t["under_provisioned_minutes"], t["capacity_bound_minutes"], t["slow_minutes"], t["fallbacks"], m and m["minutes"], m and m["percent"], av and av["percent"], sv, t.get("first_fallback_minute")))
             shutil.rmtree(os.path.join(work, "closed"), ignore_errors=True)
     finally:
         for _, proc, _ in servers:
@@ -133,13 +148,13 @@ def meets(m_percent, saving):
     return (m_percent is not None and m_percent >= 40.0) or (saving is not None and saving.get("percent") is not None and saving["percent"] >= 10.0)
 
 
-HEADER = f"{'world':<14} {'trace':<22} {'policy':<24} {'pod-hours':>9} {'vs hpa60':>8} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11} {'saved pod-h':>11} {'saved %':>7} {'target':>6}"
+HEADER = f"{'world':<14} {'trace':<22} {'policy':<32} {'pod-hours':>9} {'vs hpa60':>8} {'under-prov min':>14} {'beyond max':>10} {'slow min':>9} {'fallbacks':>9} {'margin min':>10} {'margin %':>8} {'% avoidable':>11} {'saved pod-h':>11} {'saved %':>7} {'target':>6} {'first fb':>8}"
 
 
 def print_table(rows):
     print(HEADER)
     hpa60 = {(r[0], r[1]): r[3] for r in rows if r[2].startswith("hpa")}
-    for world, name, policy, ph, um, cap, slow, fb, mm, mp, ap, sv in rows:
+    for world, name, policy, ph, um, cap, slow, fb, mm, mp, ap, sv, ff in rows:
         versus = f"{100.0 * (1.0 - ph / hpa60[(world, name)]):>7.1f}%" if hpa60.get((world, name)) else f"{'-':>8}"
         margin = f"{mm:>10.1f} {mp:>7.0f}% {ap:>10.0f}%" if mm is not None else f"{'-':>10} {'-':>8} {'-':>11}"
         if sv is None:
@@ -149,7 +164,8 @@ def print_table(rows):
         else:
             saved = f"{sv['pod_hours']:>11.1f} {sv['percent']:>6.1f}%"
         target = "" if not policy.startswith("served") else ("met" if meets(mp, sv) else "no")
-        print(f"{world or 'bundled':<14} {name:<22} {policy:<24} {ph:>9.1f} {versus} {um:>14.1f} {cap:>10.1f} {slow:>9.1f} {fb:>9} {margin} {saved} {target:>6}", flush=True)
+        first = "" if ff is None else f"{int(ff // 60):02}:{int(ff % 60):02}"
+        print(f"{world or 'bundled':<14} {name:<22} {policy:<32} {ph:>9.1f} {versus} {um:>14.1f} {cap:>10.1f} {slow:>9.1f} {fb:>9} {margin} {saved} {target:>6} {first:>8}", flush=True)
 
 
 def main():
@@ -166,6 +182,7 @@ def main():
     ap.add_argument("--warm-up-days", type=int, default=0, help="days of each trace every server sees before the judged one (its services' yesterday, for a model reading the seasonal features)")
     ap.add_argument("--pipeline", help="train with this pipeline file instead of pipelines/train.yaml (e.g. a variant without some features)")
     ap.add_argument("--rename", action="store_true", help="judge the seven services under names no model was trained on")
+    ap.add_argument("--drift", action="store_true", help="judge in the world heavier-release, each model served with and without the forecast-error monitor")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
     a = ap.parse_args()
     models = a.models.split(",")
@@ -191,7 +208,12 @@ def main():
             project(work)
             train(work, sets)
             policies["bundled week"] = policies_of(work, models)
-            judge(work, a, models, None, a.startup, rows, "")
+            if a.drift:
+                # The monitor's cost where nothing drifts, then what it saves where a release does.
+                for w in ("default", "heavier-release"):
+                    judge(work, a, models, w, a.startup, rows, w)
+            else:
+                judge(work, a, models, None, a.startup, rows, "")
         else:
             for w in chosen:
                 # A project per world: its own data, cache and registry (publish compares a new
@@ -220,8 +242,16 @@ def main():
             print(f"{w}: served {m}: {policy}")
     print_table(rows)
     served = [r for r in rows if r[2].startswith("served")]
+    if a.drift:
+        for m in models:
+            for r in (r for r in served if r[2] == f"served {m} + monitor"):
+                if r[0] != "heavier-release":
+                    continue
+                plain = next(p for p in served if p[:2] == r[:2] and p[2] == f"served {m}")
+                after = "never fell back" if r[12] is None else f"first fell back {r[12] - RELEASE_MINUTE:.1f} min after the release"
+                print(f"{r[1]}: served {m} with the monitor: {after}; {r[4]:.1f} under-provisioned minutes and {r[3]:.1f} pod-h against {plain[4]:.1f} and {plain[3]:.1f} without")
     for m in models:
-        cells = [r for r in served if r[2] == f"served {m}"]
+        cells = [r for r in served if r[2] in (f"served {m}", f"served {m} + monitor")]
         met = sum(1 for r in cells if meets(r[9], r[11]))
         beats = sum(1 for r in cells if (r[8] or 0) > 0 or ((r[11] or {}).get("percent") or 0) > 0)
         print(f"served {m}: the target (≥ 40 % fewer minutes at equal cost or ≥ 10 % fewer pod-hours at equal health) met in {met} of {len(cells)} world × trace cells; below the HPA frontier on either axis in {beats}")

@@ -126,7 +126,7 @@ pub struct GuardrailArgs {
     pub drift_window_seconds: f64,
     /// A service whose judged forecasts fell short by a pod or more more often than this share
     /// (of at least 20) gets the reactive HPA's decisions (`forecast_drift`) instead.
-    #[arg(long, default_value_t = 0.5, value_name = "SHARE")]
+    #[arg(long, default_value_t = 0.75, value_name = "SHARE")]
     pub drift_max_short_share: f64,
     /// The same when they missed by more than this many pods on average, either way.
     #[arg(long, default_value_t = 2.0, value_name = "PODS")]

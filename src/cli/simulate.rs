@@ -210,12 +210,18 @@ fn print_mix(summary: &simulate::Summary) {
 fn print_comparison(c: &Comparison) {
     println!();
     println!(
-        "{:<28} {:<14} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9}",
-        "scaler", "service", "pod-hours", "under (min)", "slow min", "error min", "decisions", "fallbacks"
+        "{:<28} {:<14} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>14}",
+        "scaler", "service", "pod-hours", "under (min)", "slow min", "error min", "decisions", "fallbacks", "first fallback"
     );
     let line = |scaler: &str, service: &str, t: &Tally| {
+        // Minutes into the judged days, as the day's clock (day 2 and later: +Nd).
+        let first = t.first_fallback_minute.map_or_else(String::new, |m| {
+            let (day, min) = ((m / 1440.0).floor(), m.rem_euclid(1440.0));
+            let plus = if day > 0.0 { format!(" +{day}d") } else { String::new() };
+            format!("{:02}:{:02}{plus}", (min / 60.0).floor(), (min % 60.0).floor())
+        });
         println!(
-            "{scaler:<28} {service:<14} {:>9.1} {:>11.1} {:>9.1} {:>9.1} {:>9} {:>9}",
+            "{scaler:<28} {service:<14} {:>9.1} {:>11.1} {:>9.1} {:>9.1} {:>9} {:>9} {first:>14}",
             t.pod_hours, t.under_provisioned_minutes, t.slow_minutes, t.error_minutes, t.decisions, t.fallbacks
         );
     };

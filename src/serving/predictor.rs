@@ -872,8 +872,10 @@ mod tests {
                 assert_eq!(o.record.decided_by, Term::Reactive);
             }
         }
+        // 2 pods short from the release on: the short share passes 75 % once three quarters of
+        // the 30-minute window hold such forecasts, plus their own start-up and window (210 s).
         let after = first_drift.expect("the monitor trips") - 7200;
-        assert!(after <= 1200, "it took {after} s");
+        assert!(after <= 1350 + 210, "it took {after} s");
         // Off (the default), it never does.
         let off = Guardrails::default();
         let r = crate::evaluation::replay::Params::default().hpa(60.0);

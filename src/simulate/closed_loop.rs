@@ -39,6 +39,8 @@ pub struct Tally {
     /// Answers a decision server gave, and how many of them were fallbacks or missing.
     pub decisions: u64,
     pub fallbacks: u64,
+    /// Minutes into the judged days of the first fallback, if any: when a drift monitor let go.
+    pub first_fallback_minute: Option<f64>,
 }
 
 impl Tally {
@@ -70,6 +72,10 @@ impl Tally {
         self.error_minutes += o.error_minutes;
         self.decisions += o.decisions;
         self.fallbacks += o.fallbacks;
+        self.first_fallback_minute = match (self.first_fallback_minute, o.first_fallback_minute) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     pub fn total<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> Tally {
@@ -214,7 +220,8 @@ mod tests {
                 slow_minutes: 0.5,
                 error_minutes: 0.5,
                 decisions: 0,
-                fallbacks: 0
+                fallbacks: 0,
+                first_fallback_minute: None
             }
         );
         // A load past what all of max_replicas serve is under-provisioned and out of reach.

@@ -163,14 +163,18 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 (0..total * steps).map(|g| d.next(p, load_at(p, g / steps, (first + g / steps * 86_400) as f64 + (g % steps) as f64 * STEP_S))).collect()
             })
             .collect();
-        oracle::Oracle::new(&profiles, &demands, world, target_utilization, STEP_S)
+        let release_step = ((start - first) as f64 / STEP_S + world.release_hour * 3600.0 / STEP_S).round() as usize;
+        oracle::Oracle::new(&profiles, &demands, world, target_utilization, STEP_S, release_step)
     });
     let mut services: Vec<Service> = profiles
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let hpa = crate::hpa::Hpa { target: p.target_cpu, pod_startup_seconds: world.pod_startup_seconds, ..opts.hpa.clone() };
-            Service::in_world(p.clone(), hpa, world, first as f64, opts.seed, i as u64)
+            let mut s = Service::in_world(p.clone(), hpa, world, first as f64, opts.seed, i as u64);
+            // The release lands on the first judged day, so warm-up days come before it.
+            s.release_at = start as f64 + world.release_hour * 3600.0;
+            s
         })
         .collect();
     let mut windows: Vec<[Window; 3]> = vec![Default::default(); services.len()];
@@ -236,7 +240,11 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 let answers = server.decide(&batch);
                 for (svc, answer) in services.iter_mut().zip(answers).filter(|_| judged) {
                     svc.wanted = Some(answer.replicas.unwrap_or(svc.replicas()));
-                    summary.tallies.entry(svc.profile.name.clone()).or_default().fallbacks += u64::from(answer.fallback);
+                    let tally = summary.tallies.entry(svc.profile.name.clone()).or_default();
+                    if answer.fallback {
+                        tally.fallbacks += 1;
+                        tally.first_fallback_minute.get_or_insert((now - start as f64) / 60.0);
+                    }
                 }
             }
             if let Some(oracle) = oracle.as_ref().filter(|_| judged) {

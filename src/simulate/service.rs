@@ -157,6 +157,8 @@ pub struct Service {
     startup_median: f64,
     backlog: f64,
     restarts: u64,
+    /// When the world's release lands (never: infinity); the simulation knows its judged days.
+    pub release_at: f64,
 }
 
 impl Service {
@@ -182,6 +184,7 @@ impl Service {
             startup_median,
             backlog: 0.0,
             restarts: 0,
+            release_at: f64::INFINITY,
         }
     }
 
@@ -199,7 +202,8 @@ impl Service {
     /// at each of its syncs within the step (on what metrics-server saw, or on the server's
     /// answer), as the replay's does; the step's load meets the pods ready through it.
     pub fn step(&mut self, now: f64, dt: f64, load: f64) -> Sample {
-        let p = self.profile.clone();
+        let mut p = self.profile.clone();
+        p.pod_capacity_rps *= self.world.capacity_factor(now, self.release_at);
         let demand = self.demand.next(&p, load);
         // Requests beyond capacity wait; clients give up after ~30 s, so the backlog is bounded.
         let offered = demand + self.backlog / dt;

@@ -37,6 +37,11 @@ pub struct World {
     pub max_replicas_factor: f64,
     /// Replicas at the start, between each service's min (0) and max (1).
     pub initial_replicas: f64,
+    /// A release that changes what a request costs: from `release_hour` of the first judged day
+    /// (after any warm-up days) every request takes `release_cpu_factor` times the CPU, so a pod
+    /// serves that many times fewer. 1: no release. What a model trained before it cannot know.
+    pub release_cpu_factor: f64,
+    pub release_hour: f64,
 }
 
 impl Default for World {
@@ -52,12 +57,14 @@ impl Default for World {
             flash_crowd_minutes: [20.0, 60.0],
             max_replicas_factor: 1.0,
             initial_replicas: 0.0,
+            release_cpu_factor: 1.0,
+            release_hour: 12.0,
         }
     }
 }
 
 /// The named worlds, in the order the benchmark's table shows them.
-pub const NAMES: [&str; 14] = [
+pub const NAMES: [&str; 15] = [
     "default",
     "fast-start",
     "jvm",
@@ -72,6 +79,7 @@ pub const NAMES: [&str; 14] = [
     "generous-max",
     "warm-start",
     "hostile",
+    "heavier-release",
 ];
 
 /// A world by name (one of [`NAMES`]), with a line on what it is.
@@ -101,6 +109,10 @@ pub fn named(name: &str) -> Option<(World, &'static str)> {
             World { pod_startup_seconds: 120.0, startup_spread: 0.5, noise: 2.0, flash_crowd_chance: 0.5, max_replicas_factor: 0.75, ..knee },
             "all at once: 120 s spread start-ups, the knee, twice the noise, a flash crowd every other day, tight maxReplicas",
         ),
+        "heavier-release" => (
+            World { release_cpu_factor: 2.0, ..d },
+            "at noon of the judged day a release doubles the CPU per request (debug logging, a new serialiser): pods serve half",
+        ),
         _ => return None,
     })
 }
@@ -119,6 +131,8 @@ impl World {
         within("flash_crowd_chance", self.flash_crowd_chance, 0.0, 1.0)?;
         within("max_replicas_factor", self.max_replicas_factor, 0.1, 20.0)?;
         within("initial_replicas", self.initial_replicas, 0.0, 1.0)?;
+        within("release_cpu_factor", self.release_cpu_factor, 0.1, 10.0)?;
+        within("release_hour", self.release_hour, 0.0, 24.0)?;
         for (field, [lo, hi], bounds) in
             [("flash_crowd_factor", self.flash_crowd_factor, (1.0, 100.0)), ("flash_crowd_minutes", self.flash_crowd_minutes, (1.0, 600.0))]
         {
@@ -143,6 +157,11 @@ impl World {
     /// The load, over nominal capacity, at which a pod's CPU request is all busy: what it serves.
     pub fn saturation(&self) -> f64 {
         if self.knee >= 1.0 { 1.0 } else { self.knee + (1.0 - self.knee) / self.knee_slowdown }
+    }
+
+    /// What a pod serves at `now`, over what it served before a release at `release_at`.
+    pub fn capacity_factor(&self, now: f64, release_at: f64) -> f64 {
+        if now >= release_at { 1.0 / self.release_cpu_factor } else { 1.0 }
     }
 
     /// A service's maxReplicas in this world.
@@ -226,6 +245,14 @@ mod tests {
         }
         let linear = World::default();
         assert_eq!((linear.busy(0.9), linear.saturation()), (0.9, 1.0));
+    }
+
+    #[test]
+    fn a_release_halves_what_a_pod_serves_from_its_time_on() {
+        let w = named("heavier-release").unwrap().0;
+        assert_eq!((w.capacity_factor(99.0, 100.0), w.capacity_factor(100.0, 100.0)), (1.0, 0.5));
+        assert_eq!(World::default().capacity_factor(100.0, 0.0), 1.0, "no release: the same pods");
+        assert!(World { release_cpu_factor: 0.0, ..w }.check().unwrap_err().contains("release_cpu_factor"));
     }
 
     #[test]

@@ -189,3 +189,38 @@ fn a_served_policy_runs_the_cluster_and_is_judged_against_the_hpa_frontier() {
         .stderr_has("gave no decisions: HTTP 503")
         .stdout_has("(2880 steps unanswered)");
 }
+
+#[test]
+fn a_release_that_doubles_the_cpu_per_request_hands_the_service_to_the_hpa_within_the_monitors_time() {
+    // Trained on 4 days of the ramp in the default world; judged on a day whose noon brings a
+    // release that doubles the CPU per request (the world `heavier-release`), which no forecast
+    // of requests can see.
+    let p = Project::bare().file("trace.csv", &daily_trace(4, ramp));
+    p.pipeline(&["simulate", "--days", "4", "--services", "frontend,order", "--trace", "trace.csv", "--out", "data/metrics"]).ok();
+    let quick = ["rf_trees=16", "cv_folds=0", "lstm_epochs=1", "device=cpu", "require_beating_hpa=false"];
+    let mut run = vec!["run", "--until", "publish", "--no-progress"];
+    for q in &quick {
+        run.extend_from_slice(&["--set", q]);
+    }
+    p.pipeline(&run).ok().stdout_has("random_forest v1: promoted");
+    let off = start_server(&p, &["--drift-window-seconds", "0"], &[]);
+    let on = start_server(&p, &["--drift-window-seconds", "1800"], &[]);
+    let args = ["simulate", "--days", "1", "--seed", "7", "--services", "frontend,order", "--trace", "trace.csv", "--world", "heavier-release"];
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["--scaler", &off.base, "--scaler", &on.base, "--out", "released", "--summary", "released.json"]);
+    let out = p.pipeline(&args).ok();
+    eprintln!("{}", out.stdout());
+    let s = json(&p.path().join("released.json"));
+    assert_eq!(s["world"]["release_cpu_factor"].as_f64(), Some(2.0));
+    let runs = s["runs"].as_array().unwrap();
+    let (off, on) = (&runs[0]["total"], &runs[1]["total"]);
+    // Off, the forecast decides all day, wrong by half from noon; on, the forecasts are judged
+    // and the first service goes to the HPA after the release, within the time docs/serving.md
+    // gives (two thirds of the 30-minute window, plus the forecasts' own start-up and window).
+    assert_eq!(off["fallbacks"], 0, "{off}");
+    let first = on["first_fallback_minute"].as_f64().unwrap_or_else(|| panic!("the monitor never let go: {on}"));
+    assert!((720.0..=720.0 + 25.0).contains(&first), "first fallback at minute {first} of the day; the release was at 720");
+    let minutes = |t: &serde_json::Value| t["under_provisioned_minutes"].as_f64().unwrap();
+    assert!(minutes(on) < 0.5 * minutes(off), "the monitor saves most of the afternoon: {on} vs {off}");
+    out.stdout_has("first fallback").stdout_has("12:");
+}
