@@ -2,6 +2,7 @@
 //! and freshness) and the executor that runs stages in parallel within the run's memory.
 
 pub mod cores;
+pub mod critical_path;
 pub mod expr;
 pub mod graph;
 pub mod memory_budget;

@@ -153,7 +153,10 @@ pub async fn execute(plan: Arc<Plan>, cache: Cache, opts: RunOptions) -> Result<
         );
     }
 
+    // Stages that become ready together start in this order, longest chain of work first.
+    let remaining = super::critical_path::remaining_work(&plan, &cache);
     let mut pending: Vec<&str> = plan.stages.iter().filter(|s| run.contains(&s.name)).map(|s| s.name.as_str()).collect();
+    pending.sort_by(|a, b| remaining[*b].total_cmp(&remaining[*a]));
     let mut tasks: JoinSet<(String, Result<(Entry, Vec<String>)>, f64)> = JoinSet::new();
     loop {
         // Start every stage whose deps are all done; skip those whose deps failed.

@@ -101,6 +101,12 @@ pub trait Stage: std::any::Any + Send + Sync {
     fn memory(&self, input_bytes: u64) -> MemoryNeed {
         MemoryNeed::Holds(input_bytes)
     }
+    /// A guess at this stage's work in seconds on a first run (later runs use the last
+    /// build's time), so the scheduler starts the longest chain first: most stages take about
+    /// a second, training takes minutes.
+    fn work_hint(&self) -> f64 {
+        1.0
+    }
     async fn run(&self, ctx: &StageContext) -> Result<StageOutput>;
 }
 

@@ -218,6 +218,15 @@ impl Stage for Train {
         MemoryNeed::Holds(3 * input_bytes)
     }
 
+    /// Relative guesses from the bundled week on 2 cores: an LSTM-CNN trains for minutes, a
+    /// forest of 200 trees for tens of seconds per fit (and one more per CV fold).
+    fn work_hint(&self) -> f64 {
+        match &self.model {
+            Model::RandomForest { params, cv_folds } => 20.0 * params.n_estimators as f64 / 200.0 * (1 + cv_folds) as f64,
+            Model::LstmCnn(p) => 5.0 * p.epochs.min(40) as f64,
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.model {
             Model::RandomForest { params, .. } => format!("random_forest ({} trees)", params.n_estimators),
