@@ -37,7 +37,13 @@ mod tests {
     #[test]
     fn the_longest_chain_of_work_goes_first() {
         let deps = |d: &[&str]| d.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let stages = [("split", deps(&[])), ("lstm", deps(&["split"])), ("forest", deps(&["split"])), ("cv", deps(&["split"])), ("evaluate", deps(&["lstm", "forest", "cv"]))];
+        let stages = [
+            ("split", deps(&[])),
+            ("lstm", deps(&["split"])),
+            ("forest", deps(&["split"])),
+            ("cv", deps(&["split"])),
+            ("evaluate", deps(&["lstm", "forest", "cv"])),
+        ];
         let work = |n: &str| match n {
             "lstm" => 100.0,
             "cv" => 60.0,

@@ -172,12 +172,11 @@ fn a_build_without_libtorch_names_the_setup_script() {
 #[test]
 fn max_train_rows_samples_training_windows_by_service() {
     let p = Project::new();
-    let stage = "  train_lstm_cnn:\n    op: train\n    deps: [split_temporal]\n    model: lstm_cnn\n";
-    let yaml = p.read("pipelines/train.yaml");
-    assert!(yaml.contains(stage));
-    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    max_train_rows: 700\n")));
-    train(&p, &["--set", "lstm_epochs=1"]).ok().stdout_has("trained on a sample of 700 of ").stdout_has(", validated on ");
-    let dir = p.entry_dir("train_lstm_cnn", &["--set", "lstm_epochs=1", "--set", "device=cpu"]);
+    // The default pipeline samples the LSTM-CNN's windows (`lstm_windows`).
+    let stage = "  train_lstm_cnn:\n    op: train\n    deps: [split_temporal]\n    model: lstm_cnn\n    max_train_rows: ${lstm_windows}\n";
+    assert!(p.read("pipelines/train.yaml").contains(stage));
+    train(&p, &["--set", "lstm_epochs=1", "--set", "lstm_windows=700"]).ok().stdout_has("trained on a sample of 700 of ").stdout_has(", validated on ");
+    let dir = p.entry_dir("train_lstm_cnn", &["--set", "lstm_epochs=1", "--set", "device=cpu", "--set", "lstm_windows=700"]);
     let m = &json(&dir.join("model.json"))["metrics"];
     assert_eq!(m["train_windows"], 700, "{m}");
     let validation = m["validation_windows"].as_u64().unwrap();

@@ -49,10 +49,12 @@ fn trains_scores_persists_and_reuses() {
 #[test]
 fn features_and_max_train_rows_choose_what_the_forest_learns_from() {
     let p = Project::new();
-    let stage = "  train_random_forest:\n    op: train\n    deps: [split_shuffled]\n    model: random_forest\n";
+    // The default pipeline samples the forests the report only compares (`compare_rows`).
+    let stage = "  train_random_forest:\n    op: train\n    deps: [split_shuffled]\n    model: random_forest\n    max_train_rows: ${compare_rows}\n";
     let yaml = p.read("pipelines/train.yaml");
     assert!(yaml.contains(stage));
-    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    features: [request_count_per_second, service_*]\n    max_train_rows: 500\n")));
+    let sampled = yaml.replace("  compare_rows: 20000\n", "  compare_rows: 500\n");
+    p.write("pipelines/train.yaml", &sampled.replace(stage, &format!("{stage}    features: [request_count_per_second, service_*]\n")));
     small_forest(&p, &[]).ok().stdout_has("trained on a sample of 500 of ");
     let meta = common::json(&model_dir(&p).join("model.json"));
     let features: Vec<&str> = meta["features"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
@@ -68,8 +70,8 @@ fn features_and_max_train_rows_choose_what_the_forest_learns_from() {
     // A name that matches no feature fails the stage, listing the ones there are.
     p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    features: [requests]\n")));
     small_forest(&p, &[]).code(1).stderr_has("no feature matches `requests`").stderr_has("request_count_per_second");
-    p.write("pipelines/train.yaml", &yaml.replace(stage, &format!("{stage}    max_train_rows: 1\n")));
-    small_forest(&p, &[]).code(2).stderr_has("max_train_rows").stderr_has("at least 2");
+    p.write("pipelines/train.yaml", &yaml);
+    small_forest(&p, &["--set", "compare_rows=1"]).code(2).stderr_has("max_train_rows").stderr_has("at least 2");
 }
 
 #[test]

@@ -128,9 +128,9 @@ fn column(p: &Project, file: &str, service: &str, at: usize) -> Vec<f64> {
 fn a_world_changes_the_cluster_and_names_what_it_cannot_be() {
     let p = Project::empty();
     let out = p.pipeline(&["simulate", "--list-worlds"]).ok().stdout();
-    assert_eq!(out.lines().count(), 1 + 14, "{out}");
+    assert_eq!(out.lines().count(), 1 + 15, "{out}");
     assert!(out.lines().any(|l| l.split_whitespace().take(2).eq(["jvm-knee", "180s"])), "{out}");
-    for name in ["default", "jvm-knee", "flash-crowds", "tight-max", "hostile"] {
+    for name in ["default", "jvm-knee", "flash-crowds", "tight-max", "hostile", "heavier-release"] {
         assert!(out.lines().any(|l| l.starts_with(name)), "{name} in {out}");
     }
     let day =
