@@ -4,7 +4,7 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
-                              [--warm-up-days 0] [--pipeline FILE] [--rename] [--drift]
+                              [--warm-up-days 0] [--pipeline FILE] [--rename] [--drift] [--smoke]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
@@ -42,6 +42,10 @@ doubles the CPU per request, which no model saw), and each model is served twice
 (`serve --drift-window-seconds 1800`, the other bounds at their defaults). The `first fb` column
 says when the first fallback came (the monitor letting go of the forecast). With `--worlds`,
 each world's models are served with and without the monitor in that world.
+
+`--smoke`: the World Cup day alone, from the copy bundled in data/traces, tiny models (4 trees,
+one LSTM-CNN epoch, 2,000 rows and windows for the compared models): CI runs it so a broken
+bench fails; its figures mean little.
 """
 import argparse
 import json
@@ -51,7 +55,7 @@ import subprocess
 import tempfile
 import time
 
-from unseen_traces import BIN, DEFAULT_TRACES, ROOT, TRACES, cut, pipeline
+from unseen_traces import BIN, DEFAULT_TRACES, ROOT, TRACES, bundled_traces, cut, pipeline
 
 MODELS = ["random_forest", "lstm_cnn"]
 # The simulator's seven services (src/simulate/service.rs), renamed by --rename.
@@ -93,7 +97,7 @@ def judge(work, a, models, world, startup, rows, label):
     """Each trace's unseen day in `world`, the promoted models served; appends to `rows`."""
     servers = []
     try:
-        for name, rel, skip in TRACES:
+        for name, rel, skip in (TRACES[:1] if a.smoke else TRACES):
             trace = os.path.join(work, f"trace-{name}.csv")
             if not os.path.exists(trace):
                 cut(os.path.join(a.traces, rel), skip, 3, trace)
@@ -184,9 +188,16 @@ def main():
     ap.add_argument("--rename", action="store_true", help="judge the seven services under names no model was trained on")
     ap.add_argument("--drift", action="store_true", help="judge in the world heavier-release, each model served with and without the forecast-error monitor")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
+    ap.add_argument("--smoke", action="store_true", help="the bundled World Cup day alone, tiny models: that the bench runs")
     a = ap.parse_args()
+    smoke_traces = None
+    if a.smoke:
+        a.rf_trees, a.lstm_epochs = 4, 1
+        a.traces = smoke_traces = bundled_traces()
     models = a.models.split(",")
     sets = ["--set", f"lstm_epochs={a.lstm_epochs}", "--set", f"rf_trees={a.rf_trees}", "--set", "cv_folds=0", "--set", "device=cpu", "--set", "require_beating_hpa=false", "--set", f"risk={a.risk}"]
+    if a.smoke:
+        sets += ["--set", "compare_rows=2000", "--set", "lstm_windows=2000"]
     work = a.work or tempfile.mkdtemp(prefix="bench-closed-loop-")
     rows = []
     policies = {}
@@ -232,6 +243,8 @@ def main():
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
+        if smoke_traces:
+            shutil.rmtree(smoke_traces, ignore_errors=True)
     if chosen is None:
         how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
         print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for{'; services renamed' if a.rename else ''}")

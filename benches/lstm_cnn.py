@@ -2,11 +2,14 @@
 """Benchmark: our LSTM-CNN stage (tch/libtorch) against the same network in PyTorch eager, on the
 same windows of the bundled data, same threads and batch size, in one run.
 
-usage: benches/lstm_cnn.py [--epochs 3] [--threads N] [--device cpu|cuda]
+usage: benches/lstm_cnn.py [--epochs 3] [--threads N] [--device cpu|cuda] [--smoke]
 Prints seconds per epoch (median) and single-window latency of both, and the ratios. Run
 `cargo build --release` and `scripts/setup.sh` first; PyTorch in Python needs the full install
 (`scripts/libtorch.sh --cuda`: its Python module loads the CUDA libraries even on a CPU). It works
-in a temp copy of the project so your cache is untouched.
+in a temp copy of the project so your cache is untouched. Both sides train on every training
+window with our stage's batch size (the default pipeline samples its windows: `lstm_windows`).
+`--smoke`: one epoch, and the PyTorch side skipped when PyTorch is not installed (CI runs it so a
+broken bench fails; its figures mean little).
 """
 import argparse
 import json
@@ -19,21 +22,24 @@ import time
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
+try:
+    import torch
+    from torch import nn
+except ImportError:  # --smoke without PyTorch: our side only
+    torch = nn = None
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
-BIN = os.path.join(TARGET, "release", "pipeline")
+BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
 NOT_FEATURES = {"timestamp", "service_name", "replica_count", "target_replicas", "split"}
-STEPS, BATCH = 12, 64
+STEPS = 12
 
 
 def run(args, cwd):
     subprocess.run([BIN, *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class LstmCnn(nn.Module):
+class LstmCnn(nn.Module if nn else object):
     """The seed's architecture, as models::lstm_cnn builds it (Keras BatchNorm settings)."""
 
     def __init__(self, nf):
@@ -80,7 +86,7 @@ def windows(df, features):
     return {k: (torch.from_numpy(xs[np.array(v)]), torch.from_numpy(y[np.array(v)[:, -1]])) for k, v in parts.items()}
 
 
-def pytorch_epochs(data, nf, epochs, device):
+def pytorch_epochs(data, nf, epochs, device, batch):
     torch.manual_seed(42)
     model = LstmCnn(nf).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -90,7 +96,7 @@ def pytorch_epochs(data, nf, epochs, device):
     for _ in range(epochs):
         t0 = time.perf_counter()
         model.train()
-        for idx in torch.randperm(len(ytr)).split(BATCH):
+        for idx in torch.randperm(len(ytr)).split(batch):
             if len(idx) < 2:
                 continue
             idx = idx.to(device)
@@ -114,13 +120,19 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--smoke", action="store_true", help="one epoch; without PyTorch, our side only")
     a = ap.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.smoke:
+        a.epochs = 1
+    if torch is None and not a.smoke:
+        raise SystemExit("PyTorch is not installed (scripts/libtorch.sh --cuda installs it); --smoke runs our side alone")
+    if torch is not None:
+        torch.set_num_threads(a.threads)
     work = tempfile.mkdtemp(prefix="bench-lstm-")
     try:
         for d in ("pipelines", "sql", "data"):
             shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
-        sets = ["--set", f"lstm_epochs={a.epochs}", "--set", f"device={a.device}"]
+        sets = ["--set", f"lstm_epochs={a.epochs}", "--set", f"device={a.device}", "--set", "lstm_windows=100000000"]
         run(["run", "--until", "split_temporal"], work)
         run(["export", "split_temporal", "split.parquet"], work)
         run(["run", "--until", "train_lstm_cnn", "--no-progress", *sets], work)
@@ -129,13 +141,23 @@ def main():
         ours = json.load(open(os.path.join(entry, "model.json")))
         history = json.load(open(os.path.join(entry, "history.json")))
         m = ours["metrics"]
+        batch = ours["params"]["batch_size"]
+        if torch is None:
+            epoch = statistics.median(e["seconds"] for e in history)
+            print(f"ours: {m['train_windows']:,} train windows, batch {batch}, {epoch:.3f} s per epoch, {m['single_prediction_us']:.1f} µs per window; PyTorch side skipped (not installed)")
+            return
 
         df = pd.read_parquet(os.path.join(work, "split.parquet"))
-        features = [c for c in df.columns if c not in NOT_FEATURES]
+        # The load features (in pods of a fitted capacity) are read only by a stage that names them.
+        features = [c for c in df.columns if c not in NOT_FEATURES and not c.startswith("load_pods")]
+        # The service, one-hot, after the table's columns (models::table does the same).
+        services = pd.get_dummies(df.service_name, prefix="service", dtype=float)
+        df = pd.concat([df, services], axis=1)
+        features += sorted(services.columns)
         assert features == ours["features"], "feature order differs"
         data = windows(df, features)
         assert len(data["train"][1]) == m["train_windows"], (len(data["train"][1]), m["train_windows"])
-        model, times = pytorch_epochs(data, len(features), a.epochs, a.device)
+        model, times = pytorch_epochs(data, len(features), a.epochs, a.device, batch)
 
         # Single-window latency on the CPU, one thread, as the server runs it; the raw rows are
         # scaled inside the timing on our side, so scale them here too.
@@ -157,7 +179,7 @@ def main():
         ours_epoch = statistics.median(e["seconds"] for e in history)
         py_epoch = statistics.median(times)
         print(f"data: {m['train_windows']:,} train / {m['validation_windows']:,} validation windows of {STEPS} × {len(features)}, "
-              f"batch {BATCH}, {a.threads} threads, device {a.device} (ours ran on {m['device']}), torch {torch.__version__}")
+              f"batch {batch}, {a.threads} threads, device {a.device} (ours ran on {m['device']}), torch {torch.__version__}")
         print(f"{'':<30}{'ours':>12}{'PyTorch':>12}{'ratio':>10}")
         print(f"{'seconds per epoch (median)':<30}{ours_epoch:>12.3f}{py_epoch:>12.3f}{ours_epoch / py_epoch:>10.3f} x PyTorch's time")
         print(f"{'single-window latency µs':<30}{m['single_prediction_us']:>12.1f}{py_us:>12.1f}{py_us / m['single_prediction_us']:>10.2f} x faster")

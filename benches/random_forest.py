@@ -21,7 +21,7 @@ from sklearn.ensemble import RandomForestRegressor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.expanduser("~"), ".cache", "pipeline-target"))
-BIN = os.path.join(TARGET, "release", "pipeline")
+BIN = os.environ.get("PIPELINE_BIN", os.path.join(TARGET, "release", "pipeline"))
 NOT_FEATURES = {"timestamp", "service_name", "replica_count", "target_replicas", "split"}
 
 
@@ -32,12 +32,16 @@ def run(args, cwd):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trees", type=int, default=200)
+    ap.add_argument("--smoke", action="store_true", help="4 trees: that the bench runs, not what it measures")
     a = ap.parse_args()
+    if a.smoke:
+        a.trees = 4
     work = tempfile.mkdtemp(prefix="bench-rf-")
     try:
         for d in ("pipelines", "sql", "data"):
             shutil.copytree(os.path.join(ROOT, d), os.path.join(work, d))
-        sets = ["--set", f"rf_trees={a.trees}", "--set", "cv_folds=0"]
+        # Every training row on both sides (the default pipeline samples this forest: compare_rows).
+        sets = ["--set", f"rf_trees={a.trees}", "--set", "cv_folds=0", "--set", "compare_rows=100000000"]
         run(["run", "--until", "split_shuffled"], work)
         run(["export", "split_shuffled", "split.parquet"], work)
         t0 = time.perf_counter()
@@ -49,8 +53,13 @@ def main():
         m = ours["metrics"]
 
         df = pd.read_parquet(os.path.join(work, "split.parquet"))
-        features = [c for c in df.columns if c not in NOT_FEATURES]
-        assert features == ours["features"], "feature order differs"
+        # The load features (in pods of a fitted capacity) are read only by a stage that names them.
+        features = [c for c in df.columns if c not in NOT_FEATURES and not c.startswith("load_pods")]
+        # The service, one-hot, after the table's columns (models::table does the same).
+        services = pd.get_dummies(df.service_name, prefix="service", dtype=float)
+        df = pd.concat([df, services], axis=1)
+        features += sorted(services.columns)
+        assert features == ours["features"], f"feature order differs: {[f for f in features if f not in ours['features']]} {[f for f in ours['features'] if f not in features]}"
         train, test = df[df.split == "train"], df[df.split == "test"]
         xtr, ytr = train[features].to_numpy(float), train.target_replicas.to_numpy(float)
         xte, yte = test[features].to_numpy(float), test.target_replicas.to_numpy(float)

@@ -3,7 +3,7 @@
 scale: per stage wall time, peak RSS and rows/s, each stage in its own process.
 
 usage: benches/scale.py [--rows 1000000] [--services 200] [--stages ingest,features,...]
-                        [--models] [--max-train-rows 200000] [--keep DIR] [--before BIN]
+                        [--models] [--max-train-rows 200000] [--keep DIR] [--before BIN] [--smoke]
 
 Rows come from `pipeline simulate` (the World Cup trace, 06:00-22:00, 1,920 rows per service
 and day), as many days as N rows need. Stages run in order with `pipeline run --only STAGE`, so
@@ -13,6 +13,7 @@ splits, the four forests and the LSTM-CNN, evaluate, report, publish), the model
 trees, 1 epoch) and on a sample of --max-train-rows rows (their `max_train_rows`). PIPELINE_BIN picks
 the binary; --before BIN runs each stage with that binary too (e.g. a build of an older commit),
 just before ours on the same rows, and prints both and the ratio of their peak RSS.
+`--smoke`: 20,000 rows of 10 services, every stage (CI runs it so a broken bench fails).
 """
 import argparse
 import math
@@ -31,7 +32,7 @@ ROWS_PER_SERVICE_DAY = 16 * 120
 DATA_STAGES = ["ingest", "features", "labels", "split_temporal", "split_shuffled"]
 # With --models, the rest of the default pipeline, in an order its dependencies allow.
 LABEL_STAGES = ["service_summary", "labels_hpa", "split_temporal_hpa", "labels_demand", "split_temporal_demand"]
-MODEL_STAGES = ["train_random_forest", "train_random_forest_temporal", "train_random_forest_hpa", "train_random_forest_demand", "train_lstm_cnn"]
+MODEL_STAGES = ["train_random_forest", "train_random_forest_temporal", "train_random_forest_hpa", "train_random_forest_demand", "train_random_forest_pooled", "train_lstm_cnn"]
 SCORE_STAGES = ["evaluate", "report", "publish"]
 
 
@@ -57,7 +58,8 @@ def stage_rows(project, stage, sets):
 
 
 def cap_models(pipeline, rows):
-    """Give the model stages `max_train_rows: rows` (after their `model:` line)."""
+    """Give the model stages `max_train_rows: rows` (after their `model:` line, or in place of
+    the one they have)."""
     with open(pipeline) as f:
         lines = f.read().split("\n")
     stage = None
@@ -65,7 +67,10 @@ def cap_models(pipeline, rows):
         if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
             stage = line.strip()[:-1]
         if stage in MODEL_STAGES and line.startswith("    model: "):
-            lines.insert(i + 1, f"    max_train_rows: {rows}")
+            if lines[i + 1].startswith("    max_train_rows: "):
+                lines[i + 1] = f"    max_train_rows: {rows}"
+            else:
+                lines.insert(i + 1, f"    max_train_rows: {rows}")
             stage = None
     with open(pipeline, "w") as f:
         f.write("\n".join(lines))
@@ -80,7 +85,10 @@ def main():
     ap.add_argument("--stages", help="comma-separated stages instead of the defaults")
     ap.add_argument("--keep", help="build the project here and keep it")
     ap.add_argument("--before", help="another build of pipeline to run each stage with first, for before/after figures")
+    ap.add_argument("--smoke", action="store_true", help="20,000 rows of 10 services, every stage: that the bench runs")
     a = ap.parse_args()
+    if a.smoke:
+        a.rows, a.services, a.models, a.max_train_rows = 20_000, 10, True, 5_000
 
     project = a.keep or tempfile.mkdtemp(prefix="scale-")
     os.makedirs(project, exist_ok=True)

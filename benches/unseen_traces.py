@@ -1,8 +1,11 @@
 """What the autoscaling benchmarks share: the binary, the traces the bundled week is not made
 of, cutting days from them, and running the pipeline. The licence notes of the traces are next
 to them in ../shared/traces; derived cuts stay in the benchmarks' temporary folders."""
+import gzip
 import os
+import shutil
 import subprocess
+import tempfile
 
 import pandas as pd
 
@@ -17,6 +20,17 @@ TRACES = [
     ("nab elb_request_count", "nab/realAWSCloudwatch/elb_request_count_8c0756.csv", 0),
     ("nab nyc_taxi", "nab/realKnownCause/nyc_taxi.csv", 7),
 ]
+
+
+def bundled_traces():
+    """A temporary traces folder holding the World Cup trace bundled in data/traces (the first of
+    TRACES), for a bench's `--smoke` on a machine without ../shared/traces; the caller removes it."""
+    folder = tempfile.mkdtemp(prefix="bench-traces-")
+    os.makedirs(os.path.join(folder, "worldcup98"))
+    src = os.path.join(ROOT, "data", "traces", "worldcup98", "wc98_requests_per_minute.csv.gz")
+    with gzip.open(src) as f, open(os.path.join(folder, TRACES[0][1]), "wb") as out:
+        shutil.copyfileobj(f, out)
+    return folder
 
 
 def cut(src, skip_days, days, dst):
