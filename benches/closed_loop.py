@@ -4,7 +4,7 @@ HPA's frontier, on load it was not trained on.
 
 usage: benches/closed_loop.py [--lstm-epochs 10] [--rf-trees 50] [--startup 60] [--load 1] [--traces ../shared/traces]
                               [--models random_forest,lstm_cnn] [--work DIR] [--worlds all|NAME,...] [--train-days 14] [--risk none|auto|LEVEL]
-                              [--warm-up-days 0] [--pipeline FILE] [--rename] [--drift] [--smoke]
+                              [--warm-up-days 0] [--pipeline FILE] [--rename] [--first-hour] [--drift] [--smoke]
 
 Trains the default pipeline (pipelines/train.yaml) on the bundled week in a temporary copy of
 the project, publishes both models (whether or not they beat the HPA: this measures them), serves
@@ -35,6 +35,9 @@ Prints one table, world × trace × policy, both margins. The worlds were fixed 
 …: the same services, `pipeline simulate --services NEW=KNOWN`), so no served model was trained
 on any name and the forest's version serves them with its pooled forest once the server has
 fitted each one's capacity (`serve --capacity-min-minutes`, the reactive HPA until then).
+`--first-hour`: the servers see the services' rows only from noon of the judged day (their own
+HPA scales them before) and only 12:00-13:00 is judged (`simulate --server-from 12:00 --judge
+12:00-13:00`): with `--rename`, the first hour of services no model knows.
 
 `--drift`: trained on the bundled week as usual, each trace's day is judged in the world
 `default` (nothing drifts: what the monitor costs) and in `heavier-release` (at noon a release
@@ -112,6 +115,8 @@ def judge(work, a, models, world, startup, rows, label):
             args += ["--world", world] if world else ["--pod-startup-seconds", str(startup)]
             if a.rename:
                 args += ["--services", ",".join(f"new-{s}={s}" for s in SEVEN)]
+            if a.first_hour:
+                args += ["--server-from", "12:00", "--judge", "12:00-13:00"]
             for _, _, url in servers:
                 args += ["--scaler", url]
             # The forecast that knew the future: the limit of any forecast in this world.
@@ -186,6 +191,7 @@ def main():
     ap.add_argument("--warm-up-days", type=int, default=0, help="days of each trace every server sees before the judged one (its services' yesterday, for a model reading the seasonal features)")
     ap.add_argument("--pipeline", help="train with this pipeline file instead of pipelines/train.yaml (e.g. a variant without some features)")
     ap.add_argument("--rename", action="store_true", help="judge the seven services under names no model was trained on")
+    ap.add_argument("--first-hour", action="store_true", help="the servers see the services from noon on; only 12:00-13:00 is judged")
     ap.add_argument("--drift", action="store_true", help="judge in the world heavier-release, each model served with and without the forecast-error monitor")
     ap.add_argument("--risk", default="none", help="the pipeline's `risk`: none, auto or a level (which member of the risk family is served)")
     ap.add_argument("--smoke", action="store_true", help="the bundled World Cup day alone, tiny models: that the bench runs")
@@ -247,7 +253,7 @@ def main():
             shutil.rmtree(smoke_traces, ignore_errors=True)
     if chosen is None:
         how = f"in {trained:.0f} s" if trained >= 1 else f"earlier (reused from {work})"
-        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for{'; services renamed' if a.rename else ''}")
+        print(f"trained and judged on the bundled week {how} ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most); one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), pods ready {a.startup} s after they are asked for{'; services renamed' if a.rename else ''}{'; judged 12:00-13:00, the servers seeing the services from 12:00' if a.first_hour else ''}")
     else:
         print(f"{len(chosen)} worlds, each trained on {a.train_days} simulated days of World Cup 1998 ({a.rf_trees} trees, {a.lstm_epochs} LSTM-CNN epochs at most) and judged on one unseen day per trace at {a.load}x load after {a.warm_up_days} warm-up day(s), in {trained:.0f} s")
     for w, ps in policies.items():

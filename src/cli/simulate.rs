@@ -19,6 +19,16 @@ pub struct SimulateArgs {
     /// nothing of them is counted or written.
     #[arg(long, default_value_t = 0, value_name = "DAYS")]
     warm_up_days: u32,
+    /// A --scaler server sees the services' rows only from this time of the first judged day
+    /// (their own HPA scales them before): services pointed at the autoscaler mid-day, whose
+    /// first row the server sees then. With `--judge` and renamed services (`NEW=KNOWN`), the
+    /// first hour of services no model knows.
+    #[arg(long, value_name = "HH:MM", value_parser = time_of_day)]
+    server_from: Option<f64>,
+    /// Count and judge only this part of each judged day (`12:00-13:00`); the files still hold
+    /// the whole day.
+    #[arg(long, value_name = "HH:MM-HH:MM", value_parser = part_of_day)]
+    judge: Option<(f64, f64)>,
     /// Output folder (with several --scaler values, one subfolder per scaler).
     #[arg(long, value_name = "DIR", required_unless_present = "list_worlds")]
     out: Option<PathBuf>,
@@ -167,6 +177,8 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
         hpa,
         load: a.load,
         world,
+        server_from: a.server_from,
+        judge: a.judge,
     };
     let t0 = std::time::Instant::now();
     if a.scaler.is_empty() {
@@ -185,6 +197,13 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     );
     for r in &cmp.runs {
         println!("{}: wrote {} files to {}", r.scaler, r.files, r.out.display());
+    }
+    let clock = |secs: f64| format!("{:02}:{:02}", (secs / 3600.0).floor(), (secs % 3600.0 / 60.0).floor());
+    if let Some(at) = opts.server_from {
+        println!("a server saw the services' rows from {} of the first judged day (their own HPA scaled them before)", clock(at));
+    }
+    if let Some((from, to)) = opts.judge {
+        println!("judged: {}-{} of each judged day", clock(from), clock(to));
     }
     print_comparison(&cmp);
     if let Some(path) = &a.summary {
@@ -265,5 +284,37 @@ fn print_comparison(c: &Comparison) {
             r.total.under_provisioned_minutes,
             h.under_provisioned_minutes
         );
+    }
+}
+
+/// `HH:MM` as seconds since midnight.
+fn time_of_day(s: &str) -> Result<f64, String> {
+    let t = chrono::NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("`{s}` is not a time of day as HH:MM (e.g. 12:00)"))?;
+    Ok(chrono::Timelike::num_seconds_from_midnight(&t) as f64)
+}
+
+/// `HH:MM-HH:MM` as seconds since midnight, the end after the start (`24:00` ends the day).
+fn part_of_day(s: &str) -> Result<(f64, f64), String> {
+    let (from, to) = s.split_once('-').ok_or_else(|| format!("`{s}` is not a part of the day as HH:MM-HH:MM (e.g. 12:00-13:00)"))?;
+    let to = if to == "24:00" { 86_400.0 } else { time_of_day(to)? };
+    let from = time_of_day(from)?;
+    if to <= from {
+        return Err(format!("`{s}` ends before it starts"));
+    }
+    Ok((from, to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_of_the_day_parse_or_say_what_is_expected() {
+        assert_eq!(time_of_day("12:30"), Ok(45_000.0));
+        assert_eq!(part_of_day("12:00-13:00"), Ok((43_200.0, 46_800.0)));
+        assert_eq!(part_of_day("22:00-24:00"), Ok((79_200.0, 86_400.0)));
+        assert!(part_of_day("13:00-12:00").unwrap_err().contains("ends before it starts"));
+        assert!(part_of_day("noon").unwrap_err().contains("HH:MM-HH:MM"));
+        assert!(time_of_day("25:00").unwrap_err().contains("HH:MM"));
     }
 }

@@ -52,6 +52,13 @@ pub struct Options {
     /// What the cluster is like: start-ups, capacity curve, noise, flash crowds, maxReplicas.
     /// Its start-up is the HPA's (`hpa.pod_startup_seconds` is set from it).
     pub world: World,
+    /// Seconds into the first judged day from which a decision server sees the services' rows
+    /// (their own HPA scales them before, as before a team pointed them at the autoscaler);
+    /// none: from the first step of the simulation.
+    pub server_from: Option<f64>,
+    /// The part of each judged day, in seconds since midnight, whose steps are counted and
+    /// judged; none: the whole day.
+    pub judge: Option<(f64, f64)>,
 }
 
 /// Who sets the replicas while the simulation runs.
@@ -182,6 +189,8 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
     let (mut cpu_pressure, mut mem_pressure) = (false, false);
     let feed = matches!(decider, Decider::Server(_));
     let asks = !matches!(decider, Decider::Hpa(_));
+    let joins = opts.server_from.map_or(f64::NEG_INFINITY, |at| start as f64 + at);
+    let counted = |k: i64| opts.judge.is_none_or(|(from, to)| (from..to).contains(&(k as f64 * STEP_S)));
     let mut line = String::with_capacity(512);
     let mut batch: Vec<serde_json::Value> = Vec::with_capacity(services.len());
 
@@ -195,6 +204,9 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         file.push('\n');
         for k in 0..steps {
             let now = day_start as f64 + k as f64 * STEP_S;
+            // Judged days write their files whole; their tallies count the judged part.
+            let tallied = judged && counted(k);
+            let joined = now >= joins;
             let hour = k as f64 * STEP_S / 3600.0;
             let collect = (DAY_START_H..DAY_END_H).contains(&hour);
             // The collector wakes late by up to ~2 s and visits services one after another.
@@ -208,7 +220,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 let sample = svc.step(now, STEP_S, load_at(&svc.profile, day, now));
                 cores += sample.cpu_cores;
                 mib += sample.ram_mib;
-                if judged {
+                if tallied {
                     summary.tallies.entry(svc.profile.name.clone()).or_default().add(&sample, STEP_S, target_utilization);
                 }
                 // Drawn every step, written or not, so the timestamps are the same whoever scales.
@@ -216,7 +228,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 if collect || feed {
                     line.clear();
                     write_row(&mut line, ts, &svc.profile, &sample, &mut windows[i], weekend, cpu_pressure, mem_pressure);
-                    if feed {
+                    if feed && joined {
                         batch.push(row_json(&line));
                     }
                 }
@@ -236,10 +248,15 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
             }
             // The server's answers to this step's rows act at the next step, as a controller's
             // decision acts after the metrics it read.
-            if let Decider::Server(server) = &mut decider {
+            if let Decider::Server(server) = &mut decider
+                && joined
+            {
                 let answers = server.decide(&batch);
                 for (svc, answer) in services.iter_mut().zip(answers).filter(|_| judged) {
                     svc.wanted = Some(answer.replicas.unwrap_or(svc.replicas()));
+                    if !tallied {
+                        continue;
+                    }
                     let tally = summary.tallies.entry(svc.profile.name.clone()).or_default();
                     if answer.fallback {
                         tally.fallbacks += 1;
@@ -252,7 +269,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                     svc.wanted = Some(oracle.wanted(i, (day * steps + k) as usize, (svc.profile.min_replicas, svc.profile.max_replicas)));
                 }
             }
-            if asks && judged {
+            if asks && tallied && (joined || matches!(decider, Decider::Oracle)) {
                 for svc in &services {
                     summary.tallies.entry(svc.profile.name.clone()).or_default().decisions += 1;
                 }

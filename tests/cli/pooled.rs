@@ -113,3 +113,28 @@ fn a_starting_server_replays_the_services_last_rows_from_prometheus() {
     assert!(!why.contains("--capacity-min-minutes"), "the history was not replayed: {web}");
     assert!(web["fallback"].is_null() || why.contains("`web`'s load per pod has not varied enough"), "{web}");
 }
+
+#[test]
+fn a_service_pointed_at_the_server_at_noon_is_judged_on_its_first_hour() {
+    let p = trained();
+    let server = crate::common::start_server(&p, &[], &[]);
+    // `order` under a name no model saw; the server sees its first row at noon, and only the
+    // hour after counts: half an hour on the reactive HPA (warming_up), then the pooled forest.
+    let args = ["--days", "1", "--seed", "7", "--services", "checkout=order", "--server-from", "12:00", "--judge", "12:00-13:00"];
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["--scaler", &server.base, "--out", "first-hour", "--summary", "first-hour.json"]);
+    let out = p.simulate(&args);
+    let s = crate::common::json(&p.path().join("first-hour.json"));
+    let served = &s["runs"][0]["total"];
+    assert_eq!(served["decisions"], 120, "an hour of 30 s steps: {served}");
+    assert_eq!(served["fallbacks"], 60, "the first half hour warming up, none after: {served}");
+    assert_eq!(served["first_fallback_minute"].as_f64(), Some(720.0), "{served}");
+    // The internal HPA's frontier is judged on the same hour: at most 8 pods (order's
+    // maxReplicas) for an hour each.
+    for point in s["frontier"]["points"].as_array().unwrap() {
+        let pod_hours = point["pod_hours"].as_f64().unwrap();
+        assert!(pod_hours > 0.0 && pod_hours <= 8.0 * 1.01, "{point}");
+    }
+    assert!(served["pod_hours"].as_f64().unwrap() <= 8.0 * 1.01, "{served}");
+    out.stdout_has("the HPA frontier").stdout_has("12:00");
+}
