@@ -198,7 +198,6 @@ pub fn simulate(a: SimulateArgs, runtime: tokio::runtime::Handle) -> Result<u8> 
     for r in &cmp.runs {
         println!("{}: wrote {} files to {}", r.scaler, r.files, r.out.display());
     }
-    let clock = |secs: f64| format!("{:02}:{:02}", (secs / 3600.0).floor(), (secs % 3600.0 / 60.0).floor());
     if let Some(at) = opts.server_from {
         println!("a server saw the services' rows from {} of the first judged day (their own HPA scaled them before)", clock(at));
     }
@@ -235,9 +234,9 @@ fn print_comparison(c: &Comparison) {
     let line = |scaler: &str, service: &str, t: &Tally| {
         // Minutes into the judged days, as the day's clock (day 2 and later: +Nd).
         let first = t.first_fallback_minute.map_or_else(String::new, |m| {
-            let (day, min) = ((m / 1440.0).floor(), m.rem_euclid(1440.0));
+            let (day, secs) = ((m / 1440.0).floor(), (m * 60.0).rem_euclid(86_400.0));
             let plus = if day > 0.0 { format!(" +{day}d") } else { String::new() };
-            format!("{:02}:{:02}{plus}", (min / 60.0).floor(), (min % 60.0).floor())
+            format!("{}{plus}", clock(secs))
         });
         println!(
             "{scaler:<28} {service:<14} {:>9.1} {:>11.1} {:>9.1} {:>9.1} {:>9} {:>9} {first:>14}",
@@ -287,6 +286,12 @@ fn print_comparison(c: &Comparison) {
     }
 }
 
+/// Seconds since midnight as `HH:MM` (`24:00`: the end of the day), the inverse of
+/// [`time_of_day`].
+fn clock(secs: f64) -> String {
+    format!("{:02}:{:02}", (secs / 3600.0).floor(), (secs % 3600.0 / 60.0).floor())
+}
+
 /// `HH:MM` as seconds since midnight.
 fn time_of_day(s: &str) -> Result<f64, String> {
     let t = chrono::NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| format!("`{s}` is not a time of day as HH:MM (e.g. 12:00)"))?;
@@ -316,5 +321,6 @@ mod tests {
         assert!(part_of_day("13:00-12:00").unwrap_err().contains("ends before it starts"));
         assert!(part_of_day("noon").unwrap_err().contains("HH:MM-HH:MM"));
         assert!(time_of_day("25:00").unwrap_err().contains("HH:MM"));
+        assert_eq!((clock(45_000.0), clock(86_400.0)), ("12:30".to_string(), "24:00".to_string()));
     }
 }

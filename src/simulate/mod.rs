@@ -161,6 +161,8 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         let offset = anchor + (now as i64 - start) + p.trace_offset_days * 86_400 - p.lag_s;
         trace.at(offset) * crowds[day as usize].map_or(1.0, |c| c.multiplier(now))
     };
+    // The world's release lands on the first judged day, so warm-up days come before it.
+    let release_at = start as f64 + world.release_hour * 3600.0;
     let oracle = matches!(decider, Decider::Oracle).then(|| {
         let demands: Vec<Vec<f64>> = profiles
             .iter()
@@ -170,7 +172,8 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
                 (0..total * steps).map(|g| d.next(p, load_at(p, g / steps, (first + g / steps * 86_400) as f64 + (g % steps) as f64 * STEP_S))).collect()
             })
             .collect();
-        let release_step = ((start - first) as f64 / STEP_S + world.release_hour * 3600.0 / STEP_S).round() as usize;
+        // The first step at or after the release, as a service meets it (`now >= release_at`).
+        let release_step = ((release_at - first as f64) / STEP_S).ceil() as usize;
         oracle::Oracle::new(&profiles, &demands, world, target_utilization, STEP_S, release_step)
     });
     let mut services: Vec<Service> = profiles
@@ -179,8 +182,7 @@ pub fn run(opts: &Options, mut decider: Decider<'_>, out: Option<&Path>, target_
         .map(|(i, p)| {
             let hpa = crate::hpa::Hpa { target: p.target_cpu, pod_startup_seconds: world.pod_startup_seconds, ..opts.hpa.clone() };
             let mut s = Service::in_world(p.clone(), hpa, world, first as f64, opts.seed, i as u64);
-            // The release lands on the first judged day, so warm-up days come before it.
-            s.release_at = start as f64 + world.release_hour * 3600.0;
+            s.release_at = release_at;
             s
         })
         .collect();
