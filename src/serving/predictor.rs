@@ -713,9 +713,11 @@ mod tests {
             p.decide(&r).unwrap().decision.predicted_replicas
         };
         assert_eq!(at("2025-10-13T10:00:00", 90.0, 3.0), 5);
-        // 20 % over the window (90, 20) averages 55 %: within the tolerance; then 20 % alone.
+        // 20 % over the window (90, 20) averages 55 %: within the tolerance; then 20 % alone,
+        // on the 3 pods that serve while the 2 asked for at 10:00 start: 1; once they serve, 2.
         assert_eq!(at("2025-10-13T10:00:30", 20.0, 5.0), 5);
-        assert_eq!(at("2025-10-13T10:01:00", 20.0, 5.0), 2);
+        assert_eq!(at("2025-10-13T10:01:00", 20.0, 5.0), 1);
+        assert_eq!(at("2025-10-13T10:01:30", 20.0, 5.0), 2);
     }
 
     #[test]
