@@ -1,4 +1,4 @@
-//! The SQL features and labels against the pandas reference (tests/reference/features.py):
+//! The SQL features and labels against the pandas and Polars references (tests/reference/):
 //! every feature column within 1e-9, every label exactly, on the bundled week and on a small
 //! sample built to hit the edge cases.
 
@@ -8,7 +8,7 @@ use common::{HEADER, Project, copy_dir, repo, tool};
 use std::process::Command;
 
 /// Run the default pipeline's labels on `metrics` (a folder in the project) with `rule`, run
-/// the reference on the same files, and compare.
+/// each reference (pandas, Polars) on the same files, and compare.
 fn assert_parity(p: &Project, metrics: &str, rule: &str) {
     let set_uri = format!("metrics_uri={metrics}");
     let set_rule = format!("label_rule={rule}");
@@ -16,23 +16,27 @@ fn assert_parity(p: &Project, metrics: &str, rule: &str) {
     p.pipeline(&["export", "labels", "ours.parquet", "--set", &set_uri, "--set", &set_rule]).ok();
     let py = tool("python3");
     let reference = repo().join("tests/reference");
-    let status = Command::new(&py)
-        .current_dir(p.path())
-        .args([reference.join("features.py").to_str().unwrap(), metrics, "ref.parquet", "--label-rule", rule])
-        .status()
-        .expect("python3 with pandas (scripts/setup.sh installs it)");
-    assert!(status.success(), "the reference implementation failed on {metrics}");
-    let out = Command::new(&py)
-        .current_dir(p.path())
-        .args([reference.join("compare.py").to_str().unwrap(), "ours.parquet", "ref.parquet", "--tolerance", "1e-9", "--one-hot-in-model", "service_"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{metrics} with label_rule={rule}: SQL and reference disagree:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The pandas reference builds the one-hot service columns the pipeline leaves to its models.
+    for (script, one_hot) in [("features.py", Some("service_")), ("features_polars.py", None)] {
+        let status = Command::new(&py)
+            .current_dir(p.path())
+            .args([reference.join(script).to_str().unwrap(), metrics, "ref.parquet", "--label-rule", rule])
+            .status()
+            .expect("python3 with pandas and Polars (scripts/setup.sh installs them)");
+        assert!(status.success(), "the reference {script} failed on {metrics}");
+        let mut compare = Command::new(&py);
+        compare.current_dir(p.path()).args([reference.join("compare.py").to_str().unwrap(), "ours.parquet", "ref.parquet", "--tolerance", "1e-9"]);
+        if let Some(prefix) = one_hot {
+            compare.args(["--one-hot-in-model", prefix]);
+        }
+        let out = compare.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{metrics} with label_rule={rule}: SQL and {script} disagree:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn project_with_bundled_week() -> Project {

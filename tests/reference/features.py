@@ -5,7 +5,9 @@ exactly as ../shared/docs/seed-semantics.md pins them down.
 It is the yardstick for the SQL stages: the parity test runs both on the same CSV files and
 compares every column, and the benchmark times both end to end.
 
-usage: features.py METRICS (folder or file of CSV/CSV.gz) OUT.parquet [--label-rule seed|hpa]
+usage: features.py METRICS (folder or file of CSV/CSV.gz) OUT.parquet [--label-rule seed|hpa] [--no-one-hot]
+`--no-one-hot`: leave out the one-hot service columns, as the pipeline's table does (its models
+build them), so the benchmark times both on the same table.
 """
 import argparse
 import glob
@@ -52,7 +54,7 @@ def rolling(g, col, how):
     return r.reset_index(level=0, drop=True).sort_index()
 
 
-def features(df):
+def features(df, one_hot=True):
     g = df.groupby("service_name", sort=False)
     out = df[["timestamp", "service_name", "replica_count"] + CORE].copy()
     hour = df["timestamp"].dt.hour
@@ -77,6 +79,8 @@ def features(df):
     )
     out = out.fillna(0)
     out = pd.concat([out, seasonal(df)], axis=1)
+    if not one_hot:
+        return out
     dummies = pd.get_dummies(df["service_name"], prefix="service").astype(float)
     return pd.concat([out, dummies[sorted(dummies.columns)]], axis=1)
 
@@ -200,9 +204,10 @@ def main():
     ap.add_argument("metrics")
     ap.add_argument("out")
     ap.add_argument("--label-rule", default="seed", choices=["seed", "hpa"])
+    ap.add_argument("--no-one-hot", action="store_true", help="leave out the one-hot service columns (the pipeline's table)")
     a = ap.parse_args()
     df = load(a.metrics)
-    out = features(df)
+    out = features(df, one_hot=not a.no_one_hot)
     out["target_replicas"] = labels(df, a.label_rule)
     load_pods(df, out)
     out.to_parquet(a.out, index=False)
