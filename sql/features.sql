@@ -82,21 +82,25 @@ profile AS (
         max(rate) OVER (PARTITION BY service_name ORDER BY slot RANGE BETWEEN CURRENT ROW AND 1 FOLLOWING) AS peak,
         holt_winters_next(rate, slot) OVER (PARTITION BY service_name ORDER BY slot) AS holt_winters
     FROM slots
+),
+-- Each slot with the slots a day and a week before it, by number, so the rows join one small
+-- table once.
+lagged AS (
+    SELECT p.service_name, p.slot, d.rate AS rate_yesterday, d.peak AS peak_yesterday,
+           w.rate AS rate_last_week, w.peak AS peak_last_week, p.holt_winters
+    FROM profile p
+    LEFT JOIN profile d ON d.service_name = p.service_name AND d.slot = p.slot - 288
+    LEFT JOIN profile w ON w.service_name = p.service_name AND w.slot = p.slot - 2016
 )
--- The small slot tables come first in their joins, so the joins hold them, not the rows.
+-- The small slot table comes first in the join, so the join holds it and the rows stream past
+-- in their order.
 SELECT
     s.* EXCEPT (slot),
-    coalesce(d.rate, s.request_count_per_second) AS request_rate_yesterday,
-    coalesce(d.peak, s.request_count_per_second) AS request_peak_yesterday,
-    coalesce(w.rate, s.request_count_per_second) AS request_rate_last_week,
-    coalesce(w.peak, s.request_count_per_second) AS request_peak_last_week,
-    coalesce(h.holt_winters, s.request_count_per_second) AS request_rate_holt_winters
-FROM profile d
-RIGHT JOIN (
-    profile w
-    RIGHT JOIN (
-        profile h
-        RIGHT JOIN seed s ON h.service_name = s.service_name AND h.slot = s.slot
-    ) ON w.service_name = s.service_name AND w.slot = s.slot - 2016
-) ON d.service_name = s.service_name AND d.slot = s.slot - 288
+    coalesce(l.rate_yesterday, s.request_count_per_second) AS request_rate_yesterday,
+    coalesce(l.peak_yesterday, s.request_count_per_second) AS request_peak_yesterday,
+    coalesce(l.rate_last_week, s.request_count_per_second) AS request_rate_last_week,
+    coalesce(l.peak_last_week, s.request_count_per_second) AS request_peak_last_week,
+    coalesce(l.holt_winters, s.request_count_per_second) AS request_rate_holt_winters
+FROM lagged l
+RIGHT JOIN seed s ON l.service_name = s.service_name AND l.slot = s.slot
 ORDER BY s.service_name, s.timestamp
