@@ -339,14 +339,27 @@ async fn rebuild_profiles(app: &Shared, p: &mut Pull, now: i64) {
 /// default) and every window are full before the first live step.
 const REPLAY_SECONDS: i64 = 2 * 3600;
 
+/// Tries at the replay before the server starts with empty state.
+const REPLAY_TRIES: u64 = 3;
+
 /// Decides on each service's rows of `[from, to)` from Prometheus' history, in time order, as
 /// the live loop would have; the decisions are not served or counted, only the state they leave.
 async fn replay(app: &Shared, p: &mut Pull, from: i64, to: i64) {
-    let rows = match p.collector.backfill(from, to - 1).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!("the services' state starts empty: Prometheus did not give their last rows: {e}");
-            return;
+    // A Prometheus busy at the server's start (a node coming up, a rollout of both) answers the
+    // next try; without the replay a new service waits `--capacity-min-minutes` for a forecast.
+    let mut tries = 1;
+    let rows = loop {
+        match p.collector.backfill(from, to - 1).await {
+            Ok(rows) => break rows,
+            Err(e) if tries < REPLAY_TRIES => {
+                tracing::warn!("Prometheus did not give the services' last rows (try {tries} of {REPLAY_TRIES}; again in {tries} s): {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(tries)).await;
+                tries += 1;
+            }
+            Err(e) => {
+                tracing::warn!("the services' state starts empty: Prometheus did not give their last rows in {REPLAY_TRIES} tries: {e}");
+                return;
+            }
         }
     };
     let app = app.clone();
