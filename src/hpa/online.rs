@@ -65,8 +65,12 @@ impl OnlineHpa {
 
     /// The pods serving at `now`: those of the last row at least `startup` old that are still
     /// asked for, so the fewest replicas from that row on. With no row that old (a server's
-    /// first minute), every pod counts, as before it knew better.
-    fn ready(&mut self, now: f64, replicas: f64, startup: f64) -> f64 {
+    /// first minute), every pod counts, as before it knew better. Asking again for the same row
+    /// (the drift monitor does, before the decision) counts it once.
+    pub fn ready(&mut self, now: f64, replicas: f64, startup: f64) -> f64 {
+        if self.counts.back().is_some_and(|&(t, _)| t == now) {
+            self.counts.pop_back();
+        }
         self.counts.push_back((now, replicas));
         while self.counts.get(1).is_some_and(|(t, _)| now - t >= startup) || self.counts.len() > WINDOW_ROWS {
             self.counts.pop_front();
@@ -128,6 +132,10 @@ mod tests {
         assert_eq!((d.ready, d.reactive), (5.0, 8.0));
         // Pods taken away are gone at once.
         assert_eq!(h.decide(120.0, 90.0, 4.0, floor, &r, (1.0, 20.0)).ready, 4.0);
+        // Asked first for the same row (the drift monitor), the row still counts once.
+        assert_eq!(h.ready(150.0, 6.0, start), 4.0);
+        assert_eq!(h.decide(150.0, 90.0, 6.0, floor, &r, (1.0, 20.0)).ready, 4.0);
+        assert_eq!(h.counts.len(), 3, "the rows at 90, 120 and 150 s");
     }
 
     #[test]

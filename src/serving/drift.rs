@@ -86,14 +86,15 @@ pub struct Errors {
 const WINDOW_AFTER_STARTUP: f64 = 150.0;
 
 impl Monitor {
-    /// Takes a row at `now` (its replicas, CPU %, the CPU % a pod is aimed at and the policy's pod start-up) and
-    /// this row's forecast, if any; judges the forecasts whose windows have passed.
-    pub fn observe(&mut self, now: f64, replicas: f64, cpu: f64, target: f64, startup: f64, forecast: Option<f64>, bounds: &DriftBounds) {
+    /// Takes a row at `now` (the pods serving, their CPU %, the CPU % a pod is aimed at and the
+    /// policy's pod start-up) and this row's forecast, if any; judges the forecasts whose
+    /// windows have passed.
+    pub fn observe(&mut self, now: f64, serving: f64, cpu: f64, target: f64, startup: f64, forecast: Option<f64>, bounds: &DriftBounds) {
         // Off, the forecasts are still judged (over the suggested window), for the decision
         // record and the dashboard; only the fall-back waits for the flag.
         let enabled = bounds.window_seconds > 0.0;
         let window = if enabled { bounds.window_seconds } else { SUGGESTED_WINDOW_SECONDS };
-        self.needed.push_back((now, replicas * cpu / target.max(1e-9)));
+        self.needed.push_back((now, serving * cpu / target.max(1e-9)));
         let (lead, end) = (startup, startup + WINDOW_AFTER_STARTUP);
         while let Some(&(t, f)) = self.pending.front() {
             if t + end > now {

@@ -381,7 +381,9 @@ impl Predictor {
         };
         // Every forecast is judged once its window has passed, trusted or not, so a drifting
         // one is seen coming back.
-        state.monitor.observe(now, current, cpu, aim, reactive.pod_startup_seconds, forecast.as_ref().ok().copied(), &self.guard.drift);
+        // The demand that came is the CPU of the pods serving, not of every pod asked for.
+        let serving = state.hpa.ready(now, current, reactive.pod_startup_seconds);
+        state.monitor.observe(now, serving, cpu, aim, reactive.pod_startup_seconds, forecast.as_ref().ok().copied(), &self.guard.drift);
         let forecast = match (forecast, state.monitor.drift(&self.guard.drift)) {
             (Ok(_), Some(why)) => Err(("forecast_drift", why)),
             (f, _) => f,
