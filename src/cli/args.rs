@@ -119,10 +119,11 @@ pub struct GuardrailArgs {
     #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
     pub stabilization_seconds: f64,
     /// Judge each forecast, once its window has passed, against the demand that came (the pods
-    /// that would have held the CPU at the HPA's target), weighing the forecasts of the last
-    /// this many seconds per service; 1800 is a good start. 0 (default): off, because the CPU
-    /// past a capacity knee reads as demand a load forecast does not see (docs/serving.md).
-    #[arg(long, default_value_t = 0.0, value_name = "SECONDS")]
+    /// that would have held the CPU of the pods serving at the HPA's target), weighing the
+    /// forecasts of the last this many seconds per service; a service whose forecasts drift
+    /// gets the reactive HPA (docs/serving.md). 0: never fall back (the errors are still
+    /// judged and exported).
+    #[arg(long, default_value_t = 1800.0, value_name = "SECONDS")]
     pub drift_window_seconds: f64,
     /// A service whose judged forecasts fell short by a pod or more more often than this share
     /// (of at least 20) gets the reactive HPA's decisions (`forecast_drift`) instead.

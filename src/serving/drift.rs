@@ -33,11 +33,11 @@ pub struct DriftBounds {
 
 impl Default for DriftBounds {
     fn default() -> DriftBounds {
-        DriftBounds { window_seconds: 0.0, min_forecasts: 20, max_short_share: 0.75, max_error_pods: 2.0, recover_seconds: 900.0 }
+        DriftBounds { window_seconds: SUGGESTED_WINDOW_SECONDS, min_forecasts: 20, max_short_share: 0.75, max_error_pods: 2.0, recover_seconds: 900.0 }
     }
 }
 
-/// The window `serve --drift-window-seconds` suggests: half an hour of 30 s rows.
+/// `serve --drift-window-seconds`'s default: half an hour of 30 s rows.
 pub const SUGGESTED_WINDOW_SECONDS: f64 = 1800.0;
 
 impl DriftBounds {
@@ -215,7 +215,7 @@ mod tests {
     fn an_accurate_forecast_or_a_monitor_turned_off_never_trips() {
         let (_, tripped, _) = run(f64::INFINITY, 86_400.0, &on());
         assert_eq!(tripped, None);
-        let off = DriftBounds::default();
+        let off = DriftBounds { window_seconds: 0.0, ..DriftBounds::default() };
         let (m, tripped, _) = run(3600.0, 4.0 * 3600.0, &off);
         assert_eq!(tripped, None, "off, it never hands a service to the HPA");
         assert!(m.errors().is_some_and(|e| e.judged > 0), "but it still judges the forecasts, for /metrics");

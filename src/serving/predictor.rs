@@ -856,8 +856,8 @@ mod tests {
         let dir = constant_forest(3.0);
         let r = crate::evaluation::replay::Params::default().hpa(60.0);
         let loaded = Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::Proactive(r)).unwrap();
-        let on = super::super::drift::DriftBounds { window_seconds: super::super::drift::SUGGESTED_WINDOW_SECONDS, ..Default::default() };
-        let p = Predictor::new(Some(loaded), Guardrails { drift: on, ..Guardrails::default() });
+        // On by default.
+        let p = Predictor::new(Some(loaded), Guardrails::default());
         let start = row(&[]).timestamp;
         let mut first_drift = None;
         for k in 0..480 {
@@ -880,8 +880,8 @@ mod tests {
         // the 30-minute window hold such forecasts, plus their own start-up and window (210 s).
         let after = first_drift.expect("the monitor trips") - 7200;
         assert!(after <= 1350 + 210, "it took {after} s");
-        // Off (the default), it never does.
-        let off = Guardrails::default();
+        // Off (`--drift-window-seconds 0`), it never does.
+        let off = Guardrails { drift: super::super::drift::DriftBounds { window_seconds: 0.0, ..Default::default() }, ..Guardrails::default() };
         let r = crate::evaluation::replay::Params::default().hpa(60.0);
         let p = Predictor::new(Some(Loaded::from_dir(dir.path(), ModelKind::RandomForest, "v1", PolicySpec::Proactive(r)).unwrap()), off);
         for k in 0..480 {
