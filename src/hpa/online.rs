@@ -51,6 +51,10 @@ impl OnlineHpa {
         }
         let utilization = self.seen.iter().map(|s| s.1).sum::<f64>() / self.seen.len() as f64;
         let ready = self.ready(now, replicas, hpa.pod_startup_seconds);
+        self.counts.push_back((now, replicas));
+        while self.counts.get(1).is_some_and(|(t, _)| now - t >= hpa.pod_startup_seconds) || self.counts.len() > WINDOW_ROWS {
+            self.counts.pop_front();
+        }
         let reactive = hpa.recommend(utilization, ready, replicas).clamp(lo, hi);
         let wanted = match ask {
             Ask::Metrics { floor } => reactive.max(floor),
@@ -63,19 +67,19 @@ impl OnlineHpa {
         Recommendation { reactive, utilization, ready, replicas: set }
     }
 
-    /// The pods serving at `now`: those of the last row at least `startup` old that are still
-    /// asked for, so the fewest replicas from that row on. With no row that old (a server's
-    /// first minute), every pod counts, as before it knew better. Asking again for the same row
-    /// (the drift monitor does, before the decision) counts it once.
-    pub fn ready(&mut self, now: f64, replicas: f64, startup: f64) -> f64 {
-        if self.counts.back().is_some_and(|&(t, _)| t == now) {
-            self.counts.pop_back();
+    /// The pods serving at `now` for a row with `replicas`: those of the last row at least
+    /// `startup` old that are still asked for, so the fewest replicas from that row on. With no
+    /// row that old (a server's first minute), every pod counts, as before it knew better. A
+    /// query: the row is recorded by [`OnlineHpa::decide`], so the drift monitor can ask first.
+    pub fn ready(&self, now: f64, replicas: f64, startup: f64) -> f64 {
+        if startup <= 0.0 {
+            return replicas; // the row itself is a start-up old
         }
-        self.counts.push_back((now, replicas));
-        while self.counts.get(1).is_some_and(|(t, _)| now - t >= startup) || self.counts.len() > WINDOW_ROWS {
-            self.counts.pop_front();
-        }
-        self.counts.iter().map(|c| c.1).fold(replicas, f64::min)
+        // The rows `decide` keeps once this one is in: from the last a start-up old, at most
+        // WINDOW_ROWS with it.
+        let from = self.counts.iter().rposition(|&(t, _)| now - t >= startup).unwrap_or(0);
+        let from = from.max((self.counts.len() + 1).saturating_sub(WINDOW_ROWS));
+        self.counts.iter().skip(from).map(|c| c.1).fold(replicas, f64::min)
     }
 }
 
@@ -132,7 +136,7 @@ mod tests {
         assert_eq!((d.ready, d.reactive), (5.0, 8.0));
         // Pods taken away are gone at once.
         assert_eq!(h.decide(120.0, 90.0, 4.0, floor, &r, (1.0, 20.0)).ready, 4.0);
-        // Asked first for the same row (the drift monitor), the row still counts once.
+        // Asked first for the row (the drift monitor does), the answer is the decision's.
         assert_eq!(h.ready(150.0, 6.0, start), 4.0);
         assert_eq!(h.decide(150.0, 90.0, 6.0, floor, &r, (1.0, 20.0)).ready, 4.0);
         assert_eq!(h.counts.len(), 3, "the rows at 90, 120 and 150 s");
